@@ -1,0 +1,451 @@
+//! Wiring: the only module that knows every subsystem. It loads the config, opens storage, installs logging and
+//! metrics, registers each subsystem with the supervisor, connects config changes to the subsystems that react to
+//! them, talks to systemd, and handles signals (SIGHUP reloads; SIGTERM/SIGINT shut down within the deadline).
+//!
+//! Subsystems today: `storage` (SQLite upkeep), `http` and `https` (admin UI/API listeners), `metrics` (process
+//! samples for the dashboard). Later ones (dns, proxy, memory) register here the same way.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::throttle::{LoginThrottle, ThrottlePolicy};
+use crate::config::live::{Applier, LiveConfig, Overrides};
+use crate::config::{Config, ConfigError, ConfigSource, ListenAddr};
+use crate::http::{self, AppState};
+use crate::storage::Db;
+use crate::supervisor::{RestartPolicy, Supervisor, TaskCtx};
+use crate::telemetry::{ProcessStats, RequestCounter, Series};
+
+pub struct RunOptions {
+    pub config: PathBuf,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Load and validate the configuration as `hearth run` would.
+pub fn load_config(
+    config: &std::path::Path,
+    data_dir: Option<PathBuf>,
+) -> Result<(ConfigSource, Overrides, Config), ConfigError> {
+    let source = ConfigSource::new(config.to_path_buf());
+    let overrides = Overrides { data_dir };
+    let cfg = overrides.apply(source.load()?);
+    cfg.validate()?;
+    Ok((source, overrides, cfg))
+}
+
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    let (source, overrides, cfg) = load_config(&opts.config, opts.data_dir)?;
+    let levels = crate::logging::init(&cfg.log);
+    let metrics = crate::telemetry::install_recorder();
+    let data_dir = cfg.data_dir();
+    let db = {
+        let (d, t) = (data_dir.clone(), cfg.storage.busy_timeout.as_std());
+        tokio::task::spawn_blocking(move || Db::open(&d, t)).await?
+    }
+    .with_context(|| format!("while opening the database in {}", data_dir.display()))?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        commit = crate::BUILD_COMMIT,
+        config = %source.path.display(),
+        config_file_exists = source.exists(),
+        data_dir = %data_dir.display(),
+        "hearth starting"
+    );
+
+    let live = Arc::new(LiveConfig::new(source, overrides, cfg.clone()));
+    let throttle = Arc::new(Mutex::new(LoginThrottle::new(throttle_policy(&cfg))));
+    let stash: Stash = Arc::default();
+    live.add_applier(Arc::new(LevelApplier(levels)));
+    live.add_applier(Arc::new(ThrottleApplier(throttle.clone())));
+    live.add_applier(Arc::new(ListenerApplier(stash.clone())));
+
+    let mut sup = Supervisor::new(RestartPolicy::default());
+    let state = AppState {
+        db: db.clone(),
+        health: sup.health(),
+        config: live.clone(),
+        throttle,
+        metrics: metrics.clone(),
+        requests: RequestCounter::default(),
+        series: Arc::new(Mutex::new(Series::new(180))),
+        started_at: crate::util::unix_now(),
+        openapi: Arc::default(),
+    };
+
+    {
+        let (db, live) = (db.clone(), live.clone());
+        sup.spawn("storage", move |ctx| {
+            storage_task(ctx, db.clone(), live.clone())
+        });
+    }
+    for kind in [Listeners::Http, Listeners::Https] {
+        let (state, stash) = (state.clone(), stash.clone());
+        sup.spawn(kind.name(), move |ctx| {
+            listener_task(ctx, kind, state.clone(), stash.clone())
+        });
+    }
+    {
+        let state = state.clone();
+        sup.spawn("metrics", move |ctx| sampler_task(ctx, state.clone()));
+    }
+
+    print_urls(&cfg);
+    let health = sup.health();
+    let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
+    let watchdog = CancellationToken::new();
+    if notify {
+        tokio::spawn(systemd_task(health.clone(), watchdog.clone()));
+    }
+
+    // Signals: SIGHUP reloads the file, SIGTERM/SIGINT shut down.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let why = loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = live.reload().await;
+            }
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+        }
+    };
+    let deadline = live.current().server.shutdown_timeout.as_std();
+    tracing::info!(
+        signal = why,
+        deadline_s = deadline.as_secs_f64(),
+        "shutting down"
+    );
+    watchdog.cancel();
+    if notify {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    }
+    let clean = sup.shutdown(deadline).await;
+    if clean {
+        tracing::info!("stopped cleanly");
+    } else {
+        tracing::warn!("some subsystems did not stop within the shutdown deadline");
+    }
+    Ok(())
+}
+
+fn throttle_policy(cfg: &Config) -> ThrottlePolicy {
+    ThrottlePolicy {
+        free_attempts: cfg.auth.login_free_attempts,
+        base_delay: Duration::from_secs(1),
+        max_delay: cfg.auth.login_max_delay.as_std(),
+        forget_after: Duration::from_secs(3600),
+    }
+}
+
+fn print_urls(cfg: &Config) {
+    let mut lines = vec![];
+    for a in &cfg.server.http_listen {
+        lines.push(format!("  admin UI and API  http://{}", a.connect_addr()));
+    }
+    for a in &cfg.server.https_listen {
+        lines.push(format!("  admin UI (TLS)    https://{}", a.connect_addr()));
+    }
+    for a in &cfg.dns.listen {
+        lines.push(format!(
+            "  DNS (reserved)    {}  (served once the DNS subsystem lands)",
+            a.connect_addr()
+        ));
+    }
+    println!(
+        "hearth {} is starting:\n{}",
+        env!("CARGO_PKG_VERSION"),
+        lines.join("\n")
+    );
+}
+
+struct LevelApplier(crate::logging::LevelHandle);
+
+impl Applier for LevelApplier {
+    fn prepare(&self, _old: &Config, _new: &Config) -> Result<(), ConfigError> {
+        Ok(()) // validated by Config::validate
+    }
+    fn commit(&self, old: &Config, new: &Config) {
+        if old.log.level != new.log.level
+            && std::env::var_os("RUST_LOG").is_none()
+            && let Err(e) = self.0.set(&new.log.level)
+        {
+            tracing::error!(error = %e, "could not change the log level");
+        }
+    }
+}
+
+struct ThrottleApplier(Arc<Mutex<LoginThrottle>>);
+
+impl Applier for ThrottleApplier {
+    fn prepare(&self, _old: &Config, _new: &Config) -> Result<(), ConfigError> {
+        Ok(())
+    }
+    fn commit(&self, _old: &Config, new: &Config) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_policy(throttle_policy(new));
+    }
+}
+
+/// Listeners bound while preparing a config change, waiting for their subsystem to take them.
+type Stash = Arc<Mutex<HashMap<SocketAddr, std::net::TcpListener>>>;
+
+/// Binds the addresses a change adds, so that an address that cannot be bound rejects the change.
+struct ListenerApplier(Stash);
+
+fn all_listen(c: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
+    let mut v = vec![];
+    for (i, a) in c.server.http_listen.iter().enumerate() {
+        v.push(("server.http_listen", i, *a));
+    }
+    for (i, a) in c.server.https_listen.iter().enumerate() {
+        v.push(("server.https_listen", i, *a));
+    }
+    v
+}
+
+impl ListenerApplier {
+    fn added(old: &Config, new: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
+        let before: Vec<ListenAddr> = all_listen(old).into_iter().map(|(_, _, a)| a).collect();
+        all_listen(new)
+            .into_iter()
+            .filter(|(_, _, a)| !before.contains(a))
+            .collect()
+    }
+}
+
+impl Applier for ListenerApplier {
+    fn prepare(&self, old: &Config, new: &Config) -> Result<(), ConfigError> {
+        let mut stash = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (key, i, addr) in Self::added(old, new) {
+            let l = std::net::TcpListener::bind(addr.0)
+                .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                .map_err(|e| {
+                    ConfigError::invalid(
+                        format!("{key}[{i}]"),
+                        format!("cannot listen on {addr}: {e}"),
+                    )
+                })?;
+            stash.insert(addr.0, l);
+        }
+        Ok(())
+    }
+    fn abort(&self, old: &Config, new: &Config) {
+        let mut stash = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, _, addr) in Self::added(old, new) {
+            stash.remove(&addr.0);
+        }
+    }
+    fn commit(&self, _old: &Config, _new: &Config) {}
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Listeners {
+    Http,
+    Https,
+}
+
+impl Listeners {
+    fn name(self) -> &'static str {
+        match self {
+            Listeners::Http => "http",
+            Listeners::Https => "https",
+        }
+    }
+    fn addrs(self, c: &Config) -> Vec<ListenAddr> {
+        match self {
+            Listeners::Http => c.server.http_listen.clone(),
+            Listeners::Https => c.server.https_listen.clone(),
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, stash: &Stash) -> anyhow::Result<TcpListener> {
+    if let Some(l) = stash
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&addr)
+    {
+        return Ok(TcpListener::from_std(l)?);
+    }
+    // an address moving between our own listeners may still be held for a moment by the old accept loop
+    let mut last = None;
+    for _ in 0..20 {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+        }
+    }
+    Err(last.expect("retried")).with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Serves the admin router on one kind of listener; rebinds when its addresses change, in-flight requests on the
+/// old addresses finish in the background.
+async fn listener_task(
+    ctx: TaskCtx,
+    kind: Listeners,
+    state: AppState,
+    stash: Stash,
+) -> anyhow::Result<()> {
+    let mut rx = state.config.subscribe();
+    let router = http::router(state.clone());
+    loop {
+        let cfg = rx.borrow_and_update().clone();
+        let addrs = kind.addrs(&cfg);
+        let drain = cfg.server.shutdown_timeout.as_std();
+        let stop = CancellationToken::new();
+        let mut servers = JoinSet::new();
+        if addrs.is_empty() {
+            ctx.ready("disabled: no addresses configured");
+        } else {
+            let tls = match kind {
+                Listeners::Http => None,
+                Listeners::Https => Some(http::tls::acceptor(&cfg.data_dir().join("tls"))?),
+            };
+            let mut urls = vec![];
+            for a in &addrs {
+                let l = bind(a.0, &stash).await?;
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                urls.push(format!("{scheme}://{}", l.local_addr()?));
+                servers.spawn(http::serve(
+                    l,
+                    tls.clone(),
+                    router.clone(),
+                    stop.clone(),
+                    drain,
+                ));
+            }
+            ctx.ready(format!("serving on {}", urls.join(", ")));
+        }
+        loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => {
+                    stop.cancel();
+                    while servers.join_next().await.is_some() {}
+                    return Ok(());
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    if kind.addrs(&rx.borrow()) != addrs {
+                        tracing::info!(subsystem = kind.name(), "listen addresses changed; rebinding");
+                        ctx.starting("rebinding to new addresses");
+                        stop.cancel();
+                        tokio::spawn(async move { while servers.join_next().await.is_some() {} });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn storage_task(ctx: TaskCtx, db: Db, live: Arc<LiveConfig>) -> anyhow::Result<()> {
+    let ok = format!("{} (WAL)", db.path().display());
+    ctx.ready(ok.clone());
+    loop {
+        // A failed upkeep round leaves the database usable: report degraded and try again next round.
+        let now = crate::util::unix_now();
+        let round = async {
+            let pruned = db
+                .call(move |c| crate::auth::prune_sessions(c, now))
+                .await?;
+            db.maintain().await?;
+            Ok::<_, anyhow::Error>(pruned)
+        };
+        match round.await {
+            Ok(pruned) => {
+                tracing::debug!(expired_sessions = pruned, "storage maintenance done");
+                ctx.ready(ok.clone());
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "storage maintenance failed");
+                ctx.degraded(format!("maintenance failed: {e:#}"));
+            }
+        }
+        let every = live.current().storage.maintenance_interval.as_std();
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+async fn sampler_task(ctx: TaskCtx, state: AppState) -> anyhow::Result<()> {
+    ctx.ready(format!("sampling every {}s", SAMPLE_EVERY.as_secs()));
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let p = tokio::task::spawn_blocking(ProcessStats::read).await?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        state.series.lock().unwrap_or_else(|p| p.into_inner()).push(
+            now_ms,
+            p.rss_bytes,
+            p.cpu_seconds,
+            state.requests.get(),
+        );
+        if let Some(h) = &state.metrics {
+            h.run_upkeep();
+        }
+    }
+}
+
+/// systemd: READY once every subsystem serves, STATUS on changes, WATCHDOG pings only while nothing has failed.
+async fn systemd_task(health: crate::supervisor::Health, stop: CancellationToken) {
+    use sd_notify::NotifyState;
+    let mut usec = 0u64;
+    let watchdog =
+        sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+    let mut ready_sent = false;
+    let mut last_status = String::new();
+    let tick = watchdog
+        .unwrap_or(Duration::from_secs(5))
+        .min(Duration::from_secs(5));
+    loop {
+        let snap = health.snapshot();
+        let status: Vec<String> = snap
+            .iter()
+            .map(|(n, s)| format!("{n}: {}", s.state.as_str()))
+            .collect();
+        let status = status.join(", ");
+        if !ready_sent && health.is_ready() {
+            let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]);
+            ready_sent = true;
+            last_status = status.clone();
+        } else if status != last_status {
+            let _ = sd_notify::notify(false, &[NotifyState::Status(&status)]);
+            last_status = status;
+        }
+        if watchdog.is_some() && ready_sent && !health.any_failed() {
+            let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}

@@ -1,0 +1,620 @@
+//! `hearth.toml`: the typed configuration, its defaults, validation and loading.
+//!
+//! The commented default file (`assets/hearth.default.toml`) is the config reference; a test checks that it parses
+//! to exactly `Config::default()` and documents every key. Errors always name the key (`server.http_listen[0]`).
+//!
+//! Invariants: a `Config` value that exists has passed [`Config::validate`]; this module does no socket IO.
+
+mod duration;
+pub mod live;
+pub mod migrate;
+pub mod persist;
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::Duration;
+
+/// The configuration schema this binary writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The fully commented default configuration (also printed by `hearth config default`).
+pub const DEFAULT_TOML: &str = include_str!("../../assets/hearth.default.toml");
+
+/// The production configuration installed by the .deb (binds the standard ports on the LAN).
+#[cfg(test)]
+pub const PRODUCTION_TOML: &str = include_str!("../../packaging/hearth.production.toml");
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{path}: TOML syntax error: {reason}")]
+    Syntax { path: String, reason: String },
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The offending key, when the error is about one.
+    #[cfg(test)]
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub schema_version: i64,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub dns: DnsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            schema_version: SCHEMA_VERSION,
+            server: ServerConfig::default(),
+            log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            storage: StorageConfig::default(),
+            dns: DnsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub http_listen: Vec<ListenAddr>,
+    pub https_listen: Vec<ListenAddr>,
+    pub data_dir: PathBuf,
+    pub shutdown_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_listen: vec![ListenAddr::local(8080)],
+            https_listen: vec![ListenAddr::local(8443)],
+            data_dir: PathBuf::from("./hearth-data"),
+            shutdown_timeout: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub session_ttl: Duration,
+    pub login_free_attempts: u32,
+    pub login_max_delay: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            login_free_attempts: 3,
+            login_max_delay: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub busy_timeout: Duration,
+    pub maintenance_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            busy_timeout: Duration::from_secs(5),
+            maintenance_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    pub listen: Vec<ListenAddr>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            listen: vec![ListenAddr::local(5353)],
+        }
+    }
+}
+
+/// A listen address: `host:port`, `[v6]:port`, or `:port` for every interface (IPv6 and IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenAddr(pub SocketAddr);
+
+impl ListenAddr {
+    fn local(port: u16) -> Self {
+        ListenAddr(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// The address a local client (`hearth healthcheck`) should connect to.
+    pub fn connect_addr(&self) -> SocketAddr {
+        let mut a = self.0;
+        if a.ip().is_unspecified() {
+            a.set_ip(match a.ip() {
+                IpAddr::V4(_) => IpAddr::from([127, 0, 0, 1]),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        a
+    }
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Some(port) = s.strip_prefix(':') {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| format!("invalid port in listen address {s:?}"))?;
+            return Ok(ListenAddr(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))));
+        }
+        s.parse::<SocketAddr>().map(ListenAddr).map_err(|_| {
+            format!(
+                "invalid listen address {s:?}: expected \"ip:port\", \"[ipv6]:port\" or \":port\""
+            )
+        })
+    }
+}
+
+impl std::fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) {
+            write!(f, ":{}", self.0.port())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Parse, migrate and validate a configuration text. `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let mut doc: toml_edit::DocumentMut =
+            text.parse()
+                .map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+                    path: origin.into(),
+                    reason: e.to_string(),
+                })?;
+        migrate::migrate(&mut doc)?;
+        Self::from_document(&doc)
+    }
+
+    /// Deserialize an already migrated document.
+    pub fn from_document(doc: &toml_edit::DocumentMut) -> Result<Config, ConfigError> {
+        let value: toml::Value =
+            toml::from_str(&doc.to_string()).map_err(|e| ConfigError::Syntax {
+                path: "config".into(),
+                reason: e.to_string(),
+            })?;
+        Self::from_value(value)
+    }
+
+    fn from_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Config, ConfigError>
+    where
+        D::Error: std::fmt::Display,
+    {
+        let cfg: Config = serde_path_to_error::deserialize(d).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." {
+                "config".to_string()
+            } else {
+                key
+            };
+            ConfigError::invalid(key, e.inner().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Build a config from its JSON form (the API's view), validating it.
+    pub fn from_json(value: serde_json::Value) -> Result<Config, ConfigError> {
+        Self::from_value(value)
+    }
+
+    /// Semantic checks that types alone cannot express. Every error names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.schema_version != SCHEMA_VERSION {
+            return Err(ConfigError::invalid(
+                "schema_version",
+                format!(
+                    "this hearth understands schema_version {SCHEMA_VERSION}, got {}",
+                    self.schema_version
+                ),
+            ));
+        }
+        let s = &self.server;
+        if s.http_listen.is_empty() {
+            return Err(ConfigError::invalid(
+                "server.http_listen",
+                "at least one address is required",
+            ));
+        }
+        check_unique("server.http_listen", &s.http_listen)?;
+        check_unique("server.https_listen", &s.https_listen)?;
+        for (i, a) in s.https_listen.iter().enumerate() {
+            if s.http_listen.contains(a) {
+                return Err(ConfigError::invalid(
+                    format!("server.https_listen[{i}]"),
+                    format!("{a} is also in server.http_listen"),
+                ));
+            }
+        }
+        if s.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("server.data_dir", "must not be empty"));
+        }
+        in_range("server.shutdown_timeout", s.shutdown_timeout, 1, 600)?;
+        in_range("server.request_timeout", s.request_timeout, 1, 3600)?;
+        if !(1024..=1024 * 1024 * 1024).contains(&s.max_body_bytes) {
+            return Err(ConfigError::invalid(
+                "server.max_body_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("not a valid level or filter: {e}"),
+            ));
+        }
+        in_range(
+            "auth.session_ttl",
+            self.auth.session_ttl,
+            300,
+            366 * 24 * 3600,
+        )?;
+        in_range(
+            "auth.login_max_delay",
+            self.auth.login_max_delay,
+            1,
+            24 * 3600,
+        )?;
+        if self.auth.login_free_attempts > 100 {
+            return Err(ConfigError::invalid(
+                "auth.login_free_attempts",
+                "must be at most 100",
+            ));
+        }
+        in_range("storage.busy_timeout", self.storage.busy_timeout, 1, 600)?;
+        in_range(
+            "storage.maintenance_interval",
+            self.storage.maintenance_interval,
+            60,
+            7 * 24 * 3600,
+        )?;
+        check_unique("dns.listen", &self.dns.listen)?;
+        Ok(())
+    }
+
+    /// The data directory, resolved against the current directory.
+    pub fn data_dir(&self) -> PathBuf {
+        absolute(&self.server.data_dir)
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+fn check_unique(key: &str, addrs: &[ListenAddr]) -> Result<(), ConfigError> {
+    for (i, a) in addrs.iter().enumerate() {
+        if addrs[..i].contains(a) {
+            return Err(ConfigError::invalid(
+                format!("{key}[{i}]"),
+                format!("{a} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn in_range(key: &str, d: Duration, min_secs: u64, max_secs: u64) -> Result<(), ConfigError> {
+    let secs = d.as_std().as_secs_f64();
+    if secs < min_secs as f64 || secs > max_secs as f64 {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "{d} is out of range ({} to {})",
+                Duration::from_secs(min_secs),
+                Duration::from_secs(max_secs)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Where the configuration comes from: a file that may not exist yet (then the embedded default applies, and the
+/// first change made through the API creates it from the commented template).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    pub path: PathBuf,
+}
+
+impl ConfigSource {
+    pub fn new(path: PathBuf) -> Self {
+        ConfigSource {
+            path: absolute(&path),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// The current text: the file, or the commented default when there is no file.
+    pub fn read_text(&self) -> Result<String, ConfigError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(t) => Ok(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_TOML.to_string()),
+            Err(e) => Err(ConfigError::Read {
+                path: self.path.display().to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::from_toml(&self.read_text()?, &self.path.display().to_string())
+    }
+}
+
+/// Apply an RFC 7396 JSON merge patch to a JSON document.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    use serde_json::Value;
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = Value::Object(Default::default());
+            }
+            let t = target.as_object_mut().expect("object");
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_is_the_default_config() {
+        let parsed = Config::from_toml(DEFAULT_TOML, "default").unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn production_file_is_valid_and_binds_standard_ports() {
+        let c = Config::from_toml(PRODUCTION_TOML, "production").unwrap();
+        assert_eq!(c.server.http_listen[0].0.port(), 80);
+        assert_eq!(c.server.https_listen[0].0.port(), 443);
+        assert_eq!(c.dns.listen[0].0.port(), 53);
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/hearth"));
+    }
+
+    /// Every leaf key of the default config appears, with its default value, in the commented reference file.
+    #[test]
+    fn reference_documents_every_key() {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut leaves = Vec::new();
+        collect_leaves("", &value, &mut leaves);
+        assert!(leaves.len() > 10);
+        for (key, _) in &leaves {
+            let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
+            let header = format!("[{section}]");
+            assert!(
+                section.is_empty() || DEFAULT_TOML.contains(&header),
+                "missing section {header}"
+            );
+            let documented = DEFAULT_TOML
+                .lines()
+                .any(|l| l.starts_with(&format!("{name} =")));
+            assert!(
+                documented,
+                "assets/hearth.default.toml does not document {key}"
+            );
+            // and a comment line right above it explains it
+            let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+            let i = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{name} =")))
+                .unwrap();
+            assert!(
+                lines[i - 1].starts_with('#'),
+                "{key} has no comment above it"
+            );
+        }
+    }
+
+    fn collect_leaves(prefix: &str, v: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    collect_leaves(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+
+    fn err(text: &str) -> ConfigError {
+        Config::from_toml(text, "t.toml").unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = err("[server]\nhttp_listen = [\"nope\"]\n");
+        assert_eq!(e.key(), Some("server.http_listen[0]"), "{e}");
+        assert!(e.to_string().contains("invalid listen address"), "{e}");
+
+        let e = err("[server]\nshutdown_timeout = \"ten\"\n");
+        assert_eq!(e.key(), Some("server.shutdown_timeout"), "{e}");
+
+        let e = err("[server]\nbogus = 1\n");
+        assert_eq!(e.key(), Some("server.bogus"), "{e}");
+
+        let e = err("[log]\nlevel = \"loud[\"\n");
+        assert_eq!(e.key(), Some("log.level"), "{e}");
+
+        let e = err("[server]\nhttp_listen = []\n");
+        assert_eq!(e.key(), Some("server.http_listen"), "{e}");
+
+        let e = err("[server]\nhttps_listen = [\"127.0.0.1:8080\"]\n");
+        assert_eq!(e.key(), Some("server.https_listen[0]"), "{e}");
+
+        let e = err("[auth]\nsession_ttl = \"1s\"\n");
+        assert_eq!(e.key(), Some("auth.session_ttl"), "{e}");
+
+        let e = err("[server]\nmax_body_bytes = \"big\"\n");
+        assert_eq!(e.key(), Some("server.max_body_bytes"), "{e}");
+
+        let e = err("[log]\nformat = \"xml\"\n");
+        assert_eq!(e.key(), Some("log.format"), "{e}");
+
+        let e = err("[dns]\nlisten = [\":53\", \":53\"]\n");
+        assert_eq!(e.key(), Some("dns.listen[1]"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file_and_line() {
+        let e = err("[server\n");
+        match e {
+            ConfigError::Syntax { path, reason } => {
+                assert_eq!(path, "t.toml");
+                assert!(reason.contains("line 1"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn listen_addr_forms() {
+        assert_eq!(
+            ":53".parse::<ListenAddr>().unwrap().0,
+            "[::]:53".parse().unwrap()
+        );
+        assert_eq!(":53".parse::<ListenAddr>().unwrap().to_string(), ":53");
+        assert_eq!(
+            "[::1]:8080".parse::<ListenAddr>().unwrap().to_string(),
+            "[::1]:8080"
+        );
+        assert!("localhost:80".parse::<ListenAddr>().is_err());
+        assert!(":99999".parse::<ListenAddr>().is_err());
+        let any = ":80".parse::<ListenAddr>().unwrap();
+        assert_eq!(any.connect_addr(), "[::1]:80".parse().unwrap());
+    }
+
+    #[test]
+    fn json_round_trip_and_merge_patch() {
+        let mut v = serde_json::to_value(Config::default()).unwrap();
+        merge_patch(
+            &mut v,
+            &serde_json::json!({"log": {"level": "debug"}, "auth": {"session_ttl": "1d"}}),
+        );
+        let c = Config::from_json(v).unwrap();
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.auth.session_ttl, Duration::from_secs(86400));
+        assert_eq!(c.server, ServerConfig::default());
+
+        let mut v = serde_json::to_value(Config::default()).unwrap();
+        merge_patch(
+            &mut v,
+            &serde_json::json!({"server": {"http_listen": ["x"]}}),
+        );
+        assert_eq!(
+            Config::from_json(v).unwrap_err().key(),
+            Some("server.http_listen[0]")
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Writing a changed configuration back to `hearth.toml` without losing the user's comments: only the keys whose
+//! value changed are rewritten (with `toml_edit`), and the file is replaced atomically (write temp, fsync, rename).
+
+use std::io::Write;
+use std::path::Path;
+
+use toml_edit::{DocumentMut, Item, Table};
+
+use super::{Config, ConfigError};
+
+/// Return `doc` updated so that it describes `new`, touching only the keys that differ from `old`.
+pub fn update_document(
+    doc: &mut DocumentMut,
+    old: &Config,
+    new: &Config,
+) -> Result<(), ConfigError> {
+    let old_v =
+        toml::Value::try_from(old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
+    let new_v =
+        toml::Value::try_from(new).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
+    let mut changes = Vec::new();
+    diff("", &old_v, &new_v, &mut changes);
+    for (key, value) in changes {
+        set_path(doc, &key, &value)?;
+    }
+    Ok(())
+}
+
+fn diff(prefix: &str, old: &toml::Value, new: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+    match (old, new) {
+        (toml::Value::Table(o), toml::Value::Table(n)) => {
+            for (k, nv) in n {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match o.get(k) {
+                    Some(ov) => diff(&key, ov, nv, out),
+                    None => out.push((key, nv.clone())),
+                }
+            }
+        }
+        _ if old != new => out.push((prefix.to_string(), new.clone())),
+        _ => {}
+    }
+}
+
+fn set_path(doc: &mut DocumentMut, key: &str, value: &toml::Value) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, sections) = parts.split_last().expect("non-empty key");
+    let mut table: &mut Table = doc.as_table_mut();
+    for s in sections {
+        let entry = table.entry(s).or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(false);
+            Item::Table(t)
+        });
+        table = entry.as_table_mut().ok_or_else(|| {
+            ConfigError::invalid(key, format!("[{s}] is not a table in the file"))
+        })?;
+    }
+    let new_item = to_item(value).map_err(|e| ConfigError::invalid(key, e))?;
+    match table.get_mut(last) {
+        Some(existing) => {
+            let decor = existing.as_value().map(|v| v.decor().clone());
+            *existing = new_item;
+            if let (Some(decor), Some(v)) = (decor, existing.as_value_mut()) {
+                *v.decor_mut() = decor;
+            }
+        }
+        None => {
+            table.insert(last, new_item);
+        }
+    }
+    Ok(())
+}
+
+fn to_item(value: &toml::Value) -> Result<Item, String> {
+    match value {
+        toml::Value::Table(_) => {
+            let text = toml::to_string(value).map_err(|e| e.to_string())?;
+            let doc: DocumentMut = text
+                .parse()
+                .map_err(|e: toml_edit::TomlError| e.to_string())?;
+            Ok(Item::Table(doc.as_table().clone()))
+        }
+        other => {
+            let text = other.to_string();
+            let v: toml_edit::Value = text
+                .parse()
+                .map_err(|e: toml_edit::TomlError| e.to_string())?;
+            Ok(Item::Value(v))
+        }
+    }
+}
+
+/// Replace `path` with `text` atomically. An existing file keeps its permissions; a new one is created 0600.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
+    let err = |e: std::io::Error| ConfigError::Write {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "hearth.toml".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let perms = std::fs::metadata(path).ok().map(|m| m.permissions());
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(perms.unwrap_or_else(|| std::fs::Permissions::from_mode(0o600)))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Duration;
+
+    #[test]
+    fn changes_only_what_changed_and_keeps_comments() {
+        let text = "# my hearth\nschema_version = 1\n\n[log]\n# how chatty\nlevel = \"info\" # was warn\n\n[server]\n# keep me\ndata_dir = \"/srv/h\"\n";
+        let mut doc: DocumentMut = text.parse().unwrap();
+        let old = Config::from_toml(text, "t").unwrap();
+        let mut new = old.clone();
+        new.log.level = "debug".into();
+        new.auth.session_ttl = Duration::from_secs(3600);
+        update_document(&mut doc, &old, &new).unwrap();
+        let out = doc.to_string();
+        assert!(out.contains("# my hearth"), "{out}");
+        assert!(
+            out.contains("# how chatty\nlevel = \"debug\" # was warn"),
+            "{out}"
+        );
+        assert!(out.contains("# keep me\ndata_dir = \"/srv/h\""), "{out}");
+        assert!(out.contains("[auth]\nsession_ttl = \"1h\""), "{out}");
+        assert_eq!(Config::from_toml(&out, "t").unwrap(), new);
+    }
+
+    #[test]
+    fn default_template_round_trips() {
+        let mut doc: DocumentMut = crate::config::DEFAULT_TOML.parse().unwrap();
+        let old = Config::default();
+        let mut new = old.clone();
+        new.server.http_listen = vec![":8081".parse().unwrap(), "[::1]:8082".parse().unwrap()];
+        update_document(&mut doc, &old, &new).unwrap();
+        let out = doc.to_string();
+        assert!(
+            out.contains("http_listen = [\":8081\", \"[::1]:8082\"]"),
+            "{out}"
+        );
+        assert_eq!(Config::from_toml(&out, "t").unwrap(), new);
+        // the rest of the commented template is intact
+        assert_eq!(
+            out.lines().count(),
+            crate::config::DEFAULT_TOML.lines().count()
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_keeps_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hearth.toml");
+        write_atomic(&p, "a = 1\n").unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&p, "a = 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "a = 2\n");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp files left"
+        );
+        let e = write_atomic(&dir.path().join("missing/x.toml"), "").unwrap_err();
+        assert!(matches!(e, ConfigError::Write { .. }));
+    }
+}

@@ -1,0 +1,277 @@
+//! The admin HTTP(S) shell: one router (API, UI, health, metrics) behind middleware for request ids, access logs,
+//! metrics, limits and security headers; served on already-bound listeners by a hyper accept loop with graceful
+//! shutdown.
+//!
+//! Invariants: every `/api/v1` handler that is not public takes [`auth::AdminAuth`] (checked by a test against the
+//! OpenAPI document); every error answer is JSON with an id; every log line of a request carries its request id.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod tls;
+pub mod ui;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::auth::throttle::LoginThrottle;
+use crate::config::live::LiveConfig;
+use crate::storage::Db;
+use crate::supervisor::Health;
+use crate::telemetry::{RequestCounter, Series};
+use error::ApiError;
+
+/// Shared state of the admin HTTP shell.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub health: Health,
+    pub config: Arc<LiveConfig>,
+    pub throttle: Arc<Mutex<LoginThrottle>>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub requests: RequestCounter,
+    pub series: Arc<Mutex<Series>>,
+    pub started_at: i64,
+    pub openapi: Arc<OnceLock<String>>,
+}
+
+/// Per-connection facts, inserted into every request by the accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api::routes().split_for_parts();
+    let _ = state
+        .openapi
+        .set(openapi.to_pretty_json().unwrap_or_default());
+    Router::new()
+        .merge(api.method_not_allowed_fallback(api::method_not_allowed))
+        .fallback(ui::serve)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+fn valid_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Outermost: take or generate the request id, open the request's span, echo the id back.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| valid_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut resp = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    resp
+}
+
+/// Access log line and request metrics.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let path = req.uri().path().to_string();
+    let peer = req
+        .extensions()
+        .get::<ConnInfo>()
+        .map(|c| c.peer.ip().to_string())
+        .unwrap_or_default();
+    let resp = next.run(req).await;
+    let elapsed = start.elapsed();
+    let status = resp.status().as_u16();
+    // UI asset paths are folded into one label so that the metric's cardinality stays bounded.
+    let route = route.unwrap_or_else(|| {
+        if path.starts_with("/api/") {
+            "unmatched".into()
+        } else {
+            "ui".into()
+        }
+    });
+    state.requests.inc();
+    metrics::counter!("hearth_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("hearth_http_request_duration_seconds", "route" => route, "method" => method.to_string())
+        .record(elapsed.as_secs_f64());
+    if path != "/healthz" && path != "/metrics" {
+        tracing::info!(method = %method, path, status, latency_ms = elapsed.as_secs_f64() * 1000.0, peer, "http request");
+    }
+    resp
+}
+
+/// Body size limit and request timeout for the API, read from the live config on every request.
+async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (max_body, timeout) = {
+        let c = state.config.current();
+        (c.server.max_body_bytes, c.server.request_timeout.as_std())
+    };
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {max_body} bytes"),
+        )
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = Body::new(http_body_util::Limited::new(body, max_body as usize));
+    match tokio::time::timeout(timeout, next.run(Request::from_parts(parts, body))).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the request took too long",
+        )
+        .into_response(),
+    }
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let tls = req.extensions().get::<ConnInfo>().is_some_and(|c| c.tls);
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, k: HeaderName, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    if tls {
+        set(h, header::STRICT_TRANSPORT_SECURITY, "max-age=31536000");
+    }
+    resp
+}
+
+/// Serve `router` on `listener` until `stop` fires, then let open connections finish for up to `drain`.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    router: Router,
+    stop: CancellationToken,
+    drain: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo {
+            peer,
+            tls: tls.is_some(),
+        };
+        let svc = tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(info);
+                req
+            },
+        );
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let builder = builder.clone();
+        match &tls {
+            None => {
+                let conn = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                    .into_owned();
+                tokio::spawn(graceful.watch(conn));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(
+                        Duration::from_secs(10),
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open connections did not finish in time");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_sanitised() {
+        assert!(super::valid_request_id("abc-123_x.y:z"));
+        assert!(!super::valid_request_id(""));
+        assert!(!super::valid_request_id("a b"));
+        assert!(!super::valid_request_id(&"a".repeat(65)));
+        assert!(!super::valid_request_id("<script>"));
+    }
+}

@@ -1,0 +1,145 @@
+//! TLS for the admin HTTPS listener (security-critical): a self-signed certificate for this host's local names,
+//! created on first start in `<data_dir>/tls/` (key mode 0600) and renewed a month before it expires. The HTTPS
+//! front (internal CA, ACME) replaces this source of certificates later; the listener code does not change.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+const VALIDITY_DAYS: i64 = 365;
+const RENEW_AFTER: Duration = Duration::from_secs(335 * 86_400);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("{path}: invalid PEM: {reason}")]
+    Pem { path: String, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |e| TlsError::Io {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// The names the self-signed certificate covers.
+fn local_names() -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "hearth.local".to_string(),
+    ];
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim();
+        if !h.is_empty() && !names.iter().any(|n| n == h) {
+            names.push(h.to_string());
+            names.push(format!("{h}.local"));
+        }
+    }
+    names.dedup();
+    names
+}
+
+/// Load `<dir>/selfsigned.{crt,key}`, creating or renewing them when missing or old.
+pub fn load_or_create(
+    dir: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    crate::storage::ensure_private_dir(dir).map_err(|e| TlsError::Io {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let crt = dir.join("selfsigned.crt");
+    let key = dir.join("selfsigned.key");
+    let fresh = std::fs::metadata(&crt)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age < RENEW_AFTER);
+    if !(fresh && key.exists()) {
+        let mut params = rcgen::CertificateParams::new(local_names())?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "hearth (self-signed)");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(VALIDITY_DAYS);
+        let signing_key = rcgen::KeyPair::generate()?;
+        let cert = params.self_signed(&signing_key)?;
+        write_private(&key, signing_key.serialize_pem().as_bytes())?;
+        std::fs::write(&crt, cert.pem()).map_err(io(&crt))?;
+        tracing::info!(path = %crt.display(), "created a self-signed certificate for the HTTPS listener");
+    }
+    let certs = CertificateDer::pem_file_iter(&crt)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            path: crt.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| TlsError::Pem {
+        path: key.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((certs, key))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    f.write_all(data).map_err(io(path))
+}
+
+/// A rustls acceptor (ring provider, TLS 1.2+1.3, ALPN h2 and http/1.1).
+pub fn acceptor(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let (certs, key) = load_or_create(dir)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_once_with_private_key() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tls = dir.path().join("tls");
+        acceptor(&tls).unwrap();
+        let key_mode = std::fs::metadata(tls.join("selfsigned.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(key_mode, 0o600);
+        let first = std::fs::read(tls.join("selfsigned.crt")).unwrap();
+        acceptor(&tls).unwrap();
+        assert_eq!(
+            first,
+            std::fs::read(tls.join("selfsigned.crt")).unwrap(),
+            "reused, not re-issued"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! hearth: one binary for the homelab. This file is the command line; `app.rs` wires the running instance.
+//!
+//! Layout (see ARCHITECTURE.md): `config` (hearth.toml), `storage` (SQLite), `auth` (users, sessions, tokens),
+//! `supervisor` (subsystem tasks), `http` (admin API + UI), `telemetry` (metrics), `logging`, `app` (wiring).
+
+mod app;
+mod auth;
+mod config;
+mod http;
+mod logging;
+mod storage;
+mod supervisor;
+mod telemetry;
+mod util;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+pub const BUILD_COMMIT: &str = env!("HEARTH_COMMIT");
+pub const BUILD_DATE: &str = env!("HEARTH_BUILD_DATE");
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HEARTH_COMMIT"),
+    ", built ",
+    env!("HEARTH_BUILD_DATE"),
+    ")"
+);
+
+#[derive(Parser)]
+#[command(name = "hearth", version = LONG_VERSION, about = "One binary for the homelab: DNS filtering, HTTPS front, AI memory, metrics and an admin UI.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ConfigArgs {
+    /// The configuration file. When it does not exist the embedded defaults apply (and the UI creates it).
+    #[arg(
+        long,
+        short = 'c',
+        env = "HEARTH_CONFIG",
+        default_value = "hearth.toml"
+    )]
+    config: PathBuf,
+    /// Override `server.data_dir` (not written to the file).
+    #[arg(long, env = "HEARTH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run hearth in the foreground.
+    Run(ConfigArgs),
+    /// Validate a configuration file; errors name the key.
+    CheckConfig { file: PathBuf },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+    /// Admin account management.
+    Admin {
+        #[command(subcommand)]
+        what: AdminCommand,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        what: TokenCommand,
+    },
+    /// Exit 0 when the local instance answers /readyz with 200.
+    Healthcheck {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// How long to wait for an answer.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        timeout: config::Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the fully commented default configuration.
+    Default,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin or replace its password (read from stdin); ends that admin's sessions.
+    SetPassword {
+        user: String,
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an admin API token in the instance's data dir (also while it runs) and print it once.
+    Create {
+        name: String,
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<config::Duration, String> {
+    config::Duration::parse(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hearth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hearth")
+        .build()?)
+}
+
+fn open_db(args: &ConfigArgs) -> anyhow::Result<storage::Db> {
+    let (_, _, cfg) = app::load_config(&args.config, args.data_dir.clone())?;
+    let dir = cfg.data_dir();
+    storage::Db::open(&dir, cfg.storage.busy_timeout.as_std())
+        .with_context(|| format!("while opening the database in {}", dir.display()))
+}
+
+fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Run(args) => {
+            if let Err(e) = app::load_config(&args.config, args.data_dir.clone()) {
+                eprintln!("hearth: configuration error: {e}");
+                return Ok(ExitCode::from(2));
+            }
+            runtime()?.block_on(app::run(app::RunOptions {
+                config: args.config,
+                data_dir: args.data_dir,
+            }))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Config {
+            what: ConfigCommand::Default,
+        } => {
+            print!("{}", config::DEFAULT_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin {
+            what: AdminCommand::SetPassword { user, args },
+        } => {
+            let mut pw = String::new();
+            std::io::stdin()
+                .read_to_string(&mut pw)
+                .context("while reading the password from stdin")?;
+            let pw = pw
+                .strip_suffix('\n')
+                .map(|p| p.strip_suffix('\r').unwrap_or(p))
+                .unwrap_or(&pw)
+                .to_string();
+            auth::validate_username(&user)?;
+            auth::validate_password(&pw)?;
+            let db = open_db(&args)?;
+            let phc = auth::hash_password(&pw)?;
+            let created = db.blocking(|c| auth::set_password(c, &user, &phc, util::unix_now()))?;
+            eprintln!(
+                "{} admin {user:?}",
+                if created {
+                    "created"
+                } else {
+                    "updated the password of"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            what: TokenCommand::Create { name, args },
+        } => {
+            let db = open_db(&args)?;
+            let (secret, info) =
+                db.blocking(|c| auth::create_token(c, name.trim(), "cli", util::unix_now()))?;
+            eprintln!(
+                "created API token {:?} (id {}); it is shown only now:",
+                info.name, info.id
+            );
+            println!("{secret}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { args, timeout } => {
+            let (_, _, cfg) = app::load_config(&args.config, args.data_dir)?;
+            let addr = cfg.server.http_listen[0].connect_addr();
+            let res = runtime()?.block_on(http::api::probe(addr, "/readyz", timeout.as_std()));
+            match res {
+                Ok((200, _)) => {
+                    println!("healthy: http://{addr}/readyz answered 200");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok((code, body)) => {
+                    println!(
+                        "unhealthy: http://{addr}/readyz answered {code}: {}",
+                        body.trim()
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    println!("unhealthy: http://{addr}/readyz: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match config::Config::from_toml(&text, &file.display().to_string()) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The SQLite database in the data dir (`hearth.db`): opening with the pragmas an SD card wants, numbered
+//! transactional migrations per component, and running queries off the async workers.
+//!
+//! Invariants: every schema change is a numbered migration of one component, applied in one transaction together
+//! with its row in `schema_migrations`; a database written by a newer hearth is refused, never modified. Async code
+//! reaches the connection only through [`Db::call`], which runs on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub const DB_FILE: &str = "hearth.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create data dir {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error(
+        "database component {component} is at schema {found}, newer than this hearth understands ({known}); refusing to touch it"
+    )]
+    TooNew {
+        component: String,
+        found: i64,
+        known: i64,
+    },
+    #[error("migration {component} #{version} ({name}) failed: {source}")]
+    Migration {
+        component: String,
+        version: i64,
+        name: String,
+        source: rusqlite::Error,
+    },
+    #[error("database task panicked or was cancelled")]
+    Join,
+}
+
+/// One numbered schema change of one component.
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every component's migrations. Later subsystems (dns, proxy, memory, metrics) append their own lists.
+pub fn all_migrations() -> Vec<(&'static str, &'static [Migration])> {
+    vec![("auth", crate::auth::MIGRATIONS)]
+}
+
+#[derive(Clone)]
+pub struct Db {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Open (creating if needed) `<data_dir>/hearth.db` and apply pending migrations.
+    pub fn open(data_dir: &Path, busy_timeout: Duration) -> Result<Db, StorageError> {
+        ensure_private_dir(data_dir)?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        configure(&conn, busy_timeout)?;
+        for (component, list) in all_migrations() {
+            apply_migrations(&mut conn, component, list)?;
+        }
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// An in-memory database with every migration applied (tests).
+    #[cfg(test)]
+    pub fn open_in_memory() -> Result<Db, StorageError> {
+        let mut conn = Connection::open_in_memory()?;
+        configure(&conn, Duration::from_secs(1))?;
+        for (component, list) in all_migrations() {
+            apply_migrations(&mut conn, component, list)?;
+        }
+        Ok(Db {
+            conn: Arc::new(Mutex::new(conn)),
+            path: PathBuf::from(":memory:"),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` with the connection on the blocking pool.
+    pub async fn call<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StorageError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|_| E::from(StorageError::Join))?
+    }
+
+    /// Synchronous access for CLI commands (never call from an async worker).
+    pub fn blocking<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Periodic upkeep: a passive WAL checkpoint and `PRAGMA optimize`.
+    pub async fn maintain(&self) -> Result<(), StorageError> {
+        self.call(|c| {
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+            c.execute_batch("PRAGMA optimize;")?;
+            Ok::<_, StorageError>(())
+        })
+        .await
+    }
+}
+
+/// Create the data dir with mode 0700 if missing.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let err = |e: std::io::Error| StorageError::DataDir {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StorageError> {
+    conn.busy_timeout(busy_timeout)?;
+    // WAL: readers never block the writer; NORMAL: fsync at checkpoints only (safe with WAL, kind to SD cards).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            component TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            applied_at INTEGER NOT NULL,
+            PRIMARY KEY (component, version)
+        );",
+    )?;
+    Ok(())
+}
+
+/// The highest applied migration of `component` (0 when none).
+pub fn schema_version(conn: &Connection, component: &str) -> Result<i64, StorageError> {
+    Ok(conn
+        .query_row(
+            "SELECT max(version) FROM schema_migrations WHERE component = ?1",
+            [component],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .optional()?
+        .flatten()
+        .unwrap_or(0))
+}
+
+/// Apply the pending migrations of one component, each in its own transaction.
+pub fn apply_migrations(
+    conn: &mut Connection,
+    component: &str,
+    list: &[Migration],
+) -> Result<usize, StorageError> {
+    let known = list.iter().map(|m| m.version).max().unwrap_or(0);
+    let current = schema_version(conn, component)?;
+    if current > known {
+        return Err(StorageError::TooNew {
+            component: component.into(),
+            found: current,
+            known,
+        });
+    }
+    let mut applied = 0;
+    for m in list.iter().filter(|m| m.version > current) {
+        let fail = |source| StorageError::Migration {
+            component: component.into(),
+            version: m.version,
+            name: m.name.into(),
+            source,
+        };
+        let tx = conn.transaction().map_err(fail)?;
+        tx.execute_batch(m.sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (component, version, name, applied_at) VALUES (?1, ?2, ?3, ?4)",
+            params![component, m.version, m.name, crate::util::unix_now()],
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: Migration = Migration {
+        version: 1,
+        name: "things",
+        sql: "CREATE TABLE things (id INTEGER);",
+    };
+    const V2: Migration = Migration {
+        version: 2,
+        name: "things.name",
+        sql: "ALTER TABLE things ADD name TEXT;",
+    };
+    const BAD: Migration = Migration {
+        version: 3,
+        name: "broken",
+        sql: "ALTER TABLE things ADD other TEXT; SELECT * FROM nowhere;",
+    };
+
+    fn conn() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        configure(&c, Duration::from_secs(1)).unwrap();
+        c
+    }
+
+    #[test]
+    fn migrations_apply_once_in_order() {
+        let mut c = conn();
+        assert_eq!(apply_migrations(&mut c, "t", &[V1]).unwrap(), 1);
+        assert_eq!(apply_migrations(&mut c, "t", &[V1, V2]).unwrap(), 1);
+        assert_eq!(apply_migrations(&mut c, "t", &[V1, V2]).unwrap(), 0);
+        assert_eq!(schema_version(&c, "t").unwrap(), 2);
+        assert_eq!(schema_version(&c, "other").unwrap(), 0);
+        c.execute("INSERT INTO things (id, name) VALUES (1, 'a')", [])
+            .unwrap();
+    }
+
+    #[test]
+    fn failed_migration_rolls_back_whole() {
+        let mut c = conn();
+        apply_migrations(&mut c, "t", &[V1, V2]).unwrap();
+        let e = apply_migrations(&mut c, "t", &[V1, V2, BAD]).unwrap_err();
+        assert!(e.to_string().contains("t #3 (broken)"), "{e}");
+        assert_eq!(schema_version(&c, "t").unwrap(), 2);
+        // the ALTER before the failing statement was rolled back
+        assert!(c.prepare("SELECT other FROM things").is_err());
+    }
+
+    #[test]
+    fn refuses_newer_database() {
+        let mut c = conn();
+        apply_migrations(&mut c, "t", &[V1, V2]).unwrap();
+        let e = apply_migrations(&mut c, "t", &[V1]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StorageError::TooNew {
+                    found: 2,
+                    known: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn file_database_uses_wal_and_private_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let db = Db::open(&data, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let (mode, sync): (String, i64) = db
+            .call(|c| {
+                let m = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+                let s = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                Ok::<_, StorageError>((m, s))
+            })
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 1, "NORMAL");
+        db.maintain().await.unwrap();
+        // reopening applies nothing new
+        drop(db);
+        let db = Db::open(&data, Duration::from_secs(1)).unwrap();
+        let v = db.blocking(|c| schema_version(c, "auth")).unwrap();
+        assert_eq!(v, crate::auth::MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,97 @@
+// The admin API client: JSON in and out, the session's CSRF token on every change, errors as ApiError.
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+    public id?: string,
+    public key?: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrfToken: string | null = null;
+export function setCsrf(token: string | null) {
+  csrfToken = token;
+}
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  let resp: Response;
+  try {
+    resp = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'same-origin',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'hearth is not reachable');
+  }
+  if (resp.status === 204) return undefined as T;
+  const text = await resp.text();
+  let data: any = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    /* not JSON */
+  }
+  if (!resp.ok) {
+    const e = data?.error;
+    if (resp.status === 401 && !path.startsWith('/api/v1/auth/')) window.dispatchEvent(new Event('hearth:unauthenticated'));
+    throw new ApiError(resp.status, e?.code ?? 'http_' + resp.status, e?.message ?? resp.statusText, e?.id, e?.key);
+  }
+  return data as T;
+}
+
+export type TaskState = 'starting' | 'ready' | 'degraded' | 'failed' | 'stopped';
+export interface TaskStatus {
+  state: TaskState;
+  detail: string;
+  since: number;
+  restarts: number;
+  last_error: string | null;
+}
+export interface Sample {
+  t: number;
+  rss_bytes: number;
+  cpu_percent: number;
+  requests_per_second: number;
+}
+export interface Status {
+  version: string;
+  commit: string;
+  build_date: string;
+  started_at: number;
+  uptime_seconds: number;
+  process: { rss_bytes: number; cpu_seconds: number; open_fds: number; threads: number };
+  http_requests_total: number;
+  subsystems: Record<string, TaskStatus>;
+  series: Sample[];
+}
+export interface SessionView {
+  user: string;
+  via: 'session' | 'token';
+  csrf_token: string | null;
+  expires_at: number | null;
+}
+export interface TokenInfo {
+  id: number;
+  name: string;
+  prefix: string;
+  created_by: string;
+  created_at: number;
+  last_used_at: number | null;
+}
+export interface ConfigView {
+  config: any;
+  path: string;
+  file_exists: boolean;
+}
+export interface ConfigChange extends ConfigView {
+  report: { restart_required: string[]; persisted: boolean };
+}

@@ -1,0 +1,56 @@
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+interface Props {
+  title: string;
+  times: number[];
+  values: number[];
+  format: (v: number) => string;
+  color: string;
+}
+
+// A small live line chart (uPlot): re-created on resize, data swapped in place on updates.
+export function Chart({ title, times, values, format, color }: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+
+  useEffect(() => {
+    const el = box.current!;
+    const make = () => {
+      plot.current?.destroy();
+      const axisStroke = getComputedStyle(document.documentElement).getPropertyValue('--muted').trim() || '#888';
+      const grid = { stroke: 'rgba(128,128,128,0.15)' };
+      plot.current = new uPlot(
+        {
+          width: Math.max(200, el.clientWidth),
+          height: 160,
+          legend: { show: false },
+          cursor: { drag: { x: false, y: false } },
+          scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max * 1.2, 1e-9)] } },
+          axes: [
+            { stroke: axisStroke, grid, ticks: grid },
+            { stroke: axisStroke, grid, ticks: grid, size: 70, values: (_u, vals) => vals.map((v) => format(v)) },
+          ],
+          series: [{}, { label: title, stroke: color, width: 2, fill: color + '22', points: { show: false } }],
+        },
+        [times, values],
+        el,
+      );
+    };
+    make();
+    const ro = new ResizeObserver(() => make());
+    ro.observe(el);
+    return () => {
+      ro.disconnect();
+      plot.current?.destroy();
+      plot.current = null;
+    };
+  }, []);
+
+  useEffect(() => {
+    plot.current?.setData([times, values]);
+  }, [times, values]);
+
+  return <div class="chart" ref={box} role="img" aria-label={`${title} over the last minutes`} />;
+}

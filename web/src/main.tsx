@@ -1,0 +1,154 @@
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, setCsrf, SessionView } from './api';
+import { Setup } from './pages/setup';
+import { Login } from './pages/login';
+import { Dashboard } from './pages/dashboard';
+import { Tokens } from './pages/tokens';
+import { Settings } from './pages/settings';
+import './style.css';
+
+// Pages of the shell's navigation; later subsystems (DNS, proxy, memory) add theirs here.
+const PAGES = [
+  { path: '/', title: 'Dashboard', view: Dashboard },
+  { path: '/tokens', title: 'API tokens', view: Tokens },
+  { path: '/settings', title: 'Settings', view: Settings },
+];
+
+export function navigate(path: string) {
+  if (location.pathname !== path) history.pushState(null, '', path);
+  window.dispatchEvent(new Event('hearth:navigate'));
+}
+
+function usePath(): string {
+  const [path, setPath] = useState(location.pathname);
+  useEffect(() => {
+    const on = () => setPath(location.pathname);
+    window.addEventListener('popstate', on);
+    window.addEventListener('hearth:navigate', on);
+    return () => {
+      window.removeEventListener('popstate', on);
+      window.removeEventListener('hearth:navigate', on);
+    };
+  }, []);
+  return path;
+}
+
+type Theme = 'auto' | 'light' | 'dark';
+function useTheme(): [Theme, () => void] {
+  const [theme, setTheme] = useState<Theme>((localStorage.getItem('hearth-theme') as Theme) || 'auto');
+  useEffect(() => {
+    document.documentElement.dataset.theme = theme;
+    localStorage.setItem('hearth-theme', theme);
+  }, [theme]);
+  const next = () => setTheme(theme === 'auto' ? 'dark' : theme === 'dark' ? 'light' : 'auto');
+  return [theme, next];
+}
+
+type Phase = { kind: 'loading' } | { kind: 'setup' } | { kind: 'login' } | { kind: 'app'; session: SessionView } | { kind: 'down'; message: string };
+
+function App() {
+  const path = usePath();
+  const [phase, setPhase] = useState<Phase>({ kind: 'loading' });
+  const [theme, nextTheme] = useTheme();
+
+  async function check() {
+    try {
+      const s = await api<{ needs_setup: boolean }>('GET', '/api/v1/setup');
+      if (s.needs_setup) return setPhase({ kind: 'setup' });
+      const session = await api<SessionView>('GET', '/api/v1/auth/session');
+      setCsrf(session.csrf_token);
+      setPhase({ kind: 'app', session });
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) setPhase({ kind: 'login' });
+      else setPhase({ kind: 'down', message: (e as Error).message });
+    }
+  }
+  useEffect(() => {
+    check();
+    const on = () => setPhase({ kind: 'login' });
+    window.addEventListener('hearth:unauthenticated', on);
+    return () => window.removeEventListener('hearth:unauthenticated', on);
+  }, []);
+
+  async function logout() {
+    try {
+      await api('POST', '/api/v1/auth/logout');
+    } finally {
+      setCsrf(null);
+      navigate('/');
+      setPhase({ kind: 'login' });
+    }
+  }
+
+  const themeButton = (
+    <button class="ghost" onClick={nextTheme} title="Switch colour theme" aria-label={`Theme: ${theme}`}>
+      {theme === 'dark' ? '☾' : theme === 'light' ? '☀' : '◐'} {theme}
+    </button>
+  );
+
+  if (phase.kind === 'loading') return <main class="center" aria-busy="true">Loading…</main>;
+  if (phase.kind === 'down')
+    return (
+      <main class="center">
+        <div class="card narrow">
+          <h1>hearth is not answering</h1>
+          <p class="error">{phase.message}</p>
+          <button onClick={check}>Try again</button>
+        </div>
+      </main>
+    );
+  if (phase.kind === 'setup') return <Setup done={() => setPhase({ kind: 'login' })} themeButton={themeButton} />;
+  if (phase.kind === 'login')
+    return (
+      <Login
+        loggedIn={(session) => {
+          setCsrf(session.csrf_token);
+          setPhase({ kind: 'app', session });
+        }}
+        themeButton={themeButton}
+      />
+    );
+
+  const page = PAGES.find((p) => p.path === path) ?? PAGES[0];
+  const View = page.view;
+  document.title = `${page.title} · hearth`;
+  return (
+    <div class="shell">
+      <a class="skip" href="#content">
+        Skip to content
+      </a>
+      <header class="top">
+        <span class="brand">
+          <img src="/favicon.svg" alt="" width="22" height="22" /> hearth
+        </span>
+        <nav aria-label="Main">
+          {PAGES.map((p) => (
+            <a
+              href={p.path}
+              aria-current={p === page ? 'page' : undefined}
+              onClick={(e) => {
+                e.preventDefault();
+                navigate(p.path);
+              }}
+            >
+              {p.title}
+            </a>
+          ))}
+        </nav>
+        <span class="spacer" />
+        {themeButton}
+        <span class="muted user">{phase.session.user}</span>
+        <button class="ghost" onClick={logout}>
+          Log out
+        </button>
+      </header>
+      <main id="content" tabIndex={-1}>
+        <h1>{page.title}</h1>
+        <View />
+      </main>
+    </div>
+  );
+}
+
+render(<App />, document.getElementById('app')!);

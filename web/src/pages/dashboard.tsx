@@ -1,0 +1,127 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, Status } from '../api';
+import { Chart } from '../chart';
+import { ago, bytes, duration } from '../format';
+
+const REFRESH_MS = 5000;
+
+export function Dashboard() {
+  const [status, setStatus] = useState<Status | null>(null);
+  const [error, setError] = useState('');
+
+  useEffect(() => {
+    let stop = false;
+    let timer = 0;
+    const load = async () => {
+      try {
+        const s = await api<Status>('GET', '/api/v1/status');
+        if (!stop) {
+          setStatus(s);
+          setError('');
+        }
+      } catch (e) {
+        if (!stop) setError((e as ApiError).message);
+      }
+      if (!stop) timer = window.setTimeout(load, document.hidden ? REFRESH_MS * 6 : REFRESH_MS);
+    };
+    load();
+    return () => {
+      stop = true;
+      clearTimeout(timer);
+    };
+  }, []);
+
+  if (!status) return <p aria-busy="true">{error || 'Loading…'}</p>;
+  const series = status.series;
+  const times = series.map((s) => s.t);
+  const last = series[series.length - 1];
+  const subsystems = Object.entries(status.subsystems);
+  const healthy = subsystems.every(([, s]) => s.state === 'ready' || s.state === 'degraded');
+
+  return (
+    <>
+      {error && (
+        <p class="error" role="alert">
+          Refresh failed: {error}
+        </p>
+      )}
+      <section class="cards" aria-label="Overview">
+        <div class="card stat">
+          <span class="label">Status</span>
+          <span class={`value ${healthy ? 'ok' : 'bad'}`} data-testid="overall">
+            {healthy ? 'Healthy' : 'Attention'}
+          </span>
+        </div>
+        <div class="card stat">
+          <span class="label">Uptime</span>
+          <span class="value" data-testid="uptime">
+            {duration(status.uptime_seconds)}
+          </span>
+        </div>
+        <div class="card stat">
+          <span class="label">Memory (RSS)</span>
+          <span class="value" data-testid="memory">
+            {bytes(status.process.rss_bytes)}
+          </span>
+        </div>
+        <div class="card stat">
+          <span class="label">Requests</span>
+          <span class="value" data-testid="rate">
+            {last ? `${last.requests_per_second.toFixed(2)}/s` : '…'}
+          </span>
+          <span class="muted small">{status.http_requests_total} in total</span>
+        </div>
+        <div class="card stat">
+          <span class="label">CPU</span>
+          <span class="value">{last ? `${last.cpu_percent.toFixed(1)} %` : '…'}</span>
+        </div>
+      </section>
+
+      <section class="card">
+        <h2>Subsystems</h2>
+        <table class="table" data-testid="subsystems">
+          <thead>
+            <tr>
+              <th scope="col">Subsystem</th>
+              <th scope="col">State</th>
+              <th scope="col">Details</th>
+              <th scope="col">Since</th>
+              <th scope="col">Restarts</th>
+            </tr>
+          </thead>
+          <tbody>
+            {subsystems.map(([name, s]) => (
+              <tr data-subsystem={name}>
+                <th scope="row">{name}</th>
+                <td>
+                  <span class={`badge ${s.state}`}>{s.state}</span>
+                </td>
+                <td>
+                  {s.detail}
+                  {s.last_error && <div class="error small">last error: {s.last_error}</div>}
+                </td>
+                <td>{ago(s.since)}</td>
+                <td>{s.restarts}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+
+      <section class="charts">
+        <div class="card">
+          <h2>Request rate</h2>
+          <Chart title="requests/s" times={times} values={series.map((s) => s.requests_per_second)} format={(v) => `${v.toFixed(1)}/s`} color="#d9622b" />
+        </div>
+        <div class="card">
+          <h2>Memory</h2>
+          <Chart title="RSS" times={times} values={series.map((s) => s.rss_bytes)} format={bytes} color="#3b82f6" />
+        </div>
+      </section>
+      <p class="muted small">
+        hearth {status.version} · commit {status.commit} · built {status.build_date} · {status.process.threads} threads ·{' '}
+        {status.process.open_fds} open files · refreshes every {REFRESH_MS / 1000}s
+      </p>
+    </>
+  );
+}

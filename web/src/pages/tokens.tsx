@@ -1,0 +1,127 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, TokenInfo } from '../api';
+import { ago, date } from '../format';
+
+export function Tokens() {
+  const [tokens, setTokens] = useState<TokenInfo[] | null>(null);
+  const [name, setName] = useState('');
+  const [secret, setSecret] = useState<{ name: string; token: string } | null>(null);
+  const [error, setError] = useState('');
+  const [copied, setCopied] = useState(false);
+
+  const load = () =>
+    api<TokenInfo[]>('GET', '/api/v1/tokens')
+      .then(setTokens)
+      .catch((e: ApiError) => setError(e.message));
+  useEffect(() => {
+    load();
+  }, []);
+
+  async function create(e: Event) {
+    e.preventDefault();
+    setError('');
+    try {
+      const r = await api<{ token: string; info: TokenInfo }>('POST', '/api/v1/tokens', { name });
+      setSecret({ name: r.info.name, token: r.token });
+      setCopied(false);
+      setName('');
+      load();
+    } catch (err) {
+      setError((err as ApiError).message);
+    }
+  }
+
+  async function revoke(t: TokenInfo) {
+    if (!confirm(`Revoke the token “${t.name}”? Programs using it lose access at once.`)) return;
+    try {
+      await api('DELETE', `/api/v1/tokens/${t.id}`);
+      load();
+    } catch (err) {
+      setError((err as ApiError).message);
+    }
+  }
+
+  return (
+    <>
+      <section class="card">
+        <h2>Create a token</h2>
+        <p class="muted">
+          Tokens let scripts and other programs use the API: send <code>Authorization: Bearer &lt;token&gt;</code>. A token has
+          full admin rights.
+        </p>
+        <form class="row" onSubmit={create}>
+          <label class="grow">
+            Name
+            <input name="token-name" value={name} onInput={(e) => setName(e.currentTarget.value)} placeholder="e.g. backup script" maxLength={64} required />
+          </label>
+          <button type="submit">Create token</button>
+        </form>
+        {error && (
+          <p class="error" role="alert">
+            {error}
+          </p>
+        )}
+        {secret && (
+          <div class="secret" role="status">
+            <p>
+              Token <strong>{secret.name}</strong> — copy it now, it is not shown again:
+            </p>
+            <div class="row">
+              <code data-testid="new-token">{secret.token}</code>
+              <button
+                class="ghost"
+                onClick={async () => {
+                  await navigator.clipboard?.writeText(secret.token).catch(() => undefined);
+                  setCopied(true);
+                }}
+              >
+                {copied ? 'Copied' : 'Copy'}
+              </button>
+            </div>
+          </div>
+        )}
+      </section>
+      <section class="card">
+        <h2>Tokens</h2>
+        {tokens === null ? (
+          <p>Loading…</p>
+        ) : tokens.length === 0 ? (
+          <p class="muted">No tokens yet.</p>
+        ) : (
+          <table class="table" data-testid="tokens">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Token</th>
+                <th scope="col">Created</th>
+                <th scope="col">Last used</th>
+                <th scope="col">
+                  <span class="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {tokens.map((t) => (
+                <tr data-token={t.name}>
+                  <th scope="row">{t.name}</th>
+                  <td>
+                    <code>{t.prefix}…</code>
+                  </td>
+                  <td title={date(t.created_at)}>
+                    {ago(t.created_at)} by {t.created_by}
+                  </td>
+                  <td>{ago(t.last_used_at)}</td>
+                  <td>
+                    <button class="danger ghost" onClick={() => revoke(t)} aria-label={`Revoke ${t.name}`}>
+                      Revoke
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </>
+  );
+}
