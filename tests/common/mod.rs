@@ -1,0 +1,242 @@
+//! Test fixture: the real `hearth` binary on free loopback ports in a temp dir, driven over HTTP.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the fixture"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Instance {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Instance {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("hearth.toml")
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Start with the default test config; `extra` is appended (whole sections, e.g. "[auth]\n...").
+    pub async fn start(extra: &str) -> Instance {
+        Self::start_with(|_| String::new(), extra).await
+    }
+
+    /// `server_extra` gets the chosen ports and returns lines for the `[server]` section.
+    pub async fn start_with(server_extra: impl Fn(&Ports) -> String, extra: &str) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = Ports {
+            http: free_port(),
+            https: free_port(),
+        };
+        let text = format!(
+            "# test instance\nschema_version = 1\n\n[server]\nhttp_listen = [\"127.0.0.1:{}\"]\nhttps_listen = [\"127.0.0.1:{}\"]\ndata_dir = \"{}\"\nshutdown_timeout = \"3s\"\n{}\n[log]\n# chatty for tests\nlevel = \"info\" # keep this comment\nformat = \"json\"\n\n{extra}",
+            ports.http,
+            ports.https,
+            dir.path().join("data").display(),
+            server_extra(&ports)
+        );
+        std::fs::write(dir.path().join("hearth.toml"), text).unwrap();
+        let mut inst = Instance {
+            child: None,
+            http: ([127, 0, 0, 1], ports.http).into(),
+            https: ([127, 0, 0, 1], ports.https).into(),
+            dir,
+            logs: Arc::default(),
+        };
+        inst.spawn();
+        inst.wait_ready().await;
+        inst
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(self.config_path())
+            .current_dir(self.dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = self.logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+    }
+
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hearth did not become ready; logs:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Wait for the process to exit, at most `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Run a `hearth` CLI command against this instance's config.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        cli_in(self.dir.path(), args, stdin)
+    }
+}
+
+pub struct Ports {
+    pub http: u16,
+    pub https: u16,
+}
+
+pub fn cli_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HEARTH_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client with a cookie jar (for session tests).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// Create the admin, log in, return (client with session cookie, csrf token).
+pub async fn admin_session(inst: &Instance) -> (reqwest::Client, String) {
+    let c = client();
+    let r = c
+        .post(inst.url("/api/v1/setup"))
+        .json(&serde_json::json!({"username": "admin", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = c
+        .post(inst.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    (c, v["csrf_token"].as_str().unwrap().to_string())
+}
+
+/// Assert a JSON error answer with the given status and code; returns its body.
+pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(r.status().as_u16(), status);
+    assert!(
+        r.headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("application/json")),
+        "error answers are JSON"
+    );
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    assert!(
+        v["error"]["id"].as_str().is_some_and(|m| m.len() >= 8),
+        "{v}"
+    );
+    v
+}

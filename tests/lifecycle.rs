@@ -1,0 +1,343 @@
+//! Configuration changes, signals and the command line, against the real binary.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn bad_config_is_rejected_with_the_key_and_the_old_one_keeps_serving() {
+    let inst = Instance::start("").await;
+    let (c, csrf) = admin_session(&inst).await;
+    let before = std::fs::read_to_string(inst.config_path()).unwrap();
+    let patch = |body: Value| {
+        c.patch(inst.url("/api/v1/config"))
+            .header("x-csrf-token", &csrf)
+            .json(&body)
+            .send()
+    };
+
+    // invalid values: 422 naming the key, nothing changes
+    for (body, key) in [
+        (json!({"log": {"level": "loud["}}), "log.level"),
+        (
+            json!({"auth": {"session_ttl": "forever"}}),
+            "auth.session_ttl",
+        ),
+        (
+            json!({"server": {"http_listen": ["nowhere"]}}),
+            "server.http_listen[0]",
+        ),
+        (json!({"server": {"nonsense": 1}}), "server.nonsense"),
+    ] {
+        let v = expect_error(patch(body).await.unwrap(), 422, "invalid_config").await;
+        assert_eq!(v["error"]["key"], key, "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().starts_with(key),
+            "{v}"
+        );
+    }
+    // an address that cannot be bound (in use by someone else) is refused before anything changes
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = squatter.local_addr().unwrap().to_string();
+    let v = expect_error(
+        patch(json!({"server": {"http_listen": [taken]}}))
+            .await
+            .unwrap(),
+        422,
+        "invalid_config",
+    )
+    .await;
+    assert_eq!(v["error"]["key"], "server.http_listen[0]");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot listen"),
+        "{v}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(inst.config_path()).unwrap(),
+        before,
+        "file untouched"
+    );
+
+    // a good change applies live and is written back with the comments kept
+    let r = patch(json!({"log": {"level": "debug"}, "auth": {"session_ttl": "12h"}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["config"]["log"]["level"], "debug");
+    assert_eq!(v["report"]["persisted"], true);
+    let after = std::fs::read_to_string(inst.config_path()).unwrap();
+    assert!(
+        after.contains("# chatty for tests\nlevel = \"debug\" # keep this comment"),
+        "{after}"
+    );
+    assert!(after.contains("[auth]\nsession_ttl = \"12h\""), "{after}");
+    assert!(after.starts_with("# test instance\n"));
+
+    // a broken file on SIGHUP or API reload is refused; the running config stays
+    std::fs::write(
+        inst.config_path(),
+        after.replace("level = \"debug\"", "level = 42"),
+    )
+    .unwrap();
+    inst.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        inst.log_text().contains("configuration rejected"),
+        "{}",
+        inst.log_text()
+    );
+    let r = c
+        .post(inst.url("/api/v1/config/reload"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(r, 422, "invalid_config").await;
+    assert_eq!(v["error"]["key"], "log.level");
+    let v: Value = c
+        .get(inst.url("/api/v1/config"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["config"]["log"]["level"], "debug");
+    assert_eq!(
+        c.get(inst.url("/readyz")).send().await.unwrap().status(),
+        200
+    );
+
+    // fixing the file and sending SIGHUP applies it
+    std::fs::write(
+        inst.config_path(),
+        after.replace("level = \"debug\"", "level = \"warn\""),
+    )
+    .unwrap();
+    inst.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v: Value = c
+            .get(inst.url("/api/v1/config"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["config"]["log"]["level"] == "warn" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn listeners_move_when_the_config_changes() {
+    let inst = Instance::start("").await;
+    let (c, csrf) = admin_session(&inst).await;
+    let new_port = free_port();
+    let r = c
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"server": {"http_listen": [format!("127.0.0.1:{new_port}")]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let moved = format!("http://127.0.0.1:{new_port}/healthz");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let old_gone = reqwest::get(inst.url("/healthz")).await.is_err();
+        let new_up = reqwest::get(&moved).await.is_ok_and(|r| r.status() == 200);
+        if old_gone && new_up {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old_gone={old_gone} new_up={new_up}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly_within_the_deadline() {
+    let mut inst = Instance::start("").await;
+    // keep a request in flight: graceful shutdown lets it finish
+    let slow = tokio::spawn({
+        let url = inst.url("/api/v1/setup");
+        async move { reqwest::get(url).await.map(|r| r.status().as_u16()) }
+    });
+    inst.signal("TERM");
+    let started = Instant::now();
+    let status = inst
+        .wait_exit(Duration::from_secs(6))
+        .expect("exited within the 3 s deadline + slack");
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let _ = slow.await;
+    let logs = inst.log_text();
+    assert!(logs.contains("\"signal\":\"SIGTERM\""), "{logs}");
+    assert!(logs.contains("stopped cleanly"), "{logs}");
+}
+
+#[tokio::test]
+async fn cli_token_create_works_while_running_and_healthcheck() {
+    let inst = Instance::start("").await;
+    let cfg = inst.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let out = inst.cli(&["healthcheck", "--config", cfg], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = inst.cli(&["token", "create", "from-cli", "--config", cfg], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("hth_"), "{token}");
+    let list: Value = reqwest::Client::new()
+        .get(inst.url("/api/v1/tokens"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["name"], "from-cli");
+    assert_eq!(list[0]["created_by"], "cli");
+
+    // set-password creates the admin (no wizard needed) and can reset it
+    let out = inst.cli(
+        &["admin", "set-password", "root", "--config", cfg],
+        Some("first password\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = |pw: &str| {
+        reqwest::Client::new()
+            .post(inst.url("/api/v1/auth/login"))
+            .json(&json!({"username": "root", "password": pw}))
+            .send()
+    };
+    assert_eq!(login("first password").await.unwrap().status(), 200);
+    let out = inst.cli(
+        &["admin", "set-password", "root", "--config", cfg],
+        Some("second password"),
+    );
+    assert!(out.status.success());
+    assert_eq!(login("second password").await.unwrap().status(), 200);
+    let out = inst.cli(
+        &["admin", "set-password", "root", "--config", cfg],
+        Some("short\n"),
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+
+    drop(inst);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("h.toml"),
+        format!("[server]\nhttp_listen = [\"127.0.0.1:{}\"]\n", free_port()),
+    )
+    .unwrap();
+    let out = cli_in(
+        dir.path(),
+        &["healthcheck", "--config", "h.toml", "--timeout", "1s"],
+        None,
+    );
+    assert!(!out.status.success(), "nothing listens: unhealthy");
+}
+
+#[test]
+fn check_config_and_default_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli_in(dir.path(), &["config", "default"], None);
+    assert!(out.status.success());
+    std::fs::write(dir.path().join("default.toml"), &out.stdout).unwrap();
+    let out = cli_in(dir.path(), &["check-config", "default.toml"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nhttps_listen = [\"127.0.0.1:99999\"]\n",
+    )
+    .unwrap();
+    let out = cli_in(dir.path(), &["check-config", "bad.toml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.https_listen[0]"), "{err}");
+
+    std::fs::write(dir.path().join("syntax.toml"), "[server\n").unwrap();
+    let out = cli_in(dir.path(), &["check-config", "syntax.toml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("syntax.toml"));
+
+    // `run` refuses a bad config before binding anything
+    let out = cli_in(dir.path(), &["run", "--config", "bad.toml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.https_listen[0]"));
+
+    let out = cli_in(dir.path(), &["--version"], None);
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        v.starts_with("hearth 0.") && v.contains("commit") && v.contains("built"),
+        "{v}"
+    );
+
+    // the production config installed by the package passes
+    let prod = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/hearth.production.toml"
+    );
+    let out = cli_in(dir.path(), &["check-config", prod], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn no_config_file_runs_the_embedded_default_on_given_data_dir() {
+    // the README's run command, with --data-dir; ports come from the default, so only check what does not bind
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli_in(dir.path(), &["check-config", "hearth.toml"], None);
+    assert_eq!(out.status.code(), Some(2), "no file to check");
+    let out = cli_in(
+        dir.path(),
+        &["token", "create", "t", "--data-dir", "state"],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("state/hearth.db").exists());
+    assert!(
+        !dir.path().join("hearth.toml").exists(),
+        "the CLI never writes the config"
+    );
+}
