@@ -39,6 +39,7 @@ fn main() {
     for s in sources {
         println!("cargo:rerun-if-changed=web/{s}");
     }
+    println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=web/dist/.build-stamp");
     println!("cargo:rerun-if-env-changed=HEARTH_SKIP_WEB_BUILD");
     let stamp = web.join("dist/.build-stamp");
@@ -67,6 +68,10 @@ fn main() {
         web.join("dist/index.html").exists(),
         "web/dist is missing: build the UI with `cd web && npm ci && npm run build`"
     );
+    // rust-embed's files are not tracked by cargo: a new stamp in the build script's output forces the crate to be
+    // recompiled whenever the UI was rebuilt, so the binary never embeds a stale UI.
+    let stamp_text = std::fs::read_to_string(&stamp).unwrap_or_default();
+    println!("cargo:rustc-env=HEARTH_WEB_BUILD={}", stamp_text.trim());
 
     let commit = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])

@@ -310,6 +310,8 @@ struct Status {
     version: &'static str,
     commit: &'static str,
     build_date: &'static str,
+    /// When the embedded web UI was built.
+    ui_build: &'static str,
     started_at: i64,
     uptime_seconds: i64,
     process: ProcessStats,
@@ -331,6 +333,7 @@ async fn status(_auth: AdminAuth, State(s): State<AppState>) -> Json<Status> {
         version: env!("CARGO_PKG_VERSION"),
         commit: crate::BUILD_COMMIT,
         build_date: crate::BUILD_DATE,
+        ui_build: super::ui::WEB_BUILD,
         started_at: s.started_at,
         uptime_seconds: unix_now() - s.started_at,
         process,

@@ -10,6 +10,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 
+/// When the embedded UI was built (keeps the crate's fingerprint tied to `web/dist`, see build.rs).
+pub const WEB_BUILD: &str = env!("HEARTH_WEB_BUILD");
+
 #[derive(rust_embed::RustEmbed)]
 #[folder = "web/dist"]
 #[exclude = ".build-stamp"]

@@ -2,6 +2,9 @@ import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
+/** The window the charts show: the server keeps 180 samples, one every 5 s. */
+export const WINDOW_SECONDS = 15 * 60;
+
 interface Props {
   title: string;
   times: number[];
@@ -27,12 +30,26 @@ export function Chart({ title, times, values, format, color }: Props) {
           height: 160,
           legend: { show: false },
           cursor: { drag: { x: false, y: false } },
-          scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max * 1.2, 1e-9)] } },
+          scales: {
+            // a fixed trailing window, so that a young instance with few samples does not stretch the axis
+            x: { time: true, range: () => [Date.now() / 1000 - WINDOW_SECONDS, Date.now() / 1000] },
+            y: { range: (_u, _min, max) => [0, Math.max((max ?? 0) * 1.2, 1e-9)] },
+          },
           axes: [
             { stroke: axisStroke, grid, ticks: grid },
             { stroke: axisStroke, grid, ticks: grid, size: 70, values: (_u, vals) => vals.map((v) => format(v)) },
           ],
-          series: [{}, { label: title, stroke: color, width: 2, fill: color + '22', points: { show: false } }],
+          series: [
+            {},
+            {
+              label: title,
+              stroke: color,
+              width: 2,
+              fill: color + '22',
+              // dots only while there are too few samples to draw a line
+              points: { show: (_u, _s, i0, i1) => i1 - i0 < 2, size: 6 },
+            },
+          ],
         },
         [times, values],
         el,

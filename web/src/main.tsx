@@ -51,6 +51,11 @@ function App() {
   const path = usePath();
   const [phase, setPhase] = useState<Phase>({ kind: 'loading' });
   const [theme, nextTheme] = useTheme();
+  // after client-side navigation, move focus to the new page's content (as a full page load would reset it)
+  useEffect(() => {
+    if (phase.kind === 'app' && document.activeElement?.closest('nav')) document.getElementById('content')?.focus();
+  }, [path]);
+
 
   async function check() {
     try {
@@ -82,7 +87,7 @@ function App() {
   }
 
   const themeButton = (
-    <button class="ghost" onClick={nextTheme} title="Switch colour theme" aria-label={`Theme: ${theme}`}>
+    <button type="button" class="ghost" onClick={nextTheme} title="Switch colour theme" aria-label={`Theme: ${theme}`}>
       {theme === 'dark' ? '☾' : theme === 'light' ? '☀' : '◐'} {theme}
     </button>
   );

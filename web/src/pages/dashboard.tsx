@@ -93,15 +93,15 @@ export function Dashboard() {
             {subsystems.map(([name, s]) => (
               <tr data-subsystem={name}>
                 <th scope="row">{name}</th>
-                <td>
+                <td data-label="State">
                   <span class={`badge ${s.state}`}>{s.state}</span>
                 </td>
-                <td>
+                <td data-label="Details">
                   {s.detail}
                   {s.last_error && <div class="error small">last error: {s.last_error}</div>}
                 </td>
-                <td>{ago(s.since)}</td>
-                <td>{s.restarts}</td>
+                <td data-label="Since">{ago(s.since)}</td>
+                <td data-label="Restarts">{s.restarts}</td>
               </tr>
             ))}
           </tbody>

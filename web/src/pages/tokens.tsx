@@ -104,13 +104,13 @@ export function Tokens() {
               {tokens.map((t) => (
                 <tr data-token={t.name}>
                   <th scope="row">{t.name}</th>
-                  <td>
+                  <td data-label="Token">
                     <code>{t.prefix}…</code>
                   </td>
-                  <td title={date(t.created_at)}>
+                  <td data-label="Created" title={date(t.created_at)}>
                     {ago(t.created_at)} by {t.created_by}
                   </td>
-                  <td>{ago(t.last_used_at)}</td>
+                  <td data-label="Last used">{ago(t.last_used_at)}</td>
                   <td>
                     <button class="danger ghost" onClick={() => revoke(t)} aria-label={`Revoke ${t.name}`}>
                       Revoke

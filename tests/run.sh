@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): formatting, lints, unit + integration tests against the real binary,
+# and the browser tests in Debian's Chromium. Needs: cargo, node/npm, promtool, chromium (`.ci/deps` installs them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "web: dependencies and type check"
+if [ ! -f web/node_modules/.package-lock.json ]; then (cd web && npm ci --no-audit --no-fund); fi
+(cd web && npm run --silent typecheck)
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (unit + integration tests against the real binary)"
+cargo test
+
+step "browser tests (Chromium via playwright-core; screenshots in web/test-artifacts/)"
+cargo build --quiet
+(cd web && HEARTH_BIN="$CARGO_TARGET_DIR/debug/hearth" node --test tests/)

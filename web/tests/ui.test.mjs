@@ -1,0 +1,182 @@
+// Browser tests: Debian's Chromium driven by playwright-core against the real hearth binary.
+// wizard → login → dashboard shows subsystem states → create a token → settings change → logout.
+// Screenshots go to web/test-artifacts/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.HEARTH_BIN;
+const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let hearth, dir, base, browser, logs = '';
+
+before(async () => {
+  assert.ok(BIN, 'set HEARTH_BIN to the hearth binary (tests/run.sh does)');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  dir = mkdtempSync(join(tmpdir(), 'hearth-ui-'));
+  const [http, https] = [await freePort(), await freePort()];
+  base = `http://127.0.0.1:${http}`;
+  writeFileSync(
+    join(dir, 'hearth.toml'),
+    `# ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n`,
+  );
+  hearth = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  hearth.stdout.on('data', (d) => (logs += d));
+  hearth.stderr.on('data', (d) => (logs += d));
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(base + '/readyz')).ok) break;
+    } catch {}
+    if (i > 200) throw new Error('hearth did not start:\n' + logs);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  hearth?.kill('SIGTERM');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+test('wizard → login → dashboard → token → settings → logout', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+
+  // first run: the wizard
+  await page.goto(base + '/');
+  await page.getByRole('heading', { name: 'Welcome to hearth' }).waitFor();
+  await shot(page, '01-wizard');
+  await page.getByRole('button', { name: 'Get started' }).click();
+  await page.getByLabel('User name').fill('admin');
+  await page.getByLabel(/^Password/).fill('short');
+  await page.getByLabel('Repeat the password').fill('short');
+  await page.getByRole('button', { name: 'Create admin account' }).click();
+  await page.getByRole('alert').filter({ hasText: 'at least 8' }).waitFor();
+  await page.getByLabel(/^Password/).fill('correct horse battery');
+  await page.getByLabel('Repeat the password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Create admin account' }).click();
+  await page.getByRole('status').filter({ hasText: 'is ready' }).waitFor();
+  await page.getByRole('button', { name: 'Continue to log in' }).click();
+
+  // login, with one wrong attempt first
+  await page.getByRole('heading', { name: 'Log in to hearth' }).waitFor();
+  await page.getByLabel('User name').fill('admin');
+  await page.getByLabel('Password').fill('wrong password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'wrong user name or password' }).waitFor();
+  await shot(page, '02-login-error');
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.keyboard.press('Enter');
+  // (Enter submits the login form and nothing else: the theme stays as it was)
+
+  // dashboard: live subsystem states
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  const table = page.getByTestId('subsystems');
+  for (const name of ['http', 'https', 'storage', 'metrics']) {
+    await table.locator(`tr[data-subsystem="${name}"] .badge`).filter({ hasText: 'ready' }).waitFor();
+  }
+  assert.equal(await page.getByTestId('overall').textContent(), 'Healthy');
+  assert.match(await page.getByTestId('memory').textContent(), /MiB/);
+  // auto-refresh: the uptime moves without a reload
+  const up1 = await page.getByTestId('uptime').textContent();
+  await page.waitForFunction((u) => document.querySelector('[data-testid=uptime]').textContent !== u, up1, { timeout: 12000 });
+  await page.locator('.chart canvas').first().waitFor();
+  assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'auto');
+  await shot(page, '03-dashboard');
+
+  // API tokens: create, see it once, it works, revoke
+  await page.getByRole('link', { name: 'API tokens' }).click();
+  await page.getByLabel('Name').fill('home-assistant');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const secret = (await page.getByTestId('new-token').textContent()).trim();
+  assert.match(secret, /^hth_/);
+  const r = await fetch(base + '/api/v1/tokens', { headers: { Authorization: 'Bearer ' + secret } });
+  assert.equal(r.status, 200);
+  await page.locator('tr[data-token="home-assistant"]').waitFor();
+  await shot(page, '04-tokens');
+  page.once('dialog', (d) => d.accept());
+  await page.getByRole('button', { name: 'Revoke home-assistant' }).click();
+  await page.getByText('No tokens yet.').waitFor();
+  assert.equal((await fetch(base + '/api/v1/tokens', { headers: { Authorization: 'Bearer ' + secret } })).status, 401);
+
+  // settings: a bad value names the key, a good one is saved to hearth.toml with its comments
+  await page.getByRole('link', { name: 'Settings' }).click();
+  await page.getByLabel(/Session lifetime/).fill('forever');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('alert').filter({ hasText: 'auth.session_ttl' }).waitFor();
+  await shot(page, '05-settings-error');
+  await page.getByLabel(/Session lifetime/).fill('12h');
+  await page.getByLabel(/Log level/).selectOption('debug');
+  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('status').filter({ hasText: 'Saved to' }).waitFor();
+  const file = readFileSync(join(dir, 'hearth.toml'), 'utf8');
+  assert.match(file, /^# ui test\n/);
+  assert.match(file, /level = "debug"/);
+  assert.match(file, /session_ttl = "12h"/);
+
+  // keyboard: after a page load the skip link is the first stop, and it moves focus to the content
+  await page.reload();
+  await page.getByRole('heading', { name: 'Settings' }).waitFor();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Skip to content');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'content');
+
+  // dark mode
+  await page.getByRole('button', { name: /Theme:/ }).click();
+  await page.waitForFunction(() => document.documentElement.dataset.theme === 'dark');
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(21, 20, 18)');
+  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await page.locator('.chart canvas').first().waitFor();
+  await shot(page, '06-dashboard-dark');
+
+  // logout returns to the login page, and the session is gone
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByRole('heading', { name: 'Log in to hearth' }).waitFor();
+  await page.reload();
+  await page.getByRole('heading', { name: 'Log in to hearth' }).waitFor();
+  // deliberate 401/422 answers are logged by the browser as failed loads; nothing else may be
+  assert.deepEqual(errors.filter((e) => !/status of 4(01|22)/.test(e)), []);
+  await context.close();
+});
+
+test('narrow screens: the dashboard stays usable on a phone', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
+  const page = await context.newPage();
+  await page.goto(base + '/');
+  await page.getByLabel('User name').fill('admin');
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByTestId('subsystems').waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 1, `no horizontal scrolling (${overflow}px)`);
+  await shot(page, '07-phone-dark');
+  await context.close();
+});
