@@ -82,9 +82,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     {
         let (db, live) = (db.clone(), live.clone());
-        sup.spawn("storage", move |ctx| {
-            storage_task(ctx, db.clone(), live.clone())
-        });
+        sup.spawn("storage", move |ctx| storage_task(ctx, db.clone(), live.clone()));
     }
     for kind in [Listeners::Http, Listeners::Https] {
         let (state, stash) = (state.clone(), stash.clone());
@@ -121,11 +119,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         }
     };
     let deadline = live.current().server.shutdown_timeout.as_std();
-    tracing::info!(
-        signal = why,
-        deadline_s = deadline.as_secs_f64(),
-        "shutting down"
-    );
+    tracing::info!(signal = why, deadline_s = deadline.as_secs_f64(), "shutting down");
     watchdog.cancel();
     if notify {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -232,12 +226,7 @@ impl Applier for ListenerApplier {
         for (key, i, addr) in Self::added(old, new) {
             let l = std::net::TcpListener::bind(addr.0)
                 .and_then(|l| l.set_nonblocking(true).map(|_| l))
-                .map_err(|e| {
-                    ConfigError::invalid(
-                        format!("{key}[{i}]"),
-                        format!("cannot listen on {addr}: {e}"),
-                    )
-                })?;
+                .map_err(|e| ConfigError::invalid(format!("{key}[{i}]"), format!("cannot listen on {addr}: {e}")))?;
             stash.insert(addr.0, l);
         }
         Ok(())
@@ -273,11 +262,7 @@ impl Listeners {
 }
 
 async fn bind(addr: SocketAddr, stash: &Stash) -> anyhow::Result<TcpListener> {
-    if let Some(l) = stash
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&addr)
-    {
+    if let Some(l) = stash.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr) {
         return Ok(TcpListener::from_std(l)?);
     }
     // an address moving between our own listeners may still be held for a moment by the old accept loop
@@ -297,12 +282,7 @@ async fn bind(addr: SocketAddr, stash: &Stash) -> anyhow::Result<TcpListener> {
 
 /// Serves the admin router on one kind of listener; rebinds when its addresses change, in-flight requests on the
 /// old addresses finish in the background.
-async fn listener_task(
-    ctx: TaskCtx,
-    kind: Listeners,
-    state: AppState,
-    stash: Stash,
-) -> anyhow::Result<()> {
+async fn listener_task(ctx: TaskCtx, kind: Listeners, state: AppState, stash: Stash) -> anyhow::Result<()> {
     let mut rx = state.config.subscribe();
     let router = http::router(state.clone());
     loop {
@@ -323,13 +303,7 @@ async fn listener_task(
                 let l = bind(a.0, &stash).await?;
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 urls.push(format!("{scheme}://{}", l.local_addr()?));
-                servers.spawn(http::serve(
-                    l,
-                    tls.clone(),
-                    router.clone(),
-                    stop.clone(),
-                    drain,
-                ));
+                servers.spawn(http::serve(l, tls.clone(), router.clone(), stop.clone(), drain));
             }
             ctx.ready(format!("serving on {}", urls.join(", ")));
         }
@@ -364,9 +338,7 @@ async fn storage_task(ctx: TaskCtx, db: Db, live: Arc<LiveConfig>) -> anyhow::Re
         // A failed upkeep round leaves the database usable: report degraded and try again next round.
         let now = crate::util::unix_now();
         let round = async {
-            let pruned = db
-                .call(move |c| crate::auth::prune_sessions(c, now))
-                .await?;
+            let pruned = db.call(move |c| crate::auth::prune_sessions(c, now)).await?;
             db.maintain().await?;
             Ok::<_, anyhow::Error>(pruned)
         };
@@ -414,23 +386,32 @@ async fn sampler_task(ctx: TaskCtx, state: AppState) -> anyhow::Result<()> {
     }
 }
 
+/// Half the watchdog period, as sd_watchdog_enabled(3) defines it: `WATCHDOG_USEC` set, and `WATCHDOG_PID` either
+/// absent or ours. (The sd-notify crate also demands `WATCHDOG_PID`; libsystemd does not.)
+fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
+    if let Some(p) = pid
+        && p.trim().parse::<u32>().ok() != Some(me)
+    {
+        return None;
+    }
+    Some(Duration::from_micros(usec / 2))
+}
+
 /// systemd: READY once every subsystem serves, STATUS on changes, WATCHDOG pings only while nothing has failed.
 async fn systemd_task(health: crate::supervisor::Health, stop: CancellationToken) {
     use sd_notify::NotifyState;
-    let mut usec = 0u64;
-    let watchdog =
-        sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+    let watchdog = watchdog_interval(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    );
     let mut ready_sent = false;
     let mut last_status = String::new();
-    let tick = watchdog
-        .unwrap_or(Duration::from_secs(5))
-        .min(Duration::from_secs(5));
+    let tick = watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
     loop {
         let snap = health.snapshot();
-        let status: Vec<String> = snap
-            .iter()
-            .map(|(n, s)| format!("{n}: {}", s.state.as_str()))
-            .collect();
+        let status: Vec<String> = snap.iter().map(|(n, s)| format!("{n}: {}", s.state.as_str())).collect();
         let status = status.join(", ");
         if !ready_sent && health.is_ready() {
             let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]);
@@ -447,5 +428,30 @@ async fn systemd_task(health: crate::supervisor::Health, stop: CancellationToken
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(tick) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_follows_libsystemd_rules() {
+        assert_eq!(
+            watchdog_interval(Some("2000000"), None, 7),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            watchdog_interval(Some("2000000"), Some("7"), 7),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            watchdog_interval(Some("2000000"), Some("8"), 7),
+            None,
+            "meant for another process"
+        );
+        assert_eq!(watchdog_interval(None, None, 7), None);
+        assert_eq!(watchdog_interval(Some("0"), None, 7), None);
+        assert_eq!(watchdog_interval(Some("x"), None, 7), None);
     }
 }

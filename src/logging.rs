@@ -15,9 +15,7 @@ pub struct LevelHandle(reload::Handle<EnvFilter, Registry>);
 
 impl LevelHandle {
     pub fn set(&self, level: &str) -> Result<(), String> {
-        let filter = EnvFilter::builder()
-            .parse(level)
-            .map_err(|e| e.to_string())?;
+        let filter = EnvFilter::builder().parse(level).map_err(|e| e.to_string())?;
         self.0.reload(filter).map_err(|e| e.to_string())
     }
 }

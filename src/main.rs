@@ -41,12 +41,7 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct ConfigArgs {
     /// The configuration file. When it does not exist the embedded defaults apply (and the UI creates it).
-    #[arg(
-        long,
-        short = 'c',
-        env = "HEARTH_CONFIG",
-        default_value = "hearth.toml"
-    )]
+    #[arg(long, short = 'c', env = "HEARTH_CONFIG", default_value = "hearth.toml")]
     config: PathBuf,
     /// Override `server.data_dir` (not written to the file).
     #[arg(long, env = "HEARTH_DATA_DIR")]
@@ -178,11 +173,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let created = db.blocking(|c| auth::set_password(c, &user, &phc, util::unix_now()))?;
             eprintln!(
                 "{} admin {user:?}",
-                if created {
-                    "created"
-                } else {
-                    "updated the password of"
-                }
+                if created { "created" } else { "updated the password of" }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -190,8 +181,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             what: TokenCommand::Create { name, args },
         } => {
             let db = open_db(&args)?;
-            let (secret, info) =
-                db.blocking(|c| auth::create_token(c, name.trim(), "cli", util::unix_now()))?;
+            let (secret, info) = db.blocking(|c| auth::create_token(c, name.trim(), "cli", util::unix_now()))?;
             eprintln!(
                 "created API token {:?} (id {}); it is shown only now:",
                 info.name, info.id
@@ -209,10 +199,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Ok((code, body)) => {
-                    println!(
-                        "unhealthy: http://{addr}/readyz answered {code}: {}",
-                        body.trim()
-                    );
+                    println!("unhealthy: http://{addr}/readyz answered {code}: {}", body.trim());
                     Ok(ExitCode::FAILURE)
                 }
                 Err(e) => {

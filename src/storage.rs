@@ -22,11 +22,7 @@ pub enum StorageError {
     #[error(
         "database component {component} is at schema {found}, newer than this hearth understands ({known}); refusing to touch it"
     )]
-    TooNew {
-        component: String,
-        found: i64,
-        known: i64,
-    },
+    TooNew { component: String, found: i64, known: i64 },
     #[error("migration {component} #{version} ({name}) failed: {source}")]
     Migration {
         component: String,
@@ -173,11 +169,7 @@ pub fn schema_version(conn: &Connection, component: &str) -> Result<i64, Storage
 }
 
 /// Apply the pending migrations of one component, each in its own transaction.
-pub fn apply_migrations(
-    conn: &mut Connection,
-    component: &str,
-    list: &[Migration],
-) -> Result<usize, StorageError> {
+pub fn apply_migrations(conn: &mut Connection, component: &str, list: &[Migration]) -> Result<usize, StorageError> {
     let known = list.iter().map(|m| m.version).max().unwrap_or(0);
     let current = schema_version(conn, component)?;
     if current > known {
@@ -242,8 +234,7 @@ mod tests {
         assert_eq!(apply_migrations(&mut c, "t", &[V1, V2]).unwrap(), 0);
         assert_eq!(schema_version(&c, "t").unwrap(), 2);
         assert_eq!(schema_version(&c, "other").unwrap(), 0);
-        c.execute("INSERT INTO things (id, name) VALUES (1, 'a')", [])
-            .unwrap();
+        c.execute("INSERT INTO things (id, name) VALUES (1, 'a')", []).unwrap();
     }
 
     #[test]
@@ -262,17 +253,7 @@ mod tests {
         let mut c = conn();
         apply_migrations(&mut c, "t", &[V1, V2]).unwrap();
         let e = apply_migrations(&mut c, "t", &[V1]).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                StorageError::TooNew {
-                    found: 2,
-                    known: 1,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, StorageError::TooNew { found: 2, known: 1, .. }), "{e}");
     }
 
     #[tokio::test]
@@ -281,10 +262,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let db = Db::open(&data, Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
-            0o700
-        );
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
         let (mode, sync): (String, i64) = db
             .call(|c| {
                 let m = c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;

@@ -110,8 +110,7 @@ impl Health {
         }
         for s in TaskState::ALL {
             let v = if s == entry.state { 1.0 } else { 0.0 };
-            metrics::gauge!("hearth_subsystem_state", "subsystem" => name, "state" => s.as_str())
-                .set(v);
+            metrics::gauge!("hearth_subsystem_state", "subsystem" => name, "state" => s.as_str()).set(v);
         }
     }
 
@@ -172,23 +171,12 @@ impl Default for RestartPolicy {
 impl RestartPolicy {
     /// Given the restart times still in the window (oldest first) and a jitter draw in [0, 1), the delay before
     /// the next restart, or `None` when the budget is spent. "Equal jitter": half fixed, half random.
-    pub fn next_delay(
-        &self,
-        recent: &VecDeque<Instant>,
-        now: Instant,
-        jitter: f64,
-    ) -> Option<Duration> {
-        let in_window = recent
-            .iter()
-            .filter(|t| now.duration_since(**t) < self.window)
-            .count();
+    pub fn next_delay(&self, recent: &VecDeque<Instant>, now: Instant, jitter: f64) -> Option<Duration> {
+        let in_window = recent.iter().filter(|t| now.duration_since(**t) < self.window).count();
         if in_window >= self.budget {
             return None;
         }
-        let exp = self
-            .base
-            .saturating_mul(1u32 << in_window.min(20))
-            .min(self.cap);
+        let exp = self.base.saturating_mul(1u32 << in_window.min(20)).min(self.cap);
         Some(exp.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
     }
 }
@@ -224,8 +212,7 @@ impl Supervisor {
         self.health.set(name, TaskState::Starting, "");
         metrics::counter!("hearth_subsystem_restarts_total", "subsystem" => name).absolute(0);
         let (health, shutdown, policy) = (self.health.clone(), self.shutdown.clone(), self.policy);
-        self.tasks
-            .spawn(run_task(name, f, health, shutdown, policy));
+        self.tasks.spawn(run_task(name, f, health, shutdown, policy));
     }
 
     /// Signal shutdown and wait for every task, at most `deadline`. Returns whether all finished in time.
@@ -240,13 +227,7 @@ impl Supervisor {
     }
 }
 
-async fn run_task(
-    name: &'static str,
-    f: TaskFn,
-    health: Health,
-    shutdown: CancellationToken,
-    policy: RestartPolicy,
-) {
+async fn run_task(name: &'static str, f: TaskFn, health: Health, shutdown: CancellationToken, policy: RestartPolicy) {
     let mut recent: VecDeque<Instant> = VecDeque::new();
     loop {
         health.set(name, TaskState::Starting, "");
@@ -269,21 +250,14 @@ async fn run_task(
             Err(j) => j.to_string(),
         };
         let now = Instant::now();
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= policy.window)
-        {
+        while recent.front().is_some_and(|t| now.duration_since(*t) >= policy.window) {
             recent.pop_front();
         }
         let Some(delay) = policy.next_delay(&recent, now, rand::random::<f64>()) else {
             tracing::error!(subsystem = name, error = %error, restarts = recent.len(), "subsystem failed; restart budget spent");
             health.update(name, |s| {
                 s.state = TaskState::Failed;
-                s.detail = format!(
-                    "gave up after {} restarts in {:?}",
-                    recent.len(),
-                    policy.window
-                );
+                s.detail = format!("gave up after {} restarts in {:?}", recent.len(), policy.window);
                 s.last_error = Some(error);
             });
             return;
@@ -333,10 +307,7 @@ mod tests {
         assert_eq!(lows, [500, 1000, 2000, 4000, 5000, 5000]);
         assert_eq!(p.next_delay(&recent, now, 0.5), None, "budget spent");
         // restarts older than the window no longer count
-        assert!(
-            p.next_delay(&recent, now + Duration::from_secs(601), 0.5)
-                .is_some()
-        );
+        assert!(p.next_delay(&recent, now + Duration::from_secs(601), 0.5).is_some());
     }
 
     #[tokio::test(start_paused = true)]
@@ -361,10 +332,7 @@ mod tests {
         });
         // three restarts: waits of at least 0.5 + 1 + 2 s (equal jitter), at most 1 + 2 + 4 s
         tokio::time::sleep(Duration::from_millis(3400)).await;
-        assert!(
-            runs.load(Ordering::SeqCst) <= 3,
-            "not faster than the backoff allows"
-        );
+        assert!(runs.load(Ordering::SeqCst) <= 3, "not faster than the backoff allows");
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 4, "first run + 3 restarts");
         let s = &health.snapshot()["flaky"];

@@ -49,10 +49,7 @@ fn describe() {
         "hearth_subsystem_restarts_total",
         "Restarts of a subsystem after a failure."
     );
-    describe_counter!(
-        "hearth_login_attempts_total",
-        "Admin login attempts, by result."
-    );
+    describe_counter!("hearth_login_attempts_total", "Admin login attempts, by result.");
     describe_gauge!(
         "hearth_build_info",
         "Always 1; labels carry the version, commit and build date."
@@ -92,11 +89,7 @@ impl ProcessStats {
         {
             // fields after the command name, starting with field 3 (state)
             let f: Vec<&str> = rest.split_whitespace().collect();
-            let num = |i: usize| {
-                f.get(i - 3)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
+            let num = |i: usize| f.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             s.cpu_seconds = (num(14) + num(15)) as f64 / ticks;
             s.threads = num(20);
             s.virtual_bytes = num(23);
@@ -104,10 +97,8 @@ impl ProcessStats {
             let boot = std::fs::read_to_string("/proc/stat")
                 .ok()
                 .and_then(|t| {
-                    t.lines().find_map(|l| {
-                        l.strip_prefix("btime ")
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                    })
+                    t.lines()
+                        .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<u64>().ok()))
                 })
                 .unwrap_or(0);
             s.start_time_seconds = boot as f64 + num(22) as f64 / ticks;
@@ -129,10 +120,7 @@ impl ProcessStats {
     /// The standard `process_*` metrics, in Prometheus text format.
     pub fn render(&self, out: &mut String) {
         let mut m = |name: &str, kind: &str, help: &str, v: f64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
         m(
             "process_cpu_seconds_total",
@@ -229,9 +217,7 @@ impl Series {
                     t: t_ms / 1000,
                     rss_bytes,
                     cpu_percent: ((cpu_seconds - cpu0).max(0.0) / dt * 100.0 * 10.0).round() / 10.0,
-                    requests_per_second: (requests.saturating_sub(req0) as f64 / dt * 100.0)
-                        .round()
-                        / 100.0,
+                    requests_per_second: (requests.saturating_sub(req0) as f64 / dt * 100.0).round() / 100.0,
                 };
                 if self.samples.len() == self.cap {
                     self.samples.pop_front();

@@ -41,10 +41,7 @@ mod tests {
         let b = super::random_secret(32);
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(
-            a.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         assert!(super::ct_eq(&a, &a.clone()));
         assert!(!super::ct_eq(&a, &b));
     }

@@ -115,10 +115,7 @@ async fn setup_login_token_logout() {
         .unwrap();
     assert_eq!(list[0]["name"], "ci");
     assert!(list[0]["last_used_at"].is_i64(), "{list}");
-    assert!(
-        list.to_string().find(&token).is_none(),
-        "secrets are never listed"
-    );
+    assert!(list.to_string().find(&token).is_none(), "secrets are never listed");
     let r = bare
         .get(inst.url("/api/v1/status"))
         .bearer_auth("hth_forged")
@@ -182,10 +179,7 @@ async fn session_cookie_attributes() {
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=604800"] {
         assert!(cookie.contains(attr), "{attr} in {cookie}");
     }
-    assert!(
-        !cookie.contains("Secure"),
-        "plain HTTP cookies cannot be Secure"
-    );
+    assert!(!cookie.contains("Secure"), "plain HTTP cookies cannot be Secure");
 }
 
 /// Every route in the OpenAPI document answers 401 without credentials, except the public ones.
@@ -266,12 +260,7 @@ async fn bad_input_gets_json_errors_with_ids() {
     expect_error(r, 400, "invalid_json").await;
     let r = c.post(&url).body("{}").send().await.unwrap();
     expect_error(r, 415, "unsupported_media_type").await;
-    let r = c
-        .post(&url)
-        .json(&json!({"username": 5}))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(&url).json(&json!({"username": 5})).send().await.unwrap();
     expect_error(r, 422, "invalid_input").await;
     let r = c
         .post(&url)
@@ -351,10 +340,7 @@ async fn every_log_line_of_a_request_carries_its_id() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = inst.log_text();
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains("login-1")).collect();
-    assert!(
-        lines.len() >= 2,
-        "failed-login warning and access log: {lines:?}"
-    );
+    assert!(lines.len() >= 2, "failed-login warning and access log: {lines:?}");
     for l in &lines {
         let v: Value = serde_json::from_str(l).unwrap_or_else(|_| panic!("JSON log line: {l}"));
         assert_eq!(v["span"]["request_id"], "login-1", "{l}");
@@ -376,11 +362,7 @@ async fn login_is_rate_limited_per_user_and_client() {
     assert_eq!(login("wrong one").await.unwrap().status(), 401);
     assert_eq!(login("wrong two").await.unwrap().status(), 401);
     let r = login("correct horse").await.unwrap();
-    let retry: u64 = r.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
     expect_error(r, 429, "rate_limited").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -407,25 +389,11 @@ async fn status_metrics_and_ui() {
         assert_eq!(v["subsystems"][s]["state"], "ready", "{s}: {v}");
     }
     assert!(v["process"]["rss_bytes"].as_u64().unwrap() > 1_000_000);
-    let ready: Value = c
-        .get(inst.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = c.get(inst.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ready");
 
     // /metrics passes promtool
-    let text = c
-        .get(inst.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = c.get(inst.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for m in [
         "hearth_http_requests_total{",
         "hearth_http_request_duration_seconds_bucket{",
@@ -465,19 +433,8 @@ async fn status_metrics_and_ui() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-encoding"], "br");
     assert_eq!(r.headers()["cache-control"], "no-cache");
-    let plain = reqwest::Client::builder()
-        .no_brotli()
-        .no_gzip()
-        .build()
-        .unwrap();
-    let html = plain
-        .get(inst.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let plain = reqwest::Client::builder().no_brotli().no_gzip().build().unwrap();
+    let html = plain.get(inst.url("/")).send().await.unwrap().text().await.unwrap();
     let js = html
         .split("src=\"")
         .nth(1)
@@ -487,14 +444,8 @@ async fn status_metrics_and_ui() {
         .unwrap()
         .to_string();
     let r = plain.get(inst.url(&js)).send().await.unwrap();
-    assert_eq!(
-        r.headers()["content-type"],
-        "text/javascript; charset=utf-8"
-    );
-    assert_eq!(
-        r.headers()["cache-control"],
-        "public, max-age=31536000, immutable"
-    );
+    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
     let etag = r.headers()["etag"].clone();
     let r = plain
         .get(inst.url(&js))
@@ -503,10 +454,6 @@ async fn status_metrics_and_ui() {
         .await
         .unwrap();
     assert_eq!(r.status(), 304);
-    let r = plain
-        .get(inst.url("/assets/missing.js"))
-        .send()
-        .await
-        .unwrap();
+    let r = plain.get(inst.url("/assets/missing.js")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }

@@ -21,42 +21,25 @@ async fn bad_config_is_rejected_with_the_key_and_the_old_one_keeps_serving() {
     // invalid values: 422 naming the key, nothing changes
     for (body, key) in [
         (json!({"log": {"level": "loud["}}), "log.level"),
-        (
-            json!({"auth": {"session_ttl": "forever"}}),
-            "auth.session_ttl",
-        ),
-        (
-            json!({"server": {"http_listen": ["nowhere"]}}),
-            "server.http_listen[0]",
-        ),
+        (json!({"auth": {"session_ttl": "forever"}}), "auth.session_ttl"),
+        (json!({"server": {"http_listen": ["nowhere"]}}), "server.http_listen[0]"),
         (json!({"server": {"nonsense": 1}}), "server.nonsense"),
     ] {
         let v = expect_error(patch(body).await.unwrap(), 422, "invalid_config").await;
         assert_eq!(v["error"]["key"], key, "{v}");
-        assert!(
-            v["error"]["message"].as_str().unwrap().starts_with(key),
-            "{v}"
-        );
+        assert!(v["error"]["message"].as_str().unwrap().starts_with(key), "{v}");
     }
     // an address that cannot be bound (in use by someone else) is refused before anything changes
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().to_string();
     let v = expect_error(
-        patch(json!({"server": {"http_listen": [taken]}}))
-            .await
-            .unwrap(),
+        patch(json!({"server": {"http_listen": [taken]}})).await.unwrap(),
         422,
         "invalid_config",
     )
     .await;
     assert_eq!(v["error"]["key"], "server.http_listen[0]");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot listen"),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("cannot listen"), "{v}");
     assert_eq!(
         std::fs::read_to_string(inst.config_path()).unwrap(),
         before,
@@ -80,11 +63,7 @@ async fn bad_config_is_rejected_with_the_key_and_the_old_one_keeps_serving() {
     assert!(after.starts_with("# test instance\n"));
 
     // a broken file on SIGHUP or API reload is refused; the running config stays
-    std::fs::write(
-        inst.config_path(),
-        after.replace("level = \"debug\"", "level = 42"),
-    )
-    .unwrap();
+    std::fs::write(inst.config_path(), after.replace("level = \"debug\"", "level = 42")).unwrap();
     inst.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -109,10 +88,7 @@ async fn bad_config_is_rejected_with_the_key_and_the_old_one_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(v["config"]["log"]["level"], "debug");
-    assert_eq!(
-        c.get(inst.url("/readyz")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(c.get(inst.url("/readyz")).send().await.unwrap().status(), 200);
 
     // fixing the file and sending SIGHUP applies it
     std::fs::write(
@@ -160,10 +136,7 @@ async fn listeners_move_when_the_config_changes() {
         if old_gone && new_up {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "old_gone={old_gone} new_up={new_up}"
-        );
+        assert!(Instant::now() < deadline, "old_gone={old_gone} new_up={new_up}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -195,18 +168,10 @@ async fn cli_token_create_works_while_running_and_healthcheck() {
     let cfg = inst.config_path();
     let cfg = cfg.to_str().unwrap();
     let out = inst.cli(&["healthcheck", "--config", cfg], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 
     let out = inst.cli(&["token", "create", "from-cli", "--config", cfg], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("hth_"), "{token}");
     let list: Value = reqwest::Client::new()
@@ -226,11 +191,7 @@ async fn cli_token_create_works_while_running_and_healthcheck() {
         &["admin", "set-password", "root", "--config", cfg],
         Some("first password\n"),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let login = |pw: &str| {
         reqwest::Client::new()
             .post(inst.url("/api/v1/auth/login"))
@@ -244,10 +205,7 @@ async fn cli_token_create_works_while_running_and_healthcheck() {
     );
     assert!(out.status.success());
     assert_eq!(login("second password").await.unwrap().status(), 200);
-    let out = inst.cli(
-        &["admin", "set-password", "root", "--config", cfg],
-        Some("short\n"),
-    );
+    let out = inst.cli(&["admin", "set-password", "root", "--config", cfg], Some("short\n"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
 
@@ -273,11 +231,7 @@ fn check_config_and_default_config() {
     assert!(out.status.success());
     std::fs::write(dir.path().join("default.toml"), &out.stdout).unwrap();
     let out = cli_in(dir.path(), &["check-config", "default.toml"], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     std::fs::write(
         dir.path().join("bad.toml"),
@@ -307,16 +261,9 @@ fn check_config_and_default_config() {
     );
 
     // the production config installed by the package passes
-    let prod = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/packaging/hearth.production.toml"
-    );
+    let prod = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/hearth.production.toml");
     let out = cli_in(dir.path(), &["check-config", prod], None);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
@@ -325,19 +272,42 @@ async fn no_config_file_runs_the_embedded_default_on_given_data_dir() {
     let dir = tempfile::tempdir().unwrap();
     let out = cli_in(dir.path(), &["check-config", "hearth.toml"], None);
     assert_eq!(out.status.code(), Some(2), "no file to check");
-    let out = cli_in(
-        dir.path(),
-        &["token", "create", "t", "--data-dir", "state"],
-        None,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cli_in(dir.path(), &["token", "create", "t", "--data-dir", "state"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.path().join("state/hearth.db").exists());
     assert!(
         !dir.path().join("hearth.toml").exists(),
         "the CLI never writes the config"
     );
+}
+
+/// systemd's notify protocol: READY once serving, STATUS, WATCHDOG pings, STOPPING on shutdown.
+#[tokio::test]
+async fn sd_notify_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", sock_path.display().to_string()),
+        ("WATCHDOG_USEC", "2000000".to_string()),
+    ];
+    let mut inst = Instance::start_env(|_| String::new(), "", &env).await;
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 4096];
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        assert!(Instant::now() < deadline, "got only: {seen}");
+        let n = sock.recv(&mut buf).unwrap();
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+    assert!(seen.contains("STATUS=http: ready"), "{seen}");
+    inst.signal("TERM");
+    let mut stopping = false;
+    while !stopping {
+        let n = sock.recv(&mut buf).unwrap();
+        stopping = String::from_utf8_lossy(&buf[..n]).contains("STOPPING=1");
+    }
+    assert!(inst.wait_exit(Duration::from_secs(5)).is_some_and(|s| s.success()));
 }

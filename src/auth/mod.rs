@@ -8,9 +8,7 @@
 
 pub mod throttle;
 
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -113,13 +111,8 @@ pub fn validate_username(name: &str) -> Result<(), AuthError> {
     if name.is_empty() || name.len() > 64 {
         return Err(AuthError::BadUsername("must be 1 to 64 characters"));
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
-    {
-        return Err(AuthError::BadUsername(
-            "use letters, digits and . _ - @ only",
-        ));
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)) {
+        return Err(AuthError::BadUsername("use letters, digits and . _ - @ only"));
     }
     Ok(())
 }
@@ -145,12 +138,7 @@ pub fn user_count(c: &Connection) -> Result<i64, AuthError> {
 }
 
 /// First-run setup: create the admin, refusing when any user exists (checked inside the transaction).
-pub fn create_first_admin(
-    c: &mut Connection,
-    username: &str,
-    phc: &str,
-    now: i64,
-) -> Result<User, AuthError> {
+pub fn create_first_admin(c: &mut Connection, username: &str, phc: &str, now: i64) -> Result<User, AuthError> {
     validate_username(username)?;
     let tx = c.transaction()?;
     let n: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
@@ -170,20 +158,11 @@ pub fn create_first_admin(
 }
 
 /// Create the user or replace its password; ends all of that user's sessions. Returns whether it was created.
-pub fn set_password(
-    c: &mut Connection,
-    username: &str,
-    phc: &str,
-    now: i64,
-) -> Result<bool, AuthError> {
+pub fn set_password(c: &mut Connection, username: &str, phc: &str, now: i64) -> Result<bool, AuthError> {
     validate_username(username)?;
     let tx = c.transaction()?;
     let existing: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM users WHERE username = ?1",
-            [username],
-            |r| r.get(0),
-        )
+        .query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0))
         .optional()?;
     let created = match existing {
         Some(id) => {
@@ -262,11 +241,7 @@ pub struct SessionInfo {
 }
 
 /// Look up a live session by its cookie value; expired sessions are deleted and not returned.
-pub fn lookup_session(
-    c: &Connection,
-    id: &str,
-    now: i64,
-) -> Result<Option<SessionInfo>, AuthError> {
+pub fn lookup_session(c: &Connection, id: &str, now: i64) -> Result<Option<SessionInfo>, AuthError> {
     let hash = sha256_hex(id);
     let row = c
         .query_row(
@@ -330,20 +305,13 @@ pub fn validate_token_name(name: &str) -> Result<(), AuthError> {
         return Err(AuthError::BadTokenName("must be 1 to 64 characters"));
     }
     if name.chars().any(|c| c.is_control()) {
-        return Err(AuthError::BadTokenName(
-            "must not contain control characters",
-        ));
+        return Err(AuthError::BadTokenName("must not contain control characters"));
     }
     Ok(())
 }
 
 /// Create an API token; returns the secret (shown once) and its record.
-pub fn create_token(
-    c: &Connection,
-    name: &str,
-    created_by: &str,
-    now: i64,
-) -> Result<(String, TokenInfo), AuthError> {
+pub fn create_token(c: &Connection, name: &str, created_by: &str, now: i64) -> Result<(String, TokenInfo), AuthError> {
     validate_token_name(name)?;
     let secret = format!("{TOKEN_PREFIX}{}", random_secret(32));
     let prefix: String = secret.chars().take(TOKEN_PREFIX.len() + 6).collect();
@@ -352,9 +320,7 @@ pub fn create_token(
         params![name, sha256_hex(&secret), prefix, created_by, now],
     );
     match res {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
             return Err(AuthError::DuplicateToken(name.into()));
         }
         other => {
@@ -497,11 +463,9 @@ mod tests {
             assert_eq!(lookup_session(c, "forged", 1000).unwrap(), None);
             // the stored row holds a hash, not the cookie value
             let n: i64 = c
-                .query_row(
-                    "SELECT count(*) FROM sessions WHERE id_hash = ?1",
-                    [&s.id],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT count(*) FROM sessions WHERE id_hash = ?1", [&s.id], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             assert_eq!(n, 0);
         });
@@ -551,11 +515,7 @@ mod tests {
             // last use is stamped (and shown in the list)
             assert_eq!(list_tokens(c).unwrap()[0].last_used_at, Some(200));
             check_token(c, &secret, 230).unwrap();
-            assert_eq!(
-                list_tokens(c).unwrap()[0].last_used_at,
-                Some(200),
-                "throttled stamp"
-            );
+            assert_eq!(list_tokens(c).unwrap()[0].last_used_at, Some(200), "throttled stamp");
             assert!(check_token(c, "hth_wrong", 200).unwrap().is_none());
             assert!(check_token(c, "nope", 200).unwrap().is_none());
             assert!(revoke_token(c, info.id).unwrap());

@@ -22,9 +22,7 @@ impl ThrottlePolicy {
             return Duration::ZERO;
         }
         let exp = (failures - self.free_attempts.max(1)).min(30);
-        self.base_delay
-            .saturating_mul(1u32 << exp)
-            .min(self.max_delay)
+        self.base_delay.saturating_mul(1u32 << exp).min(self.max_delay)
     }
 }
 
@@ -163,11 +161,7 @@ mod tests {
             t.record_failure(ip, &format!("u{i}"), now);
         }
         assert_eq!(t.tracked(), 4000);
-        t.record_failure(
-            "1.1.1.1".parse().unwrap(),
-            "x",
-            now + Duration::from_secs(1000),
-        );
+        t.record_failure("1.1.1.1".parse().unwrap(), "x", now + Duration::from_secs(1000));
         assert_eq!(t.tracked(), 2);
     }
 }

@@ -25,9 +25,7 @@ impl Duration {
 
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!(
-                "invalid duration {s:?}: expected e.g. \"250ms\", \"10s\", \"5m\", \"24h\", \"7d\" or \"1h30m\""
-            )
+            format!("invalid duration {s:?}: expected e.g. \"250ms\", \"10s\", \"5m\", \"24h\", \"7d\" or \"1h30m\"")
         };
         let s = s.trim();
         if s.is_empty() {
@@ -36,17 +34,13 @@ impl Duration {
         let mut total: u64 = 0;
         let mut rest = s;
         while !rest.is_empty() {
-            let digits = rest
-                .find(|c: char| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
             if digits == 0 {
                 return Err(bad());
             }
             let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit())
-                .unwrap_or(rest.len());
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             let ms = match unit {
@@ -57,10 +51,7 @@ impl Duration {
                 "d" => 86_400_000,
                 _ => return Err(bad()),
             };
-            total = n
-                .checked_mul(ms)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(bad)?;
+            total = n.checked_mul(ms).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
         }
         Ok(Duration(std::time::Duration::from_millis(total)))
     }
@@ -120,16 +111,7 @@ mod tests {
 
     #[test]
     fn rejects_junk() {
-        for bad in [
-            "",
-            "10",
-            "s",
-            "10x",
-            "1.5h",
-            "-1s",
-            "99999999999999999999d",
-            "10 s",
-        ] {
+        for bad in ["", "10", "s", "10x", "1.5h", "-1s", "99999999999999999999d", "10 s"] {
             assert!(Duration::parse(bad).is_err(), "{bad}");
         }
     }

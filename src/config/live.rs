@@ -48,13 +48,9 @@ pub struct ApplyReport {
 /// Keys that subsystems read only at start-up.
 type KeyReader = fn(&Config) -> String;
 const RESTART_KEYS: &[(&str, KeyReader)] = &[
-    ("server.data_dir", |c| {
-        c.server.data_dir.display().to_string()
-    }),
+    ("server.data_dir", |c| c.server.data_dir.display().to_string()),
     ("log.format", |c| format!("{:?}", c.log.format)),
-    ("storage.busy_timeout", |c| {
-        c.storage.busy_timeout.to_string()
-    }),
+    ("storage.busy_timeout", |c| c.storage.busy_timeout.to_string()),
 ];
 
 pub struct LiveConfig {
@@ -82,10 +78,7 @@ impl LiveConfig {
     }
 
     pub fn add_applier(&self, a: Arc<dyn Applier>) {
-        self.appliers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(a);
+        self.appliers.write().unwrap_or_else(|p| p.into_inner()).push(a);
     }
 
     pub fn current(&self) -> Arc<Config> {
@@ -133,18 +126,15 @@ impl LiveConfig {
             ));
         }
         let old = self.current();
-        let mut json = serde_json::to_value(&*old)
-            .map_err(|e| ConfigError::invalid("config", e.to_string()))?;
+        let mut json = serde_json::to_value(&*old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
         merge_patch(&mut json, patch);
         let new = Config::from_json(json)?;
         // the file gets exactly the keys that changed, relative to what it says now (without CLI overrides)
         let text = self.source.read_text()?;
-        let mut doc: toml_edit::DocumentMut =
-            text.parse()
-                .map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
-                    path: self.source.path.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+            path: self.source.path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         super::migrate::migrate(&mut doc)?;
         let on_disk = Config::from_document(&doc)?;
         let mut target = new.clone();
@@ -158,11 +148,7 @@ impl LiveConfig {
     fn apply(&self, new: Config, persist_text: Option<String>) -> Result<ApplyReport, ConfigError> {
         new.validate()?;
         let old = self.current();
-        let appliers = self
-            .appliers
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let appliers = self.appliers.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut prepared: Vec<Arc<dyn Applier>> = Vec::new();
         for a in &appliers {
             if let Err(e) = a.prepare(&old, &new) {
@@ -201,8 +187,7 @@ impl LiveConfig {
 
 fn count(r: &Result<ApplyReport, ConfigError>, how: &'static str) {
     let result = if r.is_ok() { "ok" } else { "rejected" };
-    metrics::counter!("hearth_config_reloads_total", "source" => how, "result" => result)
-        .increment(1);
+    metrics::counter!("hearth_config_reloads_total", "source" => how, "result" => result).increment(1);
     match r {
         Ok(rep) => {
             tracing::info!(source = how, restart_required = ?rep.restart_required, "configuration applied")
@@ -293,16 +278,8 @@ mod tests {
             std::fs::read_to_string(dir.path().join("hearth.toml")).unwrap(),
             "[log]\nlevel = \"info\"\n"
         );
-        assert!(
-            live.patch(&serde_json::json!(["not", "an", "object"]))
-                .await
-                .is_err()
-        );
-        assert!(
-            live.patch(&serde_json::json!({"schema_version": 7}))
-                .await
-                .is_err()
-        );
+        assert!(live.patch(&serde_json::json!(["not", "an", "object"])).await.is_err());
+        assert!(live.patch(&serde_json::json!({"schema_version": 7})).await.is_err());
     }
 
     #[tokio::test]

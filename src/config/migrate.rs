@@ -24,11 +24,7 @@ pub fn migrate(doc: &mut DocumentMut) -> Result<i64, ConfigError> {
     migrate_with(doc, MIGRATIONS, SCHEMA_VERSION)
 }
 
-pub fn migrate_with(
-    doc: &mut DocumentMut,
-    steps: &[Migration],
-    target: i64,
-) -> Result<i64, ConfigError> {
+pub fn migrate_with(doc: &mut DocumentMut, steps: &[Migration], target: i64) -> Result<i64, ConfigError> {
     let start = match doc.get("schema_version") {
         None => 1,
         Some(item) => item
@@ -38,9 +34,7 @@ pub fn migrate_with(
     if start > target {
         return Err(ConfigError::invalid(
             "schema_version",
-            format!(
-                "the file is for a newer hearth (schema {start}); this one understands up to {target}"
-            ),
+            format!("the file is for a newer hearth (schema {start}); this one understands up to {target}"),
         ));
     }
     if start < 1 {
@@ -48,9 +42,10 @@ pub fn migrate_with(
     }
     let mut v = start;
     while v < target {
-        let step = steps.iter().find(|m| m.from == v).ok_or_else(|| {
-            ConfigError::invalid("schema_version", format!("no migration from schema {v}"))
-        })?;
+        let step = steps
+            .iter()
+            .find(|m| m.from == v)
+            .ok_or_else(|| ConfigError::invalid("schema_version", format!("no migration from schema {v}")))?;
         (step.apply)(doc)?;
         tracing::info!(
             from = v,
@@ -66,10 +61,7 @@ pub fn migrate_with(
 
 /// Rename `old` to `new` inside `table`, converting its value with `convert`, keeping the key's position, the
 /// comments above it and the comment after its value. Returns whether the key was there.
-#[allow(
-    dead_code,
-    reason = "for the next schema migration; exercised by the golden tests"
-)]
+#[allow(dead_code, reason = "for the next schema migration; exercised by the golden tests")]
 pub fn rename_key(
     table: &mut Table,
     old: &str,
@@ -158,10 +150,7 @@ mod tests {
             let mut doc: DocumentMut = golden(&format!("{case}.before.toml")).parse().unwrap();
             migrate_with(&mut doc, CHAIN, 3).unwrap();
             if std::env::var_os("UPDATE_GOLDEN").is_some() {
-                let path = format!(
-                    "{}/tests/golden/config/{case}.after.toml",
-                    env!("CARGO_MANIFEST_DIR")
-                );
+                let path = format!("{}/tests/golden/config/{case}.after.toml", env!("CARGO_MANIFEST_DIR"));
                 std::fs::write(path, doc.to_string()).unwrap();
             }
             let expected = golden(&format!("{case}.after.toml"));

@@ -210,11 +210,9 @@ impl FromStr for ListenAddr {
                 .map_err(|_| format!("invalid port in listen address {s:?}"))?;
             return Ok(ListenAddr(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))));
         }
-        s.parse::<SocketAddr>().map(ListenAddr).map_err(|_| {
-            format!(
-                "invalid listen address {s:?}: expected \"ip:port\", \"[ipv6]:port\" or \":port\""
-            )
-        })
+        s.parse::<SocketAddr>()
+            .map(ListenAddr)
+            .map_err(|_| format!("invalid listen address {s:?}: expected \"ip:port\", \"[ipv6]:port\" or \":port\""))
     }
 }
 
@@ -244,23 +242,20 @@ impl<'de> Deserialize<'de> for ListenAddr {
 impl Config {
     /// Parse, migrate and validate a configuration text. `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let mut doc: toml_edit::DocumentMut =
-            text.parse()
-                .map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
-                    path: origin.into(),
-                    reason: e.to_string(),
-                })?;
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
+            path: origin.into(),
+            reason: e.to_string(),
+        })?;
         migrate::migrate(&mut doc)?;
         Self::from_document(&doc)
     }
 
     /// Deserialize an already migrated document.
     pub fn from_document(doc: &toml_edit::DocumentMut) -> Result<Config, ConfigError> {
-        let value: toml::Value =
-            toml::from_str(&doc.to_string()).map_err(|e| ConfigError::Syntax {
-                path: "config".into(),
-                reason: e.to_string(),
-            })?;
+        let value: toml::Value = toml::from_str(&doc.to_string()).map_err(|e| ConfigError::Syntax {
+            path: "config".into(),
+            reason: e.to_string(),
+        })?;
         Self::from_value(value)
     }
 
@@ -270,11 +265,7 @@ impl Config {
     {
         let cfg: Config = serde_path_to_error::deserialize(d).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." {
-                "config".to_string()
-            } else {
-                key
-            };
+            let key = if key == "." { "config".to_string() } else { key };
             ConfigError::invalid(key, e.inner().to_string())
         })?;
         cfg.validate()?;
@@ -331,23 +322,10 @@ impl Config {
                 format!("not a valid level or filter: {e}"),
             ));
         }
-        in_range(
-            "auth.session_ttl",
-            self.auth.session_ttl,
-            300,
-            366 * 24 * 3600,
-        )?;
-        in_range(
-            "auth.login_max_delay",
-            self.auth.login_max_delay,
-            1,
-            24 * 3600,
-        )?;
+        in_range("auth.session_ttl", self.auth.session_ttl, 300, 366 * 24 * 3600)?;
+        in_range("auth.login_max_delay", self.auth.login_max_delay, 1, 24 * 3600)?;
         if self.auth.login_free_attempts > 100 {
-            return Err(ConfigError::invalid(
-                "auth.login_free_attempts",
-                "must be at most 100",
-            ));
+            return Err(ConfigError::invalid("auth.login_free_attempts", "must be at most 100"));
         }
         in_range("storage.busy_timeout", self.storage.busy_timeout, 1, 600)?;
         in_range(
@@ -367,13 +345,15 @@ impl Config {
 }
 
 fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
+    let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
         std::env::current_dir()
             .map(|d| d.join(p))
             .unwrap_or_else(|_| p.to_path_buf())
-    }
+    };
+    // drops interior "." segments: /srv/./data → /srv/data
+    joined.components().collect()
 }
 
 fn check_unique(key: &str, addrs: &[ListenAddr]) -> Result<(), ConfigError> {
@@ -412,9 +392,7 @@ pub struct ConfigSource {
 
 impl ConfigSource {
     pub fn new(path: PathBuf) -> Self {
-        ConfigSource {
-            path: absolute(&path),
-        }
+        ConfigSource { path: absolute(&path) }
     }
 
     pub fn exists(&self) -> bool {
@@ -492,23 +470,12 @@ mod tests {
                 section.is_empty() || DEFAULT_TOML.contains(&header),
                 "missing section {header}"
             );
-            let documented = DEFAULT_TOML
-                .lines()
-                .any(|l| l.starts_with(&format!("{name} =")));
-            assert!(
-                documented,
-                "assets/hearth.default.toml does not document {key}"
-            );
+            let documented = DEFAULT_TOML.lines().any(|l| l.starts_with(&format!("{name} =")));
+            assert!(documented, "assets/hearth.default.toml does not document {key}");
             // and a comment line right above it explains it
             let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
-            let i = lines
-                .iter()
-                .position(|l| l.starts_with(&format!("{name} =")))
-                .unwrap();
-            assert!(
-                lines[i - 1].starts_with('#'),
-                "{key} has no comment above it"
-            );
+            let i = lines.iter().position(|l| l.starts_with(&format!("{name} ="))).unwrap();
+            assert!(lines[i - 1].starts_with('#'), "{key} has no comment above it");
         }
     }
 
@@ -580,15 +547,9 @@ mod tests {
 
     #[test]
     fn listen_addr_forms() {
-        assert_eq!(
-            ":53".parse::<ListenAddr>().unwrap().0,
-            "[::]:53".parse().unwrap()
-        );
+        assert_eq!(":53".parse::<ListenAddr>().unwrap().0, "[::]:53".parse().unwrap());
         assert_eq!(":53".parse::<ListenAddr>().unwrap().to_string(), ":53");
-        assert_eq!(
-            "[::1]:8080".parse::<ListenAddr>().unwrap().to_string(),
-            "[::1]:8080"
-        );
+        assert_eq!("[::1]:8080".parse::<ListenAddr>().unwrap().to_string(), "[::1]:8080");
         assert!("localhost:80".parse::<ListenAddr>().is_err());
         assert!(":99999".parse::<ListenAddr>().is_err());
         let any = ":80".parse::<ListenAddr>().unwrap();
@@ -608,13 +569,7 @@ mod tests {
         assert_eq!(c.server, ServerConfig::default());
 
         let mut v = serde_json::to_value(Config::default()).unwrap();
-        merge_patch(
-            &mut v,
-            &serde_json::json!({"server": {"http_listen": ["x"]}}),
-        );
-        assert_eq!(
-            Config::from_json(v).unwrap_err().key(),
-            Some("server.http_listen[0]")
-        );
+        merge_patch(&mut v, &serde_json::json!({"server": {"http_listen": ["x"]}}));
+        assert_eq!(Config::from_json(v).unwrap_err().key(), Some("server.http_listen[0]"));
     }
 }

@@ -9,15 +9,9 @@ use toml_edit::{DocumentMut, Item, Table};
 use super::{Config, ConfigError};
 
 /// Return `doc` updated so that it describes `new`, touching only the keys that differ from `old`.
-pub fn update_document(
-    doc: &mut DocumentMut,
-    old: &Config,
-    new: &Config,
-) -> Result<(), ConfigError> {
-    let old_v =
-        toml::Value::try_from(old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
-    let new_v =
-        toml::Value::try_from(new).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
+pub fn update_document(doc: &mut DocumentMut, old: &Config, new: &Config) -> Result<(), ConfigError> {
+    let old_v = toml::Value::try_from(old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
+    let new_v = toml::Value::try_from(new).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
     let mut changes = Vec::new();
     diff("", &old_v, &new_v, &mut changes);
     for (key, value) in changes {
@@ -56,9 +50,9 @@ fn set_path(doc: &mut DocumentMut, key: &str, value: &toml::Value) -> Result<(),
             t.set_implicit(false);
             Item::Table(t)
         });
-        table = entry.as_table_mut().ok_or_else(|| {
-            ConfigError::invalid(key, format!("[{s}] is not a table in the file"))
-        })?;
+        table = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::invalid(key, format!("[{s}] is not a table in the file")))?;
     }
     let new_item = to_item(value).map_err(|e| ConfigError::invalid(key, e))?;
     match table.get_mut(last) {
@@ -80,16 +74,12 @@ fn to_item(value: &toml::Value) -> Result<Item, String> {
     match value {
         toml::Value::Table(_) => {
             let text = toml::to_string(value).map_err(|e| e.to_string())?;
-            let doc: DocumentMut = text
-                .parse()
-                .map_err(|e: toml_edit::TomlError| e.to_string())?;
+            let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
             Ok(Item::Table(doc.as_table().clone()))
         }
         other => {
             let text = other.to_string();
-            let v: toml_edit::Value = text
-                .parse()
-                .map_err(|e: toml_edit::TomlError| e.to_string())?;
+            let v: toml_edit::Value = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
             Ok(Item::Value(v))
         }
     }
@@ -142,10 +132,7 @@ mod tests {
         update_document(&mut doc, &old, &new).unwrap();
         let out = doc.to_string();
         assert!(out.contains("# my hearth"), "{out}");
-        assert!(
-            out.contains("# how chatty\nlevel = \"debug\" # was warn"),
-            "{out}"
-        );
+        assert!(out.contains("# how chatty\nlevel = \"debug\" # was warn"), "{out}");
         assert!(out.contains("# keep me\ndata_dir = \"/srv/h\""), "{out}");
         assert!(out.contains("[auth]\nsession_ttl = \"1h\""), "{out}");
         assert_eq!(Config::from_toml(&out, "t").unwrap(), new);
@@ -159,16 +146,10 @@ mod tests {
         new.server.http_listen = vec![":8081".parse().unwrap(), "[::1]:8082".parse().unwrap()];
         update_document(&mut doc, &old, &new).unwrap();
         let out = doc.to_string();
-        assert!(
-            out.contains("http_listen = [\":8081\", \"[::1]:8082\"]"),
-            "{out}"
-        );
+        assert!(out.contains("http_listen = [\":8081\", \"[::1]:8082\"]"), "{out}");
         assert_eq!(Config::from_toml(&out, "t").unwrap(), new);
         // the rest of the commented template is intact
-        assert_eq!(
-            out.lines().count(),
-            crate::config::DEFAULT_TOML.lines().count()
-        );
+        assert_eq!(out.lines().count(), crate::config::DEFAULT_TOML.lines().count());
     }
 
     #[test]
@@ -177,22 +158,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hearth.toml");
         write_atomic(&p, "a = 1\n").unwrap();
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&p, "a = 2\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "a = 2\n");
-        assert_eq!(
-            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp files left"
-        );
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp files left");
         let e = write_atomic(&dir.path().join("missing/x.toml"), "").unwrap_err();
         assert!(matches!(e, ConfigError::Write { .. }));
     }

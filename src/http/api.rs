@@ -53,9 +53,7 @@ impl Modify for SecuritySchemes {
         );
         c.add_security_scheme(
             "session",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
-                super::auth::SESSION_COOKIE,
-            ))),
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::auth::SESSION_COOKIE))),
         );
     }
 }
@@ -122,10 +120,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .await
         .unwrap_or_default();
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         body,
     )
         .into_response()
@@ -148,9 +143,7 @@ struct SetupState {
 #[utoipa::path(get, path = "/api/v1/setup", tag = "auth", responses((status = 200, body = SetupState)))]
 async fn setup_state(State(s): State<AppState>) -> Result<Json<SetupState>, ApiError> {
     let n = s.db.call(|c| core::user_count(c)).await?;
-    Ok(Json(SetupState {
-        needs_setup: n == 0,
-    }))
+    Ok(Json(SetupState { needs_setup: n == 0 }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -163,10 +156,7 @@ struct Credentials {
 /// Create the first admin account (only while none exists).
 #[utoipa::path(post, path = "/api/v1/setup", tag = "auth", request_body = Credentials, responses(
     (status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn setup(
-    State(s): State<AppState>,
-    ApiJson(body): ApiJson<Credentials>,
-) -> Result<Response, ApiError> {
+async fn setup(State(s): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> Result<Response, ApiError> {
     core::validate_username(&body.username)?;
     core::validate_password(&body.password)?;
     if s.db.call(|c| core::user_count(c)).await? > 0 {
@@ -204,11 +194,12 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let client: IpAddr = conn.peer.ip();
     let user_key = body.username.to_lowercase();
-    if let Err(wait) = s.throttle.lock().unwrap_or_else(|p| p.into_inner()).check(
-        client,
-        &user_key,
-        Instant::now(),
-    ) {
+    if let Err(wait) = s
+        .throttle
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .check(client, &user_key, Instant::now())
+    {
         metrics::counter!("hearth_login_attempts_total", "result" => "throttled").increment(1);
         let secs = wait.as_secs().max(1);
         return Err(ApiError {
@@ -347,10 +338,7 @@ async fn status(_auth: AdminAuth, State(s): State<AppState>) -> Json<Status> {
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = [TokenInfo]), (status = 401, body = ErrorBody)))]
-async fn list_tokens(
-    _auth: AdminAuth,
-    State(s): State<AppState>,
-) -> Result<Json<Vec<TokenInfo>>, ApiError> {
+async fn list_tokens(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     Ok(Json(s.db.call(|c| core::list_tokens(c)).await?))
 }
 
@@ -427,10 +415,7 @@ fn config_view(s: &AppState) -> Result<ConfigView, ApiError> {
 #[utoipa::path(get, path = "/api/v1/config", tag = "system",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = ConfigView), (status = 401, body = ErrorBody)))]
-async fn get_config(
-    _auth: AdminAuth,
-    State(s): State<AppState>,
-) -> Result<Json<ConfigView>, ApiError> {
+async fn get_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json<ConfigView>, ApiError> {
     Ok(Json(config_view(&s)?))
 }
 
@@ -464,10 +449,7 @@ async fn patch_config(
 #[utoipa::path(post, path = "/api/v1/config/reload", tag = "system",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = ConfigChange), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn reload_config(
-    _auth: AdminAuth,
-    State(s): State<AppState>,
-) -> Result<Json<ConfigChange>, ApiError> {
+async fn reload_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json<ConfigChange>, ApiError> {
     let report = s.config.reload().await?;
     Ok(Json(ConfigChange {
         view: config_view(&s)?,
@@ -476,11 +458,7 @@ async fn reload_config(
 }
 
 /// Used by `hearth healthcheck`: GET `path` on `addr` with a plain HTTP/1.1 request; returns the status code.
-pub async fn probe(
-    addr: std::net::SocketAddr,
-    path: &str,
-    timeout: Duration,
-) -> std::io::Result<(u16, String)> {
+pub async fn probe(addr: std::net::SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;

@@ -55,10 +55,7 @@ impl FromRequestParts<AppState> for AdminAuth {
         let now = unix_now();
         if let Some(token) = bearer(&parts.headers) {
             let token = token.to_string();
-            let found = state
-                .db
-                .call(move |c| auth::check_token(c, &token, now))
-                .await?;
+            let found = state.db.call(move |c| auth::check_token(c, &token, now)).await?;
             return match found {
                 Some(t) => Ok(AdminAuth {
                     principal: format!("token:{}", t.name),
@@ -77,14 +74,8 @@ impl FromRequestParts<AppState> for AdminAuth {
             return Err(ApiError::unauthenticated("log in or send an API token"));
         };
         let lookup_id = sid.clone();
-        let Some(session) = state
-            .db
-            .call(move |c| auth::lookup_session(c, &lookup_id, now))
-            .await?
-        else {
-            return Err(ApiError::unauthenticated(
-                "the session has expired; log in again",
-            ));
+        let Some(session) = state.db.call(move |c| auth::lookup_session(c, &lookup_id, now)).await? else {
+            return Err(ApiError::unauthenticated("the session has expired; log in again"));
         };
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe {
@@ -127,10 +118,7 @@ mod tests {
     #[test]
     fn parses_cookie_and_bearer() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            "a=1; hearth_session=abc ; b=2".parse().unwrap(),
-        );
+        h.insert(header::COOKIE, "a=1; hearth_session=abc ; b=2".parse().unwrap());
         h.insert(header::AUTHORIZATION, "bearer hth_x".parse().unwrap());
         assert_eq!(session_cookie(&h).as_deref(), Some("abc"));
         assert_eq!(bearer(&h), Some("hth_x"));

@@ -89,8 +89,7 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -100,11 +99,9 @@ impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError as E;
         match e {
-            E::BadUsername(_) | E::BadPassword(_) | E::BadTokenName(_) => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_input",
-                e.to_string(),
-            ),
+            E::BadUsername(_) | E::BadPassword(_) | E::BadTokenName(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", e.to_string())
+            }
             E::AlreadySetUp => ApiError::conflict(e.to_string()),
             E::DuplicateToken(_) => ApiError::conflict(e.to_string()),
             E::Storage(_) | E::Hash(_) => ApiError::internal(e),
@@ -118,17 +115,9 @@ impl From<crate::config::ConfigError> for ApiError {
         match &e {
             E::Invalid { key, .. } => ApiError {
                 key: Some(key.clone()),
-                ..ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_config",
-                    e.to_string(),
-                )
+                ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e.to_string())
             },
-            E::Syntax { .. } => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_config",
-                e.to_string(),
-            ),
+            E::Syntax { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e.to_string()),
             E::Read { .. } | E::Write { .. } => ApiError::internal(&e),
         }
     }

@@ -58,9 +58,7 @@ static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api::routes().split_for_parts();
-    let _ = state
-        .openapi
-        .set(openapi.to_pretty_json().unwrap_or_default());
+    let _ = state.openapi.set(openapi.to_pretty_json().unwrap_or_default());
     Router::new()
         .merge(api.method_not_allowed_fallback(api::method_not_allowed))
         .fallback(ui::serve)
@@ -73,10 +71,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn valid_request_id(v: &str) -> bool {
-    !v.is_empty()
-        && v.len() <= 64
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// Outermost: take or generate the request id, open the request's span, echo the id back.
@@ -100,10 +95,7 @@ async fn request_id(req: Request, next: Next) -> Response {
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_string());
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let path = req.uri().path().to_string();
     let peer = req
         .extensions()
@@ -157,12 +149,7 @@ async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Resp
     let body = Body::new(http_body_util::Limited::new(body, max_body as usize));
     match tokio::time::timeout(timeout, next.run(Request::from_parts(parts, body))).await {
         Ok(resp) => resp,
-        Err(_) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "timeout",
-            "the request took too long",
-        )
-        .into_response(),
+        Err(_) => ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the request took too long").into_response(),
     }
 }
 
@@ -215,13 +202,10 @@ pub async fn serve(
             peer,
             tls: tls.is_some(),
         };
-        let svc = tower::ServiceExt::map_request(
-            router.clone(),
-            move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(info);
-                req
-            },
-        );
+        let svc = tower::ServiceExt::map_request(router.clone(), move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info);
+            req
+        });
         let svc = hyper_util::service::TowerToHyperService::new(svc);
         let builder = builder.clone();
         match &tls {
@@ -235,12 +219,7 @@ pub async fn serve(
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(
-                        Duration::from_secs(10),
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
+                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
@@ -256,10 +235,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("open connections did not finish in time");
     }
 }

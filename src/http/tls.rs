@@ -51,9 +51,7 @@ fn local_names() -> Vec<String> {
 }
 
 /// Load `<dir>/selfsigned.{crt,key}`, creating or renewing them when missing or old.
-pub fn load_or_create(
-    dir: &Path,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+pub fn load_or_create(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     crate::storage::ensure_private_dir(dir).map_err(|e| TlsError::Io {
         path: dir.display().to_string(),
         reason: e.to_string(),
@@ -108,12 +106,10 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
 /// A rustls acceptor (ring provider, TLS 1.2+1.3, ALPN h2 and http/1.1).
 pub fn acceptor(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     let (certs, key) = load_or_create(dir)?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }

@@ -62,10 +62,7 @@ pub async fn serve(req: Request) -> Response {
     if path.starts_with("api/") {
         return ApiError::not_found("no such API route").into_response();
     }
-    let is_file = path
-        .rsplit('/')
-        .next()
-        .is_some_and(|last| last.contains('.'));
+    let is_file = path.rsplit('/').next().is_some_and(|last| last.contains('.'));
     let (name, asset) = match load(&path).filter(|_| !path.is_empty()) {
         Some(a) => (path.clone(), a),
         // client-side routes get the app shell; missing files are 404
@@ -76,11 +73,7 @@ pub async fn serve(req: Request) -> Response {
         None => return (StatusCode::NOT_FOUND, "not found").into_response(),
     };
     let headers = req.headers();
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        == Some(asset.etag.as_str())
-    {
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(asset.etag.as_str()) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, asset.etag)]).into_response();
     }
     let mime = mime_guess::from_path(&name).first_or_octet_stream();
@@ -102,8 +95,7 @@ pub async fn serve(req: Request) -> Response {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
@@ -123,10 +115,7 @@ mod tests {
     #[test]
     fn accept_encoding_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::ACCEPT_ENCODING,
-            "gzip, deflate, br;q=0".parse().unwrap(),
-        );
+        h.insert(header::ACCEPT_ENCODING, "gzip, deflate, br;q=0".parse().unwrap());
         assert!(accepts(&h, "gzip"));
         assert!(!accepts(&h, "br"));
         assert!(!accepts(&HeaderMap::new(), "gzip"));

@@ -1,8 +1,5 @@
 //! Test fixture: the real `hearth` binary on free loopback ports in a temp dir, driven over HTTP.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the fixture"
-)]
+#![allow(dead_code, reason = "each test binary uses a different part of the fixture")]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -14,11 +11,7 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub struct Instance {
@@ -49,6 +42,11 @@ impl Instance {
 
     /// `server_extra` gets the chosen ports and returns lines for the `[server]` section.
     pub async fn start_with(server_extra: impl Fn(&Ports) -> String, extra: &str) -> Instance {
+        Self::start_env(server_extra, extra, &[]).await
+    }
+
+    /// Like `start_with`, with extra environment variables for the process.
+    pub async fn start_env(server_extra: impl Fn(&Ports) -> String, extra: &str, env: &[(&str, String)]) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let ports = Ports {
             http: free_port(),
@@ -69,18 +67,19 @@ impl Instance {
             dir,
             logs: Arc::default(),
         };
-        inst.spawn();
+        inst.spawn(env);
         inst.wait_ready().await;
         inst
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self, env: &[(&str, String)]) {
         let mut child = Command::new(BIN)
             .args(["run", "--config"])
             .arg(self.config_path())
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -190,10 +189,7 @@ impl Drop for Instance {
 
 /// A client with a cookie jar (for session tests).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap()
+    reqwest::Client::builder().cookie_store(true).build().unwrap()
 }
 
 /// Create the admin, log in, return (client with session cookie, csrf token).
@@ -228,15 +224,7 @@ pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> serd
     );
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], code, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{v}"
-    );
-    assert!(
-        v["error"]["id"].as_str().is_some_and(|m| m.len() >= 8),
-        "{v}"
-    );
+    assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert!(v["error"]["id"].as_str().is_some_and(|m| m.len() >= 8), "{v}");
     v
 }
