@@ -457,3 +457,42 @@ async fn status_metrics_and_ui() {
     let r = plain.get(inst.url("/assets/missing.js")).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// Over HTTPS (HTTP/2, self-signed certificate) the session cookie is Secure and HSTS is sent.
+#[tokio::test]
+async fn https_listener_serves_h2_with_secure_cookies() {
+    let inst = Instance::start("").await;
+    admin_session(&inst).await;
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sk",
+            "--http2",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}\n",
+        ])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "--data",
+            r#"{"username":"admin","password":"correct horse"}"#,
+        ])
+        .arg(format!("https://{}/api/v1/auth/login", inst.https))
+        .output()
+        .expect("curl is needed: .ci/deps installs it");
+    let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+    assert!(text.starts_with("http/2 200"), "{text}");
+    let cookie = text.lines().find(|l| l.starts_with("set-cookie:")).unwrap_or_default();
+    assert!(
+        cookie.contains("; secure") && cookie.contains("httponly") && cookie.contains("samesite=strict"),
+        "{text}"
+    );
+    assert!(text.contains("strict-transport-security: max-age="), "{text}");
+    assert!(text.trim_end().ends_with('2'), "negotiated HTTP/2 via ALPN: {text}");
+    let key = inst.dir.path().join("data/tls/selfsigned.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(key).unwrap().permissions().mode() & 0o777, 0o600);
+}
