@@ -11,31 +11,18 @@ fn newest(path: &Path) -> Option<SystemTime> {
     if meta.is_file() {
         return meta.modified().ok();
     }
-    std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| newest(&e.path()))
-        .max()
+    std::fs::read_dir(path).ok()?.filter_map(|e| e.ok()).filter_map(|e| newest(&e.path())).max()
 }
 
 fn run(cmd: &mut Command, what: &str) {
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| panic!("{what}: cannot run ({e}); are node and npm installed?"));
+    let status = cmd.status().unwrap_or_else(|e| panic!("{what}: cannot run ({e}); are node and npm installed?"));
     assert!(status.success(), "{what} failed with {status}");
 }
 
 fn main() {
     let web = Path::new("web");
-    let sources = [
-        "src",
-        "index.html",
-        "package.json",
-        "package-lock.json",
-        "vite.config.ts",
-        "tsconfig.json",
-        "scripts",
-    ];
+    let sources =
+        ["src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json", "scripts"];
     for s in sources {
         println!("cargo:rerun-if-changed=web/{s}");
     }
@@ -52,17 +39,9 @@ fn main() {
     };
     if stale && std::env::var_os("HEARTH_SKIP_WEB_BUILD").is_none() {
         if !web.join("node_modules/.package-lock.json").exists() {
-            run(
-                Command::new("npm")
-                    .args(["ci", "--no-audit", "--no-fund"])
-                    .current_dir(web),
-                "npm ci (web UI)",
-            );
+            run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(web), "npm ci (web UI)");
         }
-        run(
-            Command::new("npm").args(["run", "build"]).current_dir(web),
-            "npm run build (web UI)",
-        );
+        run(Command::new("npm").args(["run", "build"]).current_dir(web), "npm run build (web UI)");
     }
     assert!(
         web.join("dist/index.html").exists(),
@@ -83,15 +62,9 @@ fn main() {
     println!("cargo:rustc-env=HEARTH_COMMIT={commit}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
-    let date = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0)
-        });
+    let date = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse::<i64>().ok()).unwrap_or_else(|| {
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    });
     // civil date from days since epoch (Howard Hinnant's algorithm)
     let z = date.div_euclid(86_400) + 719_468;
     let era = z.div_euclid(146_097);

@@ -86,9 +86,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     for kind in [Listeners::Http, Listeners::Https] {
         let (state, stash) = (state.clone(), stash.clone());
-        sup.spawn(kind.name(), move |ctx| {
-            listener_task(ctx, kind, state.clone(), stash.clone())
-        });
+        sup.spawn(kind.name(), move |ctx| listener_task(ctx, kind, state.clone(), stash.clone()));
     }
     {
         let state = state.clone();
@@ -151,16 +149,9 @@ fn print_urls(cfg: &Config) {
         lines.push(format!("  admin UI (TLS)    https://{}", a.connect_addr()));
     }
     for a in &cfg.dns.listen {
-        lines.push(format!(
-            "  DNS (reserved)    {}  (served once the DNS subsystem lands)",
-            a.connect_addr()
-        ));
+        lines.push(format!("  DNS (reserved)    {}  (served once the DNS subsystem lands)", a.connect_addr()));
     }
-    println!(
-        "hearth {} is starting:\n{}",
-        env!("CARGO_PKG_VERSION"),
-        lines.join("\n")
-    );
+    println!("hearth {} is starting:\n{}", env!("CARGO_PKG_VERSION"), lines.join("\n"));
 }
 
 struct LevelApplier(crate::logging::LevelHandle);
@@ -186,10 +177,7 @@ impl Applier for ThrottleApplier {
         Ok(())
     }
     fn commit(&self, _old: &Config, new: &Config) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .set_policy(throttle_policy(new));
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).set_policy(throttle_policy(new));
     }
 }
 
@@ -213,10 +201,7 @@ fn all_listen(c: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
 impl ListenerApplier {
     fn added(old: &Config, new: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
         let before: Vec<ListenAddr> = all_listen(old).into_iter().map(|(_, _, a)| a).collect();
-        all_listen(new)
-            .into_iter()
-            .filter(|(_, _, a)| !before.contains(a))
-            .collect()
+        all_listen(new).into_iter().filter(|(_, _, a)| !before.contains(a)).collect()
     }
 }
 
@@ -371,9 +356,7 @@ async fn sampler_task(ctx: TaskCtx, state: AppState) -> anyhow::Result<()> {
             _ = tick.tick() => {}
         }
         let p = tokio::task::spawn_blocking(ProcessStats::read).await?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64;
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         state.series.lock().unwrap_or_else(|p| p.into_inner()).push(
             now_ms,
             p.rss_bytes,
@@ -437,19 +420,9 @@ mod tests {
 
     #[test]
     fn watchdog_follows_libsystemd_rules() {
-        assert_eq!(
-            watchdog_interval(Some("2000000"), None, 7),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(
-            watchdog_interval(Some("2000000"), Some("7"), 7),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(
-            watchdog_interval(Some("2000000"), Some("8"), 7),
-            None,
-            "meant for another process"
-        );
+        assert_eq!(watchdog_interval(Some("2000000"), None, 7), Some(Duration::from_secs(1)));
+        assert_eq!(watchdog_interval(Some("2000000"), Some("7"), 7), Some(Duration::from_secs(1)));
+        assert_eq!(watchdog_interval(Some("2000000"), Some("8"), 7), None, "meant for another process");
         assert_eq!(watchdog_interval(None, None, 7), None);
         assert_eq!(watchdog_interval(Some("0"), None, 7), None);
         assert_eq!(watchdog_interval(Some("x"), None, 7), None);

@@ -23,9 +23,7 @@ impl LevelHandle {
 /// Install the global subscriber. `RUST_LOG`, when set, overrides `log.level` at start-up.
 pub fn init(cfg: &LogConfig) -> LevelHandle {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.level.clone());
-    let filter = EnvFilter::builder()
-        .parse(&level)
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::builder().parse(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let json = match cfg.format {
         LogFormat::Json => true,
@@ -36,17 +34,11 @@ pub fn init(cfg: &LogConfig) -> LevelHandle {
     let result = if json {
         registry
             .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_target(true),
+                tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_target(true),
             )
             .try_init()
     } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_target(false))
-            .try_init()
+        registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
     };
     let _ = result;
     LevelHandle(handle)

@@ -1,17 +1,4 @@
-//! hearth: one binary for the homelab. This file is the command line; `app.rs` wires the running instance.
-//!
-//! Layout (see ARCHITECTURE.md): `config` (hearth.toml), `storage` (SQLite), `auth` (users, sessions, tokens),
-//! `supervisor` (subsystem tasks), `http` (admin API + UI), `telemetry` (metrics), `logging`, `app` (wiring).
-
-mod app;
-mod auth;
-mod config;
-mod http;
-mod logging;
-mod storage;
-mod supervisor;
-mod telemetry;
-mod util;
+//! The `hearth` command line. Everything it runs lives in the library (`lib.rs`); `app.rs` wires the instance.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,17 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use hearth::{app, auth, config, http, storage, util};
 
-pub const BUILD_COMMIT: &str = env!("HEARTH_COMMIT");
-pub const BUILD_DATE: &str = env!("HEARTH_BUILD_DATE");
-const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("HEARTH_COMMIT"),
-    ", built ",
-    env!("HEARTH_BUILD_DATE"),
-    ")"
-);
+const LONG_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HEARTH_COMMIT"), ", built ", env!("HEARTH_BUILD_DATE"), ")");
 
 #[derive(Parser)]
 #[command(name = "hearth", version = LONG_VERSION, about = "One binary for the homelab: DNS filtering, HTTPS front, AI memory, metrics and an admin UI.")]
@@ -121,10 +101,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("hearth")
-        .build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("hearth").build()?)
 }
 
 fn open_db(args: &ConfigArgs) -> anyhow::Result<storage::Db> {
@@ -141,51 +118,30 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("hearth: configuration error: {e}");
                 return Ok(ExitCode::from(2));
             }
-            runtime()?.block_on(app::run(app::RunOptions {
-                config: args.config,
-                data_dir: args.data_dir,
-            }))?;
+            runtime()?.block_on(app::run(app::RunOptions { config: args.config, data_dir: args.data_dir }))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => check_config(&file),
-        Command::Config {
-            what: ConfigCommand::Default,
-        } => {
+        Command::Config { what: ConfigCommand::Default } => {
             print!("{}", config::DEFAULT_TOML);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Admin {
-            what: AdminCommand::SetPassword { user, args },
-        } => {
+        Command::Admin { what: AdminCommand::SetPassword { user, args } } => {
             let mut pw = String::new();
-            std::io::stdin()
-                .read_to_string(&mut pw)
-                .context("while reading the password from stdin")?;
-            let pw = pw
-                .strip_suffix('\n')
-                .map(|p| p.strip_suffix('\r').unwrap_or(p))
-                .unwrap_or(&pw)
-                .to_string();
+            std::io::stdin().read_to_string(&mut pw).context("while reading the password from stdin")?;
+            let pw = pw.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&pw).to_string();
             auth::validate_username(&user)?;
             auth::validate_password(&pw)?;
             let db = open_db(&args)?;
             let phc = auth::hash_password(&pw)?;
             let created = db.blocking(|c| auth::set_password(c, &user, &phc, util::unix_now()))?;
-            eprintln!(
-                "{} admin {user:?}",
-                if created { "created" } else { "updated the password of" }
-            );
+            eprintln!("{} admin {user:?}", if created { "created" } else { "updated the password of" });
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token {
-            what: TokenCommand::Create { name, args },
-        } => {
+        Command::Token { what: TokenCommand::Create { name, args } } => {
             let db = open_db(&args)?;
             let (secret, info) = db.blocking(|c| auth::create_token(c, name.trim(), "cli", util::unix_now()))?;
-            eprintln!(
-                "created API token {:?} (id {}); it is shown only now:",
-                info.name, info.id
-            );
+            eprintln!("created API token {:?} (id {}); it is shown only now:", info.name, info.id);
             println!("{secret}");
             Ok(ExitCode::SUCCESS)
         }

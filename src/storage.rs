@@ -24,12 +24,7 @@ pub enum StorageError {
     )]
     TooNew { component: String, found: i64, known: i64 },
     #[error("migration {component} #{version} ({name}) failed: {source}")]
-    Migration {
-        component: String,
-        version: i64,
-        name: String,
-        source: rusqlite::Error,
-    },
+    Migration { component: String, version: i64, name: String, source: rusqlite::Error },
     #[error("database task panicked or was cancelled")]
     Join,
 }
@@ -62,10 +57,7 @@ impl Db {
         for (component, list) in all_migrations() {
             apply_migrations(&mut conn, component, list)?;
         }
-        Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
-            path,
-        })
+        Ok(Db { conn: Arc::new(Mutex::new(conn)), path })
     }
 
     /// An in-memory database with every migration applied (tests).
@@ -76,10 +68,7 @@ impl Db {
         for (component, list) in all_migrations() {
             apply_migrations(&mut conn, component, list)?;
         }
-        Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
-            path: PathBuf::from(":memory:"),
-        })
+        Ok(Db { conn: Arc::new(Mutex::new(conn)), path: PathBuf::from(":memory:") })
     }
 
     pub fn path(&self) -> &Path {
@@ -122,16 +111,9 @@ impl Db {
 /// Create the data dir with mode 0700 if missing.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
     use std::os::unix::fs::DirBuilderExt;
-    let err = |e: std::io::Error| StorageError::DataDir {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    };
+    let err = |e: std::io::Error| StorageError::DataDir { path: dir.display().to_string(), reason: e.to_string() };
     if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(err)?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
     }
     Ok(())
 }
@@ -158,11 +140,9 @@ fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StorageErr
 /// The highest applied migration of `component` (0 when none).
 pub fn schema_version(conn: &Connection, component: &str) -> Result<i64, StorageError> {
     Ok(conn
-        .query_row(
-            "SELECT max(version) FROM schema_migrations WHERE component = ?1",
-            [component],
-            |r| r.get::<_, Option<i64>>(0),
-        )
+        .query_row("SELECT max(version) FROM schema_migrations WHERE component = ?1", [component], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
         .optional()?
         .flatten()
         .unwrap_or(0))
@@ -173,11 +153,7 @@ pub fn apply_migrations(conn: &mut Connection, component: &str, list: &[Migratio
     let known = list.iter().map(|m| m.version).max().unwrap_or(0);
     let current = schema_version(conn, component)?;
     if current > known {
-        return Err(StorageError::TooNew {
-            component: component.into(),
-            found: current,
-            known,
-        });
+        return Err(StorageError::TooNew { component: component.into(), found: current, known });
     }
     let mut applied = 0;
     for m in list.iter().filter(|m| m.version > current) {
@@ -204,21 +180,10 @@ pub fn apply_migrations(conn: &mut Connection, component: &str, list: &[Migratio
 mod tests {
     use super::*;
 
-    const V1: Migration = Migration {
-        version: 1,
-        name: "things",
-        sql: "CREATE TABLE things (id INTEGER);",
-    };
-    const V2: Migration = Migration {
-        version: 2,
-        name: "things.name",
-        sql: "ALTER TABLE things ADD name TEXT;",
-    };
-    const BAD: Migration = Migration {
-        version: 3,
-        name: "broken",
-        sql: "ALTER TABLE things ADD other TEXT; SELECT * FROM nowhere;",
-    };
+    const V1: Migration = Migration { version: 1, name: "things", sql: "CREATE TABLE things (id INTEGER);" };
+    const V2: Migration = Migration { version: 2, name: "things.name", sql: "ALTER TABLE things ADD name TEXT;" };
+    const BAD: Migration =
+        Migration { version: 3, name: "broken", sql: "ALTER TABLE things ADD other TEXT; SELECT * FROM nowhere;" };
 
     fn conn() -> Connection {
         let c = Connection::open_in_memory().unwrap();

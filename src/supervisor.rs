@@ -27,13 +27,8 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 5] = [
-        TaskState::Starting,
-        TaskState::Ready,
-        TaskState::Degraded,
-        TaskState::Failed,
-        TaskState::Stopped,
-    ];
+    pub const ALL: [TaskState; 5] =
+        [TaskState::Starting, TaskState::Ready, TaskState::Degraded, TaskState::Failed, TaskState::Stopped];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -71,27 +66,16 @@ impl Health {
     /// Ready means every task is ready or degraded (degraded still serves).
     pub fn is_ready(&self) -> bool {
         let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
-        !map.is_empty()
-            && map
-                .values()
-                .all(|s| matches!(s.state, TaskState::Ready | TaskState::Degraded))
+        !map.is_empty() && map.values().all(|s| matches!(s.state, TaskState::Ready | TaskState::Degraded))
     }
 
     pub fn any_failed(&self) -> bool {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|s| s.state == TaskState::Failed)
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).values().any(|s| s.state == TaskState::Failed)
     }
 
     #[cfg(test)]
     pub fn state(&self, name: &str) -> Option<TaskState> {
-        self.inner
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .map(|s| s.state)
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|s| s.state)
     }
 
     fn update(&self, name: &'static str, f: impl FnOnce(&mut TaskStatus)) {
@@ -190,12 +174,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(policy: RestartPolicy) -> Self {
-        Supervisor {
-            health: Health::default(),
-            shutdown: CancellationToken::new(),
-            tasks: JoinSet::new(),
-            policy,
-        }
+        Supervisor { health: Health::default(), shutdown: CancellationToken::new(), tasks: JoinSet::new(), policy }
     }
 
     pub fn health(&self) -> Health {
@@ -231,11 +210,7 @@ async fn run_task(name: &'static str, f: TaskFn, health: Health, shutdown: Cance
     let mut recent: VecDeque<Instant> = VecDeque::new();
     loop {
         health.set(name, TaskState::Starting, "");
-        let ctx = TaskCtx {
-            name,
-            health: health.clone(),
-            shutdown: shutdown.clone(),
-        };
+        let ctx = TaskCtx { name, health: health.clone(), shutdown: shutdown.clone() };
         // Spawned so that a panic is caught as a JoinError instead of unwinding the supervisor; aborted if the
         // supervisor's own task is aborted at the shutdown deadline.
         let outcome = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(f(ctx))).await;

@@ -13,9 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
+pub const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Install the Prometheus recorder as the process's metrics recorder. Returns `None` if one is already installed
 /// (only in tests that start several instances in one process).
@@ -32,32 +30,17 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
 
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        "hearth_http_requests_total",
-        "HTTP requests answered, by route, method and status."
-    );
+    describe_counter!("hearth_http_requests_total", "HTTP requests answered, by route, method and status.");
     describe_histogram!(
         "hearth_http_request_duration_seconds",
         Unit::Seconds,
         "Time to answer an HTTP request, by route and method."
     );
-    describe_gauge!(
-        "hearth_subsystem_state",
-        "1 for the state each subsystem is in, 0 for the others."
-    );
-    describe_counter!(
-        "hearth_subsystem_restarts_total",
-        "Restarts of a subsystem after a failure."
-    );
+    describe_gauge!("hearth_subsystem_state", "1 for the state each subsystem is in, 0 for the others.");
+    describe_counter!("hearth_subsystem_restarts_total", "Restarts of a subsystem after a failure.");
     describe_counter!("hearth_login_attempts_total", "Admin login attempts, by result.");
-    describe_gauge!(
-        "hearth_build_info",
-        "Always 1; labels carry the version, commit and build date."
-    );
-    describe_counter!(
-        "hearth_config_reloads_total",
-        "Configuration reloads and API changes, by result."
-    );
+    describe_gauge!("hearth_build_info", "Always 1; labels carry the version, commit and build date.");
+    describe_counter!("hearth_config_reloads_total", "Configuration reloads and API changes, by result.");
     metrics::gauge!(
         "hearth_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
@@ -97,15 +80,12 @@ impl ProcessStats {
             let boot = std::fs::read_to_string("/proc/stat")
                 .ok()
                 .and_then(|t| {
-                    t.lines()
-                        .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<u64>().ok()))
+                    t.lines().find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<u64>().ok()))
                 })
                 .unwrap_or(0);
             s.start_time_seconds = boot as f64 + num(22) as f64 / ticks;
         }
-        s.open_fds = std::fs::read_dir("/proc/self/fd")
-            .map(|d| d.count() as u64)
-            .unwrap_or(0);
+        s.open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64).unwrap_or(0);
         s.max_fds = std::fs::read_to_string("/proc/self/limits")
             .ok()
             .and_then(|t| {
@@ -122,42 +102,12 @@ impl ProcessStats {
         let mut m = |name: &str, kind: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
-        m(
-            "process_cpu_seconds_total",
-            "counter",
-            "Total user and system CPU time spent in seconds.",
-            self.cpu_seconds,
-        );
-        m(
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            self.rss_bytes as f64,
-        );
-        m(
-            "process_virtual_memory_bytes",
-            "gauge",
-            "Virtual memory size in bytes.",
-            self.virtual_bytes as f64,
-        );
-        m(
-            "process_open_fds",
-            "gauge",
-            "Number of open file descriptors.",
-            self.open_fds as f64,
-        );
-        m(
-            "process_max_fds",
-            "gauge",
-            "Maximum number of open file descriptors.",
-            self.max_fds as f64,
-        );
-        m(
-            "process_threads",
-            "gauge",
-            "Number of OS threads in the process.",
-            self.threads as f64,
-        );
+        m("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", self.cpu_seconds);
+        m("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", self.rss_bytes as f64);
+        m("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", self.virtual_bytes as f64);
+        m("process_open_fds", "gauge", "Number of open file descriptors.", self.open_fds as f64);
+        m("process_max_fds", "gauge", "Maximum number of open file descriptors.", self.max_fds as f64);
+        m("process_threads", "gauge", "Number of OS threads in the process.", self.threads as f64);
         m(
             "process_start_time_seconds",
             "gauge",
@@ -201,11 +151,7 @@ pub struct Series {
 
 impl Series {
     pub fn new(cap: usize) -> Self {
-        Series {
-            cap,
-            samples: VecDeque::with_capacity(cap),
-            last: None,
-        }
+        Series { cap, samples: VecDeque::with_capacity(cap), last: None }
     }
 
     /// Record raw readings taken at `t_ms` (milliseconds): cumulative CPU seconds and request count.
@@ -253,15 +199,7 @@ mod tests {
         s.push(0, 100, 1.0, 10);
         assert!(s.samples().is_empty(), "first reading is a baseline");
         s.push(5000, 200, 1.5, 60);
-        assert_eq!(
-            s.samples(),
-            [Sample {
-                t: 5,
-                rss_bytes: 200,
-                cpu_percent: 10.0,
-                requests_per_second: 10.0
-            }]
-        );
+        assert_eq!(s.samples(), [Sample { t: 5, rss_bytes: 200, cpu_percent: 10.0, requests_per_second: 10.0 }]);
         for i in 2..10 {
             s.push(i * 5000, 300, 1.5, 60);
         }

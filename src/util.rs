@@ -6,10 +6,7 @@ use sha2::{Digest, Sha256};
 
 /// Seconds since the Unix epoch (wall clock).
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 /// `n` random bytes from the OS-seeded CSPRNG, base64url without padding.

@@ -10,14 +10,7 @@ use std::time::Duration;
 async fn setup_login_token_logout() {
     let inst = Instance::start("").await;
     let c = client();
-    let v: Value = c
-        .get(inst.url("/api/v1/setup"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = c.get(inst.url("/api/v1/setup")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["needs_setup"], true);
 
     // weak passwords and bad names are refused with a JSON error
@@ -30,14 +23,7 @@ async fn setup_login_token_logout() {
     expect_error(r, 422, "invalid_input").await;
 
     let (c, csrf) = admin_session(&inst).await;
-    let v: Value = c
-        .get(inst.url("/api/v1/setup"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = c.get(inst.url("/api/v1/setup")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["needs_setup"], false);
     let r = c
         .post(inst.url("/api/v1/setup"))
@@ -57,22 +43,10 @@ async fn setup_login_token_logout() {
     expect_error(r, 401, "invalid_credentials").await;
 
     // the session works for reads; writes need the CSRF token
-    let v: Value = c
-        .get(inst.url("/api/v1/auth/session"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = c.get(inst.url("/api/v1/auth/session")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["user"], "admin");
     assert_eq!(v["csrf_token"], csrf.as_str());
-    let r = c
-        .post(inst.url("/api/v1/tokens"))
-        .json(&json!({"name": "ci"}))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(inst.url("/api/v1/tokens")).json(&json!({"name": "ci"})).send().await.unwrap();
     expect_error(r, 403, "csrf_failed").await;
     let r = c
         .post(inst.url("/api/v1/tokens"))
@@ -104,56 +78,24 @@ async fn setup_login_token_logout() {
 
     // the token authenticates without cookies (and without CSRF), and its last use is recorded
     let bare = reqwest::Client::new();
-    let list: Value = bare
-        .get(inst.url("/api/v1/tokens"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value =
+        bare.get(inst.url("/api/v1/tokens")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     assert_eq!(list[0]["name"], "ci");
     assert!(list[0]["last_used_at"].is_i64(), "{list}");
     assert!(list.to_string().find(&token).is_none(), "secrets are never listed");
-    let r = bare
-        .get(inst.url("/api/v1/status"))
-        .bearer_auth("hth_forged")
-        .send()
-        .await
-        .unwrap();
+    let r = bare.get(inst.url("/api/v1/status")).bearer_auth("hth_forged").send().await.unwrap();
     expect_error(r, 401, "invalid_token").await;
 
     // revocation takes effect at once
-    let r = bare
-        .delete(inst.url(&format!("/api/v1/tokens/{id}")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = bare.delete(inst.url(&format!("/api/v1/tokens/{id}"))).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    let r = bare
-        .get(inst.url("/api/v1/tokens"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let r = bare.get(inst.url("/api/v1/tokens")).bearer_auth(&token).send().await.unwrap();
     expect_error(r, 401, "invalid_token").await;
-    let r = c
-        .delete(inst.url(&format!("/api/v1/tokens/{id}")))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = c.delete(inst.url(&format!("/api/v1/tokens/{id}"))).header("x-csrf-token", &csrf).send().await.unwrap();
     expect_error(r, 404, "not_found").await;
 
     // logout ends the session
-    let r = c
-        .post(inst.url("/api/v1/auth/logout"))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(inst.url("/api/v1/auth/logout")).header("x-csrf-token", &csrf).send().await.unwrap();
     assert_eq!(r.status(), 204);
     let r = c.get(inst.url("/api/v1/status")).send().await.unwrap();
     expect_error(r, 401, "unauthenticated").await;
@@ -187,14 +129,7 @@ async fn session_cookie_attributes() {
 async fn every_documented_route_requires_auth_except_public_ones() {
     let inst = Instance::start("").await;
     let c = reqwest::Client::new();
-    let doc: Value = c
-        .get(inst.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = c.get(inst.url("/api/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     let mut public = vec![];
     let mut protected = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
@@ -206,9 +141,7 @@ async fn every_documented_route_requires_auth_except_public_ones() {
                 req = req.json(&json!({}));
             }
             let r = req.send().await.unwrap();
-            let secured = op
-                .get("security")
-                .is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()));
+            let secured = op.get("security").is_some_and(|s| s.as_array().is_some_and(|a| !a.is_empty()));
             if secured {
                 protected += 1;
                 expect_error(r, 401, "unauthenticated").await;
@@ -250,24 +183,13 @@ async fn bad_input_gets_json_errors_with_ids() {
     let inst = Instance::start_with(|_| "max_body_bytes = 2048\n".into(), "").await;
     let c = reqwest::Client::new();
     let url = inst.url("/api/v1/auth/login");
-    let r = c
-        .post(&url)
-        .header("content-type", "application/json")
-        .body("{bad")
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(&url).header("content-type", "application/json").body("{bad").send().await.unwrap();
     expect_error(r, 400, "invalid_json").await;
     let r = c.post(&url).body("{}").send().await.unwrap();
     expect_error(r, 415, "unsupported_media_type").await;
     let r = c.post(&url).json(&json!({"username": 5})).send().await.unwrap();
     expect_error(r, 422, "invalid_input").await;
-    let r = c
-        .post(&url)
-        .json(&json!({"username": "a", "password": "b", "extra": 1}))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(&url).json(&json!({"username": "a", "password": "b", "extra": 1})).send().await.unwrap();
     expect_error(r, 422, "invalid_input").await;
     let big = json!({"username": "a", "password": "x".repeat(5000)});
     let r = c.post(&url).json(&big).send().await.unwrap();
@@ -281,22 +203,13 @@ async fn bad_input_gets_json_errors_with_ids() {
     let r = c.put(inst.url("/api/v1/setup")).send().await.unwrap();
     expect_error(r, 405, "method_not_allowed").await;
     // the error id is in the log, with the request id
-    let r = c
-        .post(&url)
-        .header("x-request-id", "trace-me-42")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = c.post(&url).header("x-request-id", "trace-me-42").json(&json!({})).send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-me-42");
     let v = expect_error(r, 422, "invalid_input").await;
     let id = v["error"]["id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let logs = inst.log_text();
-    let line = logs
-        .lines()
-        .find(|l| l.contains(&id))
-        .unwrap_or_else(|| panic!("error id {id} logged:\n{logs}"));
+    let line = logs.lines().find(|l| l.contains(&id)).unwrap_or_else(|| panic!("error id {id} logged:\n{logs}"));
     assert!(line.contains("trace-me-42"), "{line}");
 }
 
@@ -322,12 +235,7 @@ async fn every_log_line_of_a_request_carries_its_id() {
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "a generated UUID");
     // an unusable incoming id is replaced
-    let r = c
-        .get(inst.url("/readyz"))
-        .header("x-request-id", "bad id with spaces")
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(inst.url("/readyz")).header("x-request-id", "bad id with spaces").send().await.unwrap();
     assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
     let r = c
         .post(inst.url("/api/v1/auth/login"))
@@ -355,9 +263,7 @@ async fn login_is_rate_limited_per_user_and_client() {
     let (_, _) = admin_session(&inst).await;
     let c = reqwest::Client::new();
     let login = |pw: &'static str| {
-        c.post(inst.url("/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": pw}))
-            .send()
+        c.post(inst.url("/api/v1/auth/login")).json(&json!({"username": "admin", "password": pw})).send()
     };
     assert_eq!(login("wrong one").await.unwrap().status(), 401);
     assert_eq!(login("wrong two").await.unwrap().status(), 401);
@@ -377,14 +283,7 @@ async fn login_is_rate_limited_per_user_and_client() {
 async fn status_metrics_and_ui() {
     let inst = Instance::start("").await;
     let (c, _) = admin_session(&inst).await;
-    let v: Value = c
-        .get(inst.url("/api/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = c.get(inst.url("/api/v1/status")).send().await.unwrap().json().await.unwrap();
     for s in ["storage", "http", "https", "metrics"] {
         assert_eq!(v["subsystems"][s]["state"], "ready", "{s}: {v}");
     }
@@ -424,35 +323,18 @@ async fn status_metrics_and_ui() {
     );
 
     // the UI: app shell for client routes, hashed assets cached for long, precompressed variants
-    let r = c
-        .get(inst.url("/tokens"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+    let r = c.get(inst.url("/tokens")).header("accept-encoding", "br").send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-encoding"], "br");
     assert_eq!(r.headers()["cache-control"], "no-cache");
     let plain = reqwest::Client::builder().no_brotli().no_gzip().build().unwrap();
     let html = plain.get(inst.url("/")).send().await.unwrap().text().await.unwrap();
-    let js = html
-        .split("src=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let js = html.split("src=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
     let r = plain.get(inst.url(&js)).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
     assert_eq!(r.headers()["cache-control"], "public, max-age=31536000, immutable");
     let etag = r.headers()["etag"].clone();
-    let r = plain
-        .get(inst.url(&js))
-        .header("if-none-match", etag)
-        .send()
-        .await
-        .unwrap();
+    let r = plain.get(inst.url(&js)).header("if-none-match", etag).send().await.unwrap();
     assert_eq!(r.status(), 304);
     let r = plain.get(inst.url("/assets/missing.js")).send().await.unwrap();
     assert_eq!(r.status(), 404);
@@ -464,32 +346,15 @@ async fn https_listener_serves_h2_with_secure_cookies() {
     let inst = Instance::start("").await;
     admin_session(&inst).await;
     let out = std::process::Command::new("curl")
-        .args([
-            "-sk",
-            "--http2",
-            "-D",
-            "-",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version}\n",
-        ])
-        .args([
-            "-H",
-            "content-type: application/json",
-            "--data",
-            r#"{"username":"admin","password":"correct horse"}"#,
-        ])
+        .args(["-sk", "--http2", "-D", "-", "-o", "/dev/null", "-w", "%{http_version}\n"])
+        .args(["-H", "content-type: application/json", "--data", r#"{"username":"admin","password":"correct horse"}"#])
         .arg(format!("https://{}/api/v1/auth/login", inst.https))
         .output()
         .expect("curl is needed: .ci/deps installs it");
     let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert!(text.starts_with("http/2 200"), "{text}");
     let cookie = text.lines().find(|l| l.starts_with("set-cookie:")).unwrap_or_default();
-    assert!(
-        cookie.contains("; secure") && cookie.contains("httponly") && cookie.contains("samesite=strict"),
-        "{text}"
-    );
+    assert!(cookie.contains("; secure") && cookie.contains("httponly") && cookie.contains("samesite=strict"), "{text}");
     assert!(text.contains("strict-transport-security: max-age="), "{text}");
     assert!(text.trim_end().ends_with('2'), "negotiated HTTP/2 via ALPN: {text}");
     let key = inst.dir.path().join("data/tls/selfsigned.key");

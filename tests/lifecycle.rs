@@ -11,12 +11,7 @@ async fn bad_config_is_rejected_with_the_key_and_the_old_one_keeps_serving() {
     let inst = Instance::start("").await;
     let (c, csrf) = admin_session(&inst).await;
     let before = std::fs::read_to_string(inst.config_path()).unwrap();
-    let patch = |body: Value| {
-        c.patch(inst.url("/api/v1/config"))
-            .header("x-csrf-token", &csrf)
-            .json(&body)
-            .send()
-    };
+    let patch = |body: Value| c.patch(inst.url("/api/v1/config")).header("x-csrf-token", &csrf).json(&body).send();
 
     // invalid values: 422 naming the key, nothing changes
     for (body, key) in [
@@ -32,33 +27,20 @@ async fn bad_config_is_rejected_with_the_key_and_the_old_one_keeps_serving() {
     // an address that cannot be bound (in use by someone else) is refused before anything changes
     let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = squatter.local_addr().unwrap().to_string();
-    let v = expect_error(
-        patch(json!({"server": {"http_listen": [taken]}})).await.unwrap(),
-        422,
-        "invalid_config",
-    )
-    .await;
+    let v =
+        expect_error(patch(json!({"server": {"http_listen": [taken]}})).await.unwrap(), 422, "invalid_config").await;
     assert_eq!(v["error"]["key"], "server.http_listen[0]");
     assert!(v["error"]["message"].as_str().unwrap().contains("cannot listen"), "{v}");
-    assert_eq!(
-        std::fs::read_to_string(inst.config_path()).unwrap(),
-        before,
-        "file untouched"
-    );
+    assert_eq!(std::fs::read_to_string(inst.config_path()).unwrap(), before, "file untouched");
 
     // a good change applies live and is written back with the comments kept
-    let r = patch(json!({"log": {"level": "debug"}, "auth": {"session_ttl": "12h"}}))
-        .await
-        .unwrap();
+    let r = patch(json!({"log": {"level": "debug"}, "auth": {"session_ttl": "12h"}})).await.unwrap();
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["config"]["log"]["level"], "debug");
     assert_eq!(v["report"]["persisted"], true);
     let after = std::fs::read_to_string(inst.config_path()).unwrap();
-    assert!(
-        after.contains("# chatty for tests\nlevel = \"debug\" # keep this comment"),
-        "{after}"
-    );
+    assert!(after.contains("# chatty for tests\nlevel = \"debug\" # keep this comment"), "{after}");
     assert!(after.contains("[auth]\nsession_ttl = \"12h\""), "{after}");
     assert!(after.starts_with("# test instance\n"));
 
@@ -66,47 +48,20 @@ async fn bad_config_is_rejected_with_the_key_and_the_old_one_keeps_serving() {
     std::fs::write(inst.config_path(), after.replace("level = \"debug\"", "level = 42")).unwrap();
     inst.signal("HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        inst.log_text().contains("configuration rejected"),
-        "{}",
-        inst.log_text()
-    );
-    let r = c
-        .post(inst.url("/api/v1/config/reload"))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
+    assert!(inst.log_text().contains("configuration rejected"), "{}", inst.log_text());
+    let r = c.post(inst.url("/api/v1/config/reload")).header("x-csrf-token", &csrf).send().await.unwrap();
     let v = expect_error(r, 422, "invalid_config").await;
     assert_eq!(v["error"]["key"], "log.level");
-    let v: Value = c
-        .get(inst.url("/api/v1/config"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = c.get(inst.url("/api/v1/config")).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["config"]["log"]["level"], "debug");
     assert_eq!(c.get(inst.url("/readyz")).send().await.unwrap().status(), 200);
 
     // fixing the file and sending SIGHUP applies it
-    std::fs::write(
-        inst.config_path(),
-        after.replace("level = \"debug\"", "level = \"warn\""),
-    )
-    .unwrap();
+    std::fs::write(inst.config_path(), after.replace("level = \"debug\"", "level = \"warn\"")).unwrap();
     inst.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let v: Value = c
-            .get(inst.url("/api/v1/config"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: Value = c.get(inst.url("/api/v1/config")).send().await.unwrap().json().await.unwrap();
         if v["config"]["log"]["level"] == "warn" {
             break;
         }
@@ -151,9 +106,7 @@ async fn sigterm_shuts_down_cleanly_within_the_deadline() {
     });
     inst.signal("TERM");
     let started = Instant::now();
-    let status = inst
-        .wait_exit(Duration::from_secs(6))
-        .expect("exited within the 3 s deadline + slack");
+    let status = inst.wait_exit(Duration::from_secs(6)).expect("exited within the 3 s deadline + slack");
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(4));
     let _ = slow.await;
@@ -187,10 +140,7 @@ async fn cli_token_create_works_while_running_and_healthcheck() {
     assert_eq!(list[0]["created_by"], "cli");
 
     // set-password creates the admin (no wizard needed) and can reset it
-    let out = inst.cli(
-        &["admin", "set-password", "root", "--config", cfg],
-        Some("first password\n"),
-    );
+    let out = inst.cli(&["admin", "set-password", "root", "--config", cfg], Some("first password\n"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let login = |pw: &str| {
         reqwest::Client::new()
@@ -199,10 +149,7 @@ async fn cli_token_create_works_while_running_and_healthcheck() {
             .send()
     };
     assert_eq!(login("first password").await.unwrap().status(), 200);
-    let out = inst.cli(
-        &["admin", "set-password", "root", "--config", cfg],
-        Some("second password"),
-    );
+    let out = inst.cli(&["admin", "set-password", "root", "--config", cfg], Some("second password"));
     assert!(out.status.success());
     assert_eq!(login("second password").await.unwrap().status(), 200);
     let out = inst.cli(&["admin", "set-password", "root", "--config", cfg], Some("short\n"));
@@ -211,16 +158,9 @@ async fn cli_token_create_works_while_running_and_healthcheck() {
 
     drop(inst);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("h.toml"),
-        format!("[server]\nhttp_listen = [\"127.0.0.1:{}\"]\n", free_port()),
-    )
-    .unwrap();
-    let out = cli_in(
-        dir.path(),
-        &["healthcheck", "--config", "h.toml", "--timeout", "1s"],
-        None,
-    );
+    std::fs::write(dir.path().join("h.toml"), format!("[server]\nhttp_listen = [\"127.0.0.1:{}\"]\n", free_port()))
+        .unwrap();
+    let out = cli_in(dir.path(), &["healthcheck", "--config", "h.toml", "--timeout", "1s"], None);
     assert!(!out.status.success(), "nothing listens: unhealthy");
 }
 
@@ -233,11 +173,7 @@ fn check_config_and_default_config() {
     let out = cli_in(dir.path(), &["check-config", "default.toml"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[server]\nhttps_listen = [\"127.0.0.1:99999\"]\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "[server]\nhttps_listen = [\"127.0.0.1:99999\"]\n").unwrap();
     let out = cli_in(dir.path(), &["check-config", "bad.toml"], None);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -255,10 +191,7 @@ fn check_config_and_default_config() {
 
     let out = cli_in(dir.path(), &["--version"], None);
     let v = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        v.starts_with("hearth 0.") && v.contains("commit") && v.contains("built"),
-        "{v}"
-    );
+    assert!(v.starts_with("hearth 0.") && v.contains("commit") && v.contains("built"), "{v}");
 
     // the production config installed by the package passes
     let prod = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/hearth.production.toml");
@@ -275,10 +208,7 @@ async fn no_config_file_runs_the_embedded_default_on_given_data_dir() {
     let out = cli_in(dir.path(), &["token", "create", "t", "--data-dir", "state"], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(dir.path().join("state/hearth.db").exists());
-    assert!(
-        !dir.path().join("hearth.toml").exists(),
-        "the CLI never writes the config"
-    );
+    assert!(!dir.path().join("hearth.toml").exists(), "the CLI never writes the config");
 }
 
 /// systemd's notify protocol: READY once serving, STATUS, WATCHDOG pings, STOPPING on shutdown.
@@ -288,10 +218,7 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     let sock_path = dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let env = [
-        ("NOTIFY_SOCKET", sock_path.display().to_string()),
-        ("WATCHDOG_USEC", "2000000".to_string()),
-    ];
+    let env = [("NOTIFY_SOCKET", sock_path.display().to_string()), ("WATCHDOG_USEC", "2000000".to_string())];
     let mut inst = Instance::start_env(|_| String::new(), "", &env).await;
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(10);

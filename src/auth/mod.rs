@@ -80,11 +80,7 @@ impl From<rusqlite::Error> for AuthError {
 
 fn hasher() -> Argon2<'static> {
     // OWASP (2023+) argon2id baseline: m = 19 MiB, t = 2, p = 1.
-    Argon2::new(
-        Algorithm::Argon2id,
-        Version::V0x13,
-        Params::new(19 * 1024, 2, 1, None).expect("valid params"),
-    )
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(19 * 1024, 2, 1, None).expect("valid params"))
 }
 
 pub fn hash_password(password: &str) -> Result<String, AuthError> {
@@ -151,25 +147,18 @@ pub fn create_first_admin(c: &mut Connection, username: &str, phc: &str, now: i6
     )?;
     let id = tx.last_insert_rowid();
     tx.commit()?;
-    Ok(User {
-        id,
-        username: username.into(),
-    })
+    Ok(User { id, username: username.into() })
 }
 
 /// Create the user or replace its password; ends all of that user's sessions. Returns whether it was created.
 pub fn set_password(c: &mut Connection, username: &str, phc: &str, now: i64) -> Result<bool, AuthError> {
     validate_username(username)?;
     let tx = c.transaction()?;
-    let existing: Option<i64> = tx
-        .query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0))
-        .optional()?;
+    let existing: Option<i64> =
+        tx.query_row("SELECT id FROM users WHERE username = ?1", [username], |r| r.get(0)).optional()?;
     let created = match existing {
         Some(id) => {
-            tx.execute(
-                "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3",
-                params![phc, now, id],
-            )?;
+            tx.execute("UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3", params![phc, now, id])?;
             tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
             false
         }
@@ -187,19 +176,9 @@ pub fn set_password(c: &mut Connection, username: &str, phc: &str, now: i64) -> 
 
 /// The stored hash of a user, for verification.
 pub fn find_user(c: &Connection, username: &str) -> Result<Option<(User, String)>, AuthError> {
-    Ok(c.query_row(
-        "SELECT id, username, password_hash FROM users WHERE username = ?1",
-        [username],
-        |r| {
-            Ok((
-                User {
-                    id: r.get(0)?,
-                    username: r.get(1)?,
-                },
-                r.get(2)?,
-            ))
-        },
-    )
+    Ok(c.query_row("SELECT id, username, password_hash FROM users WHERE username = ?1", [username], |r| {
+        Ok((User { id: r.get(0)?, username: r.get(1)? }, r.get(2)?))
+    })
     .optional()?)
 }
 
@@ -226,11 +205,7 @@ pub fn create_session(
          VALUES (?1, ?2, ?3, ?4, ?5, ?4, ?6)",
         params![sha256_hex(&id), user.id, csrf_token, now, expires_at, client],
     )?;
-    Ok(NewSession {
-        id,
-        csrf_token,
-        expires_at,
-    })
+    Ok(NewSession { id, csrf_token, expires_at })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -250,10 +225,7 @@ pub fn lookup_session(c: &Connection, id: &str, now: i64) -> Result<Option<Sessi
             [&hash],
             |r| {
                 Ok((
-                    User {
-                        id: r.get(0)?,
-                        username: r.get(1)?,
-                    },
+                    User { id: r.get(0)?, username: r.get(1)? },
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, i64>(4)?,
@@ -269,16 +241,9 @@ pub fn lookup_session(c: &Connection, id: &str, now: i64) -> Result<Option<Sessi
         return Ok(None);
     }
     if now - last_seen >= TOUCH_INTERVAL {
-        c.execute(
-            "UPDATE sessions SET last_seen_at = ?1 WHERE id_hash = ?2",
-            params![now, hash],
-        )?;
+        c.execute("UPDATE sessions SET last_seen_at = ?1 WHERE id_hash = ?2", params![now, hash])?;
     }
-    Ok(Some(SessionInfo {
-        user,
-        csrf_token,
-        expires_at,
-    }))
+    Ok(Some(SessionInfo { user, csrf_token, expires_at }))
 }
 
 pub fn delete_session(c: &Connection, id: &str) -> Result<bool, AuthError> {
@@ -385,10 +350,7 @@ pub fn check_token(c: &Connection, secret: &str, now: i64) -> Result<Option<Toke
     if let Some(t) = &info
         && t.last_used_at.is_none_or(|l| now - l >= TOUCH_INTERVAL)
     {
-        c.execute(
-            "UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2",
-            params![now, t.id],
-        )?;
+        c.execute("UPDATE api_tokens SET last_used_at = ?1 WHERE id = ?2", params![now, t.id])?;
     }
     Ok(info)
 }
@@ -431,10 +393,7 @@ mod tests {
         db.blocking(|c| {
             assert_eq!(user_count(c).unwrap(), 0);
             create_first_admin(c, "admin", "h", 1).unwrap();
-            assert!(matches!(
-                create_first_admin(c, "other", "h", 2),
-                Err(AuthError::AlreadySetUp)
-            ));
+            assert!(matches!(create_first_admin(c, "other", "h", 2), Err(AuthError::AlreadySetUp)));
             assert_eq!(user_count(c).unwrap(), 1);
             // names are case-insensitive
             assert_eq!(find_user(c, "ADMIN").unwrap().unwrap().0.username, "admin");
@@ -450,23 +409,12 @@ mod tests {
             let live = lookup_session(c, &s.id, 1000 + 3599).unwrap().unwrap();
             assert_eq!(live.user, u);
             assert_eq!(live.csrf_token, s.csrf_token);
-            assert_eq!(
-                lookup_session(c, &s.id, 1000 + 3600).unwrap(),
-                None,
-                "expired at expires_at"
-            );
-            assert_eq!(
-                lookup_session(c, &s.id, 0).unwrap(),
-                None,
-                "expired sessions are deleted"
-            );
+            assert_eq!(lookup_session(c, &s.id, 1000 + 3600).unwrap(), None, "expired at expires_at");
+            assert_eq!(lookup_session(c, &s.id, 0).unwrap(), None, "expired sessions are deleted");
             assert_eq!(lookup_session(c, "forged", 1000).unwrap(), None);
             // the stored row holds a hash, not the cookie value
-            let n: i64 = c
-                .query_row("SELECT count(*) FROM sessions WHERE id_hash = ?1", [&s.id], |r| {
-                    r.get(0)
-                })
-                .unwrap();
+            let n: i64 =
+                c.query_row("SELECT count(*) FROM sessions WHERE id_hash = ?1", [&s.id], |r| r.get(0)).unwrap();
             assert_eq!(n, 0);
         });
     }
@@ -507,10 +455,7 @@ mod tests {
             let (secret, info) = create_token(c, "backup", "admin", 100).unwrap();
             assert!(secret.starts_with("hth_") && secret.len() > 40);
             assert!(secret.starts_with(&info.prefix));
-            assert!(matches!(
-                create_token(c, "backup", "admin", 100),
-                Err(AuthError::DuplicateToken(_))
-            ));
+            assert!(matches!(create_token(c, "backup", "admin", 100), Err(AuthError::DuplicateToken(_))));
             assert_eq!(check_token(c, &secret, 200).unwrap().unwrap().id, info.id);
             // last use is stamped (and shown in the list)
             assert_eq!(list_tokens(c).unwrap()[0].last_used_at, Some(200));
@@ -520,10 +465,7 @@ mod tests {
             assert!(check_token(c, "nope", 200).unwrap().is_none());
             assert!(revoke_token(c, info.id).unwrap());
             assert!(!revoke_token(c, info.id).unwrap());
-            assert!(
-                check_token(c, &secret, 300).unwrap().is_none(),
-                "revoked tokens stop working"
-            );
+            assert!(check_token(c, &secret, 300).unwrap().is_none(), "revoked tokens stop working");
             assert!(list_tokens(c).unwrap().is_empty());
         });
     }

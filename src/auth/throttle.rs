@@ -47,10 +47,7 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(policy: ThrottlePolicy) -> Self {
-        LoginThrottle {
-            policy,
-            records: HashMap::new(),
-        }
+        LoginThrottle { policy, records: HashMap::new() }
     }
 
     pub fn set_policy(&mut self, policy: ThrottlePolicy) {
@@ -75,11 +72,7 @@ impl LoginThrottle {
     pub fn record_failure(&mut self, client: IpAddr, user: &str, now: Instant) {
         self.prune(now);
         for k in Self::keys(client, user) {
-            let r = self.records.entry(k).or_insert(Record {
-                failures: 0,
-                last: now,
-                blocked_until: now,
-            });
+            let r = self.records.entry(k).or_insert(Record { failures: 0, last: now, blocked_until: now });
             r.failures = r.failures.saturating_add(1);
             r.last = now;
             r.blocked_until = now + self.policy.delay_after(r.failures);
@@ -98,8 +91,7 @@ impl LoginThrottle {
             return;
         }
         let forget = self.policy.forget_after;
-        self.records
-            .retain(|_, r| now.saturating_duration_since(r.last) < forget || r.blocked_until > now);
+        self.records.retain(|_, r| now.saturating_duration_since(r.last) < forget || r.blocked_until > now);
     }
 
     #[cfg(test)]

@@ -5,14 +5,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Duration(std::time::Duration);
 
-const UNITS: [(&str, u64); 6] = [
-    ("d", 86_400_000),
-    ("h", 3_600_000),
-    ("m", 60_000),
-    ("s", 1000),
-    ("ms", 1),
-    ("", 0),
-];
+const UNITS: [(&str, u64); 6] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1), ("", 0)];
 
 impl Duration {
     pub const fn from_secs(s: u64) -> Self {

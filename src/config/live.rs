@@ -67,14 +67,7 @@ impl LiveConfig {
     pub fn new(source: ConfigSource, overrides: Overrides, initial: Config) -> Self {
         let initial = Arc::new(initial);
         let (tx, _) = watch::channel(initial.clone());
-        LiveConfig {
-            source,
-            overrides,
-            tx,
-            appliers: Default::default(),
-            lock: Mutex::new(()),
-            boot: initial,
-        }
+        LiveConfig { source, overrides, tx, appliers: Default::default(), lock: Mutex::new(()), boot: initial }
     }
 
     pub fn add_applier(&self, a: Arc<dyn Applier>) {
@@ -112,18 +105,12 @@ impl LiveConfig {
 
     fn patch_locked(&self, patch: &serde_json::Value) -> Result<ApplyReport, ConfigError> {
         if !patch.is_object() {
-            return Err(ConfigError::invalid(
-                "config",
-                "a change must be a JSON object (RFC 7396 merge patch)",
-            ));
+            return Err(ConfigError::invalid("config", "a change must be a JSON object (RFC 7396 merge patch)"));
         }
         if let Some(v) = patch.get("schema_version")
             && v.as_i64() != Some(super::SCHEMA_VERSION)
         {
-            return Err(ConfigError::invalid(
-                "schema_version",
-                "cannot be changed through the API",
-            ));
+            return Err(ConfigError::invalid("schema_version", "cannot be changed through the API"));
         }
         let old = self.current();
         let mut json = serde_json::to_value(&*old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
@@ -172,16 +159,10 @@ impl LiveConfig {
         for a in &appliers {
             a.commit(&old, &new);
         }
-        let restart_required = RESTART_KEYS
-            .iter()
-            .filter(|(_, get)| get(&self.boot) != get(&new))
-            .map(|(k, _)| k.to_string())
-            .collect();
+        let restart_required =
+            RESTART_KEYS.iter().filter(|(_, get)| get(&self.boot) != get(&new)).map(|(k, _)| k.to_string()).collect();
         self.tx.send_replace(Arc::new(new));
-        Ok(ApplyReport {
-            restart_required,
-            persisted,
-        })
+        Ok(ApplyReport { restart_required, persisted })
     }
 }
 
@@ -232,11 +213,7 @@ mod tests {
         }
         let source = ConfigSource::new(path);
         let live = LiveConfig::new(source.clone(), Overrides::default(), source.load().unwrap());
-        let probe = Arc::new(Probe {
-            fail_on_level: Some("trace"),
-            commits: 0.into(),
-            aborts: 0.into(),
-        });
+        let probe = Arc::new(Probe { fail_on_level: Some("trace"), commits: 0.into(), aborts: 0.into() });
         live.add_applier(probe.clone());
         (dir, live, probe)
     }
@@ -245,10 +222,7 @@ mod tests {
     async fn patch_validates_swaps_and_persists_with_comments() {
         let (dir, live, probe) = setup(Some("# mine\n[log]\nlevel = \"info\" # keep\n"));
         let mut rx = live.subscribe();
-        let rep = live
-            .patch(&serde_json::json!({"log": {"level": "debug"}}))
-            .await
-            .unwrap();
+        let rep = live.patch(&serde_json::json!({"log": {"level": "debug"}})).await.unwrap();
         assert!(rep.persisted && rep.restart_required.is_empty());
         assert!(rx.has_changed().unwrap());
         assert_eq!(rx.borrow_and_update().log.level, "debug");
@@ -260,24 +234,15 @@ mod tests {
     #[tokio::test]
     async fn bad_patch_changes_nothing() {
         let (dir, live, probe) = setup(Some("[log]\nlevel = \"info\"\n"));
-        let e = live
-            .patch(&serde_json::json!({"server": {"http_listen": ["nope"]}}))
-            .await
-            .unwrap_err();
+        let e = live.patch(&serde_json::json!({"server": {"http_listen": ["nope"]}})).await.unwrap_err();
         assert_eq!(e.key(), Some("server.http_listen[0]"));
         // an applier refusing also leaves everything as it was
-        let e = live
-            .patch(&serde_json::json!({"log": {"level": "trace"}}))
-            .await
-            .unwrap_err();
+        let e = live.patch(&serde_json::json!({"log": {"level": "trace"}})).await.unwrap_err();
         assert_eq!(e.key(), Some("log.level"));
         assert_eq!(probe.aborts.load(Ordering::SeqCst), 1);
         assert_eq!(probe.commits.load(Ordering::SeqCst), 0);
         assert_eq!(live.current().log.level, "info");
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("hearth.toml")).unwrap(),
-            "[log]\nlevel = \"info\"\n"
-        );
+        assert_eq!(std::fs::read_to_string(dir.path().join("hearth.toml")).unwrap(), "[log]\nlevel = \"info\"\n");
         assert!(live.patch(&serde_json::json!(["not", "an", "object"])).await.is_err());
         assert!(live.patch(&serde_json::json!({"schema_version": 7})).await.is_err());
     }
@@ -285,10 +250,7 @@ mod tests {
     #[tokio::test]
     async fn first_change_creates_the_file_from_the_template() {
         let (dir, live, _) = setup(None);
-        let rep = live
-            .patch(&serde_json::json!({"server": {"data_dir": "/tmp/elsewhere"}}))
-            .await
-            .unwrap();
+        let rep = live.patch(&serde_json::json!({"server": {"data_dir": "/tmp/elsewhere"}})).await.unwrap();
         assert_eq!(rep.restart_required, ["server.data_dir"]);
         let text = std::fs::read_to_string(dir.path().join("hearth.toml")).unwrap();
         assert!(text.starts_with("# hearth.toml"), "the commented template");

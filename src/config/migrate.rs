@@ -27,9 +27,7 @@ pub fn migrate(doc: &mut DocumentMut) -> Result<i64, ConfigError> {
 pub fn migrate_with(doc: &mut DocumentMut, steps: &[Migration], target: i64) -> Result<i64, ConfigError> {
     let start = match doc.get("schema_version") {
         None => 1,
-        Some(item) => item
-            .as_integer()
-            .ok_or_else(|| ConfigError::invalid("schema_version", "must be an integer"))?,
+        Some(item) => item.as_integer().ok_or_else(|| ConfigError::invalid("schema_version", "must be an integer"))?,
     };
     if start > target {
         return Err(ConfigError::invalid(
@@ -47,12 +45,7 @@ pub fn migrate_with(doc: &mut DocumentMut, steps: &[Migration], target: i64) -> 
             .find(|m| m.from == v)
             .ok_or_else(|| ConfigError::invalid("schema_version", format!("no migration from schema {v}")))?;
         (step.apply)(doc)?;
-        tracing::info!(
-            from = v,
-            to = v + 1,
-            change = step.describe,
-            "migrated the configuration schema"
-        );
+        tracing::info!(from = v, to = v + 1, change = step.describe, "migrated the configuration schema");
         v += 1;
         doc["schema_version"] = value(v);
     }
@@ -102,9 +95,7 @@ mod tests {
     fn v1_listen_to_list(doc: &mut DocumentMut) -> Result<(), ConfigError> {
         if let Some(server) = doc.get_mut("server").and_then(|s| s.as_table_mut()) {
             rename_key(server, "listen", "http_listen", |old| {
-                let s = old
-                    .as_str()
-                    .ok_or_else(|| ConfigError::invalid("server.listen", "must be a string"))?;
+                let s = old.as_str().ok_or_else(|| ConfigError::invalid("server.listen", "must be a string"))?;
                 let mut arr = toml_edit::Array::new();
                 arr.push(s);
                 Ok(value(arr))
@@ -117,9 +108,7 @@ mod tests {
     fn v2_verbose_to_level(doc: &mut DocumentMut) -> Result<(), ConfigError> {
         if let Some(log) = doc.get_mut("log").and_then(|s| s.as_table_mut()) {
             rename_key(log, "verbose", "level", |old| {
-                let verbose = old
-                    .as_bool()
-                    .ok_or_else(|| ConfigError::invalid("log.verbose", "must be a boolean"))?;
+                let verbose = old.as_bool().ok_or_else(|| ConfigError::invalid("log.verbose", "must be a boolean"))?;
                 Ok(value(if verbose { "debug" } else { "info" }))
             })?;
         }
@@ -127,16 +116,8 @@ mod tests {
     }
 
     const CHAIN: &[Migration] = &[
-        Migration {
-            from: 1,
-            describe: "server.listen → server.http_listen",
-            apply: v1_listen_to_list,
-        },
-        Migration {
-            from: 2,
-            describe: "log.verbose → log.level",
-            apply: v2_verbose_to_level,
-        },
+        Migration { from: 1, describe: "server.listen → server.http_listen", apply: v1_listen_to_list },
+        Migration { from: 2, describe: "log.verbose → log.level", apply: v2_verbose_to_level },
     ];
 
     fn golden(name: &str) -> String {
@@ -184,9 +165,6 @@ mod tests {
     #[test]
     fn migration_errors_name_the_key() {
         let mut doc: DocumentMut = "[server]\nlisten = 5\n".parse().unwrap();
-        assert_eq!(
-            migrate_with(&mut doc, CHAIN, 3).unwrap_err().key(),
-            Some("server.listen")
-        );
+        assert_eq!(migrate_with(&mut doc, CHAIN, 3).unwrap_err().key(), Some("server.listen"));
     }
 }

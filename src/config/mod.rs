@@ -42,10 +42,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid {
-            key: key.into(),
-            reason: reason.into(),
-        }
+        ConfigError::Invalid { key: key.into(), reason: reason.into() }
     }
 
     /// The offending key, when the error is about one.
@@ -123,10 +120,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            format: LogFormat::Auto,
-        }
+        LogConfig { level: "info".into(), format: LogFormat::Auto }
     }
 }
 
@@ -157,10 +151,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig {
-            busy_timeout: Duration::from_secs(5),
-            maintenance_interval: Duration::from_secs(3600),
-        }
+        StorageConfig { busy_timeout: Duration::from_secs(5), maintenance_interval: Duration::from_secs(3600) }
     }
 }
 
@@ -172,9 +163,7 @@ pub struct DnsConfig {
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        DnsConfig {
-            listen: vec![ListenAddr::local(5353)],
-        }
+        DnsConfig { listen: vec![ListenAddr::local(5353)] }
     }
 }
 
@@ -205,9 +194,7 @@ impl FromStr for ListenAddr {
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         if let Some(port) = s.strip_prefix(':') {
-            let port: u16 = port
-                .parse()
-                .map_err(|_| format!("invalid port in listen address {s:?}"))?;
+            let port: u16 = port.parse().map_err(|_| format!("invalid port in listen address {s:?}"))?;
             return Ok(ListenAddr(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))));
         }
         s.parse::<SocketAddr>()
@@ -242,20 +229,17 @@ impl<'de> Deserialize<'de> for ListenAddr {
 impl Config {
     /// Parse, migrate and validate a configuration text. `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
-            path: origin.into(),
-            reason: e.to_string(),
-        })?;
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| ConfigError::Syntax { path: origin.into(), reason: e.to_string() })?;
         migrate::migrate(&mut doc)?;
         Self::from_document(&doc)
     }
 
     /// Deserialize an already migrated document.
     pub fn from_document(doc: &toml_edit::DocumentMut) -> Result<Config, ConfigError> {
-        let value: toml::Value = toml::from_str(&doc.to_string()).map_err(|e| ConfigError::Syntax {
-            path: "config".into(),
-            reason: e.to_string(),
-        })?;
+        let value: toml::Value = toml::from_str(&doc.to_string())
+            .map_err(|e| ConfigError::Syntax { path: "config".into(), reason: e.to_string() })?;
         Self::from_value(value)
     }
 
@@ -282,18 +266,12 @@ impl Config {
         if self.schema_version != SCHEMA_VERSION {
             return Err(ConfigError::invalid(
                 "schema_version",
-                format!(
-                    "this hearth understands schema_version {SCHEMA_VERSION}, got {}",
-                    self.schema_version
-                ),
+                format!("this hearth understands schema_version {SCHEMA_VERSION}, got {}", self.schema_version),
             ));
         }
         let s = &self.server;
         if s.http_listen.is_empty() {
-            return Err(ConfigError::invalid(
-                "server.http_listen",
-                "at least one address is required",
-            ));
+            return Err(ConfigError::invalid("server.http_listen", "at least one address is required"));
         }
         check_unique("server.http_listen", &s.http_listen)?;
         check_unique("server.https_listen", &s.https_listen)?;
@@ -311,16 +289,10 @@ impl Config {
         in_range("server.shutdown_timeout", s.shutdown_timeout, 1, 600)?;
         in_range("server.request_timeout", s.request_timeout, 1, 3600)?;
         if !(1024..=1024 * 1024 * 1024).contains(&s.max_body_bytes) {
-            return Err(ConfigError::invalid(
-                "server.max_body_bytes",
-                "must be between 1024 and 1073741824",
-            ));
+            return Err(ConfigError::invalid("server.max_body_bytes", "must be between 1024 and 1073741824"));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&self.log.level) {
-            return Err(ConfigError::invalid(
-                "log.level",
-                format!("not a valid level or filter: {e}"),
-            ));
+            return Err(ConfigError::invalid("log.level", format!("not a valid level or filter: {e}")));
         }
         in_range("auth.session_ttl", self.auth.session_ttl, 300, 366 * 24 * 3600)?;
         in_range("auth.login_max_delay", self.auth.login_max_delay, 1, 24 * 3600)?;
@@ -328,12 +300,7 @@ impl Config {
             return Err(ConfigError::invalid("auth.login_free_attempts", "must be at most 100"));
         }
         in_range("storage.busy_timeout", self.storage.busy_timeout, 1, 600)?;
-        in_range(
-            "storage.maintenance_interval",
-            self.storage.maintenance_interval,
-            60,
-            7 * 24 * 3600,
-        )?;
+        in_range("storage.maintenance_interval", self.storage.maintenance_interval, 60, 7 * 24 * 3600)?;
         check_unique("dns.listen", &self.dns.listen)?;
         Ok(())
     }
@@ -348,9 +315,7 @@ fn absolute(p: &Path) -> PathBuf {
     let joined = if p.is_absolute() {
         p.to_path_buf()
     } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
+        std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
     };
     // drops interior "." segments: /srv/./data → /srv/data
     joined.components().collect()
@@ -359,10 +324,7 @@ fn absolute(p: &Path) -> PathBuf {
 fn check_unique(key: &str, addrs: &[ListenAddr]) -> Result<(), ConfigError> {
     for (i, a) in addrs.iter().enumerate() {
         if addrs[..i].contains(a) {
-            return Err(ConfigError::invalid(
-                format!("{key}[{i}]"),
-                format!("{a} is listed twice"),
-            ));
+            return Err(ConfigError::invalid(format!("{key}[{i}]"), format!("{a} is listed twice")));
         }
     }
     Ok(())
@@ -373,11 +335,7 @@ fn in_range(key: &str, d: Duration, min_secs: u64, max_secs: u64) -> Result<(), 
     if secs < min_secs as f64 || secs > max_secs as f64 {
         return Err(ConfigError::invalid(
             key,
-            format!(
-                "{d} is out of range ({} to {})",
-                Duration::from_secs(min_secs),
-                Duration::from_secs(max_secs)
-            ),
+            format!("{d} is out of range ({} to {})", Duration::from_secs(min_secs), Duration::from_secs(max_secs)),
         ));
     }
     Ok(())
@@ -404,10 +362,7 @@ impl ConfigSource {
         match std::fs::read_to_string(&self.path) {
             Ok(t) => Ok(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_TOML.to_string()),
-            Err(e) => Err(ConfigError::Read {
-                path: self.path.display().to_string(),
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(ConfigError::Read { path: self.path.display().to_string(), reason: e.to_string() }),
         }
     }
 
@@ -466,10 +421,7 @@ mod tests {
         for (key, _) in &leaves {
             let (section, name) = key.rsplit_once('.').unwrap_or(("", key));
             let header = format!("[{section}]");
-            assert!(
-                section.is_empty() || DEFAULT_TOML.contains(&header),
-                "missing section {header}"
-            );
+            assert!(section.is_empty() || DEFAULT_TOML.contains(&header), "missing section {header}");
             let documented = DEFAULT_TOML.lines().any(|l| l.starts_with(&format!("{name} =")));
             assert!(documented, "assets/hearth.default.toml does not document {key}");
             // and a comment line right above it explains it
@@ -483,11 +435,7 @@ mod tests {
         match v {
             toml::Value::Table(t) => {
                 for (k, v) in t {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                     collect_leaves(&key, v, out);
                 }
             }
@@ -559,10 +507,7 @@ mod tests {
     #[test]
     fn json_round_trip_and_merge_patch() {
         let mut v = serde_json::to_value(Config::default()).unwrap();
-        merge_patch(
-            &mut v,
-            &serde_json::json!({"log": {"level": "debug"}, "auth": {"session_ttl": "1d"}}),
-        );
+        merge_patch(&mut v, &serde_json::json!({"log": {"level": "debug"}, "auth": {"session_ttl": "1d"}}));
         let c = Config::from_json(v).unwrap();
         assert_eq!(c.log.level, "debug");
         assert_eq!(c.auth.session_ttl, Duration::from_secs(86400));

@@ -24,11 +24,7 @@ fn diff(prefix: &str, old: &toml::Value, new: &toml::Value, out: &mut Vec<(Strin
     match (old, new) {
         (toml::Value::Table(o), toml::Value::Table(n)) => {
             for (k, nv) in n {
-                let key = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 match o.get(k) {
                     Some(ov) => diff(&key, ov, nv, out),
                     None => out.push((key, nv.clone())),
@@ -87,18 +83,9 @@ fn to_item(value: &toml::Value) -> Result<Item, String> {
 
 /// Replace `path` with `text` atomically. An existing file keeps its permissions; a new one is created 0600.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
-    let err = |e: std::io::Error| ConfigError::Write {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "hearth.toml".into());
+    let err = |e: std::io::Error| ConfigError::Write { path: path.display().to_string(), reason: e.to_string() };
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "hearth.toml".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let perms = std::fs::metadata(path).ok().map(|m| m.permissions());
     let result = (|| {

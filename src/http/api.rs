@@ -47,10 +47,7 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let c = openapi.components.get_or_insert_with(Default::default);
-        c.add_security_scheme(
-            "token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
+        c.add_security_scheme("token", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
         c.add_security_scheme(
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(super::auth::SESSION_COOKIE))),
@@ -76,11 +73,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }
 
 /// Liveness: the process answers.
@@ -101,29 +94,17 @@ struct Readiness {
     (status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(s): State<AppState>) -> Response {
     let ready = s.health.is_ready();
-    let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" },
-        subsystems: s.health.snapshot(),
-    };
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let body = Readiness { status: if ready { "ready" } else { "not_ready" }, subsystems: s.health.snapshot() };
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }
 
 /// Prometheus metrics (text format 0.0.4).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, body = String)))]
 async fn metrics(State(s): State<AppState>) -> Response {
-    let body = tokio::task::spawn_blocking(move || crate::telemetry::render(s.metrics.as_ref()))
-        .await
-        .unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    let body =
+        tokio::task::spawn_blocking(move || crate::telemetry::render(s.metrics.as_ref())).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
 /// This document.
@@ -163,13 +144,9 @@ async fn setup(State(s): State<AppState>, ApiJson(body): ApiJson<Credentials>) -
         return Err(core::AuthError::AlreadySetUp.into());
     }
     let pw = body.password;
-    let phc = tokio::task::spawn_blocking(move || core::hash_password(&pw))
-        .await
-        .map_err(ApiError::internal)??;
+    let phc = tokio::task::spawn_blocking(move || core::hash_password(&pw)).await.map_err(ApiError::internal)??;
     let name = body.username;
-    let user =
-        s.db.call(move |c| core::create_first_admin(c, &name, &phc, unix_now()))
-            .await?;
+    let user = s.db.call(move |c| core::create_first_admin(c, &name, &phc, unix_now())).await?;
     tracing::info!(user = %user.username, "first admin account created");
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
@@ -194,12 +171,7 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let client: IpAddr = conn.peer.ip();
     let user_key = body.username.to_lowercase();
-    if let Err(wait) = s
-        .throttle
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .check(client, &user_key, Instant::now())
-    {
+    if let Err(wait) = s.throttle.lock().unwrap_or_else(|p| p.into_inner()).check(client, &user_key, Instant::now()) {
         metrics::counter!("hearth_login_attempts_total", "result" => "throttled").increment(1);
         let secs = wait.as_secs().max(1);
         return Err(ApiError {
@@ -227,29 +199,17 @@ async fn login(
     .await
     .map_err(ApiError::internal)?;
     let Some(user) = user.filter(|_| ok) else {
-        s.throttle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record_failure(client, &user_key, Instant::now());
+        s.throttle.lock().unwrap_or_else(|p| p.into_inner()).record_failure(client, &user_key, Instant::now());
         metrics::counter!("hearth_login_attempts_total", "result" => "failure").increment(1);
         tracing::warn!(user = %body.username, client = %client, "failed login");
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "wrong user name or password",
-        ));
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong user name or password"));
     };
-    s.throttle
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .record_success(client, &user_key);
+    s.throttle.lock().unwrap_or_else(|p| p.into_inner()).record_success(client, &user_key);
     metrics::counter!("hearth_login_attempts_total", "result" => "success").increment(1);
     let ttl = s.config.current().auth.session_ttl.as_std().as_secs() as i64;
     let client_s = client.to_string();
     let u = user.clone();
-    let sess =
-        s.db.call(move |c| core::create_session(c, &u, ttl, &client_s, unix_now()))
-            .await?;
+    let sess = s.db.call(move |c| core::create_session(c, &u, ttl, &client_s, unix_now())).await?;
     tracing::info!(user = %user.username, client = %client, "login");
     let view = SessionView {
         user: user.username,
@@ -257,11 +217,7 @@ async fn login(
         csrf_token: Some(sess.csrf_token),
         expires_at: Some(sess.expires_at),
     };
-    Ok((
-        [(header::SET_COOKIE, set_session_cookie(&sess.id, ttl, &conn))],
-        Json(view),
-    )
-        .into_response())
+    Ok(([(header::SET_COOKIE, set_session_cookie(&sess.id, ttl, &conn))], Json(view)).into_response())
 }
 
 /// Log out: ends this session and clears the cookie.
@@ -276,11 +232,7 @@ async fn logout(
     if let Some((sid, _)) = auth.session {
         s.db.call(move |c| core::delete_session(c, &sid)).await?;
     }
-    Ok((
-        StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, clear_session_cookie(&conn))],
-    )
-        .into_response())
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_session_cookie(&conn))]).into_response())
 }
 
 /// Who is logged in (and the CSRF token for this session).
@@ -317,9 +269,7 @@ struct Status {
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = Status), (status = 401, body = ErrorBody)))]
 async fn status(_auth: AdminAuth, State(s): State<AppState>) -> Json<Status> {
-    let process = tokio::task::spawn_blocking(ProcessStats::read)
-        .await
-        .unwrap_or_default();
+    let process = tokio::task::spawn_blocking(ProcessStats::read).await.unwrap_or_default();
     Json(Status {
         version: env!("CARGO_PKG_VERSION"),
         commit: crate::BUILD_COMMIT,
@@ -365,9 +315,7 @@ async fn create_token(
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
     let by = auth.principal.clone();
-    let (token, info) =
-        s.db.call(move |c| core::create_token(c, body.name.trim(), &by, unix_now()))
-            .await?;
+    let (token, info) = s.db.call(move |c| core::create_token(c, body.name.trim(), &by, unix_now())).await?;
     tracing::info!(token = %info.name, by = %auth.principal, "API token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })).into_response())
 }
@@ -382,9 +330,7 @@ async fn revoke_token(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_input", "token id must be a number"))?;
+    let id: i64 = id.parse().map_err(|_| ApiError::bad_request("invalid_input", "token id must be a number"))?;
     if !s.db.call(move |c| core::revoke_token(c, id)).await? {
         return Err(ApiError::not_found(format!("no API token with id {id}")));
     }
@@ -439,10 +385,7 @@ async fn patch_config(
 ) -> Result<Json<ConfigChange>, ApiError> {
     let report = s.config.patch(&patch).await?;
     tracing::info!(by = %auth.principal, change = %patch, "configuration changed through the API");
-    Ok(Json(ConfigChange {
-        view: config_view(&s)?,
-        report,
-    }))
+    Ok(Json(ConfigChange { view: config_view(&s)?, report }))
 }
 
 /// Re-read the configuration file (like SIGHUP).
@@ -451,10 +394,7 @@ async fn patch_config(
     responses((status = 200, body = ConfigChange), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reload_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json<ConfigChange>, ApiError> {
     let report = s.config.reload().await?;
-    Ok(Json(ConfigChange {
-        view: config_view(&s)?,
-        report,
-    }))
+    Ok(Json(ConfigChange { view: config_view(&s)?, report }))
 }
 
 /// Used by `hearth healthcheck`: GET `path` on `addr` with a plain HTTP/1.1 request; returns the status code.
@@ -474,13 +414,8 @@ pub async fn probe(addr: std::net::SocketAddr, path: &str, timeout: Duration) ->
             .nth(1)
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| std::io::Error::other("not an HTTP answer"))?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
         Ok((code, body))
     };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| std::io::Error::other("timed out"))?
+    tokio::time::timeout(timeout, fut).await.map_err(|_| std::io::Error::other("timed out"))?
 }

@@ -63,11 +63,9 @@ impl FromRequestParts<AppState> for AdminAuth {
                     session: None,
                     expires_at: None,
                 }),
-                None => Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    "the API token is invalid or revoked",
-                )),
+                None => {
+                    Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the API token is invalid or revoked"))
+                }
             };
         }
         let Some(sid) = session_cookie(&parts.headers) else {
@@ -79,11 +77,7 @@ impl FromRequestParts<AppState> for AdminAuth {
         };
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe {
-            let sent = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
             if !ct_eq(sent, &session.csrf_token) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -122,17 +116,7 @@ mod tests {
         h.insert(header::AUTHORIZATION, "bearer hth_x".parse().unwrap());
         assert_eq!(session_cookie(&h).as_deref(), Some("abc"));
         assert_eq!(bearer(&h), Some("hth_x"));
-        let c = set_session_cookie(
-            "v",
-            60,
-            &ConnInfo {
-                peer: "127.0.0.1:1".parse().unwrap(),
-                tls: true,
-            },
-        );
-        assert_eq!(
-            c,
-            "hearth_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure"
-        );
+        let c = set_session_cookie("v", 60, &ConnInfo { peer: "127.0.0.1:1".parse().unwrap(), tls: true });
+        assert_eq!(c, "hearth_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure");
     }
 }

@@ -36,14 +36,7 @@ pub struct ErrorInfo {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            detail: None,
-            key: None,
-            retry_after: None,
-        }
+        ApiError { status, code, message: message.into(), detail: None, key: None, retry_after: None }
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
@@ -61,11 +54,7 @@ impl ApiError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         ApiError {
             detail: Some(detail.to_string()),
-            ..Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; the server log has details",
-            )
+            ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has details")
         }
     }
 }
@@ -79,14 +68,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(error_id = %id, code = self.code, status = self.status.as_u16(), detail, "{}", self.message);
         }
-        let body = ErrorBody {
-            error: ErrorInfo {
-                code: self.code.into(),
-                message: self.message,
-                id,
-                key: self.key,
-            },
-        };
+        let body = ErrorBody { error: ErrorInfo { code: self.code.into(), message: self.message, id, key: self.key } };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -141,10 +123,9 @@ where
                 let (code, message) = match &rej {
                     R::JsonDataError(_) => ("invalid_input", rej.body_text()),
                     R::JsonSyntaxError(_) => ("invalid_json", rej.body_text()),
-                    R::MissingJsonContentType(_) => (
-                        "unsupported_media_type",
-                        "expected Content-Type: application/json".to_string(),
-                    ),
+                    R::MissingJsonContentType(_) => {
+                        ("unsupported_media_type", "expected Content-Type: application/json".to_string())
+                    }
                     R::BytesRejection(_) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                         ("payload_too_large", "request body is too large".to_string())
                     }

@@ -97,22 +97,12 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     let method = req.method().clone();
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let path = req.uri().path().to_string();
-    let peer = req
-        .extensions()
-        .get::<ConnInfo>()
-        .map(|c| c.peer.ip().to_string())
-        .unwrap_or_default();
+    let peer = req.extensions().get::<ConnInfo>().map(|c| c.peer.ip().to_string()).unwrap_or_default();
     let resp = next.run(req).await;
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
     // UI asset paths are folded into one label so that the metric's cardinality stays bounded.
-    let route = route.unwrap_or_else(|| {
-        if path.starts_with("/api/") {
-            "unmatched".into()
-        } else {
-            "ui".into()
-        }
-    });
+    let route = route.unwrap_or_else(|| if path.starts_with("/api/") { "unmatched".into() } else { "ui".into() });
     state.requests.inc();
     metrics::counter!("hearth_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
     metrics::histogram!("hearth_http_request_duration_seconds", "route" => route, "method" => method.to_string())
@@ -132,11 +122,8 @@ async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Resp
     if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max_body) {
         return ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -198,10 +185,7 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            tls: tls.is_some(),
-        };
+        let info = ConnInfo { peer, tls: tls.is_some() };
         let svc = tower::ServiceExt::map_request(router.clone(), move |mut req: Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(info);
             req
@@ -210,9 +194,7 @@ pub async fn serve(
         let builder = builder.clone();
         match &tls {
             None => {
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .into_owned();
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                 tokio::spawn(graceful.watch(conn));
             }
             Some(acceptor) => {
@@ -226,9 +208,7 @@ pub async fn serve(
                         }
                         Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
                     };
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .into_owned();
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                     let _ = watcher.watch(conn).await;
                 });
             }

@@ -25,20 +25,13 @@ pub enum TlsError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
-    move |e| TlsError::Io {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    }
+    move |e| TlsError::Io { path: path.display().to_string(), reason: e.to_string() }
 }
 
 /// The names the self-signed certificate covers.
 fn local_names() -> Vec<String> {
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-        "hearth.local".to_string(),
-    ];
+    let mut names =
+        vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "hearth.local".to_string()];
     if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
         let h = h.trim();
         if !h.is_empty() && !names.iter().any(|n| n == h) {
@@ -52,10 +45,8 @@ fn local_names() -> Vec<String> {
 
 /// Load `<dir>/selfsigned.{crt,key}`, creating or renewing them when missing or old.
 pub fn load_or_create(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
-    crate::storage::ensure_private_dir(dir).map_err(|e| TlsError::Io {
-        path: dir.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    crate::storage::ensure_private_dir(dir)
+        .map_err(|e| TlsError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
     let crt = dir.join("selfsigned.crt");
     let key = dir.join("selfsigned.key");
     let fresh = std::fs::metadata(&crt)
@@ -65,9 +56,7 @@ pub fn load_or_create(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, Priva
         .is_some_and(|age| age < RENEW_AFTER);
     if !(fresh && key.exists()) {
         let mut params = rcgen::CertificateParams::new(local_names())?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "hearth (self-signed)");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "hearth (self-signed)");
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(VALIDITY_DAYS);
@@ -79,27 +68,17 @@ pub fn load_or_create(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, Priva
     }
     let certs = CertificateDer::pem_file_iter(&crt)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Pem {
-            path: crt.display().to_string(),
-            reason: e.to_string(),
-        })?;
-    let key = PrivateKeyDer::from_pem_file(&key).map_err(|e| TlsError::Pem {
-        path: key.display().to_string(),
-        reason: e.to_string(),
-    })?;
+        .map_err(|e| TlsError::Pem { path: crt.display().to_string(), reason: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .map_err(|e| TlsError::Pem { path: key.display().to_string(), reason: e.to_string() })?;
     Ok((certs, key))
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io(path))?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io(path))?;
     f.write_all(data).map_err(io(path))
 }
 
@@ -124,18 +103,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tls = dir.path().join("tls");
         acceptor(&tls).unwrap();
-        let key_mode = std::fs::metadata(tls.join("selfsigned.key"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let key_mode = std::fs::metadata(tls.join("selfsigned.key")).unwrap().permissions().mode() & 0o777;
         assert_eq!(key_mode, 0o600);
         let first = std::fs::read(tls.join("selfsigned.crt")).unwrap();
         acceptor(&tls).unwrap();
-        assert_eq!(
-            first,
-            std::fs::read(tls.join("selfsigned.crt")).unwrap(),
-            "reused, not re-issued"
-        );
+        assert_eq!(first, std::fs::read(tls.join("selfsigned.crt")).unwrap(), "reused, not re-issued");
     }
 }

@@ -29,14 +29,8 @@ fn load(path: &str) -> Option<Asset> {
             return None;
         }
         let data = std::fs::read(std::path::Path::new(&dir).join(path)).ok()?;
-        let etag = format!(
-            "\"{}\"",
-            &crate::util::sha256_hex(&String::from_utf8_lossy(&data))[..16]
-        );
-        return Some(Asset {
-            data: Cow::Owned(data),
-            etag,
-        });
+        let etag = format!("\"{}\"", &crate::util::sha256_hex(&String::from_utf8_lossy(&data))[..16]);
+        return Some(Asset { data: Cow::Owned(data), etag });
     }
     let f = Assets::get(path)?;
     let etag = format!("\"{}\"", &hex::encode(f.metadata.sha256_hash())[..16]);
@@ -44,17 +38,14 @@ fn load(path: &str) -> Option<Asset> {
 }
 
 fn accepts(headers: &HeaderMap, enc: &str) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|e| {
+    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
+        |e| {
             let mut it = e.split(';');
             let name = it.next().unwrap_or("").trim();
             let q0 = it.any(|p| p.trim().replace(' ', "") == "q=0");
             name.eq_ignore_ascii_case(enc) && !q0
-        })
+        },
+    )
 }
 
 pub async fn serve(req: Request) -> Response {
@@ -86,11 +77,7 @@ pub async fn serve(req: Request) -> Response {
         .filter(|(enc, _)| accepts(headers, enc))
         .find_map(|(enc, ext)| load(&format!("{name}.{ext}")).map(|a| (a.data, Some(*enc))))
         .unwrap_or((asset.data, None));
-    let cache = if name.starts_with("assets/") {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
+    let cache = if name.starts_with("assets/") { "public, max-age=31536000, immutable" } else { "no-cache" };
     let mut resp = body.into_owned().into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -124,9 +111,7 @@ mod tests {
     #[test]
     fn the_ui_is_embedded_with_compressed_variants() {
         assert!(Assets::get("index.html").is_some());
-        let js: Vec<_> = Assets::iter()
-            .filter(|p| p.starts_with("assets/") && p.ends_with(".js"))
-            .collect();
+        let js: Vec<_> = Assets::iter().filter(|p| p.starts_with("assets/") && p.ends_with(".js")).collect();
         assert!(!js.is_empty());
         for p in js {
             assert!(Assets::get(&format!("{p}.br")).is_some(), "{p}.br");

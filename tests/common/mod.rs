@@ -48,10 +48,7 @@ impl Instance {
     /// Like `start_with`, with extra environment variables for the process.
     pub async fn start_env(server_extra: impl Fn(&Ports) -> String, extra: &str, env: &[(&str, String)]) -> Instance {
         let dir = tempfile::tempdir().unwrap();
-        let ports = Ports {
-            http: free_port(),
-            https: free_port(),
-        };
+        let ports = Ports { http: free_port(), https: free_port() };
         let text = format!(
             "# test instance\nschema_version = 1\n\n[server]\nhttp_listen = [\"127.0.0.1:{}\"]\nhttps_listen = [\"127.0.0.1:{}\"]\ndata_dir = \"{}\"\nshutdown_timeout = \"3s\"\n{}\n[log]\n# chatty for tests\nlevel = \"info\" # keep this comment\nformat = \"json\"\n\n{extra}",
             ports.http,
@@ -108,11 +105,7 @@ impl Instance {
             {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "hearth did not become ready; logs:\n{}",
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "hearth did not become ready; logs:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -126,10 +119,7 @@ impl Instance {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{sig}"), &self.pid().to_string()])
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.pid().to_string()]).status().unwrap();
         assert!(ok.success());
     }
 
@@ -217,9 +207,7 @@ pub async fn admin_session(inst: &Instance) -> (reqwest::Client, String) {
 pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(r.status().as_u16(), status);
     assert!(
-        r.headers()
-            .get("content-type")
-            .is_some_and(|v| v.to_str().unwrap().starts_with("application/json")),
+        r.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("application/json")),
         "error answers are JSON"
     );
     let v: serde_json::Value = r.json().await.unwrap();

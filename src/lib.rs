@@ -1,0 +1,20 @@
+//! hearth: one binary for the homelab. The binary (`main.rs`) is the command line; this library holds everything
+//! it runs, so that benchmarks and tests can reach the pure cores directly.
+//!
+//! Layout (see ARCHITECTURE.md): `config` (hearth.toml), `storage` (SQLite), `auth` (users, sessions, tokens),
+//! `supervisor` (subsystem tasks), `http` (admin API + UI), `dns` (filtering resolver), `telemetry` (metrics),
+//! `logging`, `app` (wiring).
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod dns;
+pub mod http;
+pub mod logging;
+pub mod storage;
+pub mod supervisor;
+pub mod telemetry;
+pub mod util;
+
+pub const BUILD_COMMIT: &str = env!("HEARTH_COMMIT");
+pub const BUILD_DATE: &str = env!("HEARTH_BUILD_DATE");
