@@ -304,20 +304,22 @@ pub fn create_token(c: &Connection, name: &str, created_by: &str, now: i64) -> R
 }
 
 pub fn list_tokens(c: &Connection) -> Result<Vec<TokenInfo>, AuthError> {
-    let mut st = c.prepare(
-        "SELECT id, name, prefix, created_by, created_at, last_used_at FROM api_tokens ORDER BY created_at, id",
-    )?;
-    let rows = st.query_map([], |r| {
-        Ok(TokenInfo {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            prefix: r.get(2)?,
-            created_by: r.get(3)?,
-            created_at: r.get(4)?,
-            last_used_at: r.get(5)?,
-        })
-    })?;
+    let mut st = c.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"))?;
+    let rows = st.query_map([], token_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+const TOKEN_COLUMNS: &str = "id, name, prefix, created_by, created_at, last_used_at";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        prefix: r.get(2)?,
+        created_by: r.get(3)?,
+        created_at: r.get(4)?,
+        last_used_at: r.get(5)?,
+    })
 }
 
 /// Revoke a token; returns whether it existed.
@@ -332,20 +334,7 @@ pub fn check_token(c: &Connection, secret: &str, now: i64) -> Result<Option<Toke
     }
     let hash = sha256_hex(secret);
     let info = c
-        .query_row(
-            "SELECT id, name, prefix, created_by, created_at, last_used_at FROM api_tokens WHERE token_hash = ?1",
-            [&hash],
-            |r| {
-                Ok(TokenInfo {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    prefix: r.get(2)?,
-                    created_by: r.get(3)?,
-                    created_at: r.get(4)?,
-                    last_used_at: r.get(5)?,
-                })
-            },
-        )
+        .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1"), [&hash], token_row)
         .optional()?;
     if let Some(t) = &info
         && t.last_used_at.is_none_or(|l| now - l >= TOUCH_INTERVAL)

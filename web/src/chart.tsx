@@ -22,7 +22,8 @@ export function Chart({ title, times, values, format, color }: Props) {
     const el = box.current!;
     const make = () => {
       plot.current?.destroy();
-      const axisStroke = getComputedStyle(document.documentElement).getPropertyValue('--muted').trim() || '#888';
+      // resolved colour of var(--muted) (set as the box's text colour), so the axes follow the theme
+      const axisStroke = getComputedStyle(el).color || '#888';
       const grid = { stroke: 'rgba(128,128,128,0.15)' };
       plot.current = new uPlot(
         {
@@ -58,8 +59,12 @@ export function Chart({ title, times, values, format, color }: Props) {
     make();
     const ro = new ResizeObserver(() => make());
     ro.observe(el);
+    // redraw with the new axis colours when the theme is switched
+    const mo = new MutationObserver(() => make());
+    mo.observe(document.documentElement, { attributes: true, attributeFilter: ['data-theme'] });
     return () => {
       ro.disconnect();
+      mo.disconnect();
       plot.current?.destroy();
       plot.current = null;
     };
