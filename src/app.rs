@@ -92,6 +92,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let state = state.clone();
         sup.spawn("metrics", move |ctx| sampler_task(ctx, state.clone()));
     }
+    {
+        let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|e| anyhow::anyhow!("dns: {e}"))?;
+        let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns)));
+        let (live, stash) = (live.clone(), stash.clone());
+        sup.spawn("dns", move |ctx| dns_task(ctx, live.clone(), dns.clone(), stash.clone()));
+    }
 
     print_urls(&cfg);
     let health = sup.health();
@@ -149,7 +155,7 @@ fn print_urls(cfg: &Config) {
         lines.push(format!("  admin UI (TLS)    https://{}", a.connect_addr()));
     }
     for a in &cfg.dns.listen {
-        lines.push(format!("  DNS (reserved)    {}  (served once the DNS subsystem lands)", a.connect_addr()));
+        lines.push(format!("  DNS (UDP + TCP)   {}", a.connect_addr()));
     }
     println!("hearth {} is starting:\n{}", env!("CARGO_PKG_VERSION"), lines.join("\n"));
 }
@@ -194,6 +200,9 @@ fn all_listen(c: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
     }
     for (i, a) in c.server.https_listen.iter().enumerate() {
         v.push(("server.https_listen", i, *a));
+    }
+    for (i, a) in c.dns.listen.iter().enumerate() {
+        v.push(("dns.listen", i, *a));
     }
     v
 }
@@ -341,6 +350,82 @@ async fn storage_task(ctx: TaskCtx, db: Db, live: Arc<LiveConfig>) -> anyhow::Re
         tokio::select! {
             _ = ctx.shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// The DNS subsystem: compiles the lists, serves UDP and TCP on `dns.listen`, follows config changes (settings
+/// and cache policy swap live, lists recompile, listeners rebind).
+async fn dns_task(ctx: TaskCtx, live: Arc<LiveConfig>, dns: Arc<crate::dns::Dns>, stash: Stash) -> anyhow::Result<()> {
+    use crate::dns::{Settings, cache::Cache, cache_policy, server};
+    let mut rx = live.subscribe();
+    let mut cfg = rx.borrow_and_update().clone();
+    let load_lists = |c: crate::config::DnsConfig| {
+        let dns = dns.clone();
+        async move {
+            let report = tokio::task::spawn_blocking(move || dns.reload_lists(&c)).await?;
+            let failed: Vec<String> =
+                report.into_iter().filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}"))).collect();
+            for f in &failed {
+                tracing::warn!(list = %f, "blocklist not loaded");
+            }
+            Ok::<_, anyhow::Error>(failed)
+        }
+    };
+    let mut failed = load_lists(cfg.dns.clone()).await?;
+    loop {
+        let stop = CancellationToken::new();
+        let mut servers = JoinSet::new();
+        let mut addrs = vec![];
+        for a in &cfg.dns.listen {
+            let tcp = bind(a.0, &stash).await?;
+            let udp = tokio::net::UdpSocket::bind(a.0).await.with_context(|| format!("cannot listen on {a} (UDP)"))?;
+            addrs.push(udp.local_addr()?.to_string());
+            servers.spawn(server::serve_udp(udp, dns.clone(), stop.clone()));
+            servers.spawn(server::serve_tcp(tcp, dns.clone(), stop.clone()));
+        }
+        let report = |failed: &[String]| {
+            if addrs.is_empty() {
+                ctx.ready("disabled: no addresses configured");
+            } else if failed.is_empty() {
+                ctx.ready(format!("serving on {} (UDP+TCP)", addrs.join(", ")));
+            } else {
+                ctx.degraded(format!("serving on {}; lists not loaded: {}", addrs.join(", "), failed.join("; ")));
+            }
+        };
+        report(&failed);
+        loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => {
+                    stop.cancel();
+                    while servers.join_next().await.is_some() {}
+                    return Ok(());
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let new = rx.borrow_and_update().clone();
+                    if new.dns == cfg.dns {
+                        continue;
+                    }
+                    dns.settings.store(Arc::new(Settings::from_config(&new.dns).map_err(anyhow::Error::msg)?));
+                    if new.dns.cache != cfg.dns.cache {
+                        *dns.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::new(cache_policy(&new.dns));
+                    }
+                    if new.dns.lists != cfg.dns.lists {
+                        failed = load_lists(new.dns.clone()).await?;
+                    }
+                    let rebind = new.dns.listen != cfg.dns.listen;
+                    cfg = new;
+                    if rebind {
+                        stop.cancel();
+                        while servers.join_next().await.is_some() {}
+                        break;
+                    }
+                    report(&failed);
+                }
+            }
         }
     }
 }

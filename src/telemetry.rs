@@ -41,6 +41,17 @@ fn describe() {
     describe_counter!("hearth_login_attempts_total", "Admin login attempts, by result.");
     describe_gauge!("hearth_build_info", "Always 1; labels carry the version, commit and build date.");
     describe_counter!("hearth_config_reloads_total", "Configuration reloads and API changes, by result.");
+    describe_counter!("hearth_dns_queries_total", "DNS queries answered, by outcome.");
+    describe_histogram!("hearth_dns_query_duration_seconds", Unit::Seconds, "Time to answer a DNS query, by outcome.");
+    describe_counter!("hearth_dns_cache_total", "DNS cache lookups, by result (hit, miss).");
+    describe_gauge!("hearth_dns_cache_entries", "Answers in the DNS cache.");
+    describe_gauge!("hearth_dns_list_rules", "Rules in the compiled block/allow lists, by kind.");
+    describe_histogram!(
+        "hearth_dns_upstream_duration_seconds",
+        Unit::Seconds,
+        "Time an upstream took to answer, by upstream."
+    );
+    describe_counter!("hearth_dns_upstream_failures_total", "Upstream exchanges that failed, by upstream.");
     metrics::gauge!(
         "hearth_build_info",
         "version" => env!("CARGO_PKG_VERSION"),

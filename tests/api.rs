@@ -305,22 +305,7 @@ async fn status_metrics_and_ui() {
     ] {
         assert!(text.contains(m), "{m} in /metrics");
     }
-    let mut p = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is needed: .ci/run installs it");
-    use std::io::Write;
-    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check(&text);
 
     // the UI: app shell for client routes, hashed assets cached for long, precompressed variants
     let r = c.get(inst.url("/tokens")).header("accept-encoding", "br").send().await.unwrap();

@@ -229,7 +229,7 @@ async fn sd_notify_ready_watchdog_and_stopping() {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         seen.push('\n');
     }
-    assert!(seen.contains("STATUS=http: ready"), "{seen}");
+    assert!(seen.contains("READY=1\nSTATUS=") && seen.contains("http: ready"), "{seen}");
     inst.signal("TERM");
     let mut stopping = false;
     while !stopping {

@@ -159,12 +159,70 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     pub listen: Vec<ListenAddr>,
+    pub mode: DnsMode,
+    pub upstreams: Vec<String>,
+    pub upstream_timeout: Duration,
+    pub blocking_mode: String,
+    pub blocked_ttl: Duration,
+    pub cache: DnsCacheConfig,
+    pub lists: Vec<DnsList>,
 }
 
 impl Default for DnsConfig {
     fn default() -> Self {
-        DnsConfig { listen: vec![ListenAddr::local(5353)] }
+        DnsConfig {
+            listen: vec![ListenAddr::local(5353)],
+            mode: DnsMode::Forward,
+            upstreams: vec!["udp://9.9.9.9:53".into(), "udp://149.112.112.112:53".into()],
+            upstream_timeout: Duration::from_secs(2),
+            blocking_mode: "null_ip".into(),
+            blocked_ttl: Duration::from_secs(10),
+            cache: DnsCacheConfig::default(),
+            lists: vec![],
+        }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMode {
+    Forward,
+    Recursive,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsCacheConfig {
+    pub size: usize,
+    pub min_ttl: Duration,
+    pub max_ttl: Duration,
+    pub max_negative_ttl: Duration,
+}
+
+impl Default for DnsCacheConfig {
+    fn default() -> Self {
+        DnsCacheConfig {
+            size: 10_000,
+            min_ttl: Duration::from_secs(0),
+            max_ttl: Duration::from_secs(86_400),
+            max_negative_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsList {
+    pub name: String,
+    pub kind: crate::dns::blocklist::ListKind,
+    /// A file path (http(s) URLs arrive with the list updater).
+    pub source: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A listen address: `host:port`, `[v6]:port`, or `:port` for every interface (IPv6 and IPv4).
@@ -302,6 +360,54 @@ impl Config {
         in_range("storage.busy_timeout", self.storage.busy_timeout, 1, 600)?;
         in_range("storage.maintenance_interval", self.storage.maintenance_interval, 60, 7 * 24 * 3600)?;
         check_unique("dns.listen", &self.dns.listen)?;
+        self.validate_dns()?;
+        Ok(())
+    }
+
+    fn validate_dns(&self) -> Result<(), ConfigError> {
+        let d = &self.dns;
+        if d.mode == DnsMode::Recursive {
+            return Err(ConfigError::invalid("dns.mode", "\"recursive\" is not available yet; use \"forward\""));
+        }
+        if d.upstreams.is_empty() && !d.listen.is_empty() {
+            return Err(ConfigError::invalid("dns.upstreams", "at least one upstream is needed in forward mode"));
+        }
+        for (i, u) in d.upstreams.iter().enumerate() {
+            crate::dns::upstream::Upstream::parse(u)
+                .map_err(|e| ConfigError::invalid(format!("dns.upstreams[{i}]"), e))?;
+        }
+        in_range("dns.upstream_timeout", d.upstream_timeout, 0, 30)?;
+        if d.upstream_timeout.as_std() < std::time::Duration::from_millis(100) {
+            return Err(ConfigError::invalid("dns.upstream_timeout", "must be at least 100ms"));
+        }
+        crate::dns::BlockingMode::parse(&d.blocking_mode).map_err(|e| ConfigError::invalid("dns.blocking_mode", e))?;
+        in_range("dns.blocked_ttl", d.blocked_ttl, 0, 86_400)?;
+        if d.cache.size > 10_000_000 {
+            return Err(ConfigError::invalid("dns.cache.size", "must be at most 10000000 entries"));
+        }
+        in_range("dns.cache.max_ttl", d.cache.max_ttl, 0, 7 * 86_400)?;
+        in_range("dns.cache.min_ttl", d.cache.min_ttl, 0, 86_400)?;
+        if d.cache.min_ttl > d.cache.max_ttl {
+            return Err(ConfigError::invalid("dns.cache.min_ttl", "must not exceed dns.cache.max_ttl"));
+        }
+        in_range("dns.cache.max_negative_ttl", d.cache.max_negative_ttl, 0, 86_400)?;
+        if d.lists.len() > crate::dns::blocklist::MAX_LISTS {
+            return Err(ConfigError::invalid("dns.lists", "too many lists"));
+        }
+        for (i, l) in d.lists.iter().enumerate() {
+            if l.name.trim().is_empty() || d.lists[..i].iter().any(|o| o.name == l.name) {
+                return Err(ConfigError::invalid(format!("dns.lists[{i}].name"), "must be set and unique"));
+            }
+            if l.source.starts_with("http://") || l.source.starts_with("https://") {
+                return Err(ConfigError::invalid(
+                    format!("dns.lists[{i}].source"),
+                    "downloading lists is not available yet; give a file path",
+                ));
+            }
+            if l.source.trim().is_empty() {
+                return Err(ConfigError::invalid(format!("dns.lists[{i}].source"), "must be a file path"));
+            }
+        }
         Ok(())
     }
 

@@ -1,4 +1,345 @@
-//! DNS: the filtering resolver. Today the blocklist engine (pure core); the server, cache, upstreams, DNSSEC and
-//! query log build on it as the DNS issue proceeds.
+//! DNS: the filtering resolver. A query runs through one visible list of stages ([`Dns::handle`]):
+//! parse → filter (blocklists, allow beats block) → cache → upstream (forward, UDP with TCP fallback) → cache
+//! store → account. Transports (`server.rs`) only move bytes; the blocklist engine, the cache policy and the wire
+//! helpers are pure cores.
+//!
+//! Invariants: the engine and the settings are immutable values swapped whole (`ArcSwap`), so a query sees one
+//! consistent version; list compilation runs on the blocking pool, never on the workers that answer; an
+//! upstream's AD bit is cleared (hearth does not validate DNSSEC yet, so it never claims it did).
 
 pub mod blocklist;
+pub mod cache;
+pub mod server;
+pub mod upstream;
+pub mod wire;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::{A, AAAA};
+use hickory_proto::rr::{RData, Record};
+
+use crate::config::DnsConfig;
+use blocklist::{Engine, ListInput, ListSet, ListStats, Verdict};
+use cache::{Cache, CacheKey, CachePolicy};
+use upstream::Upstream;
+
+/// How blocked names are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockingMode {
+    /// 0.0.0.0 for A, :: for AAAA, no data for other types.
+    NullIp,
+    NxDomain,
+    Refused,
+    Custom(IpAddr),
+}
+
+impl BlockingMode {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "null_ip" => Ok(BlockingMode::NullIp),
+            "nxdomain" => Ok(BlockingMode::NxDomain),
+            "refused" => Ok(BlockingMode::Refused),
+            other => match other.strip_prefix("custom:").map(str::parse::<IpAddr>) {
+                Some(Ok(ip)) => Ok(BlockingMode::Custom(ip)),
+                _ => Err(format!(
+                    "{other:?} is not a blocking mode: use \"null_ip\", \"nxdomain\", \"refused\" or \"custom:<ip>\""
+                )),
+            },
+        }
+    }
+}
+
+/// The settings one query is answered with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub upstreams: Vec<Upstream>,
+    pub upstream_timeout: Duration,
+    pub blocking: BlockingMode,
+    pub blocked_ttl: u32,
+    /// List names by id, for logs.
+    pub list_names: Vec<String>,
+    pub enabled_lists: ListSet,
+}
+
+impl Settings {
+    pub fn from_config(c: &DnsConfig) -> Result<Self, String> {
+        let upstreams = c.upstreams.iter().map(|u| Upstream::parse(u)).collect::<Result<_, _>>()?;
+        let mut enabled = ListSet::none();
+        for (i, l) in c.lists.iter().enumerate() {
+            if l.enabled {
+                enabled.insert(i as u16);
+            }
+        }
+        Ok(Settings {
+            upstreams,
+            upstream_timeout: c.upstream_timeout.as_std(),
+            blocking: BlockingMode::parse(&c.blocking_mode)?,
+            blocked_ttl: c.blocked_ttl.as_std().as_secs() as u32,
+            list_names: c.lists.iter().map(|l| l.name.clone()).collect(),
+            enabled_lists: enabled,
+        })
+    }
+}
+
+pub fn cache_policy(c: &DnsConfig) -> CachePolicy {
+    CachePolicy {
+        max_entries: c.cache.size,
+        min_ttl: c.cache.min_ttl.as_std().as_secs() as u32,
+        max_ttl: c.cache.max_ttl.as_std().as_secs() as u32,
+        max_negative_ttl: c.cache.max_negative_ttl.as_std().as_secs() as u32,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// The outcome of a query, for metrics (and the query log to come).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Blocked,
+    Cached,
+    Forwarded,
+    Failed,
+    Malformed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Blocked => "blocked",
+            Outcome::Cached => "cached",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Failed => "failed",
+            Outcome::Malformed => "malformed",
+        }
+    }
+}
+
+/// The resolver's shared state.
+pub struct Dns {
+    pub engine: ArcSwap<Engine>,
+    pub settings: ArcSwap<Settings>,
+    pub cache: Mutex<Cache>,
+}
+
+impl Dns {
+    pub fn new(settings: Settings, policy: CachePolicy) -> Self {
+        Dns {
+            engine: ArcSwap::from_pointee(Engine::default()),
+            settings: ArcSwap::from_pointee(settings),
+            cache: Mutex::new(Cache::new(policy)),
+        }
+    }
+
+    /// Answer one query. `None` means drop it (unparseable garbage gets no answer).
+    pub async fn handle(&self, query: &[u8], client: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let (answer, outcome) = self.stages(query, transport).await;
+        metrics::counter!("hearth_dns_queries_total", "outcome" => outcome.as_str()).increment(1);
+        metrics::histogram!("hearth_dns_query_duration_seconds", "outcome" => outcome.as_str())
+            .record(started.elapsed().as_secs_f64());
+        tracing::trace!(client = %client, outcome = outcome.as_str(), "dns query");
+        answer
+    }
+
+    async fn stages(&self, query: &[u8], transport: Transport) -> (Option<Vec<u8>>, Outcome) {
+        // 1. parse
+        let q = match wire::parse_query(query) {
+            Ok(q) => q,
+            Err(_) => return (formerr(query), Outcome::Malformed),
+        };
+        let limit = match transport {
+            Transport::Tcp => usize::from(u16::MAX),
+            Transport::Udp => usize::from(q.edns_payload.unwrap_or(512)),
+        };
+        let settings = self.settings.load();
+        // 2. filter
+        if let Verdict::Blocked(m) = self.engine.load().check(&q.name, &settings.enabled_lists) {
+            let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
+            tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
+            return (blocked_answer(query, &q, &settings, list, &m.rule), Outcome::Blocked);
+        }
+        // 3. cache
+        let key = CacheKey::of(&q);
+        let now = Instant::now();
+        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key, &q, query, now) {
+            metrics::counter!("hearth_dns_cache_total", "result" => "hit").increment(1);
+            return (Some(fit(hit, &q, limit)), Outcome::Cached);
+        }
+        metrics::counter!("hearth_dns_cache_total", "result" => "miss").increment(1);
+        // 4. upstream
+        let (mut resp, _from) = match upstream::exchange(&settings.upstreams, query, settings.upstream_timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(name = %q.name, error = %e, "no upstream answered");
+                return (
+                    error_answer(query, &q, ResponseCode::ServFail, Some((23, "no upstream answered"))),
+                    Outcome::Failed,
+                );
+            }
+        };
+        wire::clear_ad(&mut resp);
+        wire::copy_question(&mut resp, query, q.question_end);
+        // 5. cache store
+        let stored = self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, resp.clone(), now);
+        if stored.is_ok() {
+            metrics::gauge!("hearth_dns_cache_entries").set(self.cache_len() as f64);
+        }
+        (Some(fit(resp, &q, limit)), Outcome::Forwarded)
+    }
+
+    pub fn cache_len(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Compile the configured lists (call on the blocking pool) and swap the engine in. A list that cannot be read
+    /// is reported and left out; the previous engine keeps serving until the new one is complete.
+    pub fn reload_lists(&self, c: &DnsConfig) -> Vec<(String, Result<ListStats, String>)> {
+        let mut inputs = vec![];
+        let mut report = vec![];
+        for (i, l) in c.lists.iter().enumerate() {
+            match std::fs::File::open(&l.source) {
+                Ok(f) => inputs.push((
+                    l.name.clone(),
+                    ListInput { id: i as u16, kind: l.kind, reader: std::io::BufReader::new(f) },
+                )),
+                Err(e) => report.push((l.name.clone(), Err(format!("{}: {e}", l.source)))),
+            }
+        }
+        let names: Vec<String> = inputs.iter().map(|(n, _)| n.clone()).collect();
+        let started = Instant::now();
+        match Engine::compile(inputs.into_iter().map(|(_, i)| i).collect()) {
+            Ok((engine, stats)) => {
+                let size = engine.size();
+                tracing::info!(
+                    block_rules = size.block_rules,
+                    allow_rules = size.allow_rules,
+                    regex_rules = size.regex_rules,
+                    bytes = size.bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "blocklists compiled"
+                );
+                metrics::gauge!("hearth_dns_list_rules", "kind" => "block").set(size.block_rules as f64);
+                metrics::gauge!("hearth_dns_list_rules", "kind" => "allow").set(size.allow_rules as f64);
+                metrics::gauge!("hearth_dns_list_rules", "kind" => "regex").set(size.regex_rules as f64);
+                self.engine.store(Arc::new(engine));
+                report.extend(names.into_iter().zip(stats.into_iter().map(Ok)));
+            }
+            Err(e) => report.push(("lists".into(), Err(e.to_string()))),
+        }
+        report
+    }
+}
+
+/// Keep a UDP answer within the client's limit: cut it to a truncated one (the client retries over TCP).
+fn fit(resp: Vec<u8>, q: &wire::QueryInfo, limit: usize) -> Vec<u8> {
+    if resp.len() > limit { wire::truncated(&resp, q.question_end) } else { resp }
+}
+
+fn base_response(query: &[u8], rcode: ResponseCode) -> Option<Message> {
+    let req = Message::from_vec(query).ok()?;
+    let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
+    m.metadata.recursion_desired = req.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.metadata.checking_disabled = req.metadata.checking_disabled;
+    m.metadata.response_code = rcode;
+    m.add_queries(req.queries);
+    if let Some(e) = req.edns {
+        let mut out = Edns::new();
+        out.set_max_payload(1232);
+        out.set_dnssec_ok(e.flags().dnssec_ok);
+        m.set_edns(out);
+    }
+    Some(m)
+}
+
+/// An Extended DNS Error (RFC 8914) option: info code + text.
+fn ede(code: u16, text: &str) -> EdnsOption {
+    let mut data = code.to_be_bytes().to_vec();
+    data.extend_from_slice(text.as_bytes());
+    EdnsOption::Unknown(15, data)
+}
+
+fn error_answer(
+    query: &[u8],
+    q: &wire::QueryInfo,
+    rcode: ResponseCode,
+    ede_info: Option<(u16, &str)>,
+) -> Option<Vec<u8>> {
+    let mut m = base_response(query, rcode)?;
+    if let (Some(e), Some((code, text))) = (m.edns.as_mut(), ede_info) {
+        e.options_mut().insert(ede(code, text));
+    }
+    let mut out = m.to_vec().ok()?;
+    wire::copy_question(&mut out, query, q.question_end);
+    Some(out)
+}
+
+fn blocked_answer(query: &[u8], q: &wire::QueryInfo, s: &Settings, list: &str, rule: &str) -> Option<Vec<u8>> {
+    let rcode = match s.blocking {
+        BlockingMode::NxDomain => ResponseCode::NXDomain,
+        BlockingMode::Refused => ResponseCode::Refused,
+        _ => ResponseCode::NoError,
+    };
+    let mut m = base_response(query, rcode)?;
+    let name = m.queries.first()?.name().clone();
+    let rdata = match (s.blocking, q.qtype) {
+        (BlockingMode::NullIp, 1) => Some(RData::A(A(Ipv4Addr::UNSPECIFIED))),
+        (BlockingMode::NullIp, 28) => Some(RData::AAAA(AAAA(Ipv6Addr::UNSPECIFIED))),
+        (BlockingMode::Custom(IpAddr::V4(ip)), 1) => Some(RData::A(A(ip))),
+        (BlockingMode::Custom(IpAddr::V6(ip)), 28) => Some(RData::AAAA(AAAA(ip))),
+        _ => None,
+    };
+    if let Some(rdata) = rdata {
+        m.add_answer(Record::from_rdata(name, s.blocked_ttl, rdata));
+    }
+    if let Some(e) = m.edns.as_mut() {
+        // EDE 15 "Blocked": the list and rule, so the user sees why
+        e.options_mut().insert(ede(15, &format!("blocked by {list}: {rule}")));
+    }
+    let mut out = m.to_vec().ok()?;
+    wire::copy_question(&mut out, query, q.question_end);
+    Some(out)
+}
+
+/// FORMERR for a query whose header is readable; nothing for garbage.
+fn formerr(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 || query[2] & 0x80 != 0 {
+        return None;
+    }
+    let mut out = query[..12].to_vec();
+    out[2] = 0x80 | (query[2] & 0x79);
+    out[3] = 0x01; // FORMERR
+    for b in &mut out[4..12] {
+        *b = 0;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_modes_parse() {
+        assert_eq!(BlockingMode::parse("null_ip"), Ok(BlockingMode::NullIp));
+        assert_eq!(BlockingMode::parse("custom:10.0.0.1"), Ok(BlockingMode::Custom("10.0.0.1".parse().unwrap())));
+        assert!(BlockingMode::parse("custom:nope").is_err());
+        assert!(BlockingMode::parse("sinkhole").is_err());
+    }
+
+    #[test]
+    fn formerr_only_for_readable_headers() {
+        assert_eq!(formerr(&[1, 2, 3]), None);
+        let out = formerr(&[0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]).unwrap();
+        assert_eq!(out[..4], [0xab, 0xcd, 0x81, 0x01]);
+    }
+}

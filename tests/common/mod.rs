@@ -19,6 +19,7 @@ pub struct Instance {
     pub dir: tempfile::TempDir,
     pub http: SocketAddr,
     pub https: SocketAddr,
+    pub dns: SocketAddr,
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -48,7 +49,14 @@ impl Instance {
     /// Like `start_with`, with extra environment variables for the process.
     pub async fn start_env(server_extra: impl Fn(&Ports) -> String, extra: &str, env: &[(&str, String)]) -> Instance {
         let dir = tempfile::tempdir().unwrap();
-        let ports = Ports { http: free_port(), https: free_port() };
+        let ports = Ports { http: free_port(), https: free_port(), dns: free_port() };
+        // every instance gets its own DNS port (upstream: a closed port) unless the test writes its own [dns]
+        let dns = if extra.contains("[dns]") {
+            String::new()
+        } else {
+            format!("[dns]\nlisten = [\"127.0.0.1:{}\"]\nupstreams = [\"udp://127.0.0.1:9\"]\n\n", ports.dns)
+        };
+        let extra = format!("{dns}{}", extra.replace("{dns_port}", &ports.dns.to_string()));
         let text = format!(
             "# test instance\nschema_version = 1\n\n[server]\nhttp_listen = [\"127.0.0.1:{}\"]\nhttps_listen = [\"127.0.0.1:{}\"]\ndata_dir = \"{}\"\nshutdown_timeout = \"3s\"\n{}\n[log]\n# chatty for tests\nlevel = \"info\" # keep this comment\nformat = \"json\"\n\n{extra}",
             ports.http,
@@ -59,6 +67,7 @@ impl Instance {
         std::fs::write(dir.path().join("hearth.toml"), text).unwrap();
         let mut inst = Instance {
             child: None,
+            dns: ([127, 0, 0, 1], ports.dns).into(),
             http: ([127, 0, 0, 1], ports.http).into(),
             https: ([127, 0, 0, 1], ports.https).into(),
             dir,
@@ -147,6 +156,7 @@ impl Instance {
 pub struct Ports {
     pub http: u16,
     pub https: u16,
+    pub dns: u16,
 }
 
 pub fn cli_in(dir: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
@@ -215,4 +225,24 @@ pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> serd
     assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     assert!(v["error"]["id"].as_str().is_some_and(|m| m.len() >= 8), "{v}");
     v
+}
+
+/// `promtool check metrics` must accept the text silently.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is needed: .ci/deps installs it");
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

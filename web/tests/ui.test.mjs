@@ -30,11 +30,11 @@ before(async () => {
   assert.ok(BIN, 'set HEARTH_BIN to the hearth binary (tests/run.sh does)');
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'hearth-ui-'));
-  const [http, https] = [await freePort(), await freePort()];
+  const [http, https, dns] = [await freePort(), await freePort(), await freePort()];
   base = `http://127.0.0.1:${http}`;
   writeFileSync(
     join(dir, 'hearth.toml'),
-    `# ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n`,
+    `# ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n`,
   );
   hearth = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   hearth.stdout.on('data', (d) => (logs += d));
@@ -99,7 +99,7 @@ test('wizard → login → dashboard → token → settings → logout', async (
   // dashboard: live subsystem states
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
   const table = page.getByTestId('subsystems');
-  for (const name of ['http', 'https', 'storage', 'metrics']) {
+  for (const name of ['http', 'https', 'storage', 'metrics', 'dns']) {
     await table.locator(`tr[data-subsystem="${name}"] .badge`).filter({ hasText: 'ready' }).waitFor();
   }
   assert.equal(await page.getByTestId('overall').textContent(), 'Healthy');

@@ -1,0 +1,227 @@
+//! The answer cache (pure core; the clock is passed in): wire-format answers keyed by name, type, class and the
+//! query's DNSSEC/EDNS facts, TTLs clamped to `[min_ttl, max_ttl]`, negative answers (NXDOMAIN, NODATA) cached for
+//! the SOA's negative TTL (RFC 2308), bounded in entries with oldest-first eviction. A hit is the stored bytes
+//! with the id, the question's letter case and the TTLs patched — no re-encoding.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::wire;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CachePolicy {
+    pub max_entries: usize,
+    pub min_ttl: u32,
+    pub max_ttl: u32,
+    /// Cap for negative answers (RFC 2308 recommends at most a few hours).
+    pub max_negative_ttl: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub dnssec_ok: bool,
+    pub checking_disabled: bool,
+    pub edns: bool,
+}
+
+impl CacheKey {
+    pub fn of(q: &wire::QueryInfo) -> Self {
+        CacheKey {
+            name: q.name.clone(),
+            qtype: q.qtype,
+            qclass: q.qclass,
+            dnssec_ok: q.dnssec_ok,
+            checking_disabled: q.checking_disabled,
+            edns: q.edns_payload.is_some(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    wire: Vec<u8>,
+    ttl_offsets: Vec<usize>,
+    stored: Instant,
+    ttl: u32,
+}
+
+#[derive(Debug)]
+pub struct Cache {
+    policy: CachePolicy,
+    map: HashMap<CacheKey, Entry>,
+    order: VecDeque<(CacheKey, Instant)>,
+}
+
+/// Why an answer was not cached (for metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotCached {
+    Truncated,
+    ServerError,
+    Malformed,
+    ZeroTtl,
+}
+
+impl Cache {
+    pub fn new(policy: CachePolicy) -> Self {
+        Cache { policy, map: HashMap::new(), order: VecDeque::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
+    }
+
+    /// The TTL an answer is cached for, or why it is not cached.
+    fn ttl_for(&self, info: &wire::ResponseInfo) -> Result<u32, NotCached> {
+        if info.truncated {
+            return Err(NotCached::Truncated);
+        }
+        let ttl = match info.rcode {
+            0 if info.answers > 0 => info.min_answer_ttl.unwrap_or(0),
+            // NOERROR without answers is NODATA; NXDOMAIN: both negative, timed by the SOA
+            0 | 3 => info.negative_ttl.ok_or(NotCached::ZeroTtl)?.min(self.policy.max_negative_ttl),
+            _ => return Err(NotCached::ServerError),
+        };
+        let ttl = ttl.clamp(self.policy.min_ttl, self.policy.max_ttl.max(self.policy.min_ttl));
+        if ttl == 0 { Err(NotCached::ZeroTtl) } else { Ok(ttl) }
+    }
+
+    pub fn insert(&mut self, key: CacheKey, wire: Vec<u8>, now: Instant) -> Result<u32, NotCached> {
+        let info = wire::parse_response(&wire).map_err(|_| NotCached::Malformed)?;
+        let ttl = self.ttl_for(&info)?;
+        while self.map.len() >= self.policy.max_entries.max(1) {
+            let Some((old, at)) = self.order.pop_front() else { break };
+            // skip queue entries for keys that were replaced since
+            if self.map.get(&old).is_some_and(|e| e.stored == at) {
+                self.map.remove(&old);
+            }
+        }
+        self.order.push_back((key.clone(), now));
+        self.map.insert(key, Entry { wire, ttl_offsets: info.ttl_offsets, stored: now, ttl });
+        if self.order.len() > 2 * self.policy.max_entries.max(16) {
+            let map = &self.map;
+            self.order.retain(|(k, at)| map.get(k).is_some_and(|e| e.stored == *at));
+        }
+        Ok(ttl)
+    }
+
+    /// A fresh answer for the query `q` (raw bytes `query`), ready to send: id, question case and TTLs patched.
+    pub fn get(&mut self, key: &CacheKey, q: &wire::QueryInfo, query: &[u8], now: Instant) -> Option<Vec<u8>> {
+        let e = self.map.get(key)?;
+        let age = now.saturating_duration_since(e.stored);
+        if age >= Duration::from_secs(e.ttl as u64) {
+            self.map.remove(key);
+            return None;
+        }
+        let mut out = e.wire.clone();
+        wire::set_id(&mut out, q.id);
+        wire::copy_question(&mut out, query, q.question_end);
+        // TTLs count down from what was stored, clamped to the cached lifetime
+        wire::age_ttls(&mut out, &e.ttl_offsets, age.as_secs() as u32, 0);
+        let left = e.ttl - age.as_secs() as u32;
+        for &o in &e.ttl_offsets {
+            let t = u32::from_be_bytes([out[o], out[o + 1], out[o + 2], out[o + 3]]);
+            if t > left {
+                out[o..o + 4].copy_from_slice(&left.to_be_bytes());
+            }
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    fn policy() -> CachePolicy {
+        CachePolicy { max_entries: 3, min_ttl: 0, max_ttl: 86400, max_negative_ttl: 3600 }
+    }
+
+    fn query(name: &str, id: u16) -> (Vec<u8>, wire::QueryInfo) {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        let b = m.to_vec().unwrap();
+        let q = wire::parse_query(&b).unwrap();
+        (b, q)
+    }
+
+    fn answer(name: &str, ttl: u32, rcode: ResponseCode) -> Vec<u8> {
+        let n = Name::from_ascii(name).unwrap();
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.metadata.response_code = rcode;
+        m.add_query(Query::query(n.clone(), RecordType::A));
+        if rcode == ResponseCode::NoError {
+            m.add_answer(Record::from_rdata(n, ttl, RData::A(A::new(192, 0, 2, 1))));
+        } else {
+            let soa = SOA::new(n.clone(), n.clone(), 1, 2, 3, 4, ttl);
+            m.add_authority(Record::from_rdata(n, 86400, RData::SOA(soa)));
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn hit_patches_id_case_and_ttl_then_expires() {
+        let mut c = Cache::new(policy());
+        let t0 = Instant::now();
+        let (_, q) = query("example.com.", 1);
+        c.insert(CacheKey::of(&q), answer("example.com.", 100, ResponseCode::NoError), t0).unwrap();
+        let (b, q2) = query("EXAMPLE.com.", 999);
+        assert_eq!(CacheKey::of(&q2), CacheKey::of(&q), "keys are case-insensitive");
+        let hit = c.get(&CacheKey::of(&q2), &q2, &b, t0 + Duration::from_secs(30)).unwrap();
+        let m = Message::from_vec(&hit).unwrap();
+        assert_eq!(m.metadata.id, 999);
+        assert_eq!(m.queries[0].name().to_ascii(), "EXAMPLE.com.");
+        assert_eq!(m.answers[0].ttl, 70);
+        assert!(c.get(&CacheKey::of(&q2), &q2, &b, t0 + Duration::from_secs(100)).is_none());
+        assert!(c.is_empty(), "expired entries are dropped");
+    }
+
+    #[test]
+    fn clamps_negative_and_refuses_errors() {
+        let p = CachePolicy { min_ttl: 60, max_ttl: 3600, ..policy() };
+        let mut c = Cache::new(p);
+        let now = Instant::now();
+        let (_, q) = query("a.example.", 1);
+        let k = CacheKey::of(&q);
+        assert_eq!(c.insert(k.clone(), answer("a.example.", 5, ResponseCode::NoError), now), Ok(60));
+        assert_eq!(c.insert(k.clone(), answer("a.example.", 99999, ResponseCode::NoError), now), Ok(3600));
+        assert_eq!(c.insert(k.clone(), answer("a.example.", 300, ResponseCode::NXDomain), now), Ok(300));
+        assert_eq!(
+            c.insert(k.clone(), answer("a.example.", 300, ResponseCode::ServFail), now),
+            Err(NotCached::ServerError)
+        );
+        let mut tc = answer("a.example.", 300, ResponseCode::NoError);
+        tc[2] |= 0x02;
+        assert_eq!(c.insert(k, tc, now), Err(NotCached::Truncated));
+    }
+
+    #[test]
+    fn bounded_oldest_first() {
+        let mut c = Cache::new(policy());
+        let now = Instant::now();
+        for (i, n) in ["a.", "b.", "c.", "d."].iter().enumerate() {
+            let (_, q) = query(n, 1);
+            c.insert(CacheKey::of(&q), answer(n, 100, ResponseCode::NoError), now + Duration::from_millis(i as u64))
+                .unwrap();
+        }
+        assert_eq!(c.len(), 3);
+        let (b, q) = query("a.", 1);
+        assert!(c.get(&CacheKey::of(&q), &q, &b, now).is_none(), "the oldest was evicted");
+        let (b, q) = query("d.", 1);
+        assert!(c.get(&CacheKey::of(&q), &q, &b, now + Duration::from_secs(1)).is_some());
+    }
+}

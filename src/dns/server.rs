@@ -1,0 +1,80 @@
+//! DNS transports (IO shell): UDP and TCP listeners that move bytes to [`Dns::handle`] and back. No DNS logic here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use super::{Dns, Transport};
+
+/// Answer UDP queries on `sock` until `stop` fires. Each query is handled in its own task, so a slow upstream
+/// never holds up cached answers.
+pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) {
+    let sock = Arc::new(sock);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = sock.recv_from(&mut buf) => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on Linux; keep serving
+                    tracing::debug!(error = %e, "udp recv failed");
+                    continue;
+                }
+            },
+        };
+        let query = buf[..n].to_vec();
+        let (sock, dns) = (sock.clone(), dns.clone());
+        tokio::spawn(async move {
+            if let Some(answer) = dns.handle(&query, peer, Transport::Udp).await {
+                let _ = sock.send_to(&answer, peer).await;
+            }
+        });
+    }
+}
+
+/// Answer TCP connections (length-prefixed messages, several per connection, 10 s idle timeout).
+pub async fn serve_tcp(listener: TcpListener, dns: Arc<Dns>, stop: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dns tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let (dns, stop) = (dns.clone(), stop.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = connection(stream, peer, dns) => {}
+            }
+        });
+    }
+}
+
+async fn connection(mut s: TcpStream, peer: std::net::SocketAddr, dns: Arc<Dns>) {
+    loop {
+        let len = match tokio::time::timeout(Duration::from_secs(10), s.read_u16()).await {
+            Ok(Ok(l)) => l as usize,
+            _ => return,
+        };
+        let mut msg = vec![0u8; len];
+        if tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut msg)).await.is_err() {
+            return;
+        }
+        let Some(answer) = dns.handle(&msg, peer, Transport::Tcp).await else { return };
+        let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&answer);
+        if s.write_all(&framed).await.is_err() {
+            return;
+        }
+    }
+}

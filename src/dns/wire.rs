@@ -1,0 +1,307 @@
+//! DNS wire format helpers for the fast path (pure, over bytes): read a query's question and EDNS facts, find
+//! the TTL fields of a response, patch ids and TTLs in place, and cut a response down to a truncated one — so a
+//! cached answer is served without decoding and re-encoding the message.
+
+/// What the pipeline needs to know about a query, read straight from the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryInfo {
+    pub id: u16,
+    /// Lowercased name without the trailing dot ("" for the root).
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// End of the question section (offset of the first byte after it).
+    pub question_end: usize,
+    /// The client's EDNS UDP payload size, when it sent an OPT record.
+    pub edns_payload: Option<u16>,
+    pub dnssec_ok: bool,
+    pub checking_disabled: bool,
+    pub recursion_desired: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("message too short")]
+    Short,
+    #[error("not a standard query with one question")]
+    NotAQuery,
+    #[error("malformed name")]
+    BadName,
+}
+
+const HEADER: usize = 12;
+pub const TYPE_OPT: u16 = 41;
+pub const TYPE_SOA: u16 = 6;
+
+fn u16_at(b: &[u8], i: usize) -> Result<u16, WireError> {
+    b.get(i..i + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or(WireError::Short)
+}
+
+fn u32_at(b: &[u8], i: usize) -> Result<u32, WireError> {
+    b.get(i..i + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]])).ok_or(WireError::Short)
+}
+
+/// Skip a (possibly compressed) name starting at `i`; returns the offset after it.
+fn skip_name(b: &[u8], mut i: usize) -> Result<usize, WireError> {
+    for _ in 0..128 {
+        let len = *b.get(i).ok_or(WireError::Short)? as usize;
+        match len {
+            0 => return Ok(i + 1),
+            l if l & 0xC0 == 0xC0 => return if i + 2 <= b.len() { Ok(i + 2) } else { Err(WireError::Short) },
+            l if l & 0xC0 != 0 => return Err(WireError::BadName),
+            l => i += 1 + l,
+        }
+    }
+    Err(WireError::BadName)
+}
+
+/// Parse a query: header flags, the single question (name must be uncompressed), and the OPT record if any.
+pub fn parse_query(b: &[u8]) -> Result<QueryInfo, WireError> {
+    if b.len() < HEADER {
+        return Err(WireError::Short);
+    }
+    let flags = u16_at(b, 2)?;
+    let is_response = flags & 0x8000 != 0;
+    let opcode = (flags >> 11) & 0xF;
+    if is_response || opcode != 0 || u16_at(b, 4)? != 1 {
+        return Err(WireError::NotAQuery);
+    }
+    let mut name = String::new();
+    let mut i = HEADER;
+    loop {
+        let len = *b.get(i).ok_or(WireError::Short)? as usize;
+        if len == 0 {
+            i += 1;
+            break;
+        }
+        if len & 0xC0 != 0 {
+            return Err(WireError::BadName);
+        }
+        let label = b.get(i + 1..i + 1 + len).ok_or(WireError::Short)?;
+        if !name.is_empty() {
+            name.push('.');
+        }
+        for &c in label {
+            // names are text for matching; bytes outside printable ASCII are escaped like dig does
+            if c.is_ascii_graphic() && c != b'.' && c != b'\\' {
+                name.push(c.to_ascii_lowercase() as char);
+            } else {
+                name.push_str(&format!("\\{c:03}"));
+            }
+        }
+        i += 1 + len;
+        if i - HEADER > 255 {
+            return Err(WireError::BadName);
+        }
+    }
+    let qtype = u16_at(b, i)?;
+    let qclass = u16_at(b, i + 2)?;
+    let question_end = i + 4;
+    let mut info = QueryInfo {
+        id: u16_at(b, 0)?,
+        name,
+        qtype,
+        qclass,
+        question_end,
+        edns_payload: None,
+        dnssec_ok: false,
+        checking_disabled: flags & 0x0010 != 0,
+        recursion_desired: flags & 0x0100 != 0,
+    };
+    // the OPT record lives in the additional section (queries normally have no answers or authorities)
+    let (an, ns, ar) = (u16_at(b, 6)?, u16_at(b, 8)?, u16_at(b, 10)?);
+    let mut j = question_end;
+    for n in 0..(an as usize + ns as usize + ar as usize) {
+        let after_name = skip_name(b, j)?;
+        let rtype = u16_at(b, after_name)?;
+        let rdlen = u16_at(b, after_name + 8)? as usize;
+        if rtype == TYPE_OPT && n >= (an + ns) as usize {
+            info.edns_payload = Some(u16_at(b, after_name + 2)?.max(512));
+            info.dnssec_ok = u32_at(b, after_name + 4)? & 0x8000 != 0;
+        }
+        j = after_name + 10 + rdlen;
+        if j > b.len() {
+            return Err(WireError::Short);
+        }
+    }
+    Ok(info)
+}
+
+/// Facts about a response needed to cache it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseInfo {
+    pub rcode: u16,
+    pub truncated: bool,
+    pub answers: u16,
+    /// Offsets of every TTL field except the OPT pseudo-record's.
+    pub ttl_offsets: Vec<usize>,
+    /// The smallest TTL of the answer section (None if empty).
+    pub min_answer_ttl: Option<u32>,
+    /// For negative answers: min(SOA TTL, SOA MINIMUM) of the authority section's SOA (RFC 2308).
+    pub negative_ttl: Option<u32>,
+}
+
+pub fn parse_response(b: &[u8]) -> Result<ResponseInfo, WireError> {
+    if b.len() < HEADER {
+        return Err(WireError::Short);
+    }
+    let flags = u16_at(b, 2)?;
+    let (qd, an, ns, ar) = (u16_at(b, 4)?, u16_at(b, 6)?, u16_at(b, 8)?, u16_at(b, 10)?);
+    let mut i = HEADER;
+    for _ in 0..qd {
+        i = skip_name(b, i)? + 4;
+    }
+    let mut info = ResponseInfo {
+        rcode: flags & 0xF,
+        truncated: flags & 0x0200 != 0,
+        answers: an,
+        ttl_offsets: vec![],
+        min_answer_ttl: None,
+        negative_ttl: None,
+    };
+    for n in 0..(an as usize + ns as usize + ar as usize) {
+        let after_name = skip_name(b, i)?;
+        let rtype = u16_at(b, after_name)?;
+        let ttl = u32_at(b, after_name + 4)?;
+        let rdlen = u16_at(b, after_name + 8)? as usize;
+        let rdata = after_name + 10;
+        if rdata + rdlen > b.len() {
+            return Err(WireError::Short);
+        }
+        if rtype != TYPE_OPT {
+            info.ttl_offsets.push(after_name + 4);
+        }
+        if n < an as usize {
+            info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |m| m.min(ttl)));
+        } else if n < (an + ns) as usize && rtype == TYPE_SOA {
+            // SOA RDATA: MNAME, RNAME, SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM
+            let k = skip_name(b, skip_name(b, rdata)?)?;
+            let minimum = u32_at(b, k + 16)?;
+            info.negative_ttl = Some(ttl.min(minimum));
+        }
+        i = rdata + rdlen;
+    }
+    Ok(info)
+}
+
+pub fn set_id(b: &mut [u8], id: u16) {
+    b[..2].copy_from_slice(&id.to_be_bytes());
+}
+
+/// Subtract `age` seconds from every TTL (never below `floor`).
+pub fn age_ttls(b: &mut [u8], offsets: &[usize], age: u32, floor: u32) {
+    for &o in offsets {
+        let ttl = u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+        let new = ttl.saturating_sub(age).max(floor);
+        b[o..o + 4].copy_from_slice(&new.to_be_bytes());
+    }
+}
+
+/// Clear the AD bit: hearth does not pass on an upstream's claim of validation it did not check itself.
+pub fn clear_ad(b: &mut [u8]) {
+    b[3] &= !0x20;
+}
+
+/// Copy the client's question bytes (same name, maybe other letter case: 0x20 mixing) over the response's.
+pub fn copy_question(resp: &mut [u8], query: &[u8], question_end: usize) {
+    if resp.len() >= question_end
+        && query.len() >= question_end
+        && resp[HEADER..question_end].eq_ignore_ascii_case(&query[HEADER..question_end])
+    {
+        resp[HEADER..question_end].copy_from_slice(&query[HEADER..question_end]);
+    }
+}
+
+/// The response cut to header + question with TC set, for a UDP client whose limit it exceeds.
+pub fn truncated(resp: &[u8], question_end: usize) -> Vec<u8> {
+    let mut out = resp[..question_end.min(resp.len())].to_vec();
+    out[2] |= 0x02;
+    out[6..12].fill(0);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+    fn query(name: &str, edns: Option<(u16, bool)>) -> Vec<u8> {
+        let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::AAAA));
+        if let Some((size, dnssec)) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(size);
+            e.set_dnssec_ok(dnssec);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn reads_queries() {
+        let q = parse_query(&query("WWW.Example.COM.", Some((1232, true)))).unwrap();
+        assert_eq!(q.id, 0x1234);
+        assert_eq!(q.name, "www.example.com");
+        assert_eq!(q.qtype, 28);
+        assert_eq!(q.qclass, 1);
+        assert_eq!(q.edns_payload, Some(1232));
+        assert!(q.dnssec_ok && q.recursion_desired && !q.checking_disabled);
+        let q = parse_query(&query("a.b.", None)).unwrap();
+        assert_eq!((q.edns_payload, q.dnssec_ok), (None, false));
+        assert_eq!(parse_query(&[0; 5]), Err(WireError::Short));
+        let mut resp = query("a.b.", None);
+        resp[2] |= 0x80;
+        assert_eq!(parse_query(&resp), Err(WireError::NotAQuery));
+        let mut cut = query("example.com.", None);
+        cut.truncate(20);
+        assert!(parse_query(&cut).is_err());
+    }
+
+    #[test]
+    fn finds_ttls_and_negative_ttl() {
+        let name = Name::from_ascii("example.com.").unwrap();
+        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name.clone(), RecordType::A));
+        m.add_answer(Record::from_rdata(name.clone(), 300, RData::A(A::new(192, 0, 2, 1))));
+        m.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A::new(192, 0, 2, 2))));
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        m.set_edns(e);
+        let mut wire = m.to_vec().unwrap();
+        let info = parse_response(&wire).unwrap();
+        assert_eq!(info.ttl_offsets.len(), 2, "the OPT record has no TTL");
+        assert_eq!(info.min_answer_ttl, Some(60));
+        age_ttls(&mut wire, &info.ttl_offsets, 100, 0);
+        let back = Message::from_vec(&wire).unwrap();
+        let ttls: Vec<u32> = back.answers.iter().map(|r| r.ttl).collect();
+        assert_eq!(ttls, [200, 0]);
+
+        let mut neg = Message::new(8, MessageType::Response, OpCode::Query);
+        neg.metadata.response_code = hickory_proto::op::ResponseCode::NXDomain;
+        neg.add_query(Query::query(Name::from_ascii("nope.example.com.").unwrap(), RecordType::A));
+        let soa = SOA::new(name.clone(), Name::from_ascii("h.example.com.").unwrap(), 1, 2, 3, 4, 120);
+        neg.add_authority(Record::from_rdata(name, 900, RData::SOA(soa)));
+        let info = parse_response(&neg.to_vec().unwrap()).unwrap();
+        assert_eq!(info.rcode, 3);
+        assert_eq!(info.negative_ttl, Some(120));
+        let _ = DNSClass::IN;
+    }
+
+    #[test]
+    fn truncation_and_question_case() {
+        let q = query("MiXeD.example.", None);
+        let info = parse_query(&q).unwrap();
+        let mut resp = query("mixed.example.", None);
+        resp[2] |= 0x80;
+        copy_question(&mut resp, &q, info.question_end);
+        assert_eq!(&resp[12..info.question_end], &q[12..info.question_end]);
+        let t = truncated(&resp, info.question_end);
+        let m = Message::from_vec(&t).unwrap();
+        assert!(m.metadata.truncation);
+        assert_eq!(m.queries.len(), 1);
+        assert!(m.answers.is_empty() && m.additionals.is_empty());
+    }
+}

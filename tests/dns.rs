@@ -1,0 +1,202 @@
+//! The DNS resolver against real peers: `dig` as the client, dnsmasq as the upstream, both started here.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A dnsmasq upstream with a few records, stopped on drop.
+struct Upstream {
+    child: Child,
+    port: u16,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        let port = free_port();
+        let big: Vec<String> = ["a", "b", "c"].iter().map(|c| format!("\"{}\"", c.repeat(200))).collect();
+        let child = Command::new("dnsmasq")
+            .args(["-k", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"])
+            .args(["--conf-file=/dev/null", "--pid-file=", "--user=root", "--local=/example.test/", "--local-ttl=300"])
+            .arg(format!("--port={port}"))
+            .arg("--host-record=www.example.test,192.0.2.10,2001:db8::10")
+            .arg("--host-record=ads.example.test,192.0.2.66")
+            .arg("--host-record=keep.ads.example.test,192.0.2.67")
+            .arg("--host-record=cdn.example.test,192.0.2.68")
+            .arg("--host-record=img.cdn.example.test,192.0.2.69")
+            .arg("--host-record=track42.example.test,192.0.2.70")
+            .arg(format!("--txt-record=big.example.test,{}", big.join(",")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dnsmasq (Debian package dnsmasq-base) is needed: .ci/deps installs it");
+        let up = Upstream { child, port };
+        for _ in 0..100 {
+            if dig(port, &["www.example.test", "+short", "+tries=1", "+time=1"]).contains("192.0.2.10") {
+                return up;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dnsmasq did not start");
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dig(port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "+tries=1", "+time=3"])
+        .args(args)
+        .output()
+        .expect("dig (Debian package bind9-dnsutils) is needed: .ci/deps installs it");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn lists(dir: &std::path::Path) -> String {
+    std::fs::write(
+        dir.join("block.txt"),
+        "# a mixed list\n||ads.example.test^\n@@||keep.ads.example.test^\n*.cdn.example.test\n/^track[0-9]+\\./\n0.0.0.0 hosts-style.example.test\njunk that is not a rule\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("allow.txt"), "allowed.hosts-style.example.test\n").unwrap();
+    format!(
+        "[[dns.lists]]\nname = \"ads\"\nkind = \"block\"\nsource = \"{}\"\n\n[[dns.lists]]\nname = \"mine\"\nkind = \"allow\"\nsource = \"{}\"\n",
+        dir.join("block.txt").display(),
+        dir.join("allow.txt").display()
+    )
+}
+
+async fn instance(up: &Upstream, upstreams: &str, lists_dir: &std::path::Path) -> Instance {
+    let _ = up;
+    let extra = format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [{upstreams}]\nupstream_timeout = \"500ms\"\n\n{}",
+        lists(lists_dir)
+    );
+    Instance::start(&extra).await
+}
+
+#[tokio::test]
+async fn forwards_caches_and_filters_every_format() {
+    let up = Upstream::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path()).await;
+    let p = inst.dns.port();
+
+    // forwarded, then cached
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10");
+    assert_eq!(dig(p, &["www.example.test", "AAAA", "+short"]).trim(), "2001:db8::10");
+    let cached = dig(p, &["WWW.Example.TEST"]);
+    assert!(cached.contains("192.0.2.10") && cached.contains("WWW.Example.TEST."), "0x20 case echoed: {cached}");
+    assert!(!cached.contains(" ad;") && !cached.contains(" ad "), "no AD bit without validation: {cached}");
+    let nx = dig(p, &["nothing.example.test"]);
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+
+    // blocked: the name and its subdomains, null IP of the queried type, EDE 15 naming list and rule
+    let b = dig(p, &["ads.example.test"]);
+    assert!(b.contains("ads.example.test.\t10\tIN\tA\t0.0.0.0"), "{b}");
+    assert!(b.contains("EDE: 15 (Blocked): (blocked by ads: ||ads.example.test^)"), "{b}");
+    assert_eq!(dig(p, &["deep.ads.example.test", "AAAA", "+short"]).trim(), "::");
+    // @@ exception beats the block rule
+    assert_eq!(dig(p, &["keep.ads.example.test", "+short"]).trim(), "192.0.2.67");
+    // *.domain blocks subdomains only
+    assert_eq!(dig(p, &["cdn.example.test", "+short"]).trim(), "192.0.2.68");
+    assert_eq!(dig(p, &["img.cdn.example.test", "+short"]).trim(), "0.0.0.0");
+    // regex
+    assert_eq!(dig(p, &["track42.example.test", "+short"]).trim(), "0.0.0.0");
+    // hosts format, and an allow list beats it
+    assert_eq!(dig(p, &["hosts-style.example.test", "+short"]).trim(), "0.0.0.0");
+    assert!(dig(p, &["allowed.hosts-style.example.test"]).contains("status: NXDOMAIN"), "allowed: forwarded");
+    // other types of a blocked name: no data
+    let mx = dig(p, &["ads.example.test", "MX"]);
+    assert!(mx.contains("status: NOERROR") && mx.contains("ANSWER: 0"), "{mx}");
+
+    // metrics count it all
+    let m = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
+    for outcome in ["forwarded", "cached", "blocked"] {
+        assert!(m.contains(&format!("hearth_dns_queries_total{{outcome=\"{outcome}\"}}")), "{outcome} counted");
+    }
+    for (kind, n) in [("block", 3), ("allow", 2), ("regex", 1)] {
+        assert!(m.contains(&format!("hearth_dns_list_rules{{kind=\"{kind}\"}} {n}")), "{kind} rules counted");
+    }
+
+    promtool_check(&m);
+
+    // the junk line did not stop the list; the readiness says so plainly
+    let ready: serde_json::Value = reqwest::get(inst.url("/readyz")).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["subsystems"]["dns"]["state"], "ready", "{ready}");
+}
+
+#[tokio::test]
+async fn blocking_modes_change_live() {
+    let up = Upstream::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path()).await;
+    let p = inst.dns.port();
+    let (c, csrf) = admin_session(&inst).await;
+    for (mode, expect) in [
+        ("nxdomain", "status: NXDOMAIN"),
+        ("refused", "status: REFUSED"),
+        ("custom:10.1.2.3", "IN\tA\t10.1.2.3"),
+        ("null_ip", "IN\tA\t0.0.0.0"),
+    ] {
+        let r = c
+            .patch(inst.url("/api/v1/config"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({"dns": {"blocking_mode": mode}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{mode}");
+        let out = dig(p, &["ads.example.test"]);
+        assert!(out.contains(expect), "{mode}: {out}");
+    }
+    let r = c
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"dns": {"blocking_mode": "sinkhole"}}))
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(r, 422, "invalid_config").await;
+    assert_eq!(v["error"]["key"], "dns.blocking_mode");
+}
+
+#[tokio::test]
+async fn truncation_leads_to_tcp() {
+    let up = Upstream::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path()).await;
+    let p = inst.dns.port();
+    // without EDNS a UDP client gets 512 bytes at most: truncated, and dig's TCP retry gets it all
+    let udp = dig(p, &["big.example.test", "TXT", "+noedns", "+ignore"]);
+    assert!(udp.contains(" tc"), "{udp}");
+    let full = dig(p, &["big.example.test", "TXT", "+noedns"]);
+    assert!(full.contains(&"c".repeat(200)), "{full}");
+    let tcp = dig(p, &["big.example.test", "TXT", "+tcp"]);
+    assert!(tcp.contains(&"a".repeat(200)) && tcp.contains("ANSWER: 1"), "{tcp}");
+}
+
+#[tokio::test]
+async fn upstream_failover_and_servfail() {
+    let up = Upstream::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dead = free_port();
+    let upstreams = format!("\"udp://127.0.0.1:{dead}\", \"udp://127.0.0.1:{}\"", up.port);
+    let inst = instance(&up, &upstreams, tmp.path()).await;
+    let p = inst.dns.port();
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10", "the second upstream answers");
+    drop(up);
+    let out = dig(p, &["other.example.test"]);
+    assert!(out.contains("status: SERVFAIL"), "{out}");
+    assert!(out.contains("EDE: 23 (Network Error)"), "{out}");
+    // a garbage datagram gets no answer and harms nothing
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.send_to(b"\x01\x02garbage", inst.dns).unwrap();
+    assert!(dig(p, &["www.example.test", "+short"]).contains("192.0.2.10"), "still cached and serving");
+}
