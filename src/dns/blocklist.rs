@@ -219,9 +219,16 @@ impl ListSet {
     }
 }
 
-/// Sorted `hash52 | list` entries of one rule kind.
+/// Sorted `hash52 | list` entries of one rule kind, with an index on the top 16 bits: keys are uniform hashes,
+/// so each bucket holds n/65536 entries and a lookup searches a few of them instead of the whole array.
 #[derive(Debug, Default)]
-struct HashSet52(Vec<u64>);
+struct HashSet52 {
+    keys: Vec<u64>,
+    /// `index[b]..index[b + 1]` is the range of keys whose top 16 bits are `b` (empty when there are no keys).
+    index: Vec<u32>,
+}
+
+const INDEX_BITS: u32 = 16;
 
 fn key(domain: &str) -> u64 {
     xxh3_64(domain.as_bytes()) & !LIST_MASK
@@ -232,14 +239,30 @@ impl HashSet52 {
         v.sort_unstable();
         v.dedup();
         v.shrink_to_fit();
-        HashSet52(v)
+        if v.is_empty() {
+            return HashSet52::default();
+        }
+        let mut index = vec![0u32; (1 << INDEX_BITS) + 1];
+        let mut pos = 0usize;
+        for (b, slot) in index.iter_mut().enumerate() {
+            while pos < v.len() && ((v[pos] >> (64 - INDEX_BITS)) as usize) < b {
+                pos += 1;
+            }
+            *slot = pos as u32;
+        }
+        HashSet52 { keys: v, index }
     }
 
     /// The first enabled list holding `domain`, if any.
     fn find(&self, domain: &str, lists: &ListSet) -> Option<u16> {
+        if self.keys.is_empty() {
+            return None;
+        }
         let k = key(domain);
-        let start = self.0.partition_point(|v| *v < k);
-        self.0[start..]
+        let b = (k >> (64 - INDEX_BITS)) as usize;
+        let bucket = &self.keys[self.index[b] as usize..self.index[b + 1] as usize];
+        let start = bucket.partition_point(|v| *v < k);
+        bucket[start..]
             .iter()
             .take_while(|v| **v & !LIST_MASK == k)
             .map(|v| (*v & LIST_MASK) as u16)
@@ -247,11 +270,11 @@ impl HashSet52 {
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.keys.len()
     }
 
     fn bytes(&self) -> usize {
-        self.0.capacity() * 8
+        self.keys.capacity() * 8 + self.index.capacity() * 4
     }
 }
 

@@ -4,6 +4,9 @@
 //! with the id, the question's letter case and the TTLs patched — no re-encoding.
 
 use std::collections::{HashMap, VecDeque};
+
+/// Seeded per process, so names chosen by an attacker cannot be made to collide.
+type Hasher = foldhash::fast::RandomState;
 use std::time::{Duration, Instant};
 
 use super::wire;
@@ -51,7 +54,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct Cache {
     policy: CachePolicy,
-    map: HashMap<CacheKey, Entry>,
+    map: HashMap<CacheKey, Entry, Hasher>,
     order: VecDeque<(CacheKey, Instant)>,
 }
 
@@ -66,7 +69,7 @@ pub enum NotCached {
 
 impl Cache {
     pub fn new(policy: CachePolicy) -> Self {
-        Cache { policy, map: HashMap::new(), order: VecDeque::new() }
+        Cache { policy, map: HashMap::default(), order: VecDeque::new() }
     }
 
     pub fn len(&self) -> usize {

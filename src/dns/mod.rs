@@ -1,6 +1,6 @@
-//! DNS: the filtering resolver. A query runs through one visible list of stages ([`Dns::handle`]):
-//! parse → filter (blocklists, allow beats block) → cache → upstream (forward, UDP with TCP fallback) → cache
-//! store → account. Transports (`server.rs`) only move bytes; the blocklist engine, the cache policy and the wire
+//! DNS: the filtering resolver. A query runs through one visible list of stages: [`Dns::answer_local`] (1. parse,
+//! 2. filter — blocklists, allow beats block —, 3. cache) and, for what is left, [`Dns::forward`] (4. upstream —
+//! UDP with TCP fallback, failover —, 5. cache store, 6. account). Transports (`server.rs`) only move bytes; the blocklist engine, the cache policy and the wire
 //! helpers are pure cores.
 //!
 //! Invariants: the engine and the settings are immutable values swapped whole (`ArcSwap`), so a query sees one
@@ -13,7 +13,7 @@ pub mod server;
 pub mod upstream;
 pub mod wire;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -101,14 +101,14 @@ pub enum Transport {
     Tcp,
 }
 
-/// The outcome of a query, for metrics (and the query log to come).
+/// The outcome of a query, for metrics (and the query log to come). The discriminant indexes `Meters::outcomes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Blocked,
-    Cached,
-    Forwarded,
-    Failed,
-    Malformed,
+    Blocked = 0,
+    Cached = 1,
+    Forwarded = 2,
+    Failed = 3,
+    Malformed = 4,
 }
 
 impl Outcome {
@@ -123,11 +123,54 @@ impl Outcome {
     }
 }
 
+/// Metric handles registered once, so that answering costs atomic increments, not registry lookups.
+struct Meters {
+    outcomes: [metrics::Counter; 5],
+    cache_hit: metrics::Counter,
+    cache_miss: metrics::Counter,
+    cache_entries: metrics::Gauge,
+    forwarded_latency: metrics::Histogram,
+}
+
+impl Meters {
+    fn new() -> Self {
+        let outcome = |o: Outcome| metrics::counter!("hearth_dns_queries_total", "outcome" => o.as_str());
+        Meters {
+            outcomes: [Outcome::Blocked, Outcome::Cached, Outcome::Forwarded, Outcome::Failed, Outcome::Malformed]
+                .map(outcome),
+            cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
+            cache_miss: metrics::counter!("hearth_dns_cache_total", "result" => "miss"),
+            cache_entries: metrics::gauge!("hearth_dns_cache_entries"),
+            forwarded_latency: metrics::histogram!("hearth_dns_query_duration_seconds", "outcome" => "forwarded"),
+        }
+    }
+
+    fn count(&self, o: Outcome) {
+        self.outcomes[o as usize].increment(1);
+    }
+}
+
 /// The resolver's shared state.
 pub struct Dns {
     pub engine: ArcSwap<Engine>,
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache>,
+    meters: Meters,
+}
+
+/// After the synchronous stages: either the answer, or a query that must go upstream.
+pub enum Step {
+    Done(Option<Vec<u8>>),
+    Forward(Pending),
+}
+
+/// A query on its way upstream (owns its bytes, so the receive buffer can be reused).
+pub struct Pending {
+    query: Vec<u8>,
+    q: wire::QueryInfo,
+    key: CacheKey,
+    limit: usize,
+    started: Instant,
 }
 
 impl Dns {
@@ -136,64 +179,79 @@ impl Dns {
             engine: ArcSwap::from_pointee(Engine::default()),
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(policy)),
+            meters: Meters::new(),
         }
     }
 
     /// Answer one query. `None` means drop it (unparseable garbage gets no answer).
-    pub async fn handle(&self, query: &[u8], client: SocketAddr, transport: Transport) -> Option<Vec<u8>> {
-        let started = Instant::now();
-        let (answer, outcome) = self.stages(query, transport).await;
-        metrics::counter!("hearth_dns_queries_total", "outcome" => outcome.as_str()).increment(1);
-        metrics::histogram!("hearth_dns_query_duration_seconds", "outcome" => outcome.as_str())
-            .record(started.elapsed().as_secs_f64());
-        tracing::trace!(client = %client, outcome = outcome.as_str(), "dns query");
-        answer
+    pub async fn handle(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
+        match self.answer_local(query, transport) {
+            Step::Done(answer) => answer,
+            Step::Forward(p) => self.forward(p).await,
+        }
     }
 
-    async fn stages(&self, query: &[u8], transport: Transport) -> (Option<Vec<u8>>, Outcome) {
+    /// The stages that need no network, in order: 1. parse, 2. filter, 3. cache. Cheap enough to run inline in a
+    /// receive loop; what is left is [`Dns::forward`].
+    pub fn answer_local(&self, query: &[u8], transport: Transport) -> Step {
         // 1. parse
         let q = match wire::parse_query(query) {
             Ok(q) => q,
-            Err(_) => return (formerr(query), Outcome::Malformed),
+            Err(_) => {
+                self.meters.count(Outcome::Malformed);
+                return Step::Done(formerr(query));
+            }
         };
         let limit = match transport {
             Transport::Tcp => usize::from(u16::MAX),
             Transport::Udp => usize::from(q.edns_payload.unwrap_or(512)),
         };
-        let settings = self.settings.load();
         // 2. filter
+        let settings = self.settings.load();
         if let Verdict::Blocked(m) = self.engine.load().check(&q.name, &settings.enabled_lists) {
             let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
             tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
-            return (blocked_answer(query, &q, &settings, list, &m.rule), Outcome::Blocked);
+            self.meters.count(Outcome::Blocked);
+            return Step::Done(blocked_answer(query, &q, &settings, list, &m.rule));
         }
         // 3. cache
         let key = CacheKey::of(&q);
-        let now = Instant::now();
-        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key, &q, query, now) {
-            metrics::counter!("hearth_dns_cache_total", "result" => "hit").increment(1);
-            return (Some(fit(hit, &q, limit)), Outcome::Cached);
+        let started = Instant::now();
+        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key, &q, query, started) {
+            self.meters.cache_hit.increment(1);
+            self.meters.count(Outcome::Cached);
+            return Step::Done(Some(fit(hit, &q, limit)));
         }
-        metrics::counter!("hearth_dns_cache_total", "result" => "miss").increment(1);
+        self.meters.cache_miss.increment(1);
+        Step::Forward(Pending { query: query.to_vec(), q, key, limit, started })
+    }
+
+    /// The stages that wait for the network: 4. upstream, 5. cache store, 6. account.
+    pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
+        let settings = self.settings.load_full();
         // 4. upstream
-        let (mut resp, _from) = match upstream::exchange(&settings.upstreams, query, settings.upstream_timeout).await {
+        let (mut resp, _from) = match upstream::exchange(&settings.upstreams, &p.query, settings.upstream_timeout).await
+        {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(name = %q.name, error = %e, "no upstream answered");
-                return (
-                    error_answer(query, &q, ResponseCode::ServFail, Some((23, "no upstream answered"))),
-                    Outcome::Failed,
-                );
+                tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");
+                self.meters.count(Outcome::Failed);
+                return error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
             }
         };
         wire::clear_ad(&mut resp);
-        wire::copy_question(&mut resp, query, q.question_end);
+        wire::copy_question(&mut resp, &p.query, p.q.question_end);
         // 5. cache store
-        let stored = self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key, resp.clone(), now);
-        if stored.is_ok() {
-            metrics::gauge!("hearth_dns_cache_entries").set(self.cache_len() as f64);
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.insert(p.key, resp.clone(), p.started).is_ok() {
+                self.meters.cache_entries.set(cache.len() as f64);
+            }
         }
-        (Some(fit(resp, &q, limit)), Outcome::Forwarded)
+        // 6. account
+        self.meters.count(Outcome::Forwarded);
+        self.meters.forwarded_latency.record(p.started.elapsed().as_secs_f64());
+        Some(fit(resp, &p.q, p.limit))
     }
 
     pub fn cache_len(&self) -> usize {

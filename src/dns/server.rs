@@ -7,10 +7,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use super::{Dns, Transport};
+use super::{Dns, Step, Transport};
 
-/// Answer UDP queries on `sock` until `stop` fires. Each query is handled in its own task, so a slow upstream
-/// never holds up cached answers.
+/// Answer UDP queries on `sock` until `stop` fires. Local answers (blocked, cached) are sent from the loop itself;
+/// queries that go upstream get their own task, so a slow upstream never holds up the rest.
 pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];
@@ -26,20 +26,28 @@ pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) 
                 }
             },
         };
-        let query = buf[..n].to_vec();
-        let (sock, dns) = (sock.clone(), dns.clone());
-        tokio::spawn(async move {
-            if let Some(answer) = dns.handle(&query, peer, Transport::Udp).await {
+        match dns.answer_local(&buf[..n], Transport::Udp) {
+            // blocked and cached answers go out from this loop: no task, no copy of the query
+            Step::Done(Some(answer)) => {
                 let _ = sock.send_to(&answer, peer).await;
             }
-        });
+            Step::Done(None) => {}
+            Step::Forward(pending) => {
+                let (sock, dns) = (sock.clone(), dns.clone());
+                tokio::spawn(async move {
+                    if let Some(answer) = dns.forward(pending).await {
+                        let _ = sock.send_to(&answer, peer).await;
+                    }
+                });
+            }
+        }
     }
 }
 
 /// Answer TCP connections (length-prefixed messages, several per connection, 10 s idle timeout).
 pub async fn serve_tcp(listener: TcpListener, dns: Arc<Dns>, stop: CancellationToken) {
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, _peer) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(v) => v,
@@ -54,13 +62,13 @@ pub async fn serve_tcp(listener: TcpListener, dns: Arc<Dns>, stop: CancellationT
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = connection(stream, peer, dns) => {}
+                _ = connection(stream, dns) => {}
             }
         });
     }
 }
 
-async fn connection(mut s: TcpStream, peer: std::net::SocketAddr, dns: Arc<Dns>) {
+async fn connection(mut s: TcpStream, dns: Arc<Dns>) {
     loop {
         let len = match tokio::time::timeout(Duration::from_secs(10), s.read_u16()).await {
             Ok(Ok(l)) => l as usize,
@@ -70,7 +78,7 @@ async fn connection(mut s: TcpStream, peer: std::net::SocketAddr, dns: Arc<Dns>)
         if tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut msg)).await.is_err() {
             return;
         }
-        let Some(answer) = dns.handle(&msg, peer, Transport::Tcp).await else { return };
+        let Some(answer) = dns.handle(&msg, Transport::Tcp).await else { return };
         let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&answer);
         if s.write_all(&framed).await.is_err() {
