@@ -3,7 +3,7 @@
 //! them, talks to systemd, and handles signals (SIGHUP reloads; SIGTERM/SIGINT shut down within the deadline).
 //!
 //! Subsystems today: `storage` (SQLite upkeep), `http` and `https` (admin UI/API listeners), `metrics` (process
-//! samples for the dashboard). Later ones (dns, proxy, memory) register here the same way.
+//! samples for the dashboard), `dns` (the resolver). Later ones (proxy, memory) register here the same way.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
