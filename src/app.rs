@@ -68,6 +68,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     live.add_applier(Arc::new(ListenerApplier(stash.clone())));
 
     let mut sup = Supervisor::new(RestartPolicy::default());
+    let (querylog, log_reader, log_writer) =
+        crate::dns::querylog::start(db.clone(), crate::dns::querylog_policy(&cfg.dns), 10_000);
+    let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|e| anyhow::anyhow!("dns: {e}"))?;
+    let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns), Some(querylog)));
     let state = AppState {
         db: db.clone(),
         health: sup.health(),
@@ -78,6 +82,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         series: Arc::new(Mutex::new(Series::new(180))),
         started_at: crate::util::unix_now(),
         openapi: Arc::default(),
+        dns: dns.clone(),
+        querylog: log_reader.clone(),
     };
 
     {
@@ -93,10 +99,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         sup.spawn("metrics", move |ctx| sampler_task(ctx, state.clone()));
     }
     {
-        let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|e| anyhow::anyhow!("dns: {e}"))?;
-        let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns)));
-        let (live, stash) = (live.clone(), stash.clone());
-        sup.spawn("dns", move |ctx| dns_task(ctx, live.clone(), dns.clone(), stash.clone()));
+        let (live, stash, reader) = (live.clone(), stash.clone(), log_reader.clone());
+        sup.spawn("dns", move |ctx| dns_task(ctx, live.clone(), dns.clone(), stash.clone(), reader.clone()));
+    }
+    {
+        let writer = Arc::new(log_writer);
+        sup.spawn("querylog", move |ctx| {
+            let writer = writer.clone();
+            async move {
+                ctx.ready("writing in batches");
+                writer.run(ctx.shutdown.clone()).await?;
+                // every handle is gone only at shutdown
+                ctx.shutdown.cancelled().await;
+                Ok(())
+            }
+        });
     }
 
     print_urls(&cfg);
@@ -356,7 +373,13 @@ async fn storage_task(ctx: TaskCtx, db: Db, live: Arc<LiveConfig>) -> anyhow::Re
 
 /// The DNS subsystem: compiles the lists, serves UDP and TCP on `dns.listen`, follows config changes (settings
 /// and cache policy swap live, lists recompile, listeners rebind).
-async fn dns_task(ctx: TaskCtx, live: Arc<LiveConfig>, dns: Arc<crate::dns::Dns>, stash: Stash) -> anyhow::Result<()> {
+async fn dns_task(
+    ctx: TaskCtx,
+    live: Arc<LiveConfig>,
+    dns: Arc<crate::dns::Dns>,
+    stash: Stash,
+    log: crate::dns::querylog::LogReader,
+) -> anyhow::Result<()> {
     use crate::dns::{Settings, cache::Cache, cache_policy, server};
     let mut rx = live.subscribe();
     let mut cfg = rx.borrow_and_update().clone();
@@ -410,6 +433,7 @@ async fn dns_task(ctx: TaskCtx, live: Arc<LiveConfig>, dns: Arc<crate::dns::Dns>
                         continue;
                     }
                     dns.settings.store(Arc::new(Settings::from_config(&new.dns).map_err(anyhow::Error::msg)?));
+                    log.set_policy(crate::dns::querylog_policy(&new.dns));
                     if new.dns.cache != cfg.dns.cache {
                         *dns.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::new(cache_policy(&new.dns));
                     }

@@ -38,7 +38,7 @@ pub struct Migration {
 
 /// Every component's migrations. Later subsystems (dns, proxy, memory, metrics) append their own lists.
 pub fn all_migrations() -> Vec<(&'static str, &'static [Migration])> {
-    vec![("auth", crate::auth::MIGRATIONS)]
+    vec![("auth", crate::auth::MIGRATIONS), ("dns", crate::dns::querylog::MIGRATIONS)]
 }
 
 #[derive(Clone)]

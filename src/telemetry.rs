@@ -52,6 +52,11 @@ fn describe() {
         "Time an upstream took to answer, by upstream."
     );
     describe_counter!("hearth_dns_upstream_failures_total", "Upstream exchanges that failed, by upstream.");
+    describe_counter!("hearth_dns_querylog_written_total", "Query log entries written to the database.");
+    describe_counter!(
+        "hearth_dns_querylog_dropped_total",
+        "Query log entries dropped because the writer fell behind (answering never waits for the log)."
+    );
     metrics::gauge!(
         "hearth_build_info",
         "version" => env!("CARGO_PKG_VERSION"),

@@ -73,9 +73,13 @@ fn lists(dir: &std::path::Path) -> String {
 }
 
 async fn instance(up: &Upstream, upstreams: &str, lists_dir: &std::path::Path) -> Instance {
+    instance_with(up, upstreams, lists_dir, "sqlite").await
+}
+
+async fn instance_with(up: &Upstream, upstreams: &str, lists_dir: &std::path::Path, storage: &str) -> Instance {
     let _ = up;
     let extra = format!(
-        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [{upstreams}]\nupstream_timeout = \"500ms\"\n\n{}",
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [{upstreams}]\nupstream_timeout = \"500ms\"\n\n{}\n[dns.querylog]\nstorage = \"{storage}\"\nflush_interval = \"100ms\"\n",
         lists(lists_dir)
     );
     Instance::start(&extra).await
@@ -199,4 +203,59 @@ async fn upstream_failover_and_servfail() {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"\x01\x02garbage", inst.dns).unwrap();
     assert!(dig(p, &["www.example.test", "+short"]).contains("192.0.2.10"), "still cached and serving");
+}
+
+#[tokio::test]
+async fn query_log_stats_and_live_tail() {
+    for storage in ["sqlite", "memory"] {
+        let up = Upstream::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let inst = instance_with(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path(), storage).await;
+        let p = inst.dns.port();
+        let (c, csrf) = admin_session(&inst).await;
+        // a live-tail subscriber, started before the queries
+        let mut tail = c.get(inst.url("/api/v1/dns/querylog/stream")).send().await.unwrap();
+        assert_eq!(tail.headers()["content-type"], "text/event-stream");
+        dig(p, &["www.example.test"]);
+        dig(p, &["www.example.test"]);
+        dig(p, &["ads.example.test"]);
+        let mut seen = String::new();
+        while !seen.contains("ads.example.test") {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), tail.chunk()).await.expect("live tail").unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+        assert!(seen.contains("event: query"), "{seen}");
+        let log: serde_json::Value =
+            c.get(inst.url("/api/v1/dns/querylog?limit=10")).send().await.unwrap().json().await.unwrap();
+        let outcomes: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["blocked", "cached", "forwarded"], "{storage}: newest first: {log}");
+        let blocked = &log[0];
+        assert_eq!(blocked["name"], "ads.example.test");
+        assert_eq!(blocked["list"], "ads");
+        assert_eq!(blocked["rule"], "||ads.example.test^");
+        assert_eq!(blocked["client"], "127.0.0.1");
+        assert_eq!(log[2]["upstream"], format!("udp://127.0.0.1:{}", up.port));
+        let only: serde_json::Value = c
+            .get(inst.url("/api/v1/dns/querylog?outcome=cached&search=WWW"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(only.as_array().unwrap().len(), 1, "{only}");
+        let stats: serde_json::Value = c.get(inst.url("/api/v1/dns/stats")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(stats["total"], 3, "{stats}");
+        assert_eq!(stats["blocked"], 1);
+        assert_eq!(stats["top_blocked"][0][0], "ads.example.test");
+        // cache flush: the next query goes upstream again
+        let r = c.post(inst.url("/api/v1/dns/cache/flush")).header("x-csrf-token", &csrf).send().await.unwrap();
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["flushed"], 1);
+        dig(p, &["www.example.test"]);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let log: serde_json::Value =
+            c.get(inst.url("/api/v1/dns/querylog?limit=1")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(log[0]["outcome"], "forwarded");
+    }
 }

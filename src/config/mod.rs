@@ -165,7 +165,37 @@ pub struct DnsConfig {
     pub blocking_mode: String,
     pub blocked_ttl: Duration,
     pub cache: DnsCacheConfig,
+    pub querylog: QueryLogConfig,
     pub lists: Vec<DnsList>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryLogStorage {
+    Sqlite,
+    Memory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryLogConfig {
+    pub enabled: bool,
+    pub storage: QueryLogStorage,
+    pub retention: Duration,
+    pub max_entries: usize,
+    pub flush_interval: Duration,
+}
+
+impl Default for QueryLogConfig {
+    fn default() -> Self {
+        QueryLogConfig {
+            enabled: true,
+            storage: QueryLogStorage::Sqlite,
+            retention: Duration::from_secs(7 * 86_400),
+            max_entries: 1_000_000,
+            flush_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Default for DnsConfig {
@@ -178,6 +208,7 @@ impl Default for DnsConfig {
             blocking_mode: "null_ip".into(),
             blocked_ttl: Duration::from_secs(10),
             cache: DnsCacheConfig::default(),
+            querylog: QueryLogConfig::default(),
             lists: vec![],
         }
     }
@@ -391,6 +422,11 @@ impl Config {
             return Err(ConfigError::invalid("dns.cache.min_ttl", "must not exceed dns.cache.max_ttl"));
         }
         in_range("dns.cache.max_negative_ttl", d.cache.max_negative_ttl, 0, 86_400)?;
+        in_range("dns.querylog.retention", d.querylog.retention, 60, 366 * 86_400)?;
+        in_range("dns.querylog.flush_interval", d.querylog.flush_interval, 0, 600)?;
+        if !(100..=100_000_000).contains(&d.querylog.max_entries) {
+            return Err(ConfigError::invalid("dns.querylog.max_entries", "must be between 100 and 100000000"));
+        }
         if d.lists.len() > crate::dns::blocklist::MAX_LISTS {
             return Err(ConfigError::invalid("dns.lists", "too many lists"));
         }

@@ -9,6 +9,7 @@
 
 pub mod blocklist;
 pub mod cache;
+pub mod querylog;
 pub mod server;
 pub mod upstream;
 pub mod wire;
@@ -64,6 +65,7 @@ pub struct Settings {
     /// List names by id, for logs.
     pub list_names: Vec<String>,
     pub enabled_lists: ListSet,
+    pub log_queries: bool,
 }
 
 impl Settings {
@@ -82,7 +84,20 @@ impl Settings {
             blocked_ttl: c.blocked_ttl.as_std().as_secs() as u32,
             list_names: c.lists.iter().map(|l| l.name.clone()).collect(),
             enabled_lists: enabled,
+            log_queries: c.querylog.enabled,
         })
+    }
+}
+
+pub fn querylog_policy(c: &DnsConfig) -> querylog::LogPolicy {
+    querylog::LogPolicy {
+        storage: match c.querylog.storage {
+            crate::config::QueryLogStorage::Sqlite => querylog::Storage::Sqlite,
+            crate::config::QueryLogStorage::Memory => querylog::Storage::Memory,
+        },
+        retention: c.querylog.retention.as_std(),
+        max_entries: c.querylog.max_entries,
+        flush_interval: c.querylog.flush_interval.as_std(),
     }
 }
 
@@ -156,6 +171,7 @@ pub struct Dns {
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache>,
     meters: Meters,
+    log: Option<querylog::QueryLog>,
 }
 
 /// After the synchronous stages: either the answer, or a query that must go upstream.
@@ -171,21 +187,58 @@ pub struct Pending {
     key: CacheKey,
     limit: usize,
     started: Instant,
+    client: IpAddr,
 }
 
 impl Dns {
-    pub fn new(settings: Settings, policy: CachePolicy) -> Self {
+    pub fn new(settings: Settings, policy: CachePolicy, log: Option<querylog::QueryLog>) -> Self {
         Dns {
             engine: ArcSwap::from_pointee(Engine::default()),
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(policy)),
             meters: Meters::new(),
+            log,
         }
     }
 
+    /// Hand an answered query to the query log (never waits).
+    #[allow(clippy::too_many_arguments, reason = "one call per outcome; a struct would only move the list")]
+    fn log(
+        &self,
+        client: IpAddr,
+        q: Option<&wire::QueryInfo>,
+        outcome: Outcome,
+        answer: Option<&[u8]>,
+        list: Option<&str>,
+        rule: Option<&str>,
+        upstream: Option<String>,
+        started: Instant,
+    ) {
+        let Some(log) = &self.log else { return };
+        if !self.settings.load().log_queries {
+            return;
+        }
+        log.record(querylog::Entry {
+            id: 0,
+            ts_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            client: client.to_string(),
+            name: q.map(|q| q.name.clone()).unwrap_or_default(),
+            qtype: q.map(|q| q.qtype).unwrap_or(0),
+            outcome: outcome.as_str().to_string(),
+            rcode: answer.filter(|a| a.len() > 3).map(|a| (a[3] & 0x0F) as u16).unwrap_or(0),
+            list: list.map(str::to_string),
+            rule: rule.map(str::to_string),
+            upstream,
+            latency_us: started.elapsed().as_micros() as u64,
+        });
+    }
+
     /// Answer one query. `None` means drop it (unparseable garbage gets no answer).
-    pub async fn handle(&self, query: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        match self.answer_local(query, transport) {
+    pub async fn handle(&self, query: &[u8], client: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+        match self.answer_local(query, client, transport) {
             Step::Done(answer) => answer,
             Step::Forward(p) => self.forward(p).await,
         }
@@ -193,13 +246,16 @@ impl Dns {
 
     /// The stages that need no network, in order: 1. parse, 2. filter, 3. cache. Cheap enough to run inline in a
     /// receive loop; what is left is [`Dns::forward`].
-    pub fn answer_local(&self, query: &[u8], transport: Transport) -> Step {
+    pub fn answer_local(&self, query: &[u8], client: IpAddr, transport: Transport) -> Step {
+        let started = Instant::now();
         // 1. parse
         let q = match wire::parse_query(query) {
             Ok(q) => q,
             Err(_) => {
                 self.meters.count(Outcome::Malformed);
-                return Step::Done(formerr(query));
+                let answer = formerr(query);
+                self.log(client, None, Outcome::Malformed, answer.as_deref(), None, None, None, started);
+                return Step::Done(answer);
             }
         };
         let limit = match transport {
@@ -212,31 +268,36 @@ impl Dns {
             let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
             tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
             self.meters.count(Outcome::Blocked);
-            return Step::Done(blocked_answer(query, &q, &settings, list, &m.rule));
+            let answer = blocked_answer(query, &q, &settings, list, &m.rule);
+            self.log(client, Some(&q), Outcome::Blocked, answer.as_deref(), Some(list), Some(&m.rule), None, started);
+            return Step::Done(answer);
         }
         // 3. cache
         let key = CacheKey::of(&q);
-        let started = Instant::now();
         if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key, &q, query, started) {
             self.meters.cache_hit.increment(1);
             self.meters.count(Outcome::Cached);
-            return Step::Done(Some(fit(hit, &q, limit)));
+            let answer = fit(hit, &q, limit);
+            self.log(client, Some(&q), Outcome::Cached, Some(&answer), None, None, None, started);
+            return Step::Done(Some(answer));
         }
         self.meters.cache_miss.increment(1);
-        Step::Forward(Pending { query: query.to_vec(), q, key, limit, started })
+        Step::Forward(Pending { query: query.to_vec(), q, key, limit, started, client })
     }
 
     /// The stages that wait for the network: 4. upstream, 5. cache store, 6. account.
     pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
         let settings = self.settings.load_full();
         // 4. upstream
-        let (mut resp, _from) = match upstream::exchange(&settings.upstreams, &p.query, settings.upstream_timeout).await
+        let (mut resp, from) = match upstream::exchange(&settings.upstreams, &p.query, settings.upstream_timeout).await
         {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");
                 self.meters.count(Outcome::Failed);
-                return error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
+                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
+                self.log(p.client, Some(&p.q), Outcome::Failed, answer.as_deref(), None, None, None, p.started);
+                return answer;
             }
         };
         wire::clear_ad(&mut resp);
@@ -251,7 +312,18 @@ impl Dns {
         // 6. account
         self.meters.count(Outcome::Forwarded);
         self.meters.forwarded_latency.record(p.started.elapsed().as_secs_f64());
-        Some(fit(resp, &p.q, p.limit))
+        let answer = fit(resp, &p.q, p.limit);
+        self.log(
+            p.client,
+            Some(&p.q),
+            Outcome::Forwarded,
+            Some(&answer),
+            None,
+            None,
+            Some(from.to_string()),
+            p.started,
+        );
+        Some(answer)
     }
 
     pub fn cache_len(&self) -> usize {

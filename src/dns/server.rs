@@ -26,7 +26,7 @@ pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) 
                 }
             },
         };
-        match dns.answer_local(&buf[..n], Transport::Udp) {
+        match dns.answer_local(&buf[..n], peer.ip(), Transport::Udp) {
             // blocked and cached answers go out from this loop: no task, no copy of the query
             Step::Done(Some(answer)) => {
                 let _ = sock.send_to(&answer, peer).await;
@@ -47,7 +47,7 @@ pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) 
 /// Answer TCP connections (length-prefixed messages, several per connection, 10 s idle timeout).
 pub async fn serve_tcp(listener: TcpListener, dns: Arc<Dns>, stop: CancellationToken) {
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(v) => v,
@@ -62,13 +62,13 @@ pub async fn serve_tcp(listener: TcpListener, dns: Arc<Dns>, stop: CancellationT
         tokio::spawn(async move {
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = connection(stream, dns) => {}
+                _ = connection(stream, peer.ip(), dns) => {}
             }
         });
     }
 }
 
-async fn connection(mut s: TcpStream, dns: Arc<Dns>) {
+async fn connection(mut s: TcpStream, client: std::net::IpAddr, dns: Arc<Dns>) {
     loop {
         let len = match tokio::time::timeout(Duration::from_secs(10), s.read_u16()).await {
             Ok(Ok(l)) => l as usize,
@@ -78,7 +78,7 @@ async fn connection(mut s: TcpStream, dns: Arc<Dns>) {
         if tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut msg)).await.is_err() {
             return;
         }
-        let Some(answer) = dns.handle(&msg, Transport::Tcp).await else { return };
+        let Some(answer) = dns.handle(&msg, client, Transport::Tcp).await else { return };
         let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&answer);
         if s.write_all(&framed).await.is_err() {

@@ -38,6 +38,7 @@ use crate::util::unix_now;
         (name = "auth", description = "First-run setup, login, sessions"),
         (name = "tokens", description = "API tokens"),
         (name = "system", description = "Status and configuration"),
+        (name = "dns", description = "The DNS resolver: query log, stats, cache"),
     )
 )]
 struct ApiDoc;
@@ -70,6 +71,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
         .routes(routes!(get_config, patch_config))
         .routes(routes!(reload_config))
+        .merge(super::dns_api::routes())
 }
 
 pub async fn method_not_allowed() -> ApiError {

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dns_api;
 pub mod error;
 pub mod tls;
 pub mod ui;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub series: Arc<Mutex<Series>>,
     pub started_at: i64,
     pub openapi: Arc<OnceLock<String>>,
+    pub dns: Arc<crate::dns::Dns>,
+    pub querylog: crate::dns::querylog::LogReader,
 }
 
 /// Per-connection facts, inserted into every request by the accept loop.

@@ -1,0 +1,513 @@
+//! The query log: every answered query becomes an [`Entry`], handed to a bounded channel without waiting (when the
+//! writer falls behind, entries are dropped and counted — answering never slows down). The writer task batches
+//! entries into SQLite (one transaction per flush, kind to SD cards) or, in RAM-only mode, into a bounded ring;
+//! it prunes by age and by count, and fans entries out to live-tail subscribers.
+//!
+//! Invariants: `record` never blocks or allocates beyond the entry; the database only ever sees whole batches
+//! (a crash loses at most the unflushed batch, never consistency); queries and stats are read-only.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::storage::{Db, Migration, StorageError};
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "dns query log",
+    sql: "
+        CREATE TABLE dns_queries (
+            id INTEGER PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            client TEXT NOT NULL,
+            name TEXT NOT NULL,
+            qtype INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            rcode INTEGER NOT NULL,
+            list TEXT,
+            rule TEXT,
+            upstream TEXT,
+            latency_us INTEGER NOT NULL
+        );
+        CREATE INDEX dns_queries_ts ON dns_queries(ts_ms);
+    ",
+}];
+
+/// One answered query.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Entry {
+    /// Row id (0 until stored; in RAM-only mode a running counter).
+    pub id: i64,
+    /// Unix time in milliseconds.
+    pub ts_ms: i64,
+    pub client: String,
+    pub name: String,
+    /// Query type number (1 = A, 28 = AAAA, ...).
+    pub qtype: u16,
+    /// blocked, cached, forwarded, failed, malformed.
+    pub outcome: String,
+    pub rcode: u16,
+    /// For blocked and allowed names: the list and the rule that decided.
+    pub list: Option<String>,
+    pub rule: Option<String>,
+    pub upstream: Option<String>,
+    pub latency_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    Sqlite,
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogPolicy {
+    pub storage: Storage,
+    pub retention: Duration,
+    pub max_entries: usize,
+    pub flush_interval: Duration,
+}
+
+/// The pipeline's handle: cheap to clone, never blocks.
+#[derive(Clone)]
+pub struct QueryLog {
+    tx: mpsc::Sender<Entry>,
+    dropped: metrics::Counter,
+}
+
+impl QueryLog {
+    pub fn record(&self, e: Entry) {
+        if self.tx.try_send(e).is_err() {
+            self.dropped.increment(1);
+        }
+    }
+}
+
+/// The reading side: queries, stats, live tail.
+#[derive(Clone)]
+pub struct LogReader {
+    db: Db,
+    ring: Arc<Mutex<VecDeque<Entry>>>,
+    policy: Arc<Mutex<LogPolicy>>,
+    live: broadcast::Sender<Entry>,
+}
+
+/// Filters for the log view.
+#[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct Filter {
+    /// Only entries with a smaller id (paging backwards).
+    pub before: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// Substring of the name.
+    pub search: Option<String>,
+    pub client: Option<String>,
+    pub outcome: Option<String>,
+}
+
+impl Filter {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
+
+    fn matches(&self, e: &Entry) -> bool {
+        self.before.is_none_or(|b| e.id < b)
+            && self.search.as_deref().is_none_or(|s| e.name.contains(&s.to_ascii_lowercase()))
+            && self.client.as_deref().is_none_or(|c| e.client == c)
+            && self.outcome.as_deref().is_none_or(|o| e.outcome == o)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    pub total: u64,
+    pub blocked: u64,
+    pub blocked_percent: f64,
+    pub cached: u64,
+    pub clients: u64,
+    pub top_domains: Vec<(String, u64)>,
+    pub top_blocked: Vec<(String, u64)>,
+    pub top_clients: Vec<(String, u64)>,
+    /// (hour start as Unix seconds, queries, blocked), oldest first, over the window.
+    pub per_hour: Vec<(i64, u64, u64)>,
+}
+
+/// The writer's side: restartable (the supervisor may run it again after a failure; the channel survives).
+pub struct Writer {
+    reader: LogReader,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Entry>>>,
+    next_id: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Create the log; returns the pipeline's handle, the reader, and the writer (run [`Writer::run`] as a task).
+pub fn start(db: Db, policy: LogPolicy, capacity: usize) -> (QueryLog, LogReader, Writer) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let (live, _) = broadcast::channel(1024);
+    let reader = LogReader { db, ring: Arc::default(), policy: Arc::new(Mutex::new(policy)), live };
+    let log = QueryLog { tx, dropped: metrics::counter!("hearth_dns_querylog_dropped_total") };
+    let writer = Writer {
+        reader: reader.clone(),
+        rx: Arc::new(tokio::sync::Mutex::new(rx)),
+        next_id: Arc::new(std::sync::atomic::AtomicI64::new(1)),
+    };
+    (log, reader, writer)
+}
+
+impl Writer {
+    /// Batch entries into storage until every `QueryLog` handle is gone or `stop` fires.
+    pub async fn run(&self, stop: tokio_util::sync::CancellationToken) -> Result<(), StorageError> {
+        let r = &self.reader;
+        let mut rx = self.rx.lock().await;
+        let written = metrics::counter!("hearth_dns_querylog_written_total");
+        let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+        loop {
+            let policy = *r.policy.lock().unwrap_or_else(|p| p.into_inner());
+            let mut batch = Vec::with_capacity(512);
+            // wait for the first entry, then gather what arrives within the flush interval
+            tokio::select! {
+                e = rx.recv() => match e {
+                    Some(e) => batch.push(e),
+                    None => return Ok(()),
+                },
+                _ = stop.cancelled() => return Ok(()),
+            }
+            let deadline = tokio::time::Instant::now() + policy.flush_interval;
+            while batch.len() < 10_000 {
+                tokio::select! {
+                    e = tokio::time::timeout_at(deadline, rx.recv()) => match e {
+                        Ok(Some(e)) => batch.push(e),
+                        Ok(None) | Err(_) => break,
+                    },
+                    // on shutdown, write what was gathered and stop
+                    _ = stop.cancelled() => break,
+                }
+            }
+            let now_ms = crate::util::unix_now() * 1000;
+            let cutoff = now_ms - policy.retention.as_millis() as i64;
+            match policy.storage {
+                Storage::Memory => {
+                    let mut ring = r.ring.lock().unwrap_or_else(|p| p.into_inner());
+                    for mut e in batch {
+                        e.id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let _ = r.live.send(e.clone());
+                        ring.push_back(e);
+                    }
+                    while ring.len() > policy.max_entries || ring.front().is_some_and(|e| e.ts_ms < cutoff) {
+                        ring.pop_front();
+                    }
+                }
+                Storage::Sqlite => {
+                    let n = batch.len() as u64;
+                    let prune = last_prune.elapsed() >= Duration::from_secs(60);
+                    let max = policy.max_entries;
+                    let stored =
+                        r.db.call(move |c| {
+                            let stored = insert_batch(c, batch)?;
+                            if prune {
+                                prune_rows(c, cutoff, max)?;
+                            }
+                            Ok::<_, StorageError>(stored)
+                        })
+                        .await?;
+                    if prune {
+                        last_prune = std::time::Instant::now();
+                    }
+                    written.increment(n);
+                    for e in stored {
+                        let _ = r.live.send(e);
+                    }
+                }
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn insert_batch(c: &mut Connection, batch: Vec<Entry>) -> Result<Vec<Entry>, StorageError> {
+    let tx = c.transaction()?;
+    let mut out = Vec::with_capacity(batch.len());
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO dns_queries (ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for mut e in batch {
+            st.execute(params![
+                e.ts_ms,
+                e.client,
+                e.name,
+                e.qtype,
+                e.outcome,
+                e.rcode,
+                e.list,
+                e.rule,
+                e.upstream,
+                e.latency_us as i64
+            ])?;
+            e.id = tx.last_insert_rowid();
+            out.push(e);
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Delete entries older than `cutoff_ms`, then the oldest beyond `max` rows.
+fn prune_rows(c: &Connection, cutoff_ms: i64, max: usize) -> Result<usize, StorageError> {
+    let mut n = c.execute("DELETE FROM dns_queries WHERE ts_ms < ?1", [cutoff_ms])?;
+    n += c.execute(
+        "DELETE FROM dns_queries WHERE id <= (SELECT id FROM dns_queries ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+        [max as i64],
+    )?;
+    Ok(n)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    Ok(Entry {
+        id: r.get(0)?,
+        ts_ms: r.get(1)?,
+        client: r.get(2)?,
+        name: r.get(3)?,
+        qtype: r.get(4)?,
+        outcome: r.get(5)?,
+        rcode: r.get(6)?,
+        list: r.get(7)?,
+        rule: r.get(8)?,
+        upstream: r.get(9)?,
+        latency_us: r.get::<_, i64>(10)? as u64,
+    })
+}
+
+impl LogReader {
+    pub fn set_policy(&self, p: LogPolicy) {
+        *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Entry> {
+        self.live.subscribe()
+    }
+
+    fn storage(&self) -> Storage {
+        self.policy.lock().unwrap_or_else(|p| p.into_inner()).storage
+    }
+
+    /// Newest first.
+    pub async fn query(&self, f: Filter) -> Result<Vec<Entry>, StorageError> {
+        if self.storage() == Storage::Memory {
+            let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(ring.iter().rev().filter(|e| f.matches(e)).take(f.limit()).cloned().collect());
+        }
+        self.db
+            .call(move |c| {
+                let mut sql = "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us
+                               FROM dns_queries WHERE 1=1"
+                    .to_string();
+                let mut args: Vec<rusqlite::types::Value> = vec![];
+                if let Some(b) = f.before {
+                    sql += " AND id < ?";
+                    args.push(b.into());
+                }
+                if let Some(s) = &f.search {
+                    sql += " AND instr(name, ?) > 0";
+                    args.push(s.to_ascii_lowercase().into());
+                }
+                if let Some(cl) = &f.client {
+                    sql += " AND client = ?";
+                    args.push(cl.clone().into());
+                }
+                if let Some(o) = &f.outcome {
+                    sql += " AND outcome = ?";
+                    args.push(o.clone().into());
+                }
+                sql += " ORDER BY id DESC LIMIT ?";
+                args.push((f.limit() as i64).into());
+                let mut st = c.prepare(&sql)?;
+                let rows = st.query_map(rusqlite::params_from_iter(args), row)?;
+                Ok::<_, StorageError>(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    /// Totals, tops and an hourly series over the last `hours`.
+    pub async fn stats(&self, hours: i64) -> Result<Stats, StorageError> {
+        let since_ms = (crate::util::unix_now() - hours * 3600) * 1000;
+        if self.storage() == Storage::Memory {
+            let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+            return Ok(stats_of(ring.iter().filter(|e| e.ts_ms >= since_ms), since_ms));
+        }
+        self.db
+            .call(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us
+                     FROM dns_queries WHERE ts_ms >= ?1",
+                )?;
+                let rows: Vec<Entry> = st.query_map([since_ms], row)?.collect::<Result<_, _>>()?;
+                Ok::<_, StorageError>(stats_of(rows.iter(), since_ms))
+            })
+            .await
+    }
+}
+
+fn top(counts: std::collections::HashMap<String, u64>, n: usize) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}
+
+/// Pure aggregation over entries.
+pub fn stats_of<'a>(entries: impl Iterator<Item = &'a Entry>, since_ms: i64) -> Stats {
+    use std::collections::{BTreeMap, HashMap};
+    let (mut total, mut blocked, mut cached) = (0u64, 0u64, 0u64);
+    let (mut domains, mut blocked_domains, mut clients) = (HashMap::new(), HashMap::new(), HashMap::new());
+    let mut hours: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
+    for e in entries {
+        total += 1;
+        let is_blocked = e.outcome == "blocked";
+        blocked += is_blocked as u64;
+        cached += (e.outcome == "cached") as u64;
+        *domains.entry(e.name.clone()).or_insert(0) += 1;
+        if is_blocked {
+            *blocked_domains.entry(e.name.clone()).or_insert(0) += 1;
+        }
+        *clients.entry(e.client.clone()).or_insert(0) += 1;
+        let h = hours.entry(e.ts_ms / 3_600_000 * 3600).or_insert((0, 0));
+        h.0 += 1;
+        h.1 += is_blocked as u64;
+    }
+    let first_hour = since_ms / 3_600_000 * 3600;
+    let last_hour = crate::util::unix_now() / 3600 * 3600;
+    let per_hour = (0..)
+        .map(|i| first_hour + i * 3600)
+        .take_while(|h| *h <= last_hour)
+        .map(|h| {
+            let (q, b) = hours.get(&h).copied().unwrap_or((0, 0));
+            (h, q, b)
+        })
+        .collect();
+    Stats {
+        total,
+        blocked,
+        blocked_percent: if total == 0 { 0.0 } else { (blocked as f64 * 1000.0 / total as f64).round() / 10.0 },
+        cached,
+        clients: clients.len() as u64,
+        top_domains: top(domains, 10),
+        top_blocked: top(blocked_domains, 10),
+        top_clients: top(clients, 10),
+        per_hour,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, outcome: &str, client: &str, ts_ms: i64) -> Entry {
+        Entry {
+            id: 0,
+            ts_ms,
+            client: client.into(),
+            name: name.into(),
+            qtype: 1,
+            outcome: outcome.into(),
+            rcode: 0,
+            list: None,
+            rule: None,
+            upstream: None,
+            latency_us: 5,
+        }
+    }
+
+    fn policy(storage: Storage) -> LogPolicy {
+        LogPolicy {
+            storage,
+            retention: Duration::from_secs(3600),
+            max_entries: 5,
+            flush_interval: Duration::from_millis(20),
+        }
+    }
+
+    #[tokio::test]
+    async fn batches_into_sqlite_prunes_and_filters() {
+        let db = Db::open_in_memory().unwrap();
+        let (log, reader, writer) = start(db.clone(), policy(Storage::Sqlite), 100);
+        let task = tokio::spawn(async move { writer.run(Default::default()).await });
+        let now = crate::util::unix_now() * 1000;
+        let mut live = reader.subscribe();
+        log.record(entry("old.example", "forwarded", "10.0.0.9", now - 7_200_000));
+        for i in 0..8 {
+            log.record(entry(&format!("n{i}.example"), if i % 2 == 0 { "blocked" } else { "cached" }, "10.0.0.1", now));
+        }
+        // the first flush stores the batch in one transaction and prunes: too old and beyond 5 rows go
+        let first = live.recv().await.unwrap();
+        assert_eq!(first.name, "old.example");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let all = reader.query(Filter::default()).await.unwrap();
+        assert_eq!(all.len(), 5, "{all:?}");
+        assert_eq!(all[0].name, "n7.example", "newest first");
+        let blocked = reader.query(Filter { outcome: Some("blocked".into()), ..Default::default() }).await.unwrap();
+        assert!(blocked.iter().all(|e| e.outcome == "blocked") && !blocked.is_empty());
+        let found = reader.query(Filter { search: Some("N6".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(found.len(), 1);
+        let page =
+            reader.query(Filter { before: Some(all[1].id), limit: Some(2), ..Default::default() }).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.id).collect::<Vec<_>>(), [all[2].id, all[3].id]);
+        let s = reader.stats(24).await.unwrap();
+        assert_eq!(s.total, 5);
+        assert_eq!(s.top_clients, [("10.0.0.1".to_string(), 5)]);
+        drop(log);
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_mode_is_bounded_and_writes_nothing() {
+        let db = Db::open_in_memory().unwrap();
+        let (log, reader, writer) = start(db.clone(), policy(Storage::Memory), 100);
+        let task = tokio::spawn(async move { writer.run(Default::default()).await });
+        let now = crate::util::unix_now() * 1000;
+        for i in 0..9 {
+            log.record(entry(&format!("m{i}.example"), "cached", "10.0.0.2", now));
+        }
+        drop(log);
+        task.await.unwrap().unwrap();
+        let all = reader.query(Filter::default()).await.unwrap();
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[0].name, "m8.example");
+        let rows: i64 = db.blocking(|c| c.query_row("SELECT count(*) FROM dns_queries", [], |r| r.get(0))).unwrap();
+        assert_eq!(rows, 0, "RAM-only mode never touches the disk");
+    }
+
+    #[tokio::test]
+    async fn a_full_channel_drops_instead_of_waiting() {
+        let db = Db::open_in_memory().unwrap();
+        let (log, _reader, _writer) = start(db, policy(Storage::Sqlite), 2);
+        let t = std::time::Instant::now();
+        for i in 0..1000 {
+            log.record(entry(&format!("x{i}"), "cached", "c", 0));
+        }
+        assert!(t.elapsed() < Duration::from_millis(200), "record never waits for the writer");
+    }
+
+    #[test]
+    fn stats_aggregate() {
+        let now = crate::util::unix_now() * 1000;
+        let es = [
+            entry("a.example", "blocked", "1", now),
+            entry("a.example", "blocked", "1", now),
+            entry("b.example", "forwarded", "2", now),
+            entry("c.example", "cached", "2", now - 3_600_000),
+        ];
+        let s = stats_of(es.iter(), now - 2 * 3_600_000);
+        assert_eq!((s.total, s.blocked, s.cached, s.clients), (4, 2, 1, 2));
+        assert_eq!(s.blocked_percent, 50.0);
+        assert_eq!(s.top_blocked, [("a.example".to_string(), 2)]);
+        assert_eq!(s.per_hour.len(), 3);
+        assert_eq!(s.per_hour.iter().map(|h| h.1).sum::<u64>(), 4);
+    }
+}
