@@ -87,6 +87,30 @@ export interface TokenInfo {
   created_at: number;
   last_used_at: number | null;
 }
+export interface QueryEntry {
+  id: number;
+  ts_ms: number;
+  client: string;
+  name: string;
+  qtype: number;
+  outcome: string;
+  rcode: number;
+  list: string | null;
+  rule: string | null;
+  upstream: string | null;
+  latency_us: number;
+}
+export interface DnsStats {
+  total: number;
+  blocked: number;
+  blocked_percent: number;
+  cached: number;
+  clients: number;
+  top_domains: [string, number][];
+  top_blocked: [string, number][];
+  top_clients: [string, number][];
+  per_hour: [number, number, number][];
+}
 export interface ConfigView {
   config: any;
   path: string;

@@ -5,16 +5,24 @@ import 'uplot/dist/uPlot.min.css';
 /** The window the charts show: the server keeps 180 samples, one every 5 s. */
 export const WINDOW_SECONDS = 15 * 60;
 
-interface Props {
-  title: string;
-  times: number[];
+export interface Line {
+  label: string;
   values: number[];
-  format: (v: number) => string;
   color: string;
 }
 
-// A small live line chart (uPlot): re-created on resize, data swapped in place on updates.
-export function Chart({ title, times, values, format, color }: Props) {
+interface Props {
+  title: string;
+  times: number[];
+  format: (v: number) => string;
+  /** One line per series. */
+  lines: Line[];
+  /** Seconds shown, ending now (default: the dashboard's window). */
+  window?: number;
+}
+
+// A small live line chart (uPlot): re-created on resize and theme changes, data swapped in place on updates.
+export function Chart({ title, times, format, lines, window = WINDOW_SECONDS }: Props) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
 
@@ -33,7 +41,7 @@ export function Chart({ title, times, values, format, color }: Props) {
           cursor: { drag: { x: false, y: false } },
           scales: {
             // a fixed trailing window, so that a young instance with few samples does not stretch the axis
-            x: { time: true, range: () => [Date.now() / 1000 - WINDOW_SECONDS, Date.now() / 1000] },
+            x: { time: true, range: () => [Date.now() / 1000 - window, Date.now() / 1000] },
             y: { range: (_u, _min, max) => [0, Math.max((max ?? 0) * 1.2, 1e-9)] },
           },
           axes: [
@@ -42,17 +50,17 @@ export function Chart({ title, times, values, format, color }: Props) {
           ],
           series: [
             {},
-            {
-              label: title,
-              stroke: color,
+            ...lines.map((l) => ({
+              label: l.label,
+              stroke: l.color,
               width: 2,
-              fill: color + '22',
+              fill: l.color + '22',
               // dots only while there are too few samples to draw a line
-              points: { show: (_u, _s, i0, i1) => i1 - i0 < 2, size: 6 },
-            },
+              points: { show: (_u: uPlot, _s: number, i0: number, i1: number) => i1 - i0 < 2, size: 6 },
+            })),
           ],
         },
-        [times, values],
+        [times, ...lines.map((l) => l.values)],
         el,
       );
     };
@@ -71,8 +79,21 @@ export function Chart({ title, times, values, format, color }: Props) {
   }, []);
 
   useEffect(() => {
-    plot.current?.setData([times, values]);
-  }, [times, values]);
+    plot.current?.setData([times, ...lines.map((l) => l.values)]);
+  }, [times, lines]);
 
-  return <div class="chart" ref={box} role="img" aria-label={`${title} over the last minutes`} />;
+  return (
+    <div>
+      <div class="chart" ref={box} role="img" aria-label={title} />
+      {lines.length > 1 && (
+        <p class="legend small">
+          {lines.map((l) => (
+            <span>
+              <i style={{ background: l.color }} /> {l.label}
+            </span>
+          ))}
+        </p>
+      )}
+    </div>
+  );
 }

@@ -3,7 +3,7 @@
 // Screenshots go to web/test-artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -24,17 +24,19 @@ function freePort() {
   });
 }
 
-let hearth, dir, base, browser, logs = '';
+let hearth, dir, base, browser, dnsPort, logs = '';
 
 before(async () => {
   assert.ok(BIN, 'set HEARTH_BIN to the hearth binary (tests/run.sh does)');
   mkdirSync(ARTIFACTS, { recursive: true });
   dir = mkdtempSync(join(tmpdir(), 'hearth-ui-'));
   const [http, https, dns] = [await freePort(), await freePort(), await freePort()];
+  dnsPort = dns;
+  writeFileSync(join(dir, 'ads.txt'), '||ads.example^\n');
   base = `http://127.0.0.1:${http}`;
   writeFileSync(
     join(dir, 'hearth.toml'),
-    `# ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n`,
+    `# ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n\n[[dns.lists]]\nname = "ads"\nkind = "block"\nsource = "${dir}/ads.txt"\n\n[dns.querylog]\nflush_interval = "200ms"\n`,
   );
   hearth = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   hearth.stdout.on('data', (d) => (logs += d));
@@ -111,6 +113,22 @@ test('wizard → login → dashboard → token → settings → logout', async (
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'auto');
   await shot(page, '03-dashboard');
 
+  // DNS: a blocked query shows up in the live query log, with the list and rule that blocked it
+  await page.getByRole('link', { name: 'DNS' }).click();
+  await page.getByRole('heading', { name: 'Query log' }).waitFor();
+  await page.waitForTimeout(300); // the live tail connects
+  execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'tracker.ads.example', '+short', '+tries=1']);
+  const row = page.locator('tr[data-outcome="blocked"]').filter({ hasText: 'tracker.ads.example' });
+  await row.waitFor({ timeout: 10000 });
+  assert.match(await row.textContent(), /ads: \|\|ads\.example\^/);
+  await page.getByLabel('Outcome').selectOption('forwarded');
+  await page.getByText('No queries yet.').waitFor();
+  await page.getByLabel('Outcome').selectOption('');
+  await row.waitFor();
+  await page.reload();
+  await page.getByTestId('top-blocked').filter({ hasText: 'tracker.ads.example' }).waitFor();
+  await shot(page, '04-dns');
+
   // API tokens: create, see it once, it works, revoke
   await page.getByRole('link', { name: 'API tokens' }).click();
   await page.getByLabel('Name').fill('home-assistant');
@@ -120,7 +138,7 @@ test('wizard → login → dashboard → token → settings → logout', async (
   const r = await fetch(base + '/api/v1/tokens', { headers: { Authorization: 'Bearer ' + secret } });
   assert.equal(r.status, 200);
   await page.locator('tr[data-token="home-assistant"]').waitFor();
-  await shot(page, '04-tokens');
+  await shot(page, '05-tokens');
   page.once('dialog', (d) => d.accept());
   await page.getByRole('button', { name: 'Revoke home-assistant' }).click();
   await page.getByText('No tokens yet.').waitFor();
@@ -131,7 +149,7 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByLabel(/Session lifetime/).fill('forever');
   await page.getByRole('button', { name: 'Save' }).click();
   await page.getByRole('alert').filter({ hasText: 'auth.session_ttl' }).waitFor();
-  await shot(page, '05-settings-error');
+  await shot(page, '06-settings-error');
   await page.getByLabel(/Session lifetime/).fill('12h');
   await page.getByLabel(/Log level/).selectOption('debug');
   await page.getByRole('button', { name: 'Save' }).click();
@@ -155,7 +173,7 @@ test('wizard → login → dashboard → token → settings → logout', async (
   assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(21, 20, 18)');
   await page.getByRole('link', { name: 'Dashboard' }).click();
   await page.locator('.chart canvas').first().waitFor();
-  await shot(page, '06-dashboard-dark');
+  await shot(page, '07-dashboard-dark');
 
   // logout returns to the login page, and the session is gone
   await page.getByRole('button', { name: 'Log out' }).click();
@@ -177,6 +195,6 @@ test('narrow screens: the dashboard stays usable on a phone', async () => {
   await page.getByTestId('subsystems').waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `no horizontal scrolling (${overflow}px)`);
-  await shot(page, '07-phone-dark');
+  await shot(page, '08-phone-dark');
   await context.close();
 });

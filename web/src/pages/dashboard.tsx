@@ -111,11 +111,21 @@ export function Dashboard() {
       <section class="charts">
         <div class="card">
           <h2>Request rate</h2>
-          <Chart title="requests/s" times={times} values={series.map((s) => s.requests_per_second)} format={(v) => `${v.toFixed(1)}/s`} color="#d9622b" />
+          <Chart
+            title="HTTP requests per second"
+            times={times}
+            lines={[{ label: 'requests/s', values: series.map((s) => s.requests_per_second), color: '#d9622b' }]}
+            format={(v) => `${v.toFixed(1)}/s`}
+          />
         </div>
         <div class="card">
           <h2>Memory</h2>
-          <Chart title="RSS" times={times} values={series.map((s) => s.rss_bytes)} format={bytes} color="#3b82f6" />
+          <Chart
+            title="Resident memory"
+            times={times}
+            lines={[{ label: 'RSS', values: series.map((s) => s.rss_bytes), color: '#3b82f6' }]}
+            format={bytes}
+          />
         </div>
       </section>
       <p class="muted small">

@@ -1,0 +1,244 @@
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { api, ApiError, QueryEntry, DnsStats } from '../api';
+import { Chart } from '../chart';
+
+// The DNS page: today's figures, an hourly chart, top lists, and the query log with filters and live tail.
+
+const QTYPES: Record<number, string> = {
+  1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY',
+};
+const qtype = (t: number) => QTYPES[t] ?? `TYPE${t}`;
+const OUTCOMES = ['blocked', 'cached', 'forwarded', 'failed', 'malformed'];
+const MAX_ROWS = 500;
+
+function Stats() {
+  const [stats, setStats] = useState<DnsStats | null>(null);
+  const [error, setError] = useState('');
+  useEffect(() => {
+    let stop = false;
+    let timer = 0;
+    const load = async () => {
+      try {
+        const s = await api<DnsStats>('GET', '/api/v1/dns/stats?hours=24');
+        if (!stop) setStats(s);
+      } catch (e) {
+        if (!stop) setError((e as ApiError).message);
+      }
+      if (!stop) timer = window.setTimeout(load, 15000);
+    };
+    load();
+    return () => {
+      stop = true;
+      clearTimeout(timer);
+    };
+  }, []);
+  if (!stats) return <p>{error || 'Loading…'}</p>;
+  const hours = stats.per_hour.map((h) => h[0]);
+  const top = (title: string, rows: [string, number][], testid: string) => (
+    <div class="card">
+      <h2>{title}</h2>
+      {rows.length === 0 ? (
+        <p class="muted">Nothing yet.</p>
+      ) : (
+        <ol data-testid={testid}>
+          {rows.map(([k, n]) => (
+            <li>
+              <span title={k}>{k}</span>
+              <span class="muted">{n}</span>
+            </li>
+          ))}
+        </ol>
+      )}
+    </div>
+  );
+  return (
+    <>
+      <section class="cards" aria-label="Last 24 hours">
+        <div class="card stat">
+          <span class="label">Queries (24 h)</span>
+          <span class="value" data-testid="dns-total">
+            {stats.total}
+          </span>
+        </div>
+        <div class="card stat">
+          <span class="label">Blocked</span>
+          <span class="value">
+            {stats.blocked} <span class="muted small">({stats.blocked_percent} %)</span>
+          </span>
+        </div>
+        <div class="card stat">
+          <span class="label">From cache</span>
+          <span class="value">{stats.cached}</span>
+        </div>
+        <div class="card stat">
+          <span class="label">Clients</span>
+          <span class="value">{stats.clients}</span>
+        </div>
+      </section>
+      <section class="card">
+        <h2>Queries per hour</h2>
+        <Chart
+          title="DNS queries per hour, last 24 hours"
+          times={hours}
+          window={24 * 3600}
+          format={(v) => (Number.isInteger(v) ? String(v) : v.toFixed(1))}
+          lines={[
+            { label: 'all queries', values: stats.per_hour.map((h) => h[1]), color: '#3b82f6' },
+            { label: 'blocked', values: stats.per_hour.map((h) => h[2]), color: '#d9622b' },
+          ]}
+        />
+      </section>
+      <section class="tops">
+        {top('Top domains', stats.top_domains, 'top-domains')}
+        {top('Top blocked', stats.top_blocked, 'top-blocked')}
+        {top('Top clients', stats.top_clients, 'top-clients')}
+      </section>
+    </>
+  );
+}
+
+function QueryLog() {
+  const [rows, setRows] = useState<QueryEntry[]>([]);
+  const [search, setSearch] = useState('');
+  const [outcome, setOutcome] = useState('');
+  const [client, setClient] = useState('');
+  const [live, setLive] = useState(true);
+  const [error, setError] = useState('');
+  const [more, setMore] = useState(true);
+  const filters = useRef({ search, outcome, client });
+  filters.current = { search, outcome, client };
+
+  const params = (before?: number) => {
+    const p = new URLSearchParams({ limit: '100' });
+    if (search) p.set('search', search);
+    if (outcome) p.set('outcome', outcome);
+    if (client) p.set('client', client);
+    if (before) p.set('before', String(before));
+    return p.toString();
+  };
+  const load = async () => {
+    try {
+      const r = await api<QueryEntry[]>('GET', `/api/v1/dns/querylog?${params()}`);
+      setRows(r);
+      setMore(r.length === 100);
+      setError('');
+    } catch (e) {
+      setError((e as ApiError).message);
+    }
+  };
+  const older = async () => {
+    const last = rows[rows.length - 1];
+    if (!last) return;
+    const r = await api<QueryEntry[]>('GET', `/api/v1/dns/querylog?${params(last.id)}`);
+    setRows([...rows, ...r]);
+    setMore(r.length === 100);
+  };
+  useEffect(() => {
+    load();
+  }, [search, outcome, client]);
+
+  // live tail: new entries that match the filters are put on top
+  useEffect(() => {
+    if (!live) return;
+    const es = new EventSource('/api/v1/dns/querylog/stream');
+    es.addEventListener('query', (ev) => {
+      const e: QueryEntry = JSON.parse((ev as MessageEvent).data);
+      const f = filters.current;
+      if (f.search && !e.name.includes(f.search.toLowerCase())) return;
+      if (f.outcome && e.outcome !== f.outcome) return;
+      if (f.client && e.client !== f.client) return;
+      setRows((rs) => (rs.some((r) => r.id === e.id) ? rs : [e, ...rs].slice(0, MAX_ROWS)));
+    });
+    return () => es.close();
+  }, [live]);
+
+  async function flush() {
+    const r = await api<{ flushed: number }>('POST', '/api/v1/dns/cache/flush');
+    setError(`Cache flushed (${r.flushed} answers).`);
+  }
+
+  return (
+    <section class="card">
+      <h2>Query log</h2>
+      <div class="filters">
+        <label>
+          Name contains
+          <input name="search" value={search} onInput={(e) => setSearch(e.currentTarget.value)} placeholder="example.com" />
+        </label>
+        <label>
+          Outcome
+          <select name="outcome" value={outcome} onChange={(e) => setOutcome(e.currentTarget.value)}>
+            <option value="">any</option>
+            {OUTCOMES.map((o) => (
+              <option value={o}>{o}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Client
+          <input name="client" value={client} onInput={(e) => setClient(e.currentTarget.value)} placeholder="192.168.1.20" />
+        </label>
+        <label class="row" style={{ alignItems: 'center', gap: '0.4rem' }}>
+          <input type="checkbox" checked={live} onChange={(e) => setLive(e.currentTarget.checked)} /> Live
+        </label>
+        <button type="button" class="ghost" onClick={load}>
+          Refresh
+        </button>
+        <button type="button" class="ghost" onClick={flush}>
+          Flush cache
+        </button>
+      </div>
+      {error && <p role="status">{error}</p>}
+      {rows.length === 0 ? (
+        <p class="muted">No queries yet. Point a device's DNS at hearth, or try: dig @hearth-address example.com</p>
+      ) : (
+        <table class="table log" data-testid="querylog">
+          <thead>
+            <tr>
+              <th scope="col">Time</th>
+              <th scope="col">Client</th>
+              <th scope="col">Name</th>
+              <th scope="col">Type</th>
+              <th scope="col">Outcome</th>
+              <th scope="col">Why / upstream</th>
+              <th scope="col">ms</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r) => (
+              <tr data-outcome={r.outcome}>
+                <td data-label="Time">{new Date(r.ts_ms).toLocaleTimeString()}</td>
+                <td data-label="Client">{r.client}</td>
+                <td data-label="Name" class="name">
+                  {r.name || '(unreadable)'}
+                </td>
+                <td data-label="Type">{qtype(r.qtype)}</td>
+                <td data-label="Outcome">
+                  <span class={`badge ${r.outcome}`}>{r.outcome}</span>
+                </td>
+                <td data-label="Why" class="small">
+                  {r.rule ? `${r.list}: ${r.rule}` : (r.upstream ?? '')}
+                </td>
+                <td data-label="ms">{(r.latency_us / 1000).toFixed(1)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {more && rows.length > 0 && (
+        <button type="button" class="ghost" onClick={older}>
+          Older entries
+        </button>
+      )}
+    </section>
+  );
+}
+
+export function Dns() {
+  return (
+    <>
+      <Stats />
+      <QueryLog />
+    </>
+  );
+}
