@@ -14,15 +14,12 @@ pub mod server;
 pub mod upstream;
 pub mod wire;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::opt::EdnsOption;
-use hickory_proto::rr::rdata::{A, AAAA};
-use hickory_proto::rr::{RData, Record};
+use hickory_proto::op::ResponseCode;
 
 use crate::config::DnsConfig;
 use blocklist::{Engine, ListInput, ListSet, ListStats, Verdict};
@@ -224,10 +221,10 @@ impl Dns {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0),
-            client: client.to_string(),
+            client,
             name: q.map(|q| q.name.clone()).unwrap_or_default(),
             qtype: q.map(|q| q.qtype).unwrap_or(0),
-            outcome: outcome.as_str().to_string(),
+            outcome: std::borrow::Cow::Borrowed(outcome.as_str()),
             rcode: answer.filter(|a| a.len() > 3).map(|a| (a[3] & 0x0F) as u16).unwrap_or(0),
             list: list.map(str::to_string),
             rule: rule.map(str::to_string),
@@ -374,43 +371,8 @@ fn fit(resp: Vec<u8>, q: &wire::QueryInfo, limit: usize) -> Vec<u8> {
     if resp.len() > limit { wire::truncated(&resp, q.question_end) } else { resp }
 }
 
-fn base_response(query: &[u8], rcode: ResponseCode) -> Option<Message> {
-    let req = Message::from_vec(query).ok()?;
-    let mut m = Message::new(req.metadata.id, MessageType::Response, OpCode::Query);
-    m.metadata.recursion_desired = req.metadata.recursion_desired;
-    m.metadata.recursion_available = true;
-    m.metadata.checking_disabled = req.metadata.checking_disabled;
-    m.metadata.response_code = rcode;
-    m.add_queries(req.queries);
-    if let Some(e) = req.edns {
-        let mut out = Edns::new();
-        out.set_max_payload(1232);
-        out.set_dnssec_ok(e.flags().dnssec_ok);
-        m.set_edns(out);
-    }
-    Some(m)
-}
-
-/// An Extended DNS Error (RFC 8914) option: info code + text.
-fn ede(code: u16, text: &str) -> EdnsOption {
-    let mut data = code.to_be_bytes().to_vec();
-    data.extend_from_slice(text.as_bytes());
-    EdnsOption::Unknown(15, data)
-}
-
-fn error_answer(
-    query: &[u8],
-    q: &wire::QueryInfo,
-    rcode: ResponseCode,
-    ede_info: Option<(u16, &str)>,
-) -> Option<Vec<u8>> {
-    let mut m = base_response(query, rcode)?;
-    if let (Some(e), Some((code, text))) = (m.edns.as_mut(), ede_info) {
-        e.options_mut().insert(ede(code, text));
-    }
-    let mut out = m.to_vec().ok()?;
-    wire::copy_question(&mut out, query, q.question_end);
-    Some(out)
+fn error_answer(query: &[u8], q: &wire::QueryInfo, rcode: ResponseCode, ede: Option<(u16, &str)>) -> Option<Vec<u8>> {
+    Some(wire::synthesize(q, query, u16::from(rcode) as u8, None, ede))
 }
 
 fn blocked_answer(query: &[u8], q: &wire::QueryInfo, s: &Settings, list: &str, rule: &str) -> Option<Vec<u8>> {
@@ -419,25 +381,24 @@ fn blocked_answer(query: &[u8], q: &wire::QueryInfo, s: &Settings, list: &str, r
         BlockingMode::Refused => ResponseCode::Refused,
         _ => ResponseCode::NoError,
     };
-    let mut m = base_response(query, rcode)?;
-    let name = m.queries.first()?.name().clone();
-    let rdata = match (s.blocking, q.qtype) {
-        (BlockingMode::NullIp, 1) => Some(RData::A(A(Ipv4Addr::UNSPECIFIED))),
-        (BlockingMode::NullIp, 28) => Some(RData::AAAA(AAAA(Ipv6Addr::UNSPECIFIED))),
-        (BlockingMode::Custom(IpAddr::V4(ip)), 1) => Some(RData::A(A(ip))),
-        (BlockingMode::Custom(IpAddr::V6(ip)), 28) => Some(RData::AAAA(AAAA(ip))),
+    let (v4, v6);
+    let rdata: Option<(u16, &[u8])> = match (s.blocking, q.qtype) {
+        (BlockingMode::NullIp, 1) => Some((1, &[0; 4])),
+        (BlockingMode::NullIp, 28) => Some((28, &[0; 16])),
+        (BlockingMode::Custom(IpAddr::V4(ip)), 1) => {
+            v4 = ip.octets();
+            Some((1, &v4))
+        }
+        (BlockingMode::Custom(IpAddr::V6(ip)), 28) => {
+            v6 = ip.octets();
+            Some((28, &v6))
+        }
         _ => None,
     };
-    if let Some(rdata) = rdata {
-        m.add_answer(Record::from_rdata(name, s.blocked_ttl, rdata));
-    }
-    if let Some(e) = m.edns.as_mut() {
-        // EDE 15 "Blocked": the list and rule, so the user sees why
-        e.options_mut().insert(ede(15, &format!("blocked by {list}: {rule}")));
-    }
-    let mut out = m.to_vec().ok()?;
-    wire::copy_question(&mut out, query, q.question_end);
-    Some(out)
+    // EDE 15 "Blocked": the list and rule, so the user sees why
+    let why = format!("blocked by {list}: {rule}");
+    let answer = rdata.map(|(t, d)| (t, s.blocked_ttl, d));
+    Some(wire::synthesize(q, query, u16::from(rcode) as u8, answer, Some((15, &why))))
 }
 
 /// FORMERR for a query whose header is readable; nothing for garbage.

@@ -44,12 +44,14 @@ pub struct Entry {
     pub id: i64,
     /// Unix time in milliseconds.
     pub ts_ms: i64,
-    pub client: String,
+    #[schema(value_type = String)]
+    pub client: std::net::IpAddr,
     pub name: String,
     /// Query type number (1 = A, 28 = AAAA, ...).
     pub qtype: u16,
     /// blocked, cached, forwarded, failed, malformed.
-    pub outcome: String,
+    #[schema(value_type = String)]
+    pub outcome: std::borrow::Cow<'static, str>,
     pub rcode: u16,
     /// For blocked and allowed names: the list and the rule that decided.
     pub list: Option<String>,
@@ -117,7 +119,7 @@ impl Filter {
     fn matches(&self, e: &Entry) -> bool {
         self.before.is_none_or(|b| e.id < b)
             && self.search.as_deref().is_none_or(|s| e.name.contains(&s.to_ascii_lowercase()))
-            && self.client.as_deref().is_none_or(|c| e.client == c)
+            && self.client.as_deref().is_none_or(|c| e.client.to_string() == c)
             && self.outcome.as_deref().is_none_or(|o| e.outcome == o)
     }
 }
@@ -240,7 +242,7 @@ fn insert_batch(c: &mut Connection, batch: Vec<Entry>) -> Result<Vec<Entry>, Sto
         for mut e in batch {
             st.execute(params![
                 e.ts_ms,
-                e.client,
+                e.client.to_string(),
                 e.name,
                 e.qtype,
                 e.outcome,
@@ -272,10 +274,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
         id: r.get(0)?,
         ts_ms: r.get(1)?,
-        client: r.get(2)?,
+        client: r.get::<_, String>(2)?.parse().unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
         name: r.get(3)?,
         qtype: r.get(4)?,
-        outcome: r.get(5)?,
+        outcome: std::borrow::Cow::Owned(r.get(5)?),
         rcode: r.get(6)?,
         list: r.get(7)?,
         rule: r.get(8)?,
@@ -376,7 +378,7 @@ pub fn stats_of<'a>(entries: impl Iterator<Item = &'a Entry>, since_ms: i64) -> 
         if is_blocked {
             *blocked_domains.entry(e.name.clone()).or_insert(0) += 1;
         }
-        *clients.entry(e.client.clone()).or_insert(0) += 1;
+        *clients.entry(e.client.to_string()).or_insert(0) += 1;
         let h = hours.entry(e.ts_ms / 3_600_000 * 3600).or_insert((0, 0));
         h.0 += 1;
         h.1 += is_blocked as u64;
@@ -412,10 +414,10 @@ mod tests {
         Entry {
             id: 0,
             ts_ms,
-            client: client.into(),
+            client: client.parse().unwrap(),
             name: name.into(),
             qtype: 1,
-            outcome: outcome.into(),
+            outcome: outcome.to_string().into(),
             rcode: 0,
             list: None,
             rule: None,
@@ -489,7 +491,7 @@ mod tests {
         let (log, _reader, _writer) = start(db, policy(Storage::Sqlite), 2);
         let t = std::time::Instant::now();
         for i in 0..1000 {
-            log.record(entry(&format!("x{i}"), "cached", "c", 0));
+            log.record(entry(&format!("x{i}"), "cached", "10.9.9.9", 0));
         }
         assert!(t.elapsed() < Duration::from_millis(200), "record never waits for the writer");
     }
@@ -498,10 +500,10 @@ mod tests {
     fn stats_aggregate() {
         let now = crate::util::unix_now() * 1000;
         let es = [
-            entry("a.example", "blocked", "1", now),
-            entry("a.example", "blocked", "1", now),
-            entry("b.example", "forwarded", "2", now),
-            entry("c.example", "cached", "2", now - 3_600_000),
+            entry("a.example", "blocked", "10.0.0.1", now),
+            entry("a.example", "blocked", "10.0.0.1", now),
+            entry("b.example", "forwarded", "10.0.0.2", now),
+            entry("c.example", "cached", "10.0.0.2", now - 3_600_000),
         ];
         let s = stats_of(es.iter(), now - 2 * 3_600_000);
         assert_eq!((s.total, s.blocked, s.cached, s.clients), (4, 2, 1, 2));

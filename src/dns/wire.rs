@@ -220,6 +220,56 @@ pub fn truncated(resp: &[u8], question_end: usize) -> Vec<u8> {
     out
 }
 
+/// Build a response to `query` directly on the wire: the query's id and question, RD and CD copied, RA set,
+/// `rcode`, at most one answer record for the question's name (`(type, ttl, rdata)`), and — when the client sent
+/// EDNS — an OPT record (our payload size, its DO bit) carrying an Extended DNS Error (RFC 8914) if given.
+pub fn synthesize(
+    q: &QueryInfo,
+    query: &[u8],
+    rcode: u8,
+    answer: Option<(u16, u32, &[u8])>,
+    ede: Option<(u16, &str)>,
+) -> Vec<u8> {
+    let edns = q.edns_payload.is_some();
+    let mut out = Vec::with_capacity(q.question_end + 64);
+    out.extend_from_slice(&q.id.to_be_bytes());
+    let rd = if q.recursion_desired { 0x01 } else { 0 };
+    let cd = if q.checking_disabled { 0x10 } else { 0 };
+    out.push(0x80 | rd);
+    out.push(0x80 | cd | (rcode & 0x0F));
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&(answer.is_some() as u16).to_be_bytes());
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out.extend_from_slice(&(edns as u16).to_be_bytes());
+    out.extend_from_slice(&query[HEADER..q.question_end]);
+    if let Some((rtype, ttl, rdata)) = answer {
+        out.extend_from_slice(&[0xC0, 0x0C]); // the question's name
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&q.qclass.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+    }
+    if edns {
+        out.push(0); // root name
+        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+        out.extend_from_slice(&1232u16.to_be_bytes());
+        out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
+        match ede {
+            Some((code, text)) => {
+                let text = &text.as_bytes()[..text.len().min(400)];
+                out.extend_from_slice(&((4 + 2 + text.len()) as u16).to_be_bytes());
+                out.extend_from_slice(&15u16.to_be_bytes()); // option code: EDE
+                out.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
+                out.extend_from_slice(&code.to_be_bytes());
+                out.extend_from_slice(text);
+            }
+            None => out.extend_from_slice(&0u16.to_be_bytes()),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +338,36 @@ mod tests {
         assert_eq!(info.rcode, 3);
         assert_eq!(info.negative_ttl, Some(120));
         let _ = DNSClass::IN;
+    }
+
+    #[test]
+    fn synthesized_answers_decode() {
+        let b = query("Ads.Example.", Some((1232, true)));
+        let q = parse_query(&b).unwrap();
+        let out = synthesize(&q, &b, 0, Some((28, 10, &[0u8; 16])), Some((15, "blocked by ads: ||ads.example^")));
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.id, 0x1234);
+        assert!(m.metadata.recursion_available && m.metadata.recursion_desired);
+        assert_eq!(m.queries[0].name().to_ascii(), "Ads.Example.");
+        assert_eq!(m.answers[0].name.to_ascii(), "Ads.Example.");
+        assert_eq!(m.answers[0].ttl, 10);
+        assert_eq!(m.answers[0].data, RData::AAAA(hickory_proto::rr::rdata::AAAA(std::net::Ipv6Addr::UNSPECIFIED)));
+        let edns = m.edns.unwrap();
+        assert!(edns.flags().dnssec_ok);
+        let opt = edns.options().as_ref().iter().find(|(c, _)| u16::from(*c) == 15).map(|(_, o)| o.clone()).unwrap();
+        match opt {
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data) => {
+                assert_eq!(&data[..2], &[0, 15]);
+                assert_eq!(&data[2..], b"blocked by ads: ||ads.example^");
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = query("x.example.", None);
+        let q = parse_query(&plain).unwrap();
+        let out = synthesize(&q, &plain, 3, None, Some((15, "ignored without EDNS")));
+        let m = Message::from_vec(&out).unwrap();
+        assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
+        assert!(m.answers.is_empty() && m.edns.is_none());
     }
 
     #[test]
