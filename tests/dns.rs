@@ -259,3 +259,37 @@ async fn query_log_stats_and_live_tail() {
         assert_eq!(log[0]["outcome"], "forwarded");
     }
 }
+
+/// kill -9 while queries are being logged heavily: the database stays consistent and hearth starts again on it.
+#[tokio::test]
+async fn kill_9_during_heavy_logging_leaves_a_consistent_database() {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let up = Upstream::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut inst = instance_with(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path(), "sqlite").await;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 512];
+    // blocked names answer locally, so the log fills as fast as we can send
+    let started = std::time::Instant::now();
+    let mut sent = 0u32;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let mut m = Message::new(sent as u16, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(format!("n{sent}.ads.example.test.")).unwrap(), RecordType::A));
+        let _ = sock.send_to(&m.to_vec().unwrap(), inst.dns);
+        while sock.recv(&mut buf).is_ok() {}
+        sent += 1;
+    }
+    inst.signal("KILL");
+    assert!(inst.wait_exit(Duration::from_secs(5)).is_some());
+    let db = rusqlite::Connection::open(inst.dir.path().join("data/hearth.db")).unwrap();
+    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let rows: i64 = db.query_row("SELECT count(*) FROM dns_queries", [], |r| r.get(0)).unwrap();
+    assert!(rows > 100, "{rows} of {sent} logged before the kill");
+    drop(db);
+    // and it starts again on the same data
+    let out = inst.cli(&["token", "create", "after-crash", "--config", inst.config_path().to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
