@@ -14,11 +14,16 @@ struct Upstream {
 
 impl Upstream {
     fn start() -> Upstream {
+        Self::start_ttl(300)
+    }
+
+    fn start_ttl(ttl: u32) -> Upstream {
         let port = free_port();
         let big: Vec<String> = ["a", "b", "c"].iter().map(|c| format!("\"{}\"", c.repeat(200))).collect();
         let child = Command::new("dnsmasq")
             .args(["-k", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"])
-            .args(["--conf-file=/dev/null", "--pid-file=", "--user=root", "--local=/example.test/", "--local-ttl=300"])
+            .args(["--conf-file=/dev/null", "--pid-file=", "--user=root", "--local=/example.test/"])
+            .arg(format!("--local-ttl={ttl}"))
             .arg(format!("--port={port}"))
             .arg("--host-record=www.example.test,192.0.2.10,2001:db8::10")
             .arg("--host-record=ads.example.test,192.0.2.66")
@@ -292,4 +297,25 @@ async fn kill_9_during_heavy_logging_leaves_a_consistent_database() {
     // and it starts again on the same data
     let out = inst.cli(&["token", "create", "after-crash", "--config", inst.config_path().to_str().unwrap()], None);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// When every upstream is gone, expired answers are served stale (RFC 8767) with a 30 s TTL.
+#[tokio::test]
+async fn serve_stale_when_all_upstreams_are_down() {
+    let up = Upstream::start_ttl(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path()).await;
+    let p = inst.dns.port();
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10");
+    drop(up);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let out = dig(p, &["www.example.test"]);
+    assert!(out.contains("status: NOERROR") && out.contains("www.example.test.\t30\tIN\tA\t192.0.2.10"), "{out}");
+    // a name never seen has nothing stale to give
+    assert!(dig(p, &["never.example.test"]).contains("status: SERVFAIL"));
+    let (c, _) = admin_session(&inst).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log: serde_json::Value =
+        c.get(inst.url("/api/v1/dns/querylog?outcome=stale")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(log[0]["name"], "www.example.test", "{log}");
 }

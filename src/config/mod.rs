@@ -228,6 +228,7 @@ pub struct DnsCacheConfig {
     pub min_ttl: Duration,
     pub max_ttl: Duration,
     pub max_negative_ttl: Duration,
+    pub serve_stale: Duration,
 }
 
 impl Default for DnsCacheConfig {
@@ -237,6 +238,7 @@ impl Default for DnsCacheConfig {
             min_ttl: Duration::from_secs(0),
             max_ttl: Duration::from_secs(86_400),
             max_negative_ttl: Duration::from_secs(3600),
+            serve_stale: Duration::from_secs(86_400),
         }
     }
 }
@@ -422,6 +424,7 @@ impl Config {
             return Err(ConfigError::invalid("dns.cache.min_ttl", "must not exceed dns.cache.max_ttl"));
         }
         in_range("dns.cache.max_negative_ttl", d.cache.max_negative_ttl, 0, 86_400)?;
+        in_range("dns.cache.serve_stale", d.cache.serve_stale, 0, 30 * 86_400)?;
         in_range("dns.querylog.retention", d.querylog.retention, 60, 366 * 86_400)?;
         in_range("dns.querylog.flush_interval", d.querylog.flush_interval, 0, 600)?;
         if !(100..=100_000_000).contains(&d.querylog.max_entries) {

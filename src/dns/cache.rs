@@ -18,7 +18,12 @@ pub struct CachePolicy {
     pub max_ttl: u32,
     /// Cap for negative answers (RFC 2308 recommends at most a few hours).
     pub max_negative_ttl: u32,
+    /// Expired answers are kept this much longer, to be served when no upstream answers (RFC 8767); 0 = never.
+    pub serve_stale: u32,
 }
+
+/// TTL of a stale answer (RFC 8767 recommends 30 s).
+pub const STALE_TTL: u32 = 30;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -124,7 +129,10 @@ impl Cache {
         let e = self.map.get(key)?;
         let age = now.saturating_duration_since(e.stored);
         if age >= Duration::from_secs(e.ttl as u64) {
-            self.map.remove(key);
+            // expired: kept for serve-stale while within the window, else dropped
+            if age >= Duration::from_secs(e.ttl as u64 + self.policy.serve_stale as u64) {
+                self.map.remove(key);
+            }
             return None;
         }
         let mut out = e.wire.clone();
@@ -141,6 +149,24 @@ impl Cache {
         }
         Some(out)
     }
+
+    /// An expired answer still within the serve-stale window, with every TTL set to [`STALE_TTL`] — for when no
+    /// upstream answers (RFC 8767).
+    pub fn get_stale(&mut self, key: &CacheKey, q: &wire::QueryInfo, query: &[u8], now: Instant) -> Option<Vec<u8>> {
+        let e = self.map.get(key)?;
+        let age = now.saturating_duration_since(e.stored).as_secs();
+        if age >= e.ttl as u64 + self.policy.serve_stale as u64 {
+            self.map.remove(key);
+            return None;
+        }
+        let mut out = e.wire.clone();
+        wire::set_id(&mut out, q.id);
+        wire::copy_question(&mut out, query, q.question_end);
+        for &o in &e.ttl_offsets {
+            out[o..o + 4].copy_from_slice(&STALE_TTL.to_be_bytes());
+        }
+        Some(out)
+    }
 }
 
 #[cfg(test)]
@@ -151,7 +177,7 @@ mod tests {
     use hickory_proto::rr::{Name, RData, Record, RecordType};
 
     fn policy() -> CachePolicy {
-        CachePolicy { max_entries: 3, min_ttl: 0, max_ttl: 86400, max_negative_ttl: 3600 }
+        CachePolicy { max_entries: 3, min_ttl: 0, max_ttl: 86400, max_negative_ttl: 3600, serve_stale: 0 }
     }
 
     fn query(name: &str, id: u16) -> (Vec<u8>, wire::QueryInfo) {
@@ -191,6 +217,21 @@ mod tests {
         assert_eq!(m.answers[0].ttl, 70);
         assert!(c.get(&CacheKey::of(&q2), &q2, &b, t0 + Duration::from_secs(100)).is_none());
         assert!(c.is_empty(), "expired entries are dropped");
+    }
+
+    #[test]
+    fn stale_answers_within_the_window() {
+        let mut c = Cache::new(CachePolicy { serve_stale: 600, ..policy() });
+        let t0 = Instant::now();
+        let (b, q) = query("example.com.", 1);
+        let k = CacheKey::of(&q);
+        c.insert(k.clone(), answer("example.com.", 100, ResponseCode::NoError), t0).unwrap();
+        let later = t0 + Duration::from_secs(200);
+        assert!(c.get(&k, &q, &b, later).is_none(), "expired for normal use");
+        let stale = c.get_stale(&k, &q, &b, later).expect("kept for serve-stale");
+        assert_eq!(Message::from_vec(&stale).unwrap().answers[0].ttl, STALE_TTL);
+        assert!(c.get_stale(&k, &q, &b, t0 + Duration::from_secs(701)).is_none(), "beyond the window");
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -104,6 +104,7 @@ pub fn cache_policy(c: &DnsConfig) -> CachePolicy {
         min_ttl: c.cache.min_ttl.as_std().as_secs() as u32,
         max_ttl: c.cache.max_ttl.as_std().as_secs() as u32,
         max_negative_ttl: c.cache.max_negative_ttl.as_std().as_secs() as u32,
+        serve_stale: c.cache.serve_stale.as_std().as_secs() as u32,
     }
 }
 
@@ -121,6 +122,7 @@ pub enum Outcome {
     Forwarded = 2,
     Failed = 3,
     Malformed = 4,
+    Stale = 5,
 }
 
 impl Outcome {
@@ -131,13 +133,14 @@ impl Outcome {
             Outcome::Forwarded => "forwarded",
             Outcome::Failed => "failed",
             Outcome::Malformed => "malformed",
+            Outcome::Stale => "stale",
         }
     }
 }
 
 /// Metric handles registered once, so that answering costs atomic increments, not registry lookups.
 struct Meters {
-    outcomes: [metrics::Counter; 5],
+    outcomes: [metrics::Counter; 6],
     cache_hit: metrics::Counter,
     cache_miss: metrics::Counter,
     cache_entries: metrics::Gauge,
@@ -148,8 +151,15 @@ impl Meters {
     fn new() -> Self {
         let outcome = |o: Outcome| metrics::counter!("hearth_dns_queries_total", "outcome" => o.as_str());
         Meters {
-            outcomes: [Outcome::Blocked, Outcome::Cached, Outcome::Forwarded, Outcome::Failed, Outcome::Malformed]
-                .map(outcome),
+            outcomes: [
+                Outcome::Blocked,
+                Outcome::Cached,
+                Outcome::Forwarded,
+                Outcome::Failed,
+                Outcome::Malformed,
+                Outcome::Stale,
+            ]
+            .map(outcome),
             cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
             cache_miss: metrics::counter!("hearth_dns_cache_total", "result" => "miss"),
             cache_entries: metrics::gauge!("hearth_dns_cache_entries"),
@@ -290,6 +300,21 @@ impl Dns {
         {
             Ok(r) => r,
             Err(e) => {
+                // serve-stale (RFC 8767): an expired answer beats no answer
+                let stale = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get_stale(
+                    &p.key,
+                    &p.q,
+                    &p.query,
+                    Instant::now(),
+                );
+                if let Some(mut answer) = stale {
+                    tracing::info!(name = %p.q.name, error = %e, "no upstream answered; serving a stale answer");
+                    wire::clear_ad(&mut answer);
+                    self.meters.count(Outcome::Stale);
+                    let answer = fit(answer, &p.q, p.limit);
+                    self.log(p.client, Some(&p.q), Outcome::Stale, Some(&answer), None, None, None, p.started);
+                    return Some(answer);
+                }
                 tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");
                 self.meters.count(Outcome::Failed);
                 let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
