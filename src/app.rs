@@ -396,6 +396,7 @@ async fn dns_task(
         }
     };
     let mut failed = load_lists(cfg.dns.clone()).await?;
+    dns.local.store(Arc::new(crate::dns::local_zone(&cfg.dns).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?));
     loop {
         let stop = CancellationToken::new();
         let mut servers = JoinSet::new();
@@ -434,6 +435,10 @@ async fn dns_task(
                     }
                     dns.settings.store(Arc::new(Settings::from_config(&new.dns).map_err(anyhow::Error::msg)?));
                     log.set_policy(crate::dns::querylog_policy(&new.dns));
+                    if new.dns.records != cfg.dns.records || new.dns.local_domains != cfg.dns.local_domains {
+                        let zone = crate::dns::local_zone(&new.dns).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
+                        dns.local.store(Arc::new(zone));
+                    }
                     if new.dns.cache != cfg.dns.cache {
                         *dns.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::new(cache_policy(&new.dns));
                     }

@@ -319,3 +319,74 @@ async fn serve_stale_when_all_upstreams_are_down() {
         c.get(inst.url("/api/v1/dns/querylog?outcome=stale")).send().await.unwrap().json().await.unwrap();
     assert_eq!(log[0]["name"], "www.example.test", "{log}");
 }
+
+/// Local records, CNAME rewrites and home.arpa: answered here, never forwarded, never filtered.
+#[tokio::test]
+async fn local_records_and_home_arpa() {
+    let up = Upstream::start();
+    let extra = format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\nlocal_domains = [\"home.arpa\"]\n\n\
+         [[dns.records]]\nname = \"nas.home.arpa\"\ntype = \"A\"\nvalue = \"192.168.1.10\"\n\n\
+         [[dns.records]]\nname = \"nas.home.arpa\"\ntype = \"AAAA\"\nvalue = \"fd00::10\"\n\n\
+         [[dns.records]]\nname = \"media.home.arpa\"\ntype = \"CNAME\"\nvalue = \"nas.home.arpa\"\nttl = \"1m\"\n\n\
+         [[dns.records]]\nname = \"ads.example.test\"\ntype = \"A\"\nvalue = \"10.9.9.9\"\n",
+        up.port
+    );
+    let inst = Instance::start(&extra).await;
+    let p = inst.dns.port();
+    let a = norm(&dig(p, &["NAS.home.arpa"]));
+    assert!(a.contains("NAS.home.arpa. 300 IN A 192.168.1.10") && a.contains(" aa"), "{a}");
+    assert_eq!(dig(p, &["nas.home.arpa", "AAAA", "+short"]).trim(), "fd00::10");
+    let c = norm(&dig(p, &["media.home.arpa"]));
+    assert!(c.contains("media.home.arpa. 60 IN CNAME nas.home.arpa."), "{c}");
+    assert!(c.contains("nas.home.arpa. 300 IN A 192.168.1.10"), "{c}");
+    let nx = dig(p, &["printer.home.arpa"]);
+    assert!(nx.contains("status: NXDOMAIN"), "never forwarded: {nx}");
+    let nodata = dig(p, &["nas.home.arpa", "MX"]);
+    assert!(nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0"), "{nodata}");
+    // a local record overrides the upstream's answer
+    assert_eq!(dig(p, &["ads.example.test", "+short"]).trim(), "10.9.9.9");
+    // forwarding still works for the rest
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10");
+
+    // a bad record is refused with its key; the running records stay
+    let (cl, csrf) = admin_session(&inst).await;
+    let r = cl
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"dns": {"records": [{"name": "x.home.arpa", "type": "A", "value": "not-an-ip"}]}}))
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(r, 422, "invalid_config").await;
+    assert_eq!(v["error"]["key"], "dns.records[0]", "{v}");
+    assert_eq!(dig(p, &["nas.home.arpa", "+short"]).trim(), "192.168.1.10");
+    // a good change applies live
+    let r = cl
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(
+            &serde_json::json!({"dns": {"records": [{"name": "tv.home.arpa", "type": "A", "value": "192.168.1.30"}]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(dig(p, &["tv.home.arpa", "+short"]).trim(), "192.168.1.30");
+    assert!(dig(p, &["nas.home.arpa"]).contains("status: NXDOMAIN"));
+    let file = std::fs::read_to_string(inst.config_path()).unwrap();
+    assert!(file.contains("tv.home.arpa"), "{file}");
+    hearth_config_parses(&file);
+}
+
+fn hearth_config_parses(text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("h.toml"), text).unwrap();
+    let out = cli_in(dir.path(), &["check-config", "h.toml"], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// dig's output with every run of whitespace made one space.
+fn norm(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -166,7 +166,24 @@ pub struct DnsConfig {
     pub blocked_ttl: Duration,
     pub cache: DnsCacheConfig,
     pub querylog: QueryLogConfig,
+    pub local_domains: Vec<String>,
+    pub records: Vec<DnsRecord>,
     pub lists: Vec<DnsList>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsRecord {
+    pub name: String,
+    /// "A", "AAAA" or "CNAME".
+    pub r#type: String,
+    pub value: String,
+    #[serde(default = "default_record_ttl")]
+    pub ttl: Duration,
+}
+
+fn default_record_ttl() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +226,8 @@ impl Default for DnsConfig {
             blocked_ttl: Duration::from_secs(10),
             cache: DnsCacheConfig::default(),
             querylog: QueryLogConfig::default(),
+            local_domains: vec!["home.arpa".into()],
+            records: vec![],
             lists: vec![],
         }
     }
@@ -430,6 +449,7 @@ impl Config {
         if !(100..=100_000_000).contains(&d.querylog.max_entries) {
             return Err(ConfigError::invalid("dns.querylog.max_entries", "must be between 100 and 100000000"));
         }
+        crate::dns::local_zone(d).map_err(|(key, e)| ConfigError::invalid(key, e))?;
         if d.lists.len() > crate::dns::blocklist::MAX_LISTS {
             return Err(ConfigError::invalid("dns.lists", "too many lists"));
         }

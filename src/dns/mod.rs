@@ -1,14 +1,12 @@
 //! DNS: the filtering resolver. A query runs through one visible list of stages: [`Dns::answer_local`] (1. parse,
-//! 2. filter — blocklists, allow beats block —, 3. cache) and, for what is left, [`Dns::forward`] (4. upstream —
-//! UDP with TCP fallback, failover —, 5. cache store, 6. account). Transports (`server.rs`) only move bytes; the blocklist engine, the cache policy and the wire
-//! helpers are pure cores.
-//!
-//! Invariants: the engine and the settings are immutable values swapped whole (`ArcSwap`), so a query sees one
-//! consistent version; list compilation runs on the blocking pool, never on the workers that answer; an
-//! upstream's AD bit is cleared (hearth does not validate DNSSEC yet, so it never claims it did).
+//! 2. local records and local domains, 3. filter — blocklists, allow beats block —, 4. cache) and, for what is
+//! left, [`Dns::forward`] (5. upstream — UDP with TCP fallback, failover, serve-stale —, 6. cache store,
+//! 7. account). Transports (`server.rs`) only move bytes; the blocklist engine, the local zone, the cache policy
+//! and the wire helpers are pure cores.
 
 pub mod blocklist;
 pub mod cache;
+pub mod local;
 pub mod querylog;
 pub mod server;
 pub mod upstream;
@@ -86,6 +84,19 @@ impl Settings {
     }
 }
 
+/// The local zone described by the config; errors carry the key (`dns.records[2]`).
+pub fn local_zone(c: &DnsConfig) -> Result<local::LocalZone, (String, String)> {
+    let records: Vec<(String, String, String, u32)> = c
+        .records
+        .iter()
+        .map(|r| (r.name.clone(), r.r#type.clone(), r.value.clone(), r.ttl.as_std().as_secs() as u32))
+        .collect();
+    local::LocalZone::build(&records, &c.local_domains).map_err(|(i, e)| {
+        let key = if i == usize::MAX { "dns.local_domains".to_string() } else { format!("dns.records[{i}]") };
+        (key, e)
+    })
+}
+
 pub fn querylog_policy(c: &DnsConfig) -> querylog::LogPolicy {
     querylog::LogPolicy {
         storage: match c.querylog.storage {
@@ -123,6 +134,7 @@ pub enum Outcome {
     Failed = 3,
     Malformed = 4,
     Stale = 5,
+    Local = 6,
 }
 
 impl Outcome {
@@ -134,13 +146,14 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Malformed => "malformed",
             Outcome::Stale => "stale",
+            Outcome::Local => "local",
         }
     }
 }
 
 /// Metric handles registered once, so that answering costs atomic increments, not registry lookups.
 struct Meters {
-    outcomes: [metrics::Counter; 6],
+    outcomes: [metrics::Counter; 7],
     cache_hit: metrics::Counter,
     cache_miss: metrics::Counter,
     cache_entries: metrics::Gauge,
@@ -158,6 +171,7 @@ impl Meters {
                 Outcome::Failed,
                 Outcome::Malformed,
                 Outcome::Stale,
+                Outcome::Local,
             ]
             .map(outcome),
             cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
@@ -175,6 +189,7 @@ impl Meters {
 /// The resolver's shared state.
 pub struct Dns {
     pub engine: ArcSwap<Engine>,
+    pub local: ArcSwap<local::LocalZone>,
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache>,
     meters: Meters,
@@ -201,6 +216,7 @@ impl Dns {
     pub fn new(settings: Settings, policy: CachePolicy, log: Option<querylog::QueryLog>) -> Self {
         Dns {
             engine: ArcSwap::from_pointee(Engine::default()),
+            local: ArcSwap::from_pointee(local::LocalZone::default()),
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(policy)),
             meters: Meters::new(),
@@ -251,7 +267,7 @@ impl Dns {
         }
     }
 
-    /// The stages that need no network, in order: 1. parse, 2. filter, 3. cache. Cheap enough to run inline in a
+    /// The stages that need no network, in order: 1. parse, 2. local records, 3. filter, 4. cache. Cheap enough to run inline in a
     /// receive loop; what is left is [`Dns::forward`].
     pub fn answer_local(&self, query: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
@@ -269,7 +285,14 @@ impl Dns {
             Transport::Tcp => usize::from(u16::MAX),
             Transport::Udp => usize::from(q.edns_payload.unwrap_or(512)),
         };
-        // 2. filter
+        // 2. local records and local domains (never forwarded, never filtered)
+        if let Some(ans) = self.local.load().lookup(&q.name, q.qtype) {
+            let answer = local_answer(query, &q, &ans);
+            self.meters.count(Outcome::Local);
+            self.log(client, Some(&q), Outcome::Local, Some(&answer), None, None, None, started);
+            return Step::Done(Some(fit(answer, &q, limit)));
+        }
+        // 3. filter
         let settings = self.settings.load();
         if let Verdict::Blocked(m) = self.engine.load().check(&q.name, &settings.enabled_lists) {
             let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
@@ -279,7 +302,7 @@ impl Dns {
             self.log(client, Some(&q), Outcome::Blocked, answer.as_deref(), Some(list), Some(&m.rule), None, started);
             return Step::Done(answer);
         }
-        // 3. cache
+        // 4. cache
         let key = CacheKey::of(&q);
         if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key, &q, query, started) {
             self.meters.cache_hit.increment(1);
@@ -292,10 +315,10 @@ impl Dns {
         Step::Forward(Pending { query: query.to_vec(), q, key, limit, started, client })
     }
 
-    /// The stages that wait for the network: 4. upstream, 5. cache store, 6. account.
+    /// The stages that wait for the network: 5. upstream, 6. cache store, 7. account.
     pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
         let settings = self.settings.load_full();
-        // 4. upstream
+        // 5. upstream
         let (mut resp, from) = match upstream::exchange(&settings.upstreams, &p.query, settings.upstream_timeout).await
         {
             Ok(r) => r,
@@ -324,14 +347,14 @@ impl Dns {
         };
         wire::clear_ad(&mut resp);
         wire::copy_question(&mut resp, &p.query, p.q.question_end);
-        // 5. cache store
+        // 6. cache store
         {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             if cache.insert(p.key, resp.clone(), p.started).is_ok() {
                 self.meters.cache_entries.set(cache.len() as f64);
             }
         }
-        // 6. account
+        // 7. account
         self.meters.count(Outcome::Forwarded);
         self.meters.forwarded_latency.record(p.started.elapsed().as_secs_f64());
         let answer = fit(resp, &p.q, p.limit);
@@ -396,8 +419,28 @@ fn fit(resp: Vec<u8>, q: &wire::QueryInfo, limit: usize) -> Vec<u8> {
     if resp.len() > limit { wire::truncated(&resp, q.question_end) } else { resp }
 }
 
+fn local_answer(query: &[u8], q: &wire::QueryInfo, ans: &local::LocalAnswer) -> Vec<u8> {
+    match ans {
+        local::LocalAnswer::NxDomain => wire::synthesize(q, query, 3, &[], None),
+        local::LocalAnswer::NoData => wire::synthesize(q, query, 0, &[], None),
+        local::LocalAnswer::Records(rrs) => {
+            let owners: Vec<Vec<u8>> = rrs.iter().map(|r| local::encode_name(&r.owner)).collect();
+            let answers: Vec<wire::Answer<'_>> = rrs
+                .iter()
+                .zip(&owners)
+                .map(|(r, o)| {
+                    (if r.owner == q.name { None } else { Some(o.as_slice()) }, r.rtype, r.ttl, r.rdata.as_slice())
+                })
+                .collect();
+            let mut out = wire::synthesize(q, query, 0, &answers, None);
+            out[2] |= 0x04; // authoritative: these names are ours
+            out
+        }
+    }
+}
+
 fn error_answer(query: &[u8], q: &wire::QueryInfo, rcode: ResponseCode, ede: Option<(u16, &str)>) -> Option<Vec<u8>> {
-    Some(wire::synthesize(q, query, u16::from(rcode) as u8, None, ede))
+    Some(wire::synthesize(q, query, u16::from(rcode) as u8, &[], ede))
 }
 
 fn blocked_answer(query: &[u8], q: &wire::QueryInfo, s: &Settings, list: &str, rule: &str) -> Option<Vec<u8>> {
@@ -422,8 +465,8 @@ fn blocked_answer(query: &[u8], q: &wire::QueryInfo, s: &Settings, list: &str, r
     };
     // EDE 15 "Blocked": the list and rule, so the user sees why
     let why = format!("blocked by {list}: {rule}");
-    let answer = rdata.map(|(t, d)| (t, s.blocked_ttl, d));
-    Some(wire::synthesize(q, query, u16::from(rcode) as u8, answer, Some((15, &why))))
+    let answers: Vec<wire::Answer<'_>> = rdata.map(|(t, d)| (None, t, s.blocked_ttl, d)).into_iter().collect();
+    Some(wire::synthesize(q, query, u16::from(rcode) as u8, &answers, Some((15, &why))))
 }
 
 /// FORMERR for a query whose header is readable; nothing for garbage.

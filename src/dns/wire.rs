@@ -220,16 +220,13 @@ pub fn truncated(resp: &[u8], question_end: usize) -> Vec<u8> {
     out
 }
 
+/// One answer record for [`synthesize`]: owner (wire form; `None` = the question's name), type, TTL, RDATA.
+pub type Answer<'a> = (Option<&'a [u8]>, u16, u32, &'a [u8]);
+
 /// Build a response to `query` directly on the wire: the query's id and question, RD and CD copied, RA set,
-/// `rcode`, at most one answer record for the question's name (`(type, ttl, rdata)`), and — when the client sent
-/// EDNS — an OPT record (our payload size, its DO bit) carrying an Extended DNS Error (RFC 8914) if given.
-pub fn synthesize(
-    q: &QueryInfo,
-    query: &[u8],
-    rcode: u8,
-    answer: Option<(u16, u32, &[u8])>,
-    ede: Option<(u16, &str)>,
-) -> Vec<u8> {
+/// `rcode`, the answer records, and — when the client sent EDNS — an OPT record (our payload size, its DO bit)
+/// carrying an Extended DNS Error (RFC 8914) if given.
+pub fn synthesize(q: &QueryInfo, query: &[u8], rcode: u8, answers: &[Answer<'_>], ede: Option<(u16, &str)>) -> Vec<u8> {
     let edns = q.edns_payload.is_some();
     let mut out = Vec::with_capacity(q.question_end + 64);
     out.extend_from_slice(&q.id.to_be_bytes());
@@ -238,12 +235,15 @@ pub fn synthesize(
     out.push(0x80 | rd);
     out.push(0x80 | cd | (rcode & 0x0F));
     out.extend_from_slice(&1u16.to_be_bytes());
-    out.extend_from_slice(&(answer.is_some() as u16).to_be_bytes());
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
     out.extend_from_slice(&0u16.to_be_bytes());
     out.extend_from_slice(&(edns as u16).to_be_bytes());
     out.extend_from_slice(&query[HEADER..q.question_end]);
-    if let Some((rtype, ttl, rdata)) = answer {
-        out.extend_from_slice(&[0xC0, 0x0C]); // the question's name
+    for &(owner, rtype, ttl, rdata) in answers {
+        match owner {
+            Some(name) => out.extend_from_slice(name),
+            None => out.extend_from_slice(&[0xC0, 0x0C]), // the question's name
+        }
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&q.qclass.to_be_bytes());
         out.extend_from_slice(&ttl.to_be_bytes());
@@ -344,7 +344,7 @@ mod tests {
     fn synthesized_answers_decode() {
         let b = query("Ads.Example.", Some((1232, true)));
         let q = parse_query(&b).unwrap();
-        let out = synthesize(&q, &b, 0, Some((28, 10, &[0u8; 16])), Some((15, "blocked by ads: ||ads.example^")));
+        let out = synthesize(&q, &b, 0, &[(None, 28, 10, &[0u8; 16])], Some((15, "blocked by ads: ||ads.example^")));
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.id, 0x1234);
         assert!(m.metadata.recursion_available && m.metadata.recursion_desired);
@@ -364,7 +364,7 @@ mod tests {
         }
         let plain = query("x.example.", None);
         let q = parse_query(&plain).unwrap();
-        let out = synthesize(&q, &plain, 3, None, Some((15, "ignored without EDNS")));
+        let out = synthesize(&q, &plain, 3, &[], Some((15, "ignored without EDNS")));
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
         assert!(m.answers.is_empty() && m.edns.is_none());
