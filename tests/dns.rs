@@ -390,3 +390,50 @@ fn hearth_config_parses(text: &str) {
 fn norm(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// Per-client groups: a client in the "kids" group gets only the kids list; everyone else gets every list.
+#[tokio::test]
+async fn client_groups_choose_lists() {
+    let up = Upstream::start();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("kids.txt"), "||www.example.test^\n").unwrap();
+    let extra = format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n{}\n\
+         [[dns.lists]]\nname = \"kids\"\nkind = \"block\"\nsource = \"{}\"\n\n\
+         [[dns.groups]]\nname = \"kids\"\nclients = [\"127.0.0.2\", \"127.0.0.64/30\"]\nlists = [\"kids\"]\n",
+        up.port,
+        lists(tmp.path()),
+        tmp.path().join("kids.txt").display()
+    );
+    let inst = Instance::start(&extra).await;
+    let p = inst.dns.port();
+    let from = |src: &str, name: &str| dig(p, &["-b", src, name, "+short"]).trim().to_string();
+    // the default client: every list
+    assert_eq!(from("127.0.0.1", "ads.example.test"), "0.0.0.0");
+    assert_eq!(from("127.0.0.1", "www.example.test"), "0.0.0.0");
+    // the kids: only the kids list
+    for kid in ["127.0.0.2", "127.0.0.65"] {
+        assert_eq!(from(kid, "ads.example.test"), "192.0.2.66", "{kid}");
+        assert_eq!(from(kid, "www.example.test"), "0.0.0.0", "{kid}");
+    }
+    // a group naming a list that does not exist is refused with the key
+    let (c, csrf) = admin_session(&inst).await;
+    let r = c
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"dns": {"groups": [{"name": "x", "clients": ["10.0.0.0/8"], "lists": ["nope"]}]}}))
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(r, 422, "invalid_config").await;
+    assert_eq!(v["error"]["key"], "dns.groups[0].lists", "{v}");
+    let r = c
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"dns": {"groups": [{"name": "x", "clients": ["10.0.0.0/40"], "lists": []}]}}))
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(r, 422, "invalid_config").await;
+    assert_eq!(v["error"]["key"], "dns.groups[0].clients", "{v}");
+}

@@ -169,6 +169,17 @@ pub struct DnsConfig {
     pub local_domains: Vec<String>,
     pub records: Vec<DnsRecord>,
     pub lists: Vec<DnsList>,
+    pub groups: Vec<DnsGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsGroup {
+    pub name: String,
+    /// Addresses or CIDR prefixes.
+    pub clients: Vec<String>,
+    /// Names of the lists (from dns.lists) that apply to these clients instead of all of them.
+    pub lists: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,6 +240,7 @@ impl Default for DnsConfig {
             local_domains: vec!["home.arpa".into()],
             records: vec![],
             lists: vec![],
+            groups: vec![],
         }
     }
 }
@@ -450,6 +462,16 @@ impl Config {
             return Err(ConfigError::invalid("dns.querylog.max_entries", "must be between 100 and 100000000"));
         }
         crate::dns::local_zone(d).map_err(|(key, e)| ConfigError::invalid(key, e))?;
+        for (i, g) in d.groups.iter().enumerate() {
+            if g.name.trim().is_empty() || d.groups[..i].iter().any(|o| o.name == g.name) {
+                return Err(ConfigError::invalid(format!("dns.groups[{i}].name"), "must be set and unique"));
+            }
+        }
+        // group clients and list names are checked where they are compiled, with the key in the message
+        if let Err(e) = crate::dns::Settings::from_config(d) {
+            let (key, reason) = e.split_once(": ").unwrap_or(("dns", e.as_str()));
+            return Err(ConfigError::invalid(key, reason));
+        }
         if d.lists.len() > crate::dns::blocklist::MAX_LISTS {
             return Err(ConfigError::invalid("dns.lists", "too many lists"));
         }

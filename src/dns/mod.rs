@@ -6,6 +6,7 @@
 
 pub mod blocklist;
 pub mod cache;
+pub mod groups;
 pub mod local;
 pub mod querylog;
 pub mod server;
@@ -59,7 +60,8 @@ pub struct Settings {
     pub blocked_ttl: u32,
     /// List names by id, for logs.
     pub list_names: Vec<String>,
-    pub enabled_lists: ListSet,
+    /// Which lists apply to which clients.
+    pub groups: groups::Groups,
     pub log_queries: bool,
 }
 
@@ -72,13 +74,34 @@ impl Settings {
                 enabled.insert(i as u16);
             }
         }
+        let mut groups = groups::Groups::new(enabled.clone());
+        for (gi, g) in c.groups.iter().enumerate() {
+            let clients = g
+                .clients
+                .iter()
+                .map(|c| groups::Cidr::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("dns.groups[{gi}].clients: {e}"))?;
+            let mut lists = ListSet::none();
+            for name in &g.lists {
+                let id = c
+                    .lists
+                    .iter()
+                    .position(|l| &l.name == name)
+                    .ok_or_else(|| format!("dns.groups[{gi}].lists: no list named {name:?}"))?;
+                if c.lists[id].enabled {
+                    lists.insert(id as u16);
+                }
+            }
+            groups.add(g.name.clone(), clients, lists);
+        }
         Ok(Settings {
             upstreams,
             upstream_timeout: c.upstream_timeout.as_std(),
             blocking: BlockingMode::parse(&c.blocking_mode)?,
             blocked_ttl: c.blocked_ttl.as_std().as_secs() as u32,
             list_names: c.lists.iter().map(|l| l.name.clone()).collect(),
-            enabled_lists: enabled,
+            groups,
             log_queries: c.querylog.enabled,
         })
     }
@@ -294,7 +317,8 @@ impl Dns {
         }
         // 3. filter
         let settings = self.settings.load();
-        if let Verdict::Blocked(m) = self.engine.load().check(&q.name, &settings.enabled_lists) {
+        let (_group, lists) = settings.groups.lists_for(client);
+        if let Verdict::Blocked(m) = self.engine.load().check(&q.name, lists) {
             let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
             tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
             self.meters.count(Outcome::Blocked);
