@@ -439,6 +439,10 @@ async fn dns_task(
                         let zone = crate::dns::local_zone(&new.dns).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
                         dns.local.store(Arc::new(zone));
                     }
+                    if (new.dns.rate_limit, new.dns.rate_limit_burst) != (cfg.dns.rate_limit, cfg.dns.rate_limit_burst) {
+                        *dns.limiter.lock().unwrap_or_else(|p| p.into_inner()) =
+                            crate::dns::ratelimit::RateLimiter::new(new.dns.rate_limit, new.dns.rate_limit_burst);
+                    }
                     if new.dns.cache != cfg.dns.cache {
                         *dns.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::new(cache_policy(&new.dns));
                     }

@@ -437,3 +437,24 @@ async fn client_groups_choose_lists() {
     let v = expect_error(r, 422, "invalid_config").await;
     assert_eq!(v["error"]["key"], "dns.groups[0].clients", "{v}");
 }
+
+/// A client above its rate gets REFUSED; exempt clients are never limited.
+#[tokio::test]
+async fn per_client_rate_limit() {
+    let up = Upstream::start();
+    let extra = format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\nrate_limit = 2\nrate_limit_burst = 3\n",
+        up.port
+    );
+    let inst = Instance::start(&extra).await;
+    let p = inst.dns.port();
+    let statuses: Vec<bool> =
+        (0..6).map(|_| dig(p, &["-b", "127.0.0.3", "www.example.test"]).contains("status: REFUSED")).collect();
+    assert_eq!(statuses.iter().filter(|r| !**r).count(), 3, "the burst passes, then REFUSED: {statuses:?}");
+    assert!(statuses[3..].iter().all(|r| *r));
+    for _ in 0..10 {
+        assert!(dig(p, &["www.example.test", "+short"]).contains("192.0.2.10"), "127.0.0.1 is exempt");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(dig(p, &["-b", "127.0.0.3", "www.example.test"]).contains("status: NOERROR"), "refilled");
+}

@@ -170,6 +170,9 @@ pub struct DnsConfig {
     pub records: Vec<DnsRecord>,
     pub lists: Vec<DnsList>,
     pub groups: Vec<DnsGroup>,
+    pub rate_limit: u32,
+    pub rate_limit_burst: u32,
+    pub rate_limit_exempt: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -241,6 +244,9 @@ impl Default for DnsConfig {
             records: vec![],
             lists: vec![],
             groups: vec![],
+            rate_limit: 100,
+            rate_limit_burst: 1000,
+            rate_limit_exempt: vec!["127.0.0.1".into(), "::1".into()],
         }
     }
 }

@@ -1,5 +1,5 @@
-//! DNS: the filtering resolver. A query runs through one visible list of stages: [`Dns::answer_local`] (1. parse,
-//! 2. local records and local domains, 3. filter — blocklists, allow beats block —, 4. cache) and, for what is
+//! DNS: the filtering resolver. A query runs through one visible list of stages: [`Dns::answer_local`] (1. parse
+//! and rate limit, 2. local records and local domains, 3. filter — blocklists, allow beats block —, 4. cache) and, for what is
 //! left, [`Dns::forward`] (5. upstream — UDP with TCP fallback, failover, serve-stale —, 6. cache store,
 //! 7. account). Transports (`server.rs`) only move bytes; the blocklist engine, the local zone, the cache policy
 //! and the wire helpers are pure cores.
@@ -9,6 +9,7 @@ pub mod cache;
 pub mod groups;
 pub mod local;
 pub mod querylog;
+pub mod ratelimit;
 pub mod server;
 pub mod upstream;
 pub mod wire;
@@ -62,6 +63,9 @@ pub struct Settings {
     pub list_names: Vec<String>,
     /// Which lists apply to which clients.
     pub groups: groups::Groups,
+    /// Queries per second per client (0: no limit), burst, and the clients never limited.
+    pub rate_limit: (u32, u32),
+    pub rate_limit_exempt: Vec<groups::Cidr>,
     pub log_queries: bool,
 }
 
@@ -95,7 +99,15 @@ impl Settings {
             }
             groups.add(g.name.clone(), clients, lists);
         }
+        let rate_limit_exempt = c
+            .rate_limit_exempt
+            .iter()
+            .map(|e| groups::Cidr::parse(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("dns.rate_limit_exempt: {e}"))?;
         Ok(Settings {
+            rate_limit: (c.rate_limit, c.rate_limit_burst),
+            rate_limit_exempt,
             upstreams,
             upstream_timeout: c.upstream_timeout.as_std(),
             blocking: BlockingMode::parse(&c.blocking_mode)?,
@@ -158,6 +170,7 @@ pub enum Outcome {
     Malformed = 4,
     Stale = 5,
     Local = 6,
+    RateLimited = 7,
 }
 
 impl Outcome {
@@ -170,13 +183,14 @@ impl Outcome {
             Outcome::Malformed => "malformed",
             Outcome::Stale => "stale",
             Outcome::Local => "local",
+            Outcome::RateLimited => "ratelimited",
         }
     }
 }
 
 /// Metric handles registered once, so that answering costs atomic increments, not registry lookups.
 struct Meters {
-    outcomes: [metrics::Counter; 7],
+    outcomes: [metrics::Counter; 8],
     cache_hit: metrics::Counter,
     cache_miss: metrics::Counter,
     cache_entries: metrics::Gauge,
@@ -195,6 +209,7 @@ impl Meters {
                 Outcome::Malformed,
                 Outcome::Stale,
                 Outcome::Local,
+                Outcome::RateLimited,
             ]
             .map(outcome),
             cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
@@ -213,6 +228,7 @@ impl Meters {
 pub struct Dns {
     pub engine: ArcSwap<Engine>,
     pub local: ArcSwap<local::LocalZone>,
+    pub limiter: Mutex<ratelimit::RateLimiter>,
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache>,
     meters: Meters,
@@ -240,6 +256,7 @@ impl Dns {
         Dns {
             engine: ArcSwap::from_pointee(Engine::default()),
             local: ArcSwap::from_pointee(local::LocalZone::default()),
+            limiter: Mutex::new(ratelimit::RateLimiter::new(settings.rate_limit.0, settings.rate_limit.1)),
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(policy)),
             meters: Meters::new(),
@@ -290,7 +307,8 @@ impl Dns {
         }
     }
 
-    /// The stages that need no network, in order: 1. parse, 2. local records, 3. filter, 4. cache. Cheap enough to run inline in a
+    /// The stages that need no network, in order: 1. parse (and the per-client rate limit), 2. local records,
+    /// 3. filter, 4. cache. Cheap enough to run inline in a
     /// receive loop; what is left is [`Dns::forward`].
     pub fn answer_local(&self, query: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
@@ -308,6 +326,17 @@ impl Dns {
             Transport::Tcp => usize::from(u16::MAX),
             Transport::Udp => usize::from(q.edns_payload.unwrap_or(512)),
         };
+        // 1b. per-client rate limit
+        let settings = self.settings.load();
+        if settings.rate_limit.0 > 0
+            && !settings.rate_limit_exempt.iter().any(|c| c.contains(client))
+            && !self.limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(client, started)
+        {
+            self.meters.count(Outcome::RateLimited);
+            let answer = wire::synthesize(&q, query, 5, &[], None);
+            self.log(client, Some(&q), Outcome::RateLimited, Some(&answer), None, None, None, started);
+            return Step::Done(Some(answer));
+        }
         // 2. local records and local domains (never forwarded, never filtered)
         if let Some(ans) = self.local.load().lookup(&q.name, q.qtype) {
             let answer = local_answer(query, &q, &ans);
@@ -316,7 +345,6 @@ impl Dns {
             return Step::Done(Some(fit(answer, &q, limit)));
         }
         // 3. filter
-        let settings = self.settings.load();
         let (_group, lists) = settings.groups.lists_for(client);
         if let Verdict::Blocked(m) = self.engine.load().check(&q.name, lists) {
             let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
