@@ -1,35 +1,12 @@
-import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, Status } from '../api';
+import { Status } from '../api';
+import { usePoll } from '../poll';
 import { Chart } from '../chart';
 import { ago, bytes, duration } from '../format';
 
 const REFRESH_MS = 5000;
 
 export function Dashboard() {
-  const [status, setStatus] = useState<Status | null>(null);
-  const [error, setError] = useState('');
-
-  useEffect(() => {
-    let stop = false;
-    let timer = 0;
-    const load = async () => {
-      try {
-        const s = await api<Status>('GET', '/api/v1/status');
-        if (!stop) {
-          setStatus(s);
-          setError('');
-        }
-      } catch (e) {
-        if (!stop) setError((e as ApiError).message);
-      }
-      if (!stop) timer = window.setTimeout(load, document.hidden ? REFRESH_MS * 6 : REFRESH_MS);
-    };
-    load();
-    return () => {
-      stop = true;
-      clearTimeout(timer);
-    };
-  }, []);
+  const { data: status, error } = usePoll<Status>('/api/v1/status', REFRESH_MS);
 
   if (!status) return <p aria-busy="true">{error || 'Loading…'}</p>;
   const series = status.series;

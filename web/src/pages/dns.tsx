@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, QueryEntry, DnsStats } from '../api';
 import { Chart } from '../chart';
+import { usePoll } from '../poll';
 
 // The DNS page: today's figures, an hourly chart, top lists, and the query log with filters and live tail.
 
@@ -12,26 +13,7 @@ const OUTCOMES = ['blocked', 'local', 'cached', 'forwarded', 'stale', 'ratelimit
 const MAX_ROWS = 500;
 
 function Stats() {
-  const [stats, setStats] = useState<DnsStats | null>(null);
-  const [error, setError] = useState('');
-  useEffect(() => {
-    let stop = false;
-    let timer = 0;
-    const load = async () => {
-      try {
-        const s = await api<DnsStats>('GET', '/api/v1/dns/stats?hours=24');
-        if (!stop) setStats(s);
-      } catch (e) {
-        if (!stop) setError((e as ApiError).message);
-      }
-      if (!stop) timer = window.setTimeout(load, 15000);
-    };
-    load();
-    return () => {
-      stop = true;
-      clearTimeout(timer);
-    };
-  }, []);
+  const { data: stats, error } = usePoll<DnsStats>('/api/v1/dns/stats?hours=24', 15000);
   if (!stats) return <p>{error || 'Loading…'}</p>;
   const hours = stats.per_hour.map((h) => h[0]);
   const top = (title: string, rows: [string, number][], testid: string) => (
