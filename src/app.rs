@@ -72,6 +72,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         crate::dns::querylog::start(db.clone(), crate::dns::querylog_policy(&cfg.dns), 10_000);
     let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|e| anyhow::anyhow!("dns: {e}"))?;
     let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns), Some(querylog)));
+    let updater = Arc::new(crate::dns::lists::ListUpdater::new());
     let state = AppState {
         db: db.clone(),
         health: sup.health(),
@@ -84,6 +85,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         openapi: Arc::default(),
         dns: dns.clone(),
         querylog: log_reader.clone(),
+        lists: updater.clone(),
     };
 
     {
@@ -99,8 +101,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         sup.spawn("metrics", move |ctx| sampler_task(ctx, state.clone()));
     }
     {
-        let (live, stash, reader) = (live.clone(), stash.clone(), log_reader.clone());
-        sup.spawn("dns", move |ctx| dns_task(ctx, live.clone(), dns.clone(), stash.clone(), reader.clone()));
+        let (live, stash, reader, updater) = (live.clone(), stash.clone(), log_reader.clone(), updater.clone());
+        sup.spawn("dns", move |ctx| {
+            dns_task(ctx, live.clone(), dns.clone(), stash.clone(), reader.clone(), updater.clone())
+        });
     }
     {
         let writer = Arc::new(log_writer);
@@ -379,14 +383,16 @@ async fn dns_task(
     dns: Arc<crate::dns::Dns>,
     stash: Stash,
     log: crate::dns::querylog::LogReader,
+    updater: Arc<crate::dns::lists::ListUpdater>,
 ) -> anyhow::Result<()> {
     use crate::dns::{Settings, cache::Cache, cache_policy, server};
     let mut rx = live.subscribe();
     let mut cfg = rx.borrow_and_update().clone();
+    let lists_dir = cfg.data_dir().join("lists");
     let load_lists = |c: crate::config::DnsConfig| {
-        let dns = dns.clone();
+        let (dns, dir) = (dns.clone(), lists_dir.clone());
         async move {
-            let report = tokio::task::spawn_blocking(move || dns.reload_lists(&c)).await?;
+            let report = tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await?;
             let failed: Vec<String> =
                 report.into_iter().filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}"))).collect();
             for f in &failed {
@@ -418,12 +424,24 @@ async fn dns_task(
             }
         };
         report(&failed);
+        // URL lists: checked right away (the cached copies already serve), then every minute for due ones
+        let mut downloads = tokio::time::interval(Duration::from_secs(60));
         loop {
             tokio::select! {
                 _ = ctx.shutdown.cancelled() => {
                     stop.cancel();
                     while servers.join_next().await.is_some() {}
                     return Ok(());
+                }
+                _ = downloads.tick() => {
+                    if updater.update(&cfg.dns.lists, &lists_dir, false).await {
+                        failed = load_lists(cfg.dns.clone()).await?;
+                    } else {
+                        // an update through the API may have recompiled meanwhile
+                        let last = dns.list_report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        failed = last.into_iter().filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}"))).collect();
+                    }
+                    report(&failed);
                 }
                 changed = rx.changed() => {
                     if changed.is_err() {
@@ -447,6 +465,7 @@ async fn dns_task(
                         *dns.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::new(cache_policy(&new.dns));
                     }
                     if new.dns.lists != cfg.dns.lists {
+                        updater.update(&new.dns.lists, &lists_dir, false).await;
                         failed = load_lists(new.dns.clone()).await?;
                     }
                     let rebind = new.dns.listen != cfg.dns.listen;

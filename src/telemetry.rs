@@ -53,6 +53,7 @@ fn describe() {
     );
     describe_counter!("hearth_dns_upstream_failures_total", "Upstream exchanges that failed, by upstream.");
     describe_counter!("hearth_dns_querylog_written_total", "Query log entries written to the database.");
+    describe_counter!("hearth_dns_list_downloads_total", "List downloads (including not-modified checks), by result.");
     describe_counter!(
         "hearth_dns_querylog_dropped_total",
         "Query log entries dropped because the writer fell behind (answering never waits for the log)."

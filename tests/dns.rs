@@ -458,3 +458,111 @@ async fn per_client_rate_limit() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(dig(p, &["-b", "127.0.0.3", "www.example.test"]).contains("status: NOERROR"), "refilled");
 }
+
+/// nginx serving list files, stopped on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start() -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        let conf = format!(
+            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+             http {{ access_log {d}/access.log; server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let mut child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (Debian package nginx-light) is needed: .ci/deps installs it");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Nginx { child, port, dir };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nginx did not start");
+    }
+
+    /// SIGTERM: the master stops its workers too (SIGKILL would leave them serving).
+    fn stop(&mut self) {
+        if self.child.try_wait().is_ok_and(|s| s.is_some()) {
+            return;
+        }
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+
+    fn put(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join("www").join(name), text).unwrap();
+    }
+
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// URL lists: downloaded at start, conditional re-checks (304), updates on demand, last good copy kept.
+#[tokio::test]
+async fn url_lists_download_update_and_survive_failures() {
+    let up = Upstream::start();
+    let mut web = Nginx::start();
+    web.put("ads.txt", "||ads.example.test^\n");
+    let extra = format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n\
+         [[dns.lists]]\nname = \"remote ads\"\nkind = \"block\"\nsource = \"http://127.0.0.1:{}/ads.txt\"\nupdate = \"1h\"\n",
+        up.port, web.port
+    );
+    let inst = Instance::start(&extra).await;
+    let p = inst.dns.port();
+    let blocked = |name: &str| dig(p, &[name, "+short"]).trim() == "0.0.0.0";
+    let mut ok = false;
+    for _ in 0..100 {
+        if blocked("ads.example.test") {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "downloaded at start and compiled: {}", inst.log_text());
+    let (c, csrf) = admin_session(&inst).await;
+    let update = || c.post(inst.url("/api/v1/dns/lists/update")).header("x-csrf-token", &csrf).send();
+    // nothing changed: a conditional request, answered 304
+    let v: serde_json::Value = update().await.unwrap().json().await.unwrap();
+    assert_eq!(v[0]["download"]["result"], "not modified", "{v}");
+    assert_eq!(v[0]["counts"]["rules"], 1, "{v}");
+    assert!(web.access_log().contains("\" 304 "), "{}", web.access_log());
+    // a new version replaces the rules
+    web.put("ads.txt", "# new\n||www.example.test^\n");
+    let v: serde_json::Value = update().await.unwrap().json().await.unwrap();
+    assert_eq!(v[0]["download"]["result"], "updated", "{v}");
+    assert!(blocked("www.example.test") && !blocked("ads.example.test"));
+    // the server is gone: the error is reported, the last good copy keeps serving
+    web.stop();
+    let v: serde_json::Value = update().await.unwrap().json().await.unwrap();
+    assert_eq!(v[0]["download"]["ok"], false, "{v}");
+    assert!(v[0]["download"]["last_success"].is_i64());
+    assert!(blocked("www.example.test"));
+    let files: Vec<_> = std::fs::read_dir(inst.dir.path().join("data/lists")).unwrap().collect();
+    assert_eq!(files.len(), 2, "the copy and its metadata; no partial file left");
+}

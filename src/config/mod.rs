@@ -285,10 +285,17 @@ impl Default for DnsCacheConfig {
 pub struct DnsList {
     pub name: String,
     pub kind: crate::dns::blocklist::ListKind,
-    /// A file path (http(s) URLs arrive with the list updater).
+    /// A file path, or an http(s) URL downloaded into the data dir.
     pub source: String,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// How often a URL list is checked for a new version.
+    #[serde(default = "default_list_update")]
+    pub update: Duration,
+}
+
+fn default_list_update() -> Duration {
+    Duration::from_secs(86_400)
 }
 
 fn yes() -> bool {
@@ -485,12 +492,7 @@ impl Config {
             if l.name.trim().is_empty() || d.lists[..i].iter().any(|o| o.name == l.name) {
                 return Err(ConfigError::invalid(format!("dns.lists[{i}].name"), "must be set and unique"));
             }
-            if l.source.starts_with("http://") || l.source.starts_with("https://") {
-                return Err(ConfigError::invalid(
-                    format!("dns.lists[{i}].source"),
-                    "downloading lists is not available yet; give a file path",
-                ));
-            }
+            in_range(&format!("dns.lists[{i}].update"), l.update, 60, 30 * 86_400)?;
             if l.source.trim().is_empty() {
                 return Err(ConfigError::invalid(format!("dns.lists[{i}].source"), "must be a file path"));
             }

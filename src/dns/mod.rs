@@ -7,6 +7,7 @@
 pub mod blocklist;
 pub mod cache;
 pub mod groups;
+pub mod lists;
 pub mod local;
 pub mod querylog;
 pub mod ratelimit;
@@ -229,6 +230,8 @@ pub struct Dns {
     pub engine: ArcSwap<Engine>,
     pub local: ArcSwap<local::LocalZone>,
     pub limiter: Mutex<ratelimit::RateLimiter>,
+    /// The last list compilation: each list's counts or why it was left out.
+    pub list_report: Mutex<Vec<(String, Result<ListStats, String>)>>,
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache>,
     meters: Meters,
@@ -256,6 +259,7 @@ impl Dns {
         Dns {
             engine: ArcSwap::from_pointee(Engine::default()),
             local: ArcSwap::from_pointee(local::LocalZone::default()),
+            list_report: Mutex::default(),
             limiter: Mutex::new(ratelimit::RateLimiter::new(settings.rate_limit.0, settings.rate_limit.1)),
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(policy)),
@@ -429,15 +433,19 @@ impl Dns {
 
     /// Compile the configured lists (call on the blocking pool) and swap the engine in. A list that cannot be read
     /// is reported and left out; the previous engine keeps serving until the new one is complete.
-    pub fn reload_lists(&self, c: &DnsConfig) -> Vec<(String, Result<ListStats, String>)> {
+    pub fn reload_lists(&self, c: &DnsConfig, dir: &std::path::Path) -> Vec<(String, Result<ListStats, String>)> {
         let mut inputs = vec![];
         let mut report = vec![];
         for (i, l) in c.lists.iter().enumerate() {
-            match std::fs::File::open(&l.source) {
+            let path = lists::local_path(dir, l);
+            match std::fs::File::open(&path) {
                 Ok(f) => inputs.push((
                     l.name.clone(),
                     ListInput { id: i as u16, kind: l.kind, reader: std::io::BufReader::new(f) },
                 )),
+                Err(_) if lists::is_url(&l.source) => {
+                    report.push((l.name.clone(), Err(format!("{} is not downloaded yet", l.source))))
+                }
                 Err(e) => report.push((l.name.clone(), Err(format!("{}: {e}", l.source)))),
             }
         }
@@ -462,6 +470,7 @@ impl Dns {
             }
             Err(e) => report.push(("lists".into(), Err(e.to_string()))),
         }
+        *self.list_report.lock().unwrap_or_else(|p| p.into_inner()) = report.clone();
         report
     }
 }

@@ -21,6 +21,69 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(querylog_stream))
         .routes(routes!(stats))
         .routes(routes!(flush_cache))
+        .routes(routes!(lists))
+        .routes(routes!(update_lists))
+}
+
+#[derive(Serialize, ToSchema)]
+struct ListView {
+    name: String,
+    kind: crate::dns::blocklist::ListKind,
+    source: String,
+    enabled: bool,
+    /// Rules, comments and invalid lines counted at the last compilation.
+    #[schema(value_type = Object)]
+    counts: Option<crate::dns::blocklist::ListStats>,
+    /// Why the list is not in use, if it is not.
+    error: Option<String>,
+    /// For URL lists: the last download.
+    download: Option<crate::dns::lists::DownloadStatus>,
+}
+
+fn list_views(s: &AppState) -> Vec<ListView> {
+    let cfg = s.config.current();
+    let report = s.dns.list_report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let downloads = s.lists.statuses();
+    cfg.dns
+        .lists
+        .iter()
+        .map(|l| {
+            let compiled = report.iter().find(|(n, _)| n == &l.name).map(|(_, r)| r.clone());
+            ListView {
+                name: l.name.clone(),
+                kind: l.kind,
+                source: l.source.clone(),
+                enabled: l.enabled,
+                counts: compiled.clone().and_then(|r| r.ok()),
+                error: compiled.and_then(|r| r.err()),
+                download: downloads.iter().find(|d| d.name == l.name).cloned(),
+            }
+        })
+        .collect()
+}
+
+/// The configured lists with their counts, errors and last download.
+#[utoipa::path(get, path = "/api/v1/dns/lists", tag = "dns",
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody)))]
+async fn lists(_auth: AdminAuth, State(s): State<AppState>) -> Json<Vec<ListView>> {
+    Json(list_views(&s))
+}
+
+/// Download every URL list now (conditional requests), recompile if anything changed, and report.
+#[utoipa::path(post, path = "/api/v1/dns/lists/update", tag = "dns",
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody)))]
+async fn update_lists(auth: AdminAuth, State(s): State<AppState>) -> Result<Json<Vec<ListView>>, ApiError> {
+    let cfg = s.config.current();
+    let dir = cfg.data_dir().join("lists");
+    let changed = s.lists.update(&cfg.dns.lists, &dir, true).await;
+    if changed {
+        let (dns, c) = (s.dns.clone(), cfg.dns.clone());
+        tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await.map_err(ApiError::internal)?;
+    }
+    tracing::info!(by = %auth.principal, changed, "lists updated on demand");
+    Ok(Json(list_views(&s)))
 }
 
 /// The query log, newest first, filtered; page backwards with `before`.

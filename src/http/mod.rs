@@ -48,6 +48,7 @@ pub struct AppState {
     pub openapi: Arc<OnceLock<String>>,
     pub dns: Arc<crate::dns::Dns>,
     pub querylog: crate::dns::querylog::LogReader,
+    pub lists: Arc<crate::dns::lists::ListUpdater>,
 }
 
 /// Per-connection facts, inserted into every request by the accept loop.
