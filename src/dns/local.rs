@@ -39,7 +39,7 @@ pub enum LocalAnswer {
 
 #[derive(Debug, Default)]
 pub struct LocalZone {
-    by_name: HashMap<String, Vec<Rec>>,
+    by_name: HashMap<String, Vec<Rec>, foldhash::fast::RandomState>,
     domains: Vec<String>,
 }
 
@@ -92,6 +92,10 @@ impl LocalZone {
 
     /// The local answer for `name` (lowercase, no trailing dot) and type, or `None` to continue the pipeline.
     pub fn lookup(&self, name: &str, qtype: u16) -> Option<LocalAnswer> {
+        // the common case on the query path: not ours, decided without allocating
+        if !self.by_name.contains_key(name) {
+            return self.is_local_domain(name).then_some(LocalAnswer::NxDomain);
+        }
         let mut out = vec![];
         let mut current = name.to_string();
         for _ in 0..8 {
