@@ -129,6 +129,20 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByTestId('top-blocked').filter({ hasText: 'tracker.ads.example' }).waitFor();
   await shot(page, '04-dns');
 
+  // lists: add one through the form; it is compiled and blocks at once; switch another off
+  writeFileSync(join(dir, 'extra.txt'), '# mine\n||extra.example^\nnot a rule at all\n');
+  await page.getByLabel('Name', { exact: true }).fill('extra');
+  await page.getByLabel('Source (URL or file path)').fill(join(dir, 'extra.txt'));
+  await page.getByRole('button', { name: 'Add list' }).click();
+  await page.getByRole('status').filter({ hasText: 'Added “extra”' }).waitFor();
+  const extraRow = page.locator('tr[data-list="extra"]');
+  await extraRow.filter({ hasText: '1 lines skipped' }).waitFor();
+  assert.equal(execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'a.extra.example', '+short', '+tries=1']).toString().trim(), '0.0.0.0');
+  await page.getByRole('checkbox', { name: 'Use ads' }).uncheck();
+  await page.locator('tr[data-list="ads"]').filter({ hasText: 'off' }).waitFor();
+  assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /name = "extra"/);
+  await shot(page, '04b-lists');
+
   // API tokens: create, see it once, it works, revoke
   await page.getByRole('link', { name: 'API tokens' }).click();
   await page.getByLabel('Name').fill('home-assistant');

@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, QueryEntry, DnsStats } from '../api';
 import { Chart } from '../chart';
 import { usePoll } from '../poll';
+import { Lists } from './lists';
 
 // The DNS page: today's figures, an hourly chart, top lists, and the query log with filters and live tail.
 
@@ -221,6 +222,7 @@ export function Dns() {
     <>
       <Stats />
       <QueryLog />
+      <Lists />
     </>
   );
 }

@@ -1,0 +1,185 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, ApiError, ConfigView } from '../api';
+import { ago } from '../format';
+
+// Block and allow lists: counts, errors and downloads from the API; changes go through the config (validated,
+// applied live, written to hearth.toml).
+
+interface ListView {
+  name: string;
+  kind: 'block' | 'allow';
+  source: string;
+  enabled: boolean;
+  counts: { rules: number; comments: number; invalid: number; examples: [number, string][] } | null;
+  error: string | null;
+  download: { last_attempt: number; last_success: number | null; result: string; ok: boolean } | null;
+}
+interface ListConfig {
+  name: string;
+  kind: string;
+  source: string;
+  enabled: boolean;
+  update: string;
+}
+
+export function Lists() {
+  const [lists, setLists] = useState<ListView[] | null>(null);
+  const [message, setMessage] = useState<{ text: string; error: boolean } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [form, setForm] = useState({ name: '', kind: 'block', source: '' });
+
+  const load = () =>
+    api<ListView[]>('GET', '/api/v1/dns/lists')
+      .then(setLists)
+      .catch((e: ApiError) => setMessage({ text: e.message, error: true }));
+  useEffect(() => {
+    load();
+  }, []);
+
+  // apply a change to the configured lists (the whole array: RFC 7396 replaces arrays)
+  async function change(edit: (ls: ListConfig[]) => ListConfig[], done: string) {
+    setBusy(true);
+    setMessage(null);
+    try {
+      const cfg = await api<ConfigView>('GET', '/api/v1/config');
+      const next = edit(cfg.config.dns.lists as ListConfig[]);
+      await api('PATCH', '/api/v1/config', { dns: { lists: next } });
+      setMessage({ text: done, error: false });
+      // the DNS subsystem recompiles (and downloads new URL lists) in the background
+      setTimeout(load, 700);
+    } catch (e) {
+      setMessage({ text: (e as ApiError).message, error: true });
+      load();
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function add(e: Event) {
+    e.preventDefault();
+    const item = { name: form.name.trim(), kind: form.kind, source: form.source.trim(), enabled: true, update: '24h' };
+    await change((ls) => [...ls, item], `Added “${item.name}”.`);
+    setForm({ name: '', kind: 'block', source: '' });
+  }
+
+  async function updateNow() {
+    setBusy(true);
+    try {
+      setLists(await api<ListView[]>('POST', '/api/v1/dns/lists/update'));
+      setMessage({ text: 'Checked every URL list.', error: false });
+    } catch (e) {
+      setMessage({ text: (e as ApiError).message, error: true });
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section class="card">
+      <div class="row" style={{ justifyContent: 'space-between', alignItems: 'center' }}>
+        <h2>Block and allow lists</h2>
+        <button type="button" class="ghost" onClick={updateNow} disabled={busy}>
+          Update now
+        </button>
+      </div>
+      {message && (
+        <p class={message.error ? 'error' : 'ok'} role={message.error ? 'alert' : 'status'}>
+          {message.text}
+        </p>
+      )}
+      {lists === null ? (
+        <p>Loading…</p>
+      ) : lists.length === 0 ? (
+        <p class="muted">No lists yet. Add a hosts file, a domain list or an adblock-style list below.</p>
+      ) : (
+        <table class="table log" data-testid="lists">
+          <thead>
+            <tr>
+              <th scope="col">On</th>
+              <th scope="col">Name</th>
+              <th scope="col">Kind</th>
+              <th scope="col">Source</th>
+              <th scope="col">Rules</th>
+              <th scope="col">Status</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {lists.map((l) => (
+              <tr data-list={l.name}>
+                <td data-label="On">
+                  <input
+                    type="checkbox"
+                    checked={l.enabled}
+                    disabled={busy}
+                    aria-label={`Use ${l.name}`}
+                    onChange={(e) => {
+                      const on = e.currentTarget.checked;
+                      // show the new state at once; the reload after the change confirms it (or an error restores it)
+                      setLists(lists.map((x) => (x.name === l.name ? { ...x, enabled: on } : x)));
+                      change((ls) => ls.map((x) => (x.name === l.name ? { ...x, enabled: on } : x)), `${on ? 'Enabled' : 'Disabled'} “${l.name}”.`);
+                    }}
+                  />
+                </td>
+                <th scope="row">{l.name}</th>
+                <td data-label="Kind">{l.kind}</td>
+                <td data-label="Source" class="name small">
+                  {l.source}
+                </td>
+                <td data-label="Rules">
+                  {l.counts ? l.counts.rules : '—'}
+                  {l.counts && l.counts.invalid > 0 && (
+                    <div class="muted small" title={l.counts.examples.map(([n, why]) => `line ${n}: ${why}`).join('\n')}>
+                      {l.counts.invalid} lines skipped
+                    </div>
+                  )}
+                </td>
+                <td data-label="Status" class="small">
+                  {l.error ? <span class="error">{l.error}</span> : l.enabled ? 'in use' : 'off'}
+                  {l.download && (
+                    <div class={l.download.ok ? 'muted' : 'error'}>
+                      download: {l.download.result}, {ago(l.download.last_attempt)}
+                    </div>
+                  )}
+                </td>
+                <td>
+                  <button
+                    type="button"
+                    class="danger ghost"
+                    disabled={busy}
+                    aria-label={`Remove ${l.name}`}
+                    onClick={() => confirm(`Remove the list “${l.name}”?`) && change((ls) => ls.filter((x) => x.name !== l.name), `Removed “${l.name}”.`)}
+                  >
+                    Remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <form class="filters" onSubmit={add} style={{ marginTop: '1rem' }}>
+        <label>
+          Name
+          <input name="list-name" value={form.name} onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} required maxLength={64} />
+        </label>
+        <label>
+          Kind
+          <select name="list-kind" value={form.kind} onChange={(e) => setForm({ ...form, kind: e.currentTarget.value })}>
+            <option value="block">block</option>
+            <option value="allow">allow</option>
+          </select>
+        </label>
+        <label class="grow">
+          Source (URL or file path)
+          <input name="list-source" value={form.source} onInput={(e) => setForm({ ...form, source: e.currentTarget.value })} placeholder="https://…/hosts.txt" required />
+        </label>
+        <button type="submit" disabled={busy}>
+          Add list
+        </button>
+      </form>
+    </section>
+  );
+}
