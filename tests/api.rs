@@ -164,7 +164,7 @@ async fn every_documented_route_requires_auth_except_public_ones() {
             "POST /api/v1/setup",
         ]
     );
-    assert_eq!(protected, 15, "protected operations");
+    assert_eq!(protected, 16, "protected operations");
     // every /api/v1 route is in the document
     for p in [
         "/api/v1/tokens",

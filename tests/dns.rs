@@ -566,3 +566,36 @@ async fn url_lists_download_update_and_survive_failures() {
     let files: Vec<_> = std::fs::read_dir(inst.dir.path().join("data/lists")).unwrap().collect();
     assert_eq!(files.len(), 2, "the copy and its metadata; no partial file left");
 }
+
+/// One-click rules: allow or block a name into hearth's own lists, effective at once.
+#[tokio::test]
+async fn one_click_allow_and_block() {
+    let up = Upstream::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path()).await;
+    let p = inst.dns.port();
+    let (c, csrf) = admin_session(&inst).await;
+    let rule = |domain: &str, action: &str| {
+        c.post(inst.url("/api/v1/dns/rules"))
+            .header("x-csrf-token", &csrf)
+            .json(&serde_json::json!({"domain": domain, "action": action}))
+            .send()
+    };
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10");
+    let r = rule("www.example.test", "block").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "0.0.0.0", "blocked at once");
+    assert_eq!(dig(p, &["ads.example.test", "+short"]).trim(), "0.0.0.0");
+    let v: serde_json::Value = rule("ADS.example.test.", "allow").await.unwrap().json().await.unwrap();
+    assert_eq!(dig(p, &["ads.example.test", "+short"]).trim(), "192.0.2.66", "allowed at once");
+    let mine: Vec<&str> = v.as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert!(mine.contains(&"my allowlist") && mine.contains(&"my blocklist"), "{mine:?}");
+    // twice is once
+    rule("www.example.test", "block").await.unwrap();
+    let text = std::fs::read_to_string(inst.dir.path().join("data/rules/block.txt")).unwrap();
+    assert_eq!(text.matches("||www.example.test^").count(), 1, "{text}");
+    let r = rule("not a domain", "block").await.unwrap();
+    expect_error(r, 422, "invalid_input").await;
+    let file = std::fs::read_to_string(inst.config_path()).unwrap();
+    assert!(file.contains("my blocklist"), "registered in hearth.toml: {file}");
+}

@@ -23,6 +23,91 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(flush_cache))
         .routes(routes!(lists))
         .routes(routes!(update_lists))
+        .routes(routes!(add_rule))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RuleRequest {
+    /// The name to allow or block (with its subdomains).
+    domain: String,
+    /// "allow" or "block".
+    action: crate::dns::blocklist::ListKind,
+}
+
+/// The hearth-managed list for one-click rules of this kind: its name and file.
+fn managed_list(
+    data_dir: &std::path::Path,
+    kind: crate::dns::blocklist::ListKind,
+) -> (&'static str, std::path::PathBuf) {
+    use crate::dns::blocklist::ListKind;
+    match kind {
+        ListKind::Allow => ("my allowlist", data_dir.join("rules/allow.txt")),
+        ListKind::Block => ("my blocklist", data_dir.join("rules/block.txt")),
+    }
+}
+
+/// Allow or block a name with one click (from a query log row): the rule goes into hearth's own list of that kind
+/// (created in the data dir and added to `dns.lists` the first time), and the lists are recompiled at once.
+#[utoipa::path(post, path = "/api/v1/dns/rules", tag = "dns", request_body = RuleRequest,
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_rule(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    super::error::ApiJson(req): super::error::ApiJson<RuleRequest>,
+) -> Result<Json<Vec<ListView>>, ApiError> {
+    let domain = crate::dns::blocklist::normalize_domain(req.domain.trim()).ok_or_else(|| {
+        ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "not a valid domain name")
+    })?;
+    let cfg = s.config.current();
+    let (name, file) = managed_list(&cfg.data_dir(), req.action);
+    // 1. the rule, appended once
+    let rule = format!("||{domain}^");
+    let (f, r) = (file.clone(), rule.clone());
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(dir) = f.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let existing = std::fs::read_to_string(&f).unwrap_or_default();
+        if !existing.lines().any(|l| l.trim() == r) {
+            let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&f)?;
+            if existing.is_empty() {
+                writeln!(out, "# Rules added from the hearth UI")?;
+            }
+            writeln!(out, "{r}")?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    // 2. the list itself, registered through the config transaction the first time (that recompiles too)
+    let source = file.display().to_string();
+    let registered = cfg.dns.lists.iter().find(|l| l.name == name);
+    match registered {
+        Some(l) if l.source == source && l.enabled => {
+            let (dns, c, dir) = (s.dns.clone(), cfg.dns.clone(), cfg.data_dir().join("lists"));
+            tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await.map_err(ApiError::internal)?;
+        }
+        _ => {
+            let mut lists: Vec<serde_json::Value> =
+                cfg.dns.lists.iter().filter(|l| l.name != name).map(|l| serde_json::json!(l)).collect();
+            lists.push(serde_json::json!({"name": name, "kind": req.action, "source": source, "enabled": true, "update": "1d"}));
+            s.config.patch(&serde_json::json!({"dns": {"lists": lists}})).await?;
+            // the DNS task recompiles on the change; wait for it briefly so the answer shows the new counts
+            for _ in 0..50 {
+                let done = s.dns.list_report.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(n, _)| n == name);
+                if done {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+    tracing::info!(by = %auth.principal, rule = %rule, list = name, "rule added");
+    Ok(Json(list_views(&s)))
 }
 
 #[derive(Serialize, ToSchema)]

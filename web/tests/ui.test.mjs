@@ -125,6 +125,10 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByText('No queries yet.').waitFor();
   await page.getByLabel('Outcome').selectOption('');
   await row.waitFor();
+  // one click from the row allows it (hearth's own allowlist), at once
+  await row.getByRole('button', { name: 'Allow tracker.ads.example' }).click();
+  await page.getByRole('status').filter({ hasText: 'Allowed tracker.ads.example' }).waitFor();
+  assert.notEqual(execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'tracker.ads.example', '+short', '+tries=1']).toString().trim(), '0.0.0.0');
   await page.reload();
   await page.getByTestId('top-blocked').filter({ hasText: 'tracker.ads.example' }).waitFor();
   await shot(page, '04-dns');

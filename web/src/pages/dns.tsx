@@ -135,6 +135,15 @@ function QueryLog() {
     return () => es.close();
   }, [live]);
 
+  async function rule(name: string, action: 'allow' | 'block') {
+    try {
+      await api('POST', '/api/v1/dns/rules', { domain: name, action });
+      setError(`${action === 'allow' ? 'Allowed' : 'Blocked'} ${name} (and its subdomains) — in “my ${action}list”.`);
+    } catch (e) {
+      setError((e as ApiError).message);
+    }
+  }
+
   async function flush() {
     const r = await api<{ flushed: number }>('POST', '/api/v1/dns/cache/flush');
     setError(`Cache flushed (${r.flushed} answers).`);
@@ -185,6 +194,9 @@ function QueryLog() {
               <th scope="col">Outcome</th>
               <th scope="col">Why / upstream</th>
               <th scope="col">ms</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -203,6 +215,18 @@ function QueryLog() {
                   {r.rule ? `${r.list}: ${r.rule}` : (r.upstream ?? '')}
                 </td>
                 <td data-label="ms">{(r.latency_us / 1000).toFixed(1)}</td>
+                <td>
+                  {r.name &&
+                    (r.outcome === 'blocked' ? (
+                      <button type="button" class="ghost" onClick={() => rule(r.name, 'allow')} aria-label={`Allow ${r.name}`}>
+                        Allow
+                      </button>
+                    ) : (
+                      <button type="button" class="ghost danger" onClick={() => rule(r.name, 'block')} aria-label={`Block ${r.name}`}>
+                        Block
+                      </button>
+                    ))}
+                </td>
               </tr>
             ))}
           </tbody>
