@@ -70,7 +70,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut sup = Supervisor::new(RestartPolicy::default());
     let (querylog, log_reader, log_writer) =
         crate::dns::querylog::start(db.clone(), crate::dns::querylog_policy(&cfg.dns), 10_000);
-    let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|e| anyhow::anyhow!("dns: {e}"))?;
+    let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
     let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns), Some(querylog)));
     let updater = Arc::new(crate::dns::lists::ListUpdater::new());
     let state = AppState {
@@ -393,8 +393,7 @@ async fn dns_task(
         let (dns, dir) = (dns.clone(), lists_dir.clone());
         async move {
             let report = tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await?;
-            let failed: Vec<String> =
-                report.into_iter().filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}"))).collect();
+            let failed = crate::dns::failures(&report);
             for f in &failed {
                 tracing::warn!(list = %f, "blocklist not loaded");
             }
@@ -438,8 +437,7 @@ async fn dns_task(
                         failed = load_lists(cfg.dns.clone()).await?;
                     } else {
                         // an update through the API may have recompiled meanwhile
-                        let last = dns.list_report.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        failed = last.into_iter().filter_map(|(n, r)| r.err().map(|e| format!("{n}: {e}"))).collect();
+                        failed = dns.list_failures();
                     }
                     report(&failed);
                 }
@@ -451,7 +449,8 @@ async fn dns_task(
                     if new.dns == cfg.dns {
                         continue;
                     }
-                    dns.settings.store(Arc::new(Settings::from_config(&new.dns).map_err(anyhow::Error::msg)?));
+                    let settings = Settings::from_config(&new.dns).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
+                    dns.settings.store(Arc::new(settings));
                     log.set_policy(crate::dns::querylog_policy(&new.dns));
                     if new.dns.records != cfg.dns.records || new.dns.local_domains != cfg.dns.local_domains {
                         let zone = crate::dns::local_zone(&new.dns).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;

@@ -449,15 +449,10 @@ impl Config {
         if d.upstreams.is_empty() && !d.listen.is_empty() {
             return Err(ConfigError::invalid("dns.upstreams", "at least one upstream is needed in forward mode"));
         }
-        for (i, u) in d.upstreams.iter().enumerate() {
-            crate::dns::upstream::Upstream::parse(u)
-                .map_err(|e| ConfigError::invalid(format!("dns.upstreams[{i}]"), e))?;
-        }
         in_range("dns.upstream_timeout", d.upstream_timeout, 0, 30)?;
         if d.upstream_timeout.as_std() < std::time::Duration::from_millis(100) {
             return Err(ConfigError::invalid("dns.upstream_timeout", "must be at least 100ms"));
         }
-        crate::dns::BlockingMode::parse(&d.blocking_mode).map_err(|e| ConfigError::invalid("dns.blocking_mode", e))?;
         in_range("dns.blocked_ttl", d.blocked_ttl, 0, 86_400)?;
         if d.cache.size > 10_000_000 {
             return Err(ConfigError::invalid("dns.cache.size", "must be at most 10000000 entries"));
@@ -480,11 +475,8 @@ impl Config {
                 return Err(ConfigError::invalid(format!("dns.groups[{i}].name"), "must be set and unique"));
             }
         }
-        // group clients and list names are checked where they are compiled, with the key in the message
-        if let Err(e) = crate::dns::Settings::from_config(d) {
-            let (key, reason) = e.split_once(": ").unwrap_or(("dns", e.as_str()));
-            return Err(ConfigError::invalid(key, reason));
-        }
+        // upstreams, blocking mode, groups and exemptions are checked where they are compiled: one parser each
+        crate::dns::Settings::from_config(d).map_err(|(key, reason)| ConfigError::invalid(key, reason))?;
         if d.lists.len() > crate::dns::blocklist::MAX_LISTS {
             return Err(ConfigError::invalid("dns.lists", "too many lists"));
         }

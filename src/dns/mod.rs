@@ -71,8 +71,15 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_config(c: &DnsConfig) -> Result<Self, String> {
-        let upstreams = c.upstreams.iter().map(|u| Upstream::parse(u)).collect::<Result<_, _>>()?;
+    /// Compile the `[dns]` settings; an error is `(key, reason)`, e.g. `("dns.upstreams[1]", "…")`.
+    pub fn from_config(c: &DnsConfig) -> Result<Self, (String, String)> {
+        let upstreams = c
+            .upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Upstream::parse(u).map_err(|e| (format!("dns.upstreams[{i}]"), e)))
+            .collect::<Result<_, _>>()?;
+        let blocking = BlockingMode::parse(&c.blocking_mode).map_err(|e| ("dns.blocking_mode".to_string(), e))?;
         let mut enabled = ListSet::none();
         for (i, l) in c.lists.iter().enumerate() {
             if l.enabled {
@@ -86,14 +93,14 @@ impl Settings {
                 .iter()
                 .map(|c| groups::Cidr::parse(c))
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("dns.groups[{gi}].clients: {e}"))?;
+                .map_err(|e| (format!("dns.groups[{gi}].clients"), e))?;
             let mut lists = ListSet::none();
             for name in &g.lists {
                 let id = c
                     .lists
                     .iter()
                     .position(|l| &l.name == name)
-                    .ok_or_else(|| format!("dns.groups[{gi}].lists: no list named {name:?}"))?;
+                    .ok_or_else(|| (format!("dns.groups[{gi}].lists"), format!("no list named {name:?}")))?;
                 if c.lists[id].enabled {
                     lists.insert(id as u16);
                 }
@@ -105,19 +112,24 @@ impl Settings {
             .iter()
             .map(|e| groups::Cidr::parse(e))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("dns.rate_limit_exempt: {e}"))?;
+            .map_err(|e| ("dns.rate_limit_exempt".to_string(), e))?;
         Ok(Settings {
             rate_limit: (c.rate_limit, c.rate_limit_burst),
             rate_limit_exempt,
             upstreams,
             upstream_timeout: c.upstream_timeout.as_std(),
-            blocking: BlockingMode::parse(&c.blocking_mode)?,
+            blocking,
             blocked_ttl: c.blocked_ttl.as_std().as_secs() as u32,
             list_names: c.lists.iter().map(|l| l.name.clone()).collect(),
             groups,
             log_queries: c.querylog.enabled,
         })
     }
+}
+
+/// "name: why" for every list a compilation report left out.
+pub fn failures(report: &[(String, Result<ListStats, String>)]) -> Vec<String> {
+    report.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}"))).collect()
 }
 
 /// The local zone described by the config; errors carry the key (`dns.records[2]`).
@@ -232,6 +244,8 @@ pub struct Dns {
     pub limiter: Mutex<ratelimit::RateLimiter>,
     /// The last list compilation: each list's counts or why it was left out.
     pub list_report: Mutex<Vec<(String, Result<ListStats, String>)>>,
+    /// Counts list compilations, so a caller can wait for the one its change caused.
+    pub list_generation: std::sync::atomic::AtomicU64,
     pub settings: ArcSwap<Settings>,
     pub cache: Mutex<Cache>,
     meters: Meters,
@@ -260,6 +274,7 @@ impl Dns {
             engine: ArcSwap::from_pointee(Engine::default()),
             local: ArcSwap::from_pointee(local::LocalZone::default()),
             list_report: Mutex::default(),
+            list_generation: Default::default(),
             limiter: Mutex::new(ratelimit::RateLimiter::new(settings.rate_limit.0, settings.rate_limit.1)),
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(policy)),
@@ -471,7 +486,13 @@ impl Dns {
             Err(e) => report.push(("lists".into(), Err(e.to_string()))),
         }
         *self.list_report.lock().unwrap_or_else(|p| p.into_inner()) = report.clone();
+        self.list_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         report
+    }
+
+    /// The lists left out of the last compilation, as "name: why".
+    pub fn list_failures(&self) -> Vec<String> {
+        failures(&self.list_report.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

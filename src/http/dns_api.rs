@@ -92,14 +92,14 @@ async fn add_rule(
             tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await.map_err(ApiError::internal)?;
         }
         _ => {
+            let generation = s.dns.list_generation.load(std::sync::atomic::Ordering::SeqCst);
             let mut lists: Vec<serde_json::Value> =
                 cfg.dns.lists.iter().filter(|l| l.name != name).map(|l| serde_json::json!(l)).collect();
             lists.push(serde_json::json!({"name": name, "kind": req.action, "source": source, "enabled": true, "update": "1d"}));
             s.config.patch(&serde_json::json!({"dns": {"lists": lists}})).await?;
-            // the DNS task recompiles on the change; wait for it briefly so the answer shows the new counts
-            for _ in 0..50 {
-                let done = s.dns.list_report.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|(n, _)| n == name);
-                if done {
+            // the DNS task recompiles on the change; wait (briefly) for that compilation, not an earlier one
+            for _ in 0..100 {
+                if s.dns.list_generation.load(std::sync::atomic::Ordering::SeqCst) > generation {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
