@@ -589,6 +589,26 @@ mod tests {
         assert_eq!(parsed, Config::default());
     }
 
+    /// The production file is the commented default with exactly these lines changed, so a new key documented in
+    /// one cannot be forgotten in the other.
+    #[test]
+    fn production_file_is_the_default_with_production_addresses() {
+        let expected: Vec<String> = DEFAULT_TOML
+            .lines()
+            .map(|l| match l {
+                "# hearth.toml: the configuration of one hearth instance." => {
+                    "# /etc/hearth/hearth.toml: the production configuration installed by the hearth package.".into()
+                }
+                l if l.starts_with("http_listen = ") => "http_listen = [\":80\"]".into(),
+                l if l.starts_with("https_listen = ") => "https_listen = [\":443\"]".into(),
+                l if l.starts_with("data_dir = ") => "data_dir = \"/var/lib/hearth\"".into(),
+                "listen = [\"127.0.0.1:5353\"]" => "listen = [\":53\"]".into(),
+                l => l.to_string(),
+            })
+            .collect();
+        assert_eq!(PRODUCTION_TOML.lines().collect::<Vec<_>>(), expected);
+    }
+
     #[test]
     fn production_file_is_valid_and_binds_standard_ports() {
         let c = Config::from_toml(PRODUCTION_TOML, "production").unwrap();
