@@ -10,8 +10,21 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hearth");
 
+/// A loopback port free for both TCP and UDP that this test process has not handed out before.
+/// Tests run in parallel threads, and the kernel may give the same ephemeral port to two binds
+/// made one after the other, so every port handed out is remembered.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if given.contains(&port) || std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.push(port);
+        return port;
+    }
 }
 
 pub struct Instance {
