@@ -18,3 +18,8 @@ pub mod util;
 
 pub const BUILD_COMMIT: &str = env!("HEARTH_COMMIT");
 pub const BUILD_DATE: &str = env!("HEARTH_BUILD_DATE");
+
+/// The build time in Unix seconds: a clock that reads earlier than this is not plausible (DNSSEC).
+pub fn build_epoch() -> u64 {
+    env!("HEARTH_BUILD_EPOCH").parse().unwrap_or(0)
+}

@@ -162,6 +162,10 @@ pub struct DnsConfig {
     pub mode: DnsMode,
     pub upstreams: Vec<String>,
     pub upstream_timeout: Duration,
+    /// Validate answers with DNSSEC.
+    pub dnssec: bool,
+    /// A file of DS or DNSKEY records; empty: the built-in IANA root anchors.
+    pub trust_anchors: String,
     pub blocking_mode: String,
     pub blocked_ttl: Duration,
     pub cache: DnsCacheConfig,
@@ -236,6 +240,8 @@ impl Default for DnsConfig {
             mode: DnsMode::Forward,
             upstreams: vec!["udp://9.9.9.9:53".into(), "udp://149.112.112.112:53".into()],
             upstream_timeout: Duration::from_secs(2),
+            dnssec: true,
+            trust_anchors: String::new(),
             blocking_mode: "null_ip".into(),
             blocked_ttl: Duration::from_secs(10),
             cache: DnsCacheConfig::default(),

@@ -32,6 +32,8 @@ pub struct CacheKey {
     pub qclass: u16,
     pub dnssec_ok: bool,
     pub checking_disabled: bool,
+    /// AD in the query: a validated answer carries AD for such clients even without DO.
+    pub authentic_data: bool,
     pub edns: bool,
 }
 
@@ -43,6 +45,7 @@ impl CacheKey {
             qclass: q.qclass,
             dnssec_ok: q.dnssec_ok,
             checking_disabled: q.checking_disabled,
+            authentic_data: q.authentic_data,
             edns: q.edns_payload.is_some(),
         }
     }

@@ -6,6 +6,7 @@
 
 pub mod blocklist;
 pub mod cache;
+pub mod dnssec;
 pub mod groups;
 pub mod lists;
 pub mod local;
@@ -20,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::ResponseCode;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::RecordType;
 
 use crate::config::DnsConfig;
 use blocklist::{Engine, ListInput, ListSet, ListStats, Verdict};
@@ -68,6 +70,8 @@ pub struct Settings {
     pub rate_limit: (u32, u32),
     pub rate_limit_exempt: Vec<groups::Cidr>,
     pub log_queries: bool,
+    /// The DNSSEC validator (None: `dns.dnssec = false`).
+    pub dnssec: Option<Arc<dnssec::Validator>>,
 }
 
 impl Settings {
@@ -113,7 +117,20 @@ impl Settings {
             .map(|e| groups::Cidr::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ("dns.rate_limit_exempt".to_string(), e))?;
+        let dnssec = if c.dnssec {
+            let anchors = if c.trust_anchors.is_empty() {
+                dnssec::Anchors::builtin()
+            } else {
+                let key = || "dns.trust_anchors".to_string();
+                let text = std::fs::read_to_string(&c.trust_anchors).map_err(|e| (key(), format!("{}: {e}", c.trust_anchors)))?;
+                dnssec::Anchors::parse(&text).map_err(|e| (key(), format!("{}: {e}", c.trust_anchors)))?
+            };
+            Some(Arc::new(dnssec::Validator::new(anchors)))
+        } else {
+            None
+        };
         Ok(Settings {
+            dnssec,
             rate_limit: (c.rate_limit, c.rate_limit_burst),
             rate_limit_exempt,
             upstreams,
@@ -184,6 +201,8 @@ pub enum Outcome {
     Stale = 5,
     Local = 6,
     RateLimited = 7,
+    /// DNSSEC validation failed: SERVFAIL with an EDE code.
+    Bogus = 8,
 }
 
 impl Outcome {
@@ -197,13 +216,16 @@ impl Outcome {
             Outcome::Stale => "stale",
             Outcome::Local => "local",
             Outcome::RateLimited => "ratelimited",
+            Outcome::Bogus => "bogus",
         }
     }
 }
 
 /// Metric handles registered once, so that answering costs atomic increments, not registry lookups.
 struct Meters {
-    outcomes: [metrics::Counter; 8],
+    outcomes: [metrics::Counter; 9],
+    /// DNSSEC verdicts: secure, insecure, bogus.
+    dnssec: [metrics::Counter; 3],
     cache_hit: metrics::Counter,
     cache_miss: metrics::Counter,
     cache_entries: metrics::Gauge,
@@ -223,8 +245,10 @@ impl Meters {
                 Outcome::Stale,
                 Outcome::Local,
                 Outcome::RateLimited,
+                Outcome::Bogus,
             ]
             .map(outcome),
+            dnssec: ["secure", "insecure", "bogus"].map(|r| metrics::counter!("hearth_dns_dnssec_total", "result" => r)),
             cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
             cache_miss: metrics::counter!("hearth_dns_cache_total", "result" => "miss"),
             cache_entries: metrics::gauge!("hearth_dns_cache_entries"),
@@ -389,9 +413,17 @@ impl Dns {
     /// The stages that wait for the network: 5. upstream, 6. cache store, 7. account.
     pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
         let settings = self.settings.load_full();
-        // 5. upstream
-        let (mut resp, from) = match upstream::exchange(&settings.upstreams, &p.query, settings.upstream_timeout).await
-        {
+        // 5. upstream: with DNSSEC on, hearth asks with DO and CD and judges the signatures itself (a client that
+        // sets CD gets the data unchecked, as it asked)
+        let validation = match &settings.dnssec {
+            Some(v) if !p.q.checking_disabled => dnssec::fqdn(&p.q.name).map(|name| (v.clone(), name)),
+            _ => None,
+        };
+        let sent = match &validation {
+            Some((_, name)) => dnssec::upstream_query(p.q.id, name, RecordType::from(p.q.qtype)),
+            None => p.query.clone(),
+        };
+        let (mut resp, from) = match upstream::exchange(&settings.upstreams, &sent, settings.upstream_timeout).await {
             Ok(r) => r,
             Err(e) => {
                 // serve-stale (RFC 8767): an expired answer beats no answer
@@ -416,7 +448,45 @@ impl Dns {
                 return answer;
             }
         };
-        wire::clear_ad(&mut resp);
+        // 5b. DNSSEC validation
+        let mut security = None;
+        if let Some((validator, name)) = validation {
+            let verdict = match Message::from_vec(&resp) {
+                Ok(msg) => {
+                    let fetch = upstream::Fetcher { upstreams: settings.upstreams.clone(), timeout: settings.upstream_timeout };
+                    let clock = dnssec::Clock::system(crate::build_epoch());
+                    let verdict = validator.validate(&fetch, &msg, &name, RecordType::from(p.q.qtype), clock).await;
+                    match &verdict {
+                        dnssec::Security::Bogus(_) => None,
+                        ok => dnssec::client_view(msg, &p.q, *ok == dnssec::Security::Secure).map(|view| (ok.clone(), view)),
+                    }
+                    .ok_or(verdict)
+                }
+                Err(e) => Err(dnssec::Security::Bogus(dnssec::Bogus { ede: 0, why: format!("unreadable answer: {e}") })),
+            };
+            match verdict {
+                Ok((s, view)) => {
+                    self.meters.dnssec[usize::from(s != dnssec::Security::Secure)].increment(1);
+                    security = Some(s);
+                    resp = view;
+                }
+                Err(s) => {
+                    let (code, why) = match &s {
+                        dnssec::Security::Bogus(b) => (b.ede, b.why.as_str()),
+                        _ => (0, "the answer could not be shaped"),
+                    };
+                    tracing::info!(name = %p.q.name, ede = code, why, "DNSSEC validation failed");
+                    self.meters.dnssec[2].increment(1);
+                    self.meters.count(Outcome::Bogus);
+                    let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((code, why)));
+                    self.log(p.client, Some(&p.q), Outcome::Bogus, answer.as_deref(), None, Some(why), Some(from.to_string()), p.started);
+                    return answer.map(|a| fit(a, &p.q, p.limit));
+                }
+            }
+        } else {
+            wire::clear_ad(&mut resp);
+        }
+        let _ = security;
         wire::copy_question(&mut resp, &p.query, p.q.question_end);
         // 6. cache store
         {

@@ -144,6 +144,26 @@ async fn tcp(addr: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The validator's source of DS and DNSKEY sets in forward mode: the same upstreams, asked with DO and CD.
+pub struct Fetcher {
+    pub upstreams: Vec<Upstream>,
+    pub timeout: Duration,
+}
+
+impl super::dnssec::Fetch for Fetcher {
+    fn fetch<'a>(
+        &'a self,
+        name: &'a hickory_proto::rr::Name,
+        rtype: hickory_proto::rr::RecordType,
+    ) -> super::dnssec::BoxFuture<'a, Result<hickory_proto::op::Message, String>> {
+        Box::pin(async move {
+            let q = super::dnssec::upstream_query(rand::random(), name, rtype);
+            let (resp, _) = exchange(&self.upstreams, &q, self.timeout).await.map_err(|e| e.to_string())?;
+            hickory_proto::op::Message::from_vec(&resp).map_err(|e| format!("unreadable answer: {e}"))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

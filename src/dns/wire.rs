@@ -16,6 +16,8 @@ pub struct QueryInfo {
     pub edns_payload: Option<u16>,
     pub dnssec_ok: bool,
     pub checking_disabled: bool,
+    /// The client set AD: it understands the AD bit in the answer (RFC 6840 §5.7).
+    pub authentic_data: bool,
     pub recursion_desired: bool,
 }
 
@@ -106,6 +108,7 @@ pub fn parse_query(b: &[u8]) -> Result<QueryInfo, WireError> {
         edns_payload: None,
         dnssec_ok: false,
         checking_disabled: flags & 0x0010 != 0,
+        authentic_data: flags & 0x0020 != 0,
         recursion_desired: flags & 0x0100 != 0,
     };
     // the OPT record lives in the additional section (queries normally have no answers or authorities)
