@@ -44,6 +44,10 @@ fn describe() {
     describe_counter!("hearth_dns_queries_total", "DNS queries answered, by outcome.");
     describe_histogram!("hearth_dns_query_duration_seconds", Unit::Seconds, "Time to answer a DNS query, by outcome.");
     describe_counter!("hearth_dns_cache_total", "DNS cache lookups, by result (hit, miss).");
+    describe_counter!(
+        "hearth_dns_dnssec_total",
+        "DNSSEC verdicts on forwarded answers, by result (secure, insecure, bogus)."
+    );
     describe_gauge!("hearth_dns_cache_entries", "Answers in the DNS cache.");
     describe_gauge!("hearth_dns_list_rules", "Rules in the compiled block/allow lists, by kind.");
     describe_histogram!(

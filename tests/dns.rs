@@ -1,4 +1,6 @@
 //! The DNS resolver against real peers: `dig` as the client, dnsmasq as the upstream, both started here.
+//! dnsmasq serves an unsigned private zone and no root keys, so these instances run with `dnssec = false`;
+//! validation is tested against a signed tree in tests/dnssec.rs.
 
 mod common;
 
@@ -84,7 +86,7 @@ async fn instance(up: &Upstream, upstreams: &str, lists_dir: &std::path::Path) -
 async fn instance_with(up: &Upstream, upstreams: &str, lists_dir: &std::path::Path, storage: &str) -> Instance {
     let _ = up;
     let extra = format!(
-        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [{upstreams}]\nupstream_timeout = \"500ms\"\n\n{}\n[dns.querylog]\nstorage = \"{storage}\"\nflush_interval = \"100ms\"\n",
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstreams = [{upstreams}]\nupstream_timeout = \"500ms\"\n\n{}\n[dns.querylog]\nstorage = \"{storage}\"\nflush_interval = \"100ms\"\n",
         lists(lists_dir)
     );
     Instance::start(&extra).await
@@ -325,7 +327,7 @@ async fn serve_stale_when_all_upstreams_are_down() {
 async fn local_records_and_home_arpa() {
     let up = Upstream::start();
     let extra = format!(
-        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\nlocal_domains = [\"home.arpa\"]\n\n\
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstreams = [\"udp://127.0.0.1:{}\"]\nlocal_domains = [\"home.arpa\"]\n\n\
          [[dns.records]]\nname = \"nas.home.arpa\"\ntype = \"A\"\nvalue = \"192.168.1.10\"\n\n\
          [[dns.records]]\nname = \"nas.home.arpa\"\ntype = \"AAAA\"\nvalue = \"fd00::10\"\n\n\
          [[dns.records]]\nname = \"media.home.arpa\"\ntype = \"CNAME\"\nvalue = \"nas.home.arpa\"\nttl = \"1m\"\n\n\
@@ -398,7 +400,7 @@ async fn client_groups_choose_lists() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("kids.txt"), "||www.example.test^\n").unwrap();
     let extra = format!(
-        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n{}\n\
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n{}\n\
          [[dns.lists]]\nname = \"kids\"\nkind = \"block\"\nsource = \"{}\"\n\n\
          [[dns.groups]]\nname = \"kids\"\nclients = [\"127.0.0.2\", \"127.0.0.64/30\"]\nlists = [\"kids\"]\n",
         up.port,
@@ -443,7 +445,7 @@ async fn client_groups_choose_lists() {
 async fn per_client_rate_limit() {
     let up = Upstream::start();
     let extra = format!(
-        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\nrate_limit = 2\nrate_limit_burst = 3\n",
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstreams = [\"udp://127.0.0.1:{}\"]\nrate_limit = 2\nrate_limit_burst = 3\n",
         up.port
     );
     let inst = Instance::start(&extra).await;
@@ -529,7 +531,7 @@ async fn url_lists_download_update_and_survive_failures() {
     let mut web = Nginx::start();
     web.put("ads.txt", "||ads.example.test^\n");
     let extra = format!(
-        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n\
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n\
          [[dns.lists]]\nname = \"remote ads\"\nkind = \"block\"\nsource = \"http://127.0.0.1:{}/ads.txt\"\nupdate = \"1h\"\n",
         up.port, web.port
     );

@@ -1,0 +1,199 @@
+//! DNSSEC against real peers, started here: our own signed tree served by three BIND instances (root on
+//! 127.0.1.1, `test.` on 127.0.1.2, leaf zones on 127.0.1.3, built by tests/dnssec/mktree.sh with BIND's
+//! signing tools), a non-validating Unbound as hearth's upstream (forward mode), and a validating Unbound with
+//! the same trust anchor as the reference every answer is compared with. Needs root (loopback addresses, port 53).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The tree and both Unbounds; every process is stopped on drop.
+struct Tree {
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+const ITERATOR: &str = "127.0.1.10";
+const VALIDATOR: &str = "127.0.1.11";
+const UNBOUND_PORT: u16 = 5300;
+
+impl Tree {
+    fn start() -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        for a in ["1", "2", "3", "10", "11"] {
+            // BIND only listens on addresses configured on an interface; "exists" is fine
+            let _ = Command::new("ip").args(["addr", "add", &format!("127.0.1.{a}/8"), "dev", "lo"]).stderr(Stdio::null()).status();
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dnssec/mktree.sh");
+        let out = Command::new("sh").arg(script).arg(dir.path()).output().expect("sh");
+        assert!(out.status.success(), "mktree.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        let mut tree = Tree { dir, children: vec![] };
+        for n in ["root", "tld", "leaf"] {
+            let conf = tree.path().join(format!("named-{n}.conf"));
+            let child = Command::new("named")
+                .args(["-f", "-u", "root", "-c"])
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("named (Debian package bind9) is needed: .ci/deps installs it");
+            tree.children.push(child);
+        }
+        tree.unbound("iter", ITERATOR, "iterator", "");
+        let anchor = format!("trust-anchor-file: \"{}\"", tree.path().join("root.ds").display());
+        tree.unbound("val", VALIDATOR, "validator iterator", &anchor);
+        for server in [("127.0.1.1", 53), ("127.0.1.3", 53), (ITERATOR, UNBOUND_PORT), (VALIDATOR, UNBOUND_PORT)] {
+            let mut ok = false;
+            for _ in 0..100 {
+                let rec = if server.1 == 53 { "+norec" } else { "+rec" };
+                if dig_at(server.0, server.1, &["www.secure.test", "+short", rec]).contains("192.0.2.1")
+                    || dig_at(server.0, server.1, &[".", "SOA", "+short", rec]).contains("ns.root.")
+                {
+                    ok = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(ok, "{server:?} did not start");
+        }
+        tree
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn unbound(&mut self, name: &str, addr: &str, modules: &str, extra: &str) {
+        let d = self.path().display().to_string();
+        let conf = format!(
+            "server:\n  interface: {addr}\n  port: {UNBOUND_PORT}\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
+             pidfile: \"{d}/unbound-{name}.pid\"\n  logfile: \"{d}/unbound-{name}.log\"\n  use-syslog: no\n  \
+             do-not-query-localhost: no\n  module-config: \"{modules}\"\n  root-hints: \"{d}/root.hints\"\n  \
+             local-zone: \"test.\" nodefault\n  access-control: 127.0.0.0/8 allow\n  ede: yes\n  {extra}\n\
+             remote-control:\n  control-enable: no\n"
+        );
+        let path: PathBuf = self.path().join(format!("unbound-{name}.conf"));
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unbound (Debian package unbound) is needed: .ci/deps installs it");
+        self.children.push(child);
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+        }
+        for c in &mut self.children {
+            let _ = c.wait();
+        }
+    }
+}
+
+fn dig_at(addr: &str, port: u16, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .args([&format!("@{addr}"), "-p", &port.to_string(), "+tries=1", "+time=3"])
+        .args(args)
+        .output()
+        .expect("dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a client sees: rcode, whether AD is set, the EDE code if any.
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: String,
+    ad: bool,
+    ede: Option<u16>,
+}
+
+fn ask(addr: &str, port: u16, name: &str, qtype: &str, flags: &[&str]) -> (Seen, String) {
+    let mut args = vec![name, qtype];
+    args.extend_from_slice(flags);
+    let text = dig_at(addr, port, &args);
+    let status = text.split("status: ").nth(1).and_then(|s| s.split(',').next()).unwrap_or("none").to_string();
+    let flag_line = text.lines().find(|l| l.starts_with(";; flags:")).unwrap_or("");
+    let ad = flag_line.split(';').nth(2).unwrap_or("").split_whitespace().any(|f| f == "ad");
+    let ede = text.split("; EDE: ").nth(1).and_then(|s| s.split_whitespace().next()).and_then(|c| c.parse().ok());
+    (Seen { status, ad, ede }, text)
+}
+
+/// (name, type, status, AD, EDE) — what hearth must answer with `+dnssec`.
+const CASES: &[(&str, &str, &str, bool, Option<u16>)] = &[
+    ("www.secure.test", "A", "NOERROR", true, None),
+    ("alias.secure.test", "A", "NOERROR", true, None),
+    ("x.a.b.secure.test", "A", "NOERROR", true, None),
+    ("x.wild.secure.test", "A", "NOERROR", true, None),
+    ("nx.secure.test", "A", "NXDOMAIN", true, None),
+    ("txt.secure.test", "AAAA", "NOERROR", true, None),
+    ("b.secure.test", "A", "NOERROR", true, None),
+    ("secure.test", "DNSKEY", "NOERROR", true, None),
+    ("secure.test", "DS", "NOERROR", true, None),
+    ("www.nsec3.test", "A", "NOERROR", true, None),
+    ("nx.nsec3.test", "A", "NXDOMAIN", true, None),
+    ("www.nsec3.test", "AAAA", "NOERROR", true, None),
+    ("nx.wild.nsec3.test", "A", "NOERROR", true, None),
+    ("nx.optout.test", "A", "NXDOMAIN", false, None),
+    ("www.child.optout.test", "A", "NOERROR", false, None),
+    ("www.insecure.test", "A", "NOERROR", false, None),
+    ("nx.insecure.test", "A", "NXDOMAIN", false, None),
+    ("insecure.test", "DS", "NOERROR", true, None),
+    ("www.bad.test", "A", "SERVFAIL", false, Some(6)),
+    ("ok.bad.test", "A", "NOERROR", true, None),
+    ("www.expired.test", "A", "SERVFAIL", false, Some(7)),
+    ("nope", "A", "NXDOMAIN", true, None),
+    ("ns.test", "A", "NOERROR", true, None),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnssec_forward_mode_matches_a_validating_unbound() {
+    let tree = Tree::start();
+    let anchors = tree.path().join("root.ds");
+    let inst = Instance::start(&format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://{ITERATOR}:{UNBOUND_PORT}\"]\ntrust_anchors = \"{}\"\n",
+        anchors.display()
+    ))
+    .await;
+    let port = inst.dns.port();
+    for &(name, qtype, status, ad, ede) in CASES {
+        let (seen, text) = ask("127.0.0.1", port, name, qtype, &["+dnssec"]);
+        assert_eq!(seen, Seen { status: status.into(), ad, ede }, "{name} {qtype}:\n{text}");
+        // the reference: same status and AD from a validating Unbound (its EDE codes may differ: it reports the
+        // expired DNSKEY signature of expired.test as 9 "DNSKEY Missing", hearth as 7 "Signature Expired")
+        let (reference, rtext) = ask(VALIDATOR, UNBOUND_PORT, name, qtype, &["+dnssec"]);
+        assert_eq!((&seen.status, seen.ad), (&reference.status, reference.ad), "{name} {qtype} vs Unbound:\n{text}\n{rtext}");
+    }
+    // without DO: no signatures in the answer, AD only because dig sets AD in the query; without AD: none
+    let (seen, text) = ask("127.0.0.1", port, "www.secure.test", "A", &[]);
+    assert!(seen.ad && !text.contains("RRSIG"), "{text}");
+    let (seen, _) = ask("127.0.0.1", port, "www.secure.test", "A", &["+noadflag"]);
+    assert!(!seen.ad);
+    let (_, text) = ask("127.0.0.1", port, "www.secure.test", "A", &["+dnssec"]);
+    assert!(text.contains("RRSIG"), "{text}");
+    // the cache keeps the verdict: asked again, still secure / still bogus
+    let (seen, _) = ask("127.0.0.1", port, "www.secure.test", "A", &["+dnssec"]);
+    assert!(seen.ad);
+    let (seen, _) = ask("127.0.0.1", port, "www.bad.test", "A", &["+dnssec"]);
+    assert_eq!(seen.status, "SERVFAIL");
+    // CD: the client takes responsibility and gets the bogus data unchecked
+    let (seen, text) = ask("127.0.0.1", port, "www.bad.test", "A", &["+dnssec", "+cd"]);
+    assert_eq!(seen.status, "NOERROR", "{text}");
+    assert!(!seen.ad && text.contains("192.0.2.9"));
+    // verdicts are counted
+    let metrics = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
+    for result in ["secure", "insecure", "bogus"] {
+        assert!(metrics.contains(&format!("hearth_dns_dnssec_total{{result=\"{result}\"}}")), "{result}");
+    }
+    promtool_check(&metrics);
+    drop(inst);
+    drop(tree);
+}
