@@ -118,7 +118,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
     Ok(())
 }
 
-fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StorageError> {
+pub(crate) fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(), StorageError> {
     conn.busy_timeout(busy_timeout)?;
     // WAL: readers never block the writer; NORMAL: fsync at checkpoints only (safe with WAL, kind to SD cards).
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -25,7 +25,10 @@ impl Tree {
         let dir = tempfile::tempdir().unwrap();
         for a in ["1", "2", "3", "10", "11"] {
             // BIND only listens on addresses configured on an interface; "exists" is fine
-            let _ = Command::new("ip").args(["addr", "add", &format!("127.0.1.{a}/8"), "dev", "lo"]).stderr(Stdio::null()).status();
+            let _ = Command::new("ip")
+                .args(["addr", "add", &format!("127.0.1.{a}/8"), "dev", "lo"])
+                .stderr(Stdio::null())
+                .status();
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dnssec/mktree.sh");
         let out = Command::new("sh").arg(script).arg(dir.path()).output().expect("sh");
@@ -159,7 +162,7 @@ async fn dnssec_forward_mode_matches_a_validating_unbound() {
     let tree = Tree::start();
     let anchors = tree.path().join("root.ds");
     let inst = Instance::start(&format!(
-        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://{ITERATOR}:{UNBOUND_PORT}\"]\ntrust_anchors = \"{}\"\n",
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://{ITERATOR}:{UNBOUND_PORT}\"]\ntrust_anchors = \"{}\"\n\n[dns.querylog]\nflush_interval = \"100ms\"\n",
         anchors.display()
     ))
     .await;
@@ -170,7 +173,11 @@ async fn dnssec_forward_mode_matches_a_validating_unbound() {
         // the reference: same status and AD from a validating Unbound (its EDE codes may differ: it reports the
         // expired DNSKEY signature of expired.test as 9 "DNSKEY Missing", hearth as 7 "Signature Expired")
         let (reference, rtext) = ask(VALIDATOR, UNBOUND_PORT, name, qtype, &["+dnssec"]);
-        assert_eq!((&seen.status, seen.ad), (&reference.status, reference.ad), "{name} {qtype} vs Unbound:\n{text}\n{rtext}");
+        assert_eq!(
+            (&seen.status, seen.ad),
+            (&reference.status, reference.ad),
+            "{name} {qtype} vs Unbound:\n{text}\n{rtext}"
+        );
     }
     // without DO: no signatures in the answer, AD only because dig sets AD in the query; without AD: none
     let (seen, text) = ask("127.0.0.1", port, "www.secure.test", "A", &[]);
@@ -188,6 +195,23 @@ async fn dnssec_forward_mode_matches_a_validating_unbound() {
     let (seen, text) = ask("127.0.0.1", port, "www.bad.test", "A", &["+dnssec", "+cd"]);
     assert_eq!(seen.status, "NOERROR", "{text}");
     assert!(!seen.ad && text.contains("192.0.2.9"));
+    // the query log records the verdict
+    let (c, _) = admin_session(&inst).await;
+    let mut seen = (false, false);
+    for _ in 0..50 {
+        let rows: serde_json::Value =
+            c.get(inst.url("/api/v1/dns/querylog?limit=200")).send().await.unwrap().json().await.unwrap();
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        let has = |name: &str, outcome: &str, verdict: &str| {
+            rows.iter().any(|r| r["name"] == name && r["outcome"] == outcome && r["dnssec"] == verdict)
+        };
+        seen = (has("www.secure.test", "forwarded", "secure"), has("www.bad.test", "bogus", "bogus"));
+        if seen == (true, true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, (true, true), "query log lacks the DNSSEC verdicts");
     // verdicts are counted
     let metrics = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
     for result in ["secure", "insecure", "bogus"] {

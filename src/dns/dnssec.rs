@@ -108,7 +108,13 @@ pub fn rrsets(section: &[Record]) -> Vec<RrSet<'_>> {
                 s.records.push(r);
                 s.ttl = s.ttl.min(r.ttl);
             }
-            None => sets.push(RrSet { name: r.name.clone(), rtype: r.record_type(), records: vec![r], sigs: vec![], ttl: r.ttl }),
+            None => sets.push(RrSet {
+                name: r.name.clone(),
+                rtype: r.record_type(),
+                records: vec![r],
+                sigs: vec![],
+                ttl: r.ttl,
+            }),
         }
     }
     for r in section {
@@ -152,7 +158,10 @@ pub fn verify_rrset(set: &RrSet<'_>, zone: &Name, keys: &[DNSKEY], clock: Clock)
                 continue;
             }
             if serial_lt(clock.now, inception) {
-                keep(bogus(ede::SIGNATURE_NOT_YET_VALID, format!("the signature of {what} is not yet valid")), &mut err);
+                keep(
+                    bogus(ede::SIGNATURE_NOT_YET_VALID, format!("the signature of {what} is not yet valid")),
+                    &mut err,
+                );
                 continue;
             }
         }
@@ -481,7 +490,13 @@ impl Anchors {
 
     /// The deepest anchored zone at or above `name`.
     fn closest(&self, name: &Name) -> Option<Name> {
-        self.ds.iter().map(|(n, _)| n).chain(self.keys.iter().map(|(n, _)| n)).filter(|n| n.zone_of(name)).max_by_key(|n| n.num_labels()).cloned()
+        self.ds
+            .iter()
+            .map(|(n, _)| n)
+            .chain(self.keys.iter().map(|(n, _)| n))
+            .filter(|n| n.zone_of(name))
+            .max_by_key(|n| n.num_labels())
+            .cloned()
     }
 
     /// The DNSKEYs of `zone` that an anchor vouches for.
@@ -569,7 +584,14 @@ impl Validator {
     }
 
     /// Validate a response to `qname`/`qtype` (fetched with DO and CD set).
-    pub async fn validate(&self, fetch: &dyn Fetch, msg: &Message, qname: &Name, qtype: RecordType, clock: Clock) -> Security {
+    pub async fn validate(
+        &self,
+        fetch: &dyn Fetch,
+        msg: &Message,
+        qname: &Name,
+        qtype: RecordType,
+        clock: Clock,
+    ) -> Security {
         let mut result = Security::Secure;
         let weaken = |s: Security, result: &mut Security| match (&*result, s) {
             (Security::Bogus(_), _) => {}
@@ -606,7 +628,8 @@ impl Validator {
     }
 
     async fn check_rrset(&self, fetch: &dyn Fetch, set: &RrSet<'_>, msg: &Message, clock: Clock) -> Security {
-        let Some(signer) = set.sigs.iter().find(|s| supported(s.input().algorithm)).map(|s| s.input().signer_name.clone())
+        let Some(signer) =
+            set.sigs.iter().find(|s| supported(s.input().algorithm)).map(|s| s.input().signer_name.clone())
         else {
             // unsigned (or signed only with algorithms we cannot check): fine only outside any secure zone
             return match self.walk(fetch, &set.name, clock).await {
@@ -680,7 +703,9 @@ impl Validator {
             .authorities
             .iter()
             .filter_map(|r| match &r.data {
-                RData::DNSSEC(DNSSECRData::RRSIG(s)) if supported(s.input().algorithm) => Some(s.input().signer_name.clone()),
+                RData::DNSSEC(DNSSECRData::RRSIG(s)) if supported(s.input().algorithm) => {
+                    Some(s.input().signer_name.clone())
+                }
                 _ => None,
             })
             .next();
@@ -713,7 +738,8 @@ impl Validator {
             return Security::Bogus(b);
         }
         let proofs = Proofs::of(&msg.authorities);
-        let denial = if nxdomain { deny_name(&proofs, &signer, target) } else { deny_type(&proofs, &signer, target, qtype) };
+        let denial =
+            if nxdomain { deny_name(&proofs, &signer, target) } else { deny_type(&proofs, &signer, target, qtype) };
         match denial {
             Denial::Proven => Security::Secure,
             Denial::Insecure => Security::Insecure,
@@ -785,7 +811,10 @@ impl Validator {
         let all = dnskeys(set);
         let trusted: Vec<DNSKEY> = self.anchors.trusted(zone, &all).into_iter().cloned().collect();
         if trusted.is_empty() {
-            return (Node::Bogus(bogus(ede::DNSKEY_MISSING, format!("no DNSKEY of {zone} matches the trust anchor"))), 0);
+            return (
+                Node::Bogus(bogus(ede::DNSKEY_MISSING, format!("no DNSKEY of {zone} matches the trust anchor"))),
+                0,
+            );
         }
         match verify_rrset(set, zone, &trusted, clock) {
             Ok(()) => (Node::Cut(Arc::new(all)), set.ttl),
@@ -852,7 +881,10 @@ impl Validator {
             })
             .collect();
         if signers.is_empty() {
-            return (Node::Bogus(bogus(ede::RRSIGS_MISSING, format!("the answer for DS {n} is not signed by {zone}"))), 0);
+            return (
+                Node::Bogus(bogus(ede::RRSIGS_MISSING, format!("the answer for DS {n} is not signed by {zone}"))),
+                0,
+            );
         }
         if signers.iter().any(|s| *s != zone) {
             // the answer came from below the zone: `n` (or a name between) is a cut the parent did not vouch for
@@ -866,7 +898,9 @@ impl Validator {
             return match deny_name(&proofs, zone, n) {
                 Denial::Proven => (Node::NotCut, ttl),
                 Denial::Insecure => (Node::Insecure, ttl),
-                Denial::Missing => (Node::Bogus(bogus(ede::NSEC_MISSING, format!("no proof that {n} does not exist"))), 0),
+                Denial::Missing => {
+                    (Node::Bogus(bogus(ede::NSEC_MISSING, format!("no proof that {n} does not exist"))), 0)
+                }
             };
         }
         // NODATA: is `n` a delegation (NS without DS) or just a name in the zone?
@@ -877,9 +911,8 @@ impl Validator {
             .map(|(_, x)| x.type_set().contains(RecordType::NS) && !x.type_set().contains(RecordType::SOA))
             .or_else(|| {
                 let views = nsec3_views(&proofs.nsec3s, zone);
-                nsec3_matching(&views, n).map(|v| {
-                    v.rec.type_set().contains(RecordType::NS) && !v.rec.type_set().contains(RecordType::SOA)
-                })
+                nsec3_matching(&views, n)
+                    .map(|v| v.rec.type_set().contains(RecordType::NS) && !v.rec.type_set().contains(RecordType::SOA))
             });
         match deny_type(&proofs, zone, n, RecordType::DS) {
             Denial::Proven if delegation == Some(true) => (Node::Insecure, ttl),
@@ -940,6 +973,91 @@ mod tests {
         let e = Anchors::parse(". IN DS 20326 8 2 E06D\nbroken line here\n").unwrap_err();
         assert!(e.starts_with("line 2"), "{e}");
         assert!(Anchors::parse("; nothing\n").is_err());
+    }
+
+    /// A zone key and an A record signed by it, with the given validity period.
+    fn signed(inception: u32, expiration: u32) -> (DNSKEY, Vec<Record>, RRSIG) {
+        use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+        use hickory_proto::dnssec::rdata::SigInput;
+        use hickory_proto::dnssec::{SigningKey, TBS};
+        use hickory_proto::rr::SerialNumber;
+        let pkcs8 = EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).unwrap();
+        let key = EcdsaSigningKey::from_pkcs8(&pkcs8, Algorithm::ECDSAP256SHA256).unwrap();
+        let dnskey = DNSKEY::new(true, false, false, key.to_public_key().unwrap());
+        let owner = name("www.example.");
+        let records =
+            vec![Record::from_rdata(owner.clone(), 300, RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)))];
+        let input = SigInput {
+            type_covered: RecordType::A,
+            algorithm: Algorithm::ECDSAP256SHA256,
+            num_labels: 2,
+            original_ttl: 300,
+            sig_expiration: SerialNumber::new(expiration),
+            sig_inception: SerialNumber::new(inception),
+            key_tag: dnskey.calculate_key_tag().unwrap(),
+            signer_name: name("example."),
+        };
+        let tbs = TBS::from_input(&owner, DNSClass::IN, &input, records.iter()).unwrap();
+        let sig = key.sign(&tbs).unwrap();
+        (dnskey, records, RRSIG::from_sig(input, sig))
+    }
+
+    fn set<'a>(records: &'a [Record], sig: &'a RRSIG) -> RrSet<'a> {
+        RrSet {
+            name: records[0].name.clone(),
+            rtype: RecordType::A,
+            records: records.iter().collect(),
+            sigs: vec![sig],
+            ttl: 300,
+        }
+    }
+
+    #[test]
+    fn signatures_verify_and_failures_name_their_ede() {
+        let zone = name("example.");
+        let now = 1_800_000_000;
+        let clock = Clock { now, check_times: true };
+        let (key, records, sig) = signed(now - 3600, now + 3600);
+        assert_eq!(verify_rrset(&set(&records, &sig), &zone, std::slice::from_ref(&key), clock), Ok(()));
+        // a different record set under the same signature
+        let forged =
+            vec![Record::from_rdata(name("www.example."), 300, RData::A(hickory_proto::rr::rdata::A::new(6, 6, 6, 6)))];
+        assert_eq!(
+            verify_rrset(&set(&forged, &sig), &zone, std::slice::from_ref(&key), clock).unwrap_err().ede,
+            ede::DNSSEC_BOGUS
+        );
+        // no key with the signature's tag
+        let (other, _, _) = signed(now - 3600, now + 3600);
+        assert_eq!(verify_rrset(&set(&records, &sig), &zone, &[other], clock).unwrap_err().ede, ede::DNSKEY_MISSING);
+        // signed by another zone
+        assert_eq!(
+            verify_rrset(&set(&records, &sig), &name("other."), std::slice::from_ref(&key), clock).unwrap_err().ede,
+            ede::DNSSEC_BOGUS
+        );
+        // no signature at all
+        let unsigned = RrSet { sigs: vec![], ..set(&records, &sig) };
+        assert_eq!(verify_rrset(&unsigned, &zone, &[key], clock).unwrap_err().ede, ede::RRSIGS_MISSING);
+    }
+
+    #[test]
+    fn validity_periods_are_enforced_only_with_a_plausible_clock() {
+        let zone = name("example.");
+        let now = 1_800_000_000;
+        let (key, records, expired) = signed(now - 7200, now - 3600);
+        let (_, _, future) = signed(now + 3600, now + 7200);
+        let checked = Clock { now, check_times: true };
+        let relaxed = Clock { now, check_times: false };
+        let keys = [key];
+        assert_eq!(
+            verify_rrset(&set(&records, &expired), &zone, &keys, checked).unwrap_err().ede,
+            ede::SIGNATURE_EXPIRED
+        );
+        let err = verify_rrset(&set(&records, &future), &zone, &keys, checked).unwrap_err();
+        assert_eq!(err.ede, ede::SIGNATURE_NOT_YET_VALID);
+        // a Pi that booted in 1970: the signatures still have to verify, their dates are not held against them
+        assert_eq!(verify_rrset(&set(&records, &expired), &zone, &keys, relaxed), Ok(()));
+        assert!(!Clock::system(u64::MAX).check_times);
+        assert!(Clock::system(0).check_times);
     }
 
     #[test]

@@ -122,7 +122,8 @@ impl Settings {
                 dnssec::Anchors::builtin()
             } else {
                 let key = || "dns.trust_anchors".to_string();
-                let text = std::fs::read_to_string(&c.trust_anchors).map_err(|e| (key(), format!("{}: {e}", c.trust_anchors)))?;
+                let text = std::fs::read_to_string(&c.trust_anchors)
+                    .map_err(|e| (key(), format!("{}: {e}", c.trust_anchors)))?;
                 dnssec::Anchors::parse(&text).map_err(|e| (key(), format!("{}: {e}", c.trust_anchors)))?
             };
             Some(Arc::new(dnssec::Validator::new(anchors)))
@@ -248,7 +249,8 @@ impl Meters {
                 Outcome::Bogus,
             ]
             .map(outcome),
-            dnssec: ["secure", "insecure", "bogus"].map(|r| metrics::counter!("hearth_dns_dnssec_total", "result" => r)),
+            dnssec: ["secure", "insecure", "bogus"]
+                .map(|r| metrics::counter!("hearth_dns_dnssec_total", "result" => r)),
             cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
             cache_miss: metrics::counter!("hearth_dns_cache_total", "result" => "miss"),
             cache_entries: metrics::gauge!("hearth_dns_cache_entries"),
@@ -319,6 +321,7 @@ impl Dns {
         rule: Option<&str>,
         upstream: Option<String>,
         started: Instant,
+        dnssec: Option<&'static str>,
     ) {
         let Some(log) = &self.log else { return };
         if !self.settings.load().log_queries {
@@ -339,6 +342,7 @@ impl Dns {
             rule: rule.map(str::to_string),
             upstream,
             latency_us: started.elapsed().as_micros() as u64,
+            dnssec,
         });
     }
 
@@ -361,7 +365,7 @@ impl Dns {
             Err(_) => {
                 self.meters.count(Outcome::Malformed);
                 let answer = formerr(query);
-                self.log(client, None, Outcome::Malformed, answer.as_deref(), None, None, None, started);
+                self.log(client, None, Outcome::Malformed, answer.as_deref(), None, None, None, started, None);
                 return Step::Done(answer);
             }
         };
@@ -377,14 +381,14 @@ impl Dns {
         {
             self.meters.count(Outcome::RateLimited);
             let answer = wire::synthesize(&q, query, 5, &[], None);
-            self.log(client, Some(&q), Outcome::RateLimited, Some(&answer), None, None, None, started);
+            self.log(client, Some(&q), Outcome::RateLimited, Some(&answer), None, None, None, started, None);
             return Step::Done(Some(answer));
         }
         // 2. local records and local domains (never forwarded, never filtered)
         if let Some(ans) = self.local.load().lookup(&q.name, q.qtype) {
             let answer = local_answer(query, &q, &ans);
             self.meters.count(Outcome::Local);
-            self.log(client, Some(&q), Outcome::Local, Some(&answer), None, None, None, started);
+            self.log(client, Some(&q), Outcome::Local, Some(&answer), None, None, None, started, None);
             return Step::Done(Some(fit(answer, &q, limit)));
         }
         // 3. filter
@@ -394,7 +398,17 @@ impl Dns {
             tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
             self.meters.count(Outcome::Blocked);
             let answer = blocked_answer(query, &q, &settings, list, &m.rule);
-            self.log(client, Some(&q), Outcome::Blocked, answer.as_deref(), Some(list), Some(&m.rule), None, started);
+            self.log(
+                client,
+                Some(&q),
+                Outcome::Blocked,
+                answer.as_deref(),
+                Some(list),
+                Some(&m.rule),
+                None,
+                started,
+                None,
+            );
             return Step::Done(answer);
         }
         // 4. cache
@@ -403,7 +417,7 @@ impl Dns {
             self.meters.cache_hit.increment(1);
             self.meters.count(Outcome::Cached);
             let answer = fit(hit, &q, limit);
-            self.log(client, Some(&q), Outcome::Cached, Some(&answer), None, None, None, started);
+            self.log(client, Some(&q), Outcome::Cached, Some(&answer), None, None, None, started, None);
             return Step::Done(Some(answer));
         }
         self.meters.cache_miss.increment(1);
@@ -438,13 +452,13 @@ impl Dns {
                     wire::clear_ad(&mut answer);
                     self.meters.count(Outcome::Stale);
                     let answer = fit(answer, &p.q, p.limit);
-                    self.log(p.client, Some(&p.q), Outcome::Stale, Some(&answer), None, None, None, p.started);
+                    self.log(p.client, Some(&p.q), Outcome::Stale, Some(&answer), None, None, None, p.started, None);
                     return Some(answer);
                 }
                 tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");
                 self.meters.count(Outcome::Failed);
                 let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
-                self.log(p.client, Some(&p.q), Outcome::Failed, answer.as_deref(), None, None, None, p.started);
+                self.log(p.client, Some(&p.q), Outcome::Failed, answer.as_deref(), None, None, None, p.started, None);
                 return answer;
             }
         };
@@ -453,16 +467,20 @@ impl Dns {
         if let Some((validator, name)) = validation {
             let verdict = match Message::from_vec(&resp) {
                 Ok(msg) => {
-                    let fetch = upstream::Fetcher { upstreams: settings.upstreams.clone(), timeout: settings.upstream_timeout };
+                    let fetch =
+                        upstream::Fetcher { upstreams: settings.upstreams.clone(), timeout: settings.upstream_timeout };
                     let clock = dnssec::Clock::system(crate::build_epoch());
                     let verdict = validator.validate(&fetch, &msg, &name, RecordType::from(p.q.qtype), clock).await;
                     match &verdict {
                         dnssec::Security::Bogus(_) => None,
-                        ok => dnssec::client_view(msg, &p.q, *ok == dnssec::Security::Secure).map(|view| (ok.clone(), view)),
+                        ok => dnssec::client_view(msg, &p.q, *ok == dnssec::Security::Secure)
+                            .map(|view| (ok.clone(), view)),
                     }
                     .ok_or(verdict)
                 }
-                Err(e) => Err(dnssec::Security::Bogus(dnssec::Bogus { ede: 0, why: format!("unreadable answer: {e}") })),
+                Err(e) => {
+                    Err(dnssec::Security::Bogus(dnssec::Bogus { ede: 0, why: format!("unreadable answer: {e}") }))
+                }
             };
             match verdict {
                 Ok((s, view)) => {
@@ -479,14 +497,23 @@ impl Dns {
                     self.meters.dnssec[2].increment(1);
                     self.meters.count(Outcome::Bogus);
                     let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((code, why)));
-                    self.log(p.client, Some(&p.q), Outcome::Bogus, answer.as_deref(), None, Some(why), Some(from.to_string()), p.started);
+                    self.log(
+                        p.client,
+                        Some(&p.q),
+                        Outcome::Bogus,
+                        answer.as_deref(),
+                        None,
+                        Some(why),
+                        Some(from.to_string()),
+                        p.started,
+                        Some("bogus"),
+                    );
                     return answer.map(|a| fit(a, &p.q, p.limit));
                 }
             }
         } else {
             wire::clear_ad(&mut resp);
         }
-        let _ = security;
         wire::copy_question(&mut resp, &p.query, p.q.question_end);
         // 6. cache store
         {
@@ -508,6 +535,7 @@ impl Dns {
             None,
             Some(from.to_string()),
             p.started,
+            security.as_ref().map(dnssec::Security::as_str),
         );
         Some(answer)
     }

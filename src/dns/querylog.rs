@@ -16,10 +16,11 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::storage::{Db, Migration, StorageError};
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "dns query log",
-    sql: "
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "dns query log",
+        sql: "
         CREATE TABLE dns_queries (
             id INTEGER PRIMARY KEY,
             ts_ms INTEGER NOT NULL,
@@ -35,7 +36,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         );
         CREATE INDEX dns_queries_ts ON dns_queries(ts_ms);
     ",
-}];
+    },
+    Migration { version: 2, name: "dns query log: dnssec verdict", sql: "ALTER TABLE dns_queries ADD dnssec TEXT;" },
+];
 
 /// One answered query.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -49,7 +52,7 @@ pub struct Entry {
     pub name: String,
     /// Query type number (1 = A, 28 = AAAA, ...).
     pub qtype: u16,
-    /// blocked, cached, forwarded, failed, malformed.
+    /// blocked, local, cached, forwarded, stale, ratelimited, bogus, failed, malformed.
     #[schema(value_type = String)]
     pub outcome: std::borrow::Cow<'static, str>,
     pub rcode: u16,
@@ -58,6 +61,9 @@ pub struct Entry {
     pub rule: Option<String>,
     pub upstream: Option<String>,
     pub latency_us: u64,
+    /// The DNSSEC verdict on a forwarded answer: secure, insecure or bogus (none when not validated).
+    #[schema(value_type = Option<String>)]
+    pub dnssec: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,8 +242,8 @@ fn insert_batch(c: &mut Connection, batch: Vec<Entry>) -> Result<Vec<Entry>, Sto
     let mut out = Vec::with_capacity(batch.len());
     {
         let mut st = tx.prepare_cached(
-            "INSERT INTO dns_queries (ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO dns_queries (ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         for mut e in batch {
             st.execute(params![
@@ -250,7 +256,8 @@ fn insert_batch(c: &mut Connection, batch: Vec<Entry>) -> Result<Vec<Entry>, Sto
                 e.list,
                 e.rule,
                 e.upstream,
-                e.latency_us as i64
+                e.latency_us as i64,
+                e.dnssec
             ])?;
             e.id = tx.last_insert_rowid();
             out.push(e);
@@ -283,6 +290,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         rule: r.get(8)?,
         upstream: r.get(9)?,
         latency_us: r.get::<_, i64>(10)? as u64,
+        dnssec: match r.get::<_, Option<String>>(11)?.as_deref() {
+            Some("secure") => Some("secure"),
+            Some("insecure") => Some("insecure"),
+            Some("bogus") => Some("bogus"),
+            _ => None,
+        },
     })
 }
 
@@ -307,9 +320,10 @@ impl LogReader {
         }
         self.db
             .call(move |c| {
-                let mut sql = "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us
+                let mut sql =
+                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec
                                FROM dns_queries WHERE 1=1"
-                    .to_string();
+                        .to_string();
                 let mut args: Vec<rusqlite::types::Value> = vec![];
                 if let Some(b) = f.before {
                     sql += " AND id < ?";
@@ -346,7 +360,7 @@ impl LogReader {
         self.db
             .call(move |c| {
                 let mut st = c.prepare_cached(
-                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us
+                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec
                      FROM dns_queries WHERE ts_ms >= ?1",
                 )?;
                 let rows: Vec<Entry> = st.query_map([since_ms], row)?.collect::<Result<_, _>>()?;
@@ -423,6 +437,7 @@ mod tests {
             rule: None,
             upstream: None,
             latency_us: 5,
+            dnssec: None,
         }
     }
 
@@ -494,6 +509,34 @@ mod tests {
             log.record(entry(&format!("x{i}"), "cached", "10.9.9.9", 0));
         }
         assert!(t.elapsed() < Duration::from_millis(200), "record never waits for the writer");
+    }
+
+    /// A log written by the first schema keeps its rows through the migration and gains the DNSSEC column.
+    #[test]
+    fn migration_2_keeps_old_rows_and_adds_the_verdict() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        crate::storage::configure(&c, std::time::Duration::from_secs(1)).unwrap();
+        crate::storage::apply_migrations(&mut c, "dns", &MIGRATIONS[..1]).unwrap();
+        c.execute(
+            "INSERT INTO dns_queries (ts_ms, client, name, qtype, outcome, rcode, latency_us)
+             VALUES (1, '10.0.0.1', 'old.example', 1, 'cached', 0, 5)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(crate::storage::apply_migrations(&mut c, "dns", MIGRATIONS).unwrap(), 1);
+        assert_eq!(crate::storage::schema_version(&c, "dns").unwrap(), 2);
+        let mut e = entry("new.example", "forwarded", "10.0.0.2", 2);
+        e.dnssec = Some("secure");
+        insert_batch(&mut c, vec![e]).unwrap();
+        let rows: Vec<Entry> = c
+            .prepare("SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec FROM dns_queries ORDER BY id")
+            .unwrap()
+            .query_map([], row)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!((rows[0].name.as_str(), rows[0].dnssec), ("old.example", None));
+        assert_eq!((rows[1].name.as_str(), rows[1].dnssec), ("new.example", Some("secure")));
     }
 
     #[test]

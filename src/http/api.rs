@@ -89,6 +89,8 @@ struct Readiness {
     /// `ready` when every subsystem is ready or degraded, else `not_ready`.
     status: &'static str,
     subsystems: BTreeMap<&'static str, TaskStatus>,
+    /// Conditions that do not stop serving but need the owner's attention (e.g. an implausible clock).
+    warnings: Vec<String>,
 }
 
 /// Readiness: 200 when every subsystem serves, 503 otherwise, with each subsystem's state.
@@ -96,7 +98,16 @@ struct Readiness {
     (status = 200, body = Readiness), (status = 503, body = Readiness)))]
 async fn readyz(State(s): State<AppState>) -> Response {
     let ready = s.health.is_ready();
-    let body = Readiness { status: if ready { "ready" } else { "not_ready" }, subsystems: s.health.snapshot() };
+    let mut warnings = vec![];
+    if s.config.current().dns.dnssec && !crate::dns::dnssec::Clock::system(crate::build_epoch()).check_times {
+        warnings.push(format!(
+            "dnssec: the system clock is earlier than this build ({}); signature validity periods are not checked \
+             until the clock is set (NTP)",
+            crate::BUILD_DATE
+        ));
+    }
+    let body =
+        Readiness { status: if ready { "ready" } else { "not_ready" }, subsystems: s.health.snapshot(), warnings };
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }

@@ -99,6 +99,8 @@ export interface QueryEntry {
   rule: string | null;
   upstream: string | null;
   latency_us: number;
+  /** DNSSEC verdict on a forwarded answer. */
+  dnssec: 'secure' | 'insecure' | 'bogus' | null;
 }
 export interface DnsStats {
   total: number;

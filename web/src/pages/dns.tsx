@@ -10,7 +10,7 @@ const QTYPES: Record<number, string> = {
   1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY',
 };
 const qtype = (t: number) => QTYPES[t] ?? `TYPE${t}`;
-const OUTCOMES = ['blocked', 'local', 'cached', 'forwarded', 'stale', 'ratelimited', 'failed', 'malformed'];
+const OUTCOMES = ['blocked', 'local', 'cached', 'forwarded', 'stale', 'ratelimited', 'bogus', 'failed', 'malformed'];
 const MAX_ROWS = 500;
 
 function Stats() {
@@ -210,6 +210,11 @@ function QueryLog() {
                 <td data-label="Type">{qtype(r.qtype)}</td>
                 <td data-label="Outcome">
                   <span class={`badge ${r.outcome}`}>{r.outcome}</span>
+                  {r.dnssec === 'secure' && (
+                    <span class="badge secure" title="DNSSEC: signatures verified">
+                      signed
+                    </span>
+                  )}
                 </td>
                 <td data-label="Why" class="small">
                   {r.rule ? `${r.list}: ${r.rule}` : (r.upstream ?? '')}
