@@ -1,7 +1,8 @@
 //! DNSSEC against real peers, started here: our own signed tree served by three BIND instances (root on
 //! 127.0.1.1, `test.` on 127.0.1.2, leaf zones on 127.0.1.3, built by tests/dnssec/mktree.sh with BIND's
 //! signing tools), a non-validating Unbound as hearth's upstream (forward mode), and a validating Unbound with
-//! the same trust anchor as the reference every answer is compared with. Needs root (loopback addresses, port 53).
+//! the same trust anchor as the reference every answer is compared with; then hearth in recursive mode on the same
+//! tree from its root hints. Needs root (loopback addresses, port 53).
 
 mod common;
 
@@ -48,19 +49,22 @@ impl Tree {
         tree.unbound("iter", ITERATOR, "iterator", "");
         let anchor = format!("trust-anchor-file: \"{}\"", tree.path().join("root.ds").display());
         tree.unbound("val", VALIDATOR, "validator iterator", &anchor);
-        for server in [("127.0.1.1", 53), ("127.0.1.3", 53), (ITERATOR, UNBOUND_PORT), (VALIDATOR, UNBOUND_PORT)] {
-            let mut ok = false;
-            for _ in 0..100 {
-                let rec = if server.1 == 53 { "+norec" } else { "+rec" };
-                if dig_at(server.0, server.1, &["www.secure.test", "+short", rec]).contains("192.0.2.1")
-                    || dig_at(server.0, server.1, &[".", "SOA", "+short", rec]).contains("ns.root.")
-                {
-                    ok = true;
-                    break;
+        // readiness probes (the root is only asked about itself: the test checks what it saw)
+        let probes: [(&str, u16, &[&str], &str); 4] = [
+            ("127.0.1.1", 53, &[".", "SOA", "+short", "+norec"], "ns.root."),
+            ("127.0.1.3", 53, &["www.secure.test", "+short", "+norec"], "192.0.2.1"),
+            (ITERATOR, UNBOUND_PORT, &["www.secure.test", "+short"], "192.0.2.1"),
+            (VALIDATOR, UNBOUND_PORT, &["www.secure.test", "+short"], "192.0.2.1"),
+        ];
+        for (addr, port, args, expect) in probes {
+            let ready = (0..100).any(|_| {
+                let up = dig_at(addr, port, args).contains(expect);
+                if !up {
+                    std::thread::sleep(Duration::from_millis(100));
                 }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            assert!(ok, "{server:?} did not start");
+                up
+            });
+            assert!(ready, "{addr}:{port} did not start");
         }
         tree
     }
@@ -158,7 +162,7 @@ const CASES: &[(&str, &str, &str, bool, Option<u16>)] = &[
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dnssec_forward_mode_matches_a_validating_unbound() {
+async fn dnssec_in_forward_and_recursive_mode_matches_a_validating_unbound() {
     let tree = Tree::start();
     let anchors = tree.path().join("root.ds");
     let inst = Instance::start(&format!(
@@ -218,6 +222,28 @@ async fn dnssec_forward_mode_matches_a_validating_unbound() {
         assert!(metrics.contains(&format!("hearth_dns_dnssec_total{{result=\"{result}\"}}")), "{result}");
     }
     promtool_check(&metrics);
+    drop(inst);
+
+    // recursive mode: hearth itself walks from our root (root hints file) with the same trust anchor
+    let inst = Instance::start(&format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nmode = \"recursive\"\nroot_hints = \"{}\"\ntrust_anchors = \"{}\"\n",
+        tree.path().join("root.hints").display(),
+        anchors.display()
+    ))
+    .await;
+    let port = inst.dns.port();
+    for &(name, qtype, status, ad, ede) in CASES {
+        let (seen, text) = ask("127.0.0.1", port, name, qtype, &["+dnssec"]);
+        assert_eq!(seen, Seen { status: status.into(), ad, ede }, "recursive: {name} {qtype}:\n{text}");
+    }
+    let (seen, text) = ask("127.0.0.1", port, "www.secure.test", "A", &[]);
+    assert!(seen.ad && text.contains("192.0.2.1") && !text.contains("RRSIG"), "{text}");
+    // QNAME minimisation: the root only ever saw top-level names, never the full names asked
+    let root_log = std::fs::read_to_string(tree.path().join("queries-root.log")).unwrap_or_default();
+    assert!(root_log.contains("query: test IN"), "the root was asked nothing about test.:\n{root_log}");
+    for &(name, ..) in CASES.iter().filter(|c| c.0.contains('.')) {
+        assert!(!root_log.contains(&format!("query: {name} ")), "the root saw {name}:\n{root_log}");
+    }
     drop(inst);
     drop(tree);
 }

@@ -162,6 +162,8 @@ pub struct DnsConfig {
     pub mode: DnsMode,
     pub upstreams: Vec<String>,
     pub upstream_timeout: Duration,
+    /// Recursive mode: a root hints file (named.root); empty: the built-in IANA root servers.
+    pub root_hints: String,
     /// Validate answers with DNSSEC.
     pub dnssec: bool,
     /// A file of DS or DNSKEY records; empty: the built-in IANA root anchors.
@@ -240,6 +242,7 @@ impl Default for DnsConfig {
             mode: DnsMode::Forward,
             upstreams: vec!["udp://9.9.9.9:53".into(), "udp://149.112.112.112:53".into()],
             upstream_timeout: Duration::from_secs(2),
+            root_hints: String::new(),
             dnssec: true,
             trust_anchors: String::new(),
             blocking_mode: "null_ip".into(),
@@ -449,10 +452,7 @@ impl Config {
 
     fn validate_dns(&self) -> Result<(), ConfigError> {
         let d = &self.dns;
-        if d.mode == DnsMode::Recursive {
-            return Err(ConfigError::invalid("dns.mode", "\"recursive\" is not available yet; use \"forward\""));
-        }
-        if d.upstreams.is_empty() && !d.listen.is_empty() {
+        if d.mode == DnsMode::Forward && d.upstreams.is_empty() && !d.listen.is_empty() {
             return Err(ConfigError::invalid("dns.upstreams", "at least one upstream is needed in forward mode"));
         }
         in_range("dns.upstream_timeout", d.upstream_timeout, 0, 30)?;

@@ -12,6 +12,7 @@ pub mod lists;
 pub mod local;
 pub mod querylog;
 pub mod ratelimit;
+pub mod recursor;
 pub mod server;
 pub mod upstream;
 pub mod wire;
@@ -72,6 +73,8 @@ pub struct Settings {
     pub log_queries: bool,
     /// The DNSSEC validator (None: `dns.dnssec = false`).
     pub dnssec: Option<Arc<dnssec::Validator>>,
+    /// Recursive mode: the resolver that asks the authoritative servers (None: forward to the upstreams).
+    pub recursor: Option<Arc<recursor::Recursor>>,
 }
 
 impl Settings {
@@ -130,7 +133,21 @@ impl Settings {
         } else {
             None
         };
+        let recursor = if c.mode == crate::config::DnsMode::Recursive {
+            let hints = if c.root_hints.is_empty() {
+                recursor::builtin_hints()
+            } else {
+                let key = || "dns.root_hints".to_string();
+                let text =
+                    std::fs::read_to_string(&c.root_hints).map_err(|e| (key(), format!("{}: {e}", c.root_hints)))?;
+                recursor::parse_hints(&text).map_err(|e| (key(), format!("{}: {e}", c.root_hints)))?
+            };
+            Some(Arc::new(recursor::Recursor::new(hints, c.upstream_timeout.as_std())))
+        } else {
+            None
+        };
         Ok(Settings {
+            recursor,
             dnssec,
             rate_limit: (c.rate_limit, c.rate_limit_burst),
             rate_limit_exempt,
@@ -427,17 +444,36 @@ impl Dns {
     /// The stages that wait for the network: 5. upstream, 6. cache store, 7. account.
     pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
         let settings = self.settings.load_full();
-        // 5. upstream: with DNSSEC on, hearth asks with DO and CD and judges the signatures itself (a client that
-        // sets CD gets the data unchecked, as it asked)
-        let validation = match &settings.dnssec {
-            Some(v) if !p.q.checking_disabled => dnssec::fqdn(&p.q.name).map(|name| (v.clone(), name)),
+        // 5. upstream (forward mode) or the authoritative servers (recursive mode). With DNSSEC on, hearth asks with
+        // DO and CD and judges the signatures itself; a client that sets CD gets the data unchecked, as it asked.
+        let qtype = RecordType::from(p.q.qtype);
+        let validator = settings.dnssec.clone().filter(|_| !p.q.checking_disabled);
+        // answers hearth reshapes for the client (validated, or recursive: always fetched with DO)
+        let shaped = match dnssec::fqdn(&p.q.name) {
+            Some(name) if validator.is_some() || settings.recursor.is_some() => Some(name),
             _ => None,
         };
-        let sent = match &validation {
-            Some((_, name)) => dnssec::upstream_query(p.q.id, name, RecordType::from(p.q.qtype)),
-            None => p.query.clone(),
+        let fetched: Result<(Vec<u8>, String), String> = match (&settings.recursor, &shaped) {
+            (Some(r), Some(name)) => match r.resolve(name, qtype).await {
+                Ok(mut m) => {
+                    m.metadata.id = p.q.id;
+                    m.to_vec().map(|b| (b, "recursive".to_string())).map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            },
+            (Some(_), None) => Err(format!("unusable name {:?}", p.q.name)),
+            (None, _) => {
+                let sent = match &shaped {
+                    Some(name) => dnssec::upstream_query(p.q.id, name, qtype),
+                    None => p.query.clone(),
+                };
+                upstream::exchange(&settings.upstreams, &sent, settings.upstream_timeout)
+                    .await
+                    .map(|(r, u)| (r, u.to_string()))
+                    .map_err(|e| e.to_string())
+            }
         };
-        let (mut resp, from) = match upstream::exchange(&settings.upstreams, &sent, settings.upstream_timeout).await {
+        let (mut resp, from) = match fetched {
             Ok(r) => r,
             Err(e) => {
                 // serve-stale (RFC 8767): an expired answer beats no answer
@@ -464,28 +500,45 @@ impl Dns {
         };
         // 5b. DNSSEC validation
         let mut security = None;
-        if let Some((validator, name)) = validation {
+        if let Some(name) = shaped {
             let verdict = match Message::from_vec(&resp) {
                 Ok(msg) => {
-                    let fetch =
-                        upstream::Fetcher { upstreams: settings.upstreams.clone(), timeout: settings.upstream_timeout };
-                    let clock = dnssec::Clock::system(crate::build_epoch());
-                    let verdict = validator.validate(&fetch, &msg, &name, RecordType::from(p.q.qtype), clock).await;
-                    match &verdict {
+                    let verdict = match &validator {
+                        Some(v) => {
+                            let clock = dnssec::Clock::system(crate::build_epoch());
+                            let forward_fetch;
+                            let fetch: &dyn dnssec::Fetch = match &settings.recursor {
+                                Some(r) => r.as_ref(),
+                                None => {
+                                    forward_fetch = upstream::Fetcher {
+                                        upstreams: settings.upstreams.clone(),
+                                        timeout: settings.upstream_timeout,
+                                    };
+                                    &forward_fetch
+                                }
+                            };
+                            Some(v.validate(fetch, &msg, &name, qtype, clock).await)
+                        }
+                        None => None,
+                    };
+                    let shown = verdict.clone().unwrap_or(dnssec::Security::Insecure);
+                    match &shown {
                         dnssec::Security::Bogus(_) => None,
                         ok => dnssec::client_view(msg, &p.q, *ok == dnssec::Security::Secure)
-                            .map(|view| (ok.clone(), view)),
+                            .map(|view| (verdict.clone(), view)),
                     }
-                    .ok_or(verdict)
+                    .ok_or(shown)
                 }
                 Err(e) => {
                     Err(dnssec::Security::Bogus(dnssec::Bogus { ede: 0, why: format!("unreadable answer: {e}") }))
                 }
             };
             match verdict {
-                Ok((s, view)) => {
-                    self.meters.dnssec[usize::from(s != dnssec::Security::Secure)].increment(1);
-                    security = Some(s);
+                Ok((verdict, view)) => {
+                    if let Some(s) = &verdict {
+                        self.meters.dnssec[usize::from(*s != dnssec::Security::Secure)].increment(1);
+                    }
+                    security = verdict;
                     resp = view;
                 }
                 Err(s) => {

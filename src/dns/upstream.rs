@@ -95,6 +95,21 @@ pub async fn exchange(
     Err(UpstreamError::AllFailed(errors.join("; ")))
 }
 
+/// One exchange with one server over UDP (TCP when the answer is truncated), no metrics: the recursor's way to
+/// ask authoritative servers. The answer keeps the id of `query`.
+pub async fn exchange_one(addr: SocketAddr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+    let id = u16::from_be_bytes([query[0], query[1]]);
+    let mut resp = match tokio::time::timeout(timeout, udp(addr, query)).await {
+        Ok(Ok(resp)) if resp.len() > 3 && resp[2] & 0x02 != 0 => {
+            tokio::time::timeout(timeout, tcp(addr, query)).await.unwrap_or_else(|_| Err(timed_out()))?
+        }
+        Ok(r) => r?,
+        Err(_) => return Err(timed_out()),
+    };
+    wire::set_id(&mut resp, id);
+    Ok(resp)
+}
+
 fn timed_out() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")
 }

@@ -125,7 +125,7 @@ printf '. 3600000 IN NS ns.root.\nns.root. 3600000 IN A 127.0.1.1\n' > root.hint
 conf() { # name address zones...
     name=$1; addr=$2; shift 2
     {
-        printf 'controls { };\noptions {\n  directory "%s";\n  pid-file "%s/named-%s.pid";\n  listen-on port 53 { %s; };\n  listen-on-v6 { none; };\n  recursion no;\n  dnssec-validation no;\n  notify no;\n};\n' "$D" "$D" "$name" "$addr"
+        printf 'controls { };\noptions {\n  directory "%s";\n  pid-file "%s/named-%s.pid";\n  listen-on port 53 { %s; };\n  listen-on-v6 { none; };\n  recursion no;\n  dnssec-validation no;\n  notify no;\n  querylog yes;\n};\nlogging { channel q { file "%s/queries-%s.log"; }; category queries { q; }; };\n' "$D" "$D" "$name" "$addr" "$D" "$name"
         for z in "$@"; do
             f="$z.zone.signed"; [ -f "$f" ] || f="$z.zone"
             [ "$z" = root ] && zn=. || zn=$z
