@@ -178,6 +178,12 @@ fn print_urls(cfg: &Config) {
     for a in &cfg.dns.listen {
         lines.push(format!("  DNS (UDP + TCP)   {}", a.connect_addr()));
     }
+    for a in &cfg.dns.tls_listen {
+        lines.push(format!("  DNS over TLS      {}", a.connect_addr()));
+    }
+    for a in &cfg.server.https_listen {
+        lines.push(format!("  DNS over HTTPS    https://{}/dns-query", a.connect_addr()));
+    }
     println!("hearth {} is starting:\n{}", env!("CARGO_PKG_VERSION"), lines.join("\n"));
 }
 
@@ -224,6 +230,9 @@ fn all_listen(c: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
     }
     for (i, a) in c.dns.listen.iter().enumerate() {
         v.push(("dns.listen", i, *a));
+    }
+    for (i, a) in c.dns.tls_listen.iter().enumerate() {
+        v.push(("dns.tls_listen", i, *a));
     }
     v
 }
@@ -411,7 +420,15 @@ async fn dns_task(
             let udp = tokio::net::UdpSocket::bind(a.0).await.with_context(|| format!("cannot listen on {a} (UDP)"))?;
             addrs.push(udp.local_addr()?.to_string());
             servers.spawn(server::serve_udp(udp, dns.clone(), stop.clone()));
-            servers.spawn(server::serve_tcp(tcp, dns.clone(), stop.clone()));
+            servers.spawn(server::serve_tcp(tcp, None, dns.clone(), stop.clone()));
+        }
+        if !cfg.dns.tls_listen.is_empty() {
+            let acceptor = crate::http::tls::dot_acceptor(&cfg.data_dir().join("tls"))?;
+            for a in &cfg.dns.tls_listen {
+                let tcp = bind(a.0, &stash).await?;
+                addrs.push(format!("{} (DoT)", tcp.local_addr()?));
+                servers.spawn(server::serve_tcp(tcp, Some(acceptor.clone()), dns.clone(), stop.clone()));
+            }
         }
         let report = |failed: &[String]| {
             if addrs.is_empty() {
@@ -467,7 +484,7 @@ async fn dns_task(
                         updater.update(&new.dns.lists, &lists_dir, false).await;
                         failed = load_lists(new.dns.clone()).await?;
                     }
-                    let rebind = new.dns.listen != cfg.dns.listen;
+                    let rebind = new.dns.listen != cfg.dns.listen || new.dns.tls_listen != cfg.dns.tls_listen;
                     cfg = new;
                     if rebind {
                         stop.cancel();

@@ -157,11 +157,13 @@ async fn every_documented_route_requires_auth_except_public_ones() {
         [
             "GET /api/v1/openapi.json",
             "GET /api/v1/setup",
+            "GET /dns-query",
             "GET /healthz",
             "GET /metrics",
             "GET /readyz",
             "POST /api/v1/auth/login",
             "POST /api/v1/setup",
+            "POST /dns-query",
         ]
     );
     assert_eq!(protected, 16, "protected operations");

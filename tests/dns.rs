@@ -601,3 +601,133 @@ async fn one_click_allow_and_block() {
     let file = std::fs::read_to_string(inst.config_path()).unwrap();
     assert!(file.contains("my blocklist"), "registered in hearth.toml: {file}");
 }
+
+/// A CA and a certificate for "dns.test" and 127.0.0.1 signed by it, as PEM files in `dir`: (ca, cert, key).
+fn test_pki(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "hearth test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["dns.test".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
+}
+
+/// An Unbound serving one local record over DNS over TLS and DNS over HTTPS: the real DoT/DoH upstream.
+struct SecureUpstream {
+    child: Child,
+    dot: u16,
+    doh: u16,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SecureUpstream {
+    fn start() -> SecureUpstream {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, cert, key) = test_pki(dir.path());
+        let (dot, doh) = (free_port(), free_port());
+        let d = dir.path().display();
+        let conf = format!(
+            "server:\n  interface: 127.0.0.1@{dot}\n  interface: 127.0.0.1@{doh}\n  tls-port: {dot}\n  https-port: {doh}\n  \
+             tls-service-key: \"{}\"\n  tls-service-pem: \"{}\"\n  http-endpoint: \"/dns-query\"\n  username: \"\"\n  \
+             chroot: \"\"\n  directory: \"{d}\"\n  pidfile: \"{d}/unbound.pid\"\n  use-syslog: no\n  logfile: \"{d}/unbound.log\"\n  \
+             module-config: \"iterator\"\n  access-control: 127.0.0.0/8 allow\n  local-zone: \"example.test.\" static\n  \
+             local-data: \"www.example.test. 300 IN A 192.0.2.10\"\nremote-control:\n  control-enable: no\n",
+            key.display(),
+            cert.display()
+        );
+        std::fs::write(dir.path().join("unbound.conf"), conf).unwrap();
+        let child = Command::new("unbound")
+            .args(["-d", "-c"])
+            .arg(dir.path().join("unbound.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unbound (Debian package unbound) is needed: .ci/deps installs it");
+        let up = SecureUpstream { child, dot, doh, ca, _dir: dir };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", doh)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", dot)).is_ok()
+            {
+                return up;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("unbound (DoT/DoH) did not start");
+    }
+}
+
+impl Drop for SecureUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kdig(args: &[&str]) -> String {
+    let out = Command::new("kdig").args(args).output().expect("kdig (Debian package knot-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// hearth's own DoT listener and DoH route (kdig as the client), and DoT/DoH upstreams (Unbound as the server,
+/// its certificate from a private CA given as dns.upstream_ca).
+#[tokio::test]
+async fn dot_and_doh_listeners_and_upstreams() {
+    let up = SecureUpstream::start();
+    let lists = tempfile::tempdir().unwrap();
+    std::fs::write(lists.path().join("ads.txt"), "ads.example.test\n").unwrap();
+    let dot_port = free_port();
+    for upstream in [format!("tls://127.0.0.1:{}#dns.test", up.dot), format!("https://127.0.0.1:{}/dns-query", up.doh)]
+    {
+        let inst = Instance::start(&format!(
+            "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ntls_listen = [\"127.0.0.1:{dot_port}\"]\ndnssec = false\n\
+             upstreams = [\"{upstream}\"]\nupstream_ca = \"{}\"\n\n[[dns.lists]]\nname = \"ads\"\nkind = \"block\"\n\
+             source = \"{}\"\n",
+            up.ca.display(),
+            lists.path().join("ads.txt").display()
+        ))
+        .await;
+        let p = inst.dns.port();
+        // plain DNS through the encrypted upstream, twice (the second DoT query reuses the connection)
+        for _ in 0..2 {
+            assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10", "via {upstream}");
+        }
+        // DoT listener
+        let out = kdig(&["@127.0.0.1", "-p", &dot_port.to_string(), "+tls", "www.example.test", "A"]);
+        assert!(out.contains("TLS session") && out.contains("192.0.2.10"), "{out}");
+        let out = kdig(&["@127.0.0.1", "-p", &dot_port.to_string(), "+tls", "ads.example.test", "A"]);
+        assert!(out.contains("0.0.0.0"), "blocked over DoT: {out}");
+        // DoH, POST and GET
+        let https = inst.https.port().to_string();
+        let out = kdig(&["@127.0.0.1", "-p", &https, "+https", "www.example.test", "A"]);
+        assert!(out.contains("HTTP/2-POST") && out.contains("192.0.2.10"), "{out}");
+        let out = kdig(&["@127.0.0.1", "-p", &https, "+https-get", "ads.example.test", "A"]);
+        assert!(out.contains("HTTP/2-GET") && out.contains("0.0.0.0"), "{out}");
+        // bad DoH requests get JSON errors with an id
+        let c = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        let r = c.post(format!("https://127.0.0.1:{https}/dns-query")).body("x").send().await.unwrap();
+        expect_error(r, 415, "unsupported_media_type").await;
+        let r = c.get(format!("https://127.0.0.1:{https}/dns-query?dns=%40%40")).send().await.unwrap();
+        expect_error(r, 400, "invalid_dns").await;
+        let metrics = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
+        assert!(metrics.contains(&format!("upstream=\"{upstream}\"")), "per-upstream latency for {upstream}");
+    }
+    // a certificate that is not valid for the name given is refused: no answer, SERVFAIL
+    let inst = Instance::start(&format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstream_timeout = \"1s\"\n\
+         upstreams = [\"tls://127.0.0.1:{}#wrong.test\"]\nupstream_ca = \"{}\"\n",
+        up.dot,
+        up.ca.display()
+    ))
+    .await;
+    let out = dig(inst.dns.port(), &["www.example.test"]);
+    assert!(out.contains("SERVFAIL"), "{out}");
+}

@@ -159,9 +159,13 @@ impl Default for StorageConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     pub listen: Vec<ListenAddr>,
+    /// DNS-over-TLS listeners (RFC 7858).
+    pub tls_listen: Vec<ListenAddr>,
     pub mode: DnsMode,
     pub upstreams: Vec<String>,
     pub upstream_timeout: Duration,
+    /// Extra CA certificates (PEM) trusted for tls:// and https:// upstreams.
+    pub upstream_ca: String,
     /// Recursive mode: a root hints file (named.root); empty: the built-in IANA root servers.
     pub root_hints: String,
     /// Validate answers with DNSSEC.
@@ -239,9 +243,11 @@ impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
             listen: vec![ListenAddr::local(5353)],
+            tls_listen: vec![],
             mode: DnsMode::Forward,
             upstreams: vec!["udp://9.9.9.9:53".into(), "udp://149.112.112.112:53".into()],
             upstream_timeout: Duration::from_secs(2),
+            upstream_ca: String::new(),
             root_hints: String::new(),
             dnssec: true,
             trust_anchors: String::new(),
@@ -419,12 +425,18 @@ impl Config {
         }
         check_unique("server.http_listen", &s.http_listen)?;
         check_unique("server.https_listen", &s.https_listen)?;
-        for (i, a) in s.https_listen.iter().enumerate() {
-            if s.http_listen.contains(a) {
-                return Err(ConfigError::invalid(
-                    format!("server.https_listen[{i}]"),
-                    format!("{a} is also in server.http_listen"),
-                ));
+        // every TCP listener needs its own address
+        let tcp: [(&str, &[ListenAddr]); 4] = [
+            ("server.http_listen", &s.http_listen),
+            ("server.https_listen", &s.https_listen),
+            ("dns.listen", &self.dns.listen),
+            ("dns.tls_listen", &self.dns.tls_listen),
+        ];
+        for (k, (key, addrs)) in tcp.iter().enumerate() {
+            for (i, a) in addrs.iter().enumerate() {
+                if let Some((other, _)) = tcp[..k].iter().find(|(_, earlier)| earlier.contains(a)) {
+                    return Err(ConfigError::invalid(format!("{key}[{i}]"), format!("{a} is also in {other}")));
+                }
             }
         }
         if s.data_dir.as_os_str().is_empty() {
@@ -446,6 +458,7 @@ impl Config {
         in_range("storage.busy_timeout", self.storage.busy_timeout, 1, 600)?;
         in_range("storage.maintenance_interval", self.storage.maintenance_interval, 60, 7 * 24 * 3600)?;
         check_unique("dns.listen", &self.dns.listen)?;
+        check_unique("dns.tls_listen", &self.dns.tls_listen)?;
         self.validate_dns()?;
         Ok(())
     }

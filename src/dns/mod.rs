@@ -80,11 +80,13 @@ pub struct Settings {
 impl Settings {
     /// Compile the `[dns]` settings; an error is `(key, reason)`, e.g. `("dns.upstreams[1]", "…")`.
     pub fn from_config(c: &DnsConfig) -> Result<Self, (String, String)> {
+        let tls = upstream::client_tls(&c.upstream_ca).map_err(|e| ("dns.upstream_ca".to_string(), e))?;
+        let bootstrap = Upstream::plain(&c.upstreams);
         let upstreams = c
             .upstreams
             .iter()
             .enumerate()
-            .map(|(i, u)| Upstream::parse(u).map_err(|e| (format!("dns.upstreams[{i}]"), e)))
+            .map(|(i, u)| Upstream::parse(u, &tls, &bootstrap).map_err(|e| (format!("dns.upstreams[{i}]"), e)))
             .collect::<Result<_, _>>()?;
         let blocking = BlockingMode::parse(&c.blocking_mode).map_err(|e| ("dns.blocking_mode".to_string(), e))?;
         let mut enabled = ListSet::none();
@@ -206,6 +208,10 @@ pub fn cache_policy(c: &DnsConfig) -> CachePolicy {
 pub enum Transport {
     Udp,
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS (RFC 8484).
+    Https,
 }
 
 /// The outcome of a query, for metrics (and the query log to come). The discriminant indexes `Meters::outcomes`.
@@ -387,8 +393,8 @@ impl Dns {
             }
         };
         let limit = match transport {
-            Transport::Tcp => usize::from(u16::MAX),
             Transport::Udp => usize::from(q.edns_payload.unwrap_or(512)),
+            Transport::Tcp | Transport::Tls | Transport::Https => usize::from(u16::MAX),
         };
         // 1b. per-client rate limit
         let settings = self.settings.load();

@@ -1,10 +1,11 @@
-//! DNS transports (IO shell): UDP and TCP listeners that move bytes to [`Dns::handle`] and back. No DNS logic here.
+//! DNS transports (IO shell): UDP, TCP and DNS-over-TLS listeners that move bytes to [`Dns::handle`] and back. No DNS
+//! logic here. (DNS over HTTPS is a route of the HTTP server: `http::doh`.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::{Dns, Step, Transport};
@@ -44,8 +45,14 @@ pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) 
     }
 }
 
-/// Answer TCP connections (length-prefixed messages, several per connection, 10 s idle timeout).
-pub async fn serve_tcp(listener: TcpListener, dns: Arc<Dns>, stop: CancellationToken) {
+/// Answer TCP connections (length-prefixed messages, several per connection, 10 s idle timeout); with an acceptor,
+/// DNS over TLS (RFC 7858) on the same framing.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    dns: Arc<Dns>,
+    stop: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -58,17 +65,34 @@ pub async fn serve_tcp(listener: TcpListener, dns: Arc<Dns>, stop: CancellationT
                 }
             },
         };
-        let (dns, stop) = (dns.clone(), stop.clone());
+        let (dns, stop, tls) = (dns.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
+            let serve = async {
+                match tls {
+                    None => connection(stream, peer.ip(), dns, Transport::Tcp).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => connection(s, peer.ip(), dns, Transport::Tls).await,
+                            Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "DoT handshake failed"),
+                            Err(_) => tracing::debug!(peer = %peer, "DoT handshake timed out"),
+                        }
+                    }
+                }
+            };
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = connection(stream, peer.ip(), dns) => {}
+                _ = serve => {}
             }
         });
     }
 }
 
-async fn connection(mut s: TcpStream, client: std::net::IpAddr, dns: Arc<Dns>) {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    client: std::net::IpAddr,
+    dns: Arc<Dns>,
+    t: Transport,
+) {
     loop {
         let len = match tokio::time::timeout(Duration::from_secs(10), s.read_u16()).await {
             Ok(Ok(l)) => l as usize,
@@ -78,7 +102,7 @@ async fn connection(mut s: TcpStream, client: std::net::IpAddr, dns: Arc<Dns>) {
         if tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut msg)).await.is_err() {
             return;
         }
-        let Some(answer) = dns.handle(&msg, client, Transport::Tcp).await else { return };
+        let Some(answer) = dns.handle(&msg, client, t).await else { return };
         let mut framed = (answer.len() as u16).to_be_bytes().to_vec();
         framed.extend_from_slice(&answer);
         if s.write_all(&framed).await.is_err() {

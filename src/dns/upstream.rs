@@ -1,42 +1,154 @@
 //! Upstream exchange (IO): send a query to the configured upstreams in order (failover), over UDP with a fresh
-//! random id from a fresh port, retrying over TCP when the answer is truncated; `tcp://` upstreams use TCP only.
+//! random id from a fresh port, retrying over TCP when the answer is truncated; `tcp://` upstreams use TCP only,
+//! `tls://` DNS over TLS (RFC 7858, connections kept and reused) and `https://` DNS over HTTPS (RFC 8484, HTTP/2).
+//! Certificates of DoT/DoH upstreams are checked against the Mozilla roots plus `dns.upstream_ca`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 use super::wire;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Upstream {
     Udp(SocketAddr),
     Tcp(SocketAddr),
+    Tls(Arc<Dot>),
+    Https(Arc<Doh>),
+}
+
+/// A DNS-over-TLS upstream and its idle connections.
+pub struct Dot {
+    addr: SocketAddr,
+    name: Option<String>,
+    server_name: ServerName<'static>,
+    connector: tokio_rustls::TlsConnector,
+    idle: Mutex<Vec<tokio_rustls::client::TlsStream<TcpStream>>>,
+}
+
+impl std::fmt::Debug for Dot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dot({}, {:?})", self.addr, self.name)
+    }
+}
+
+/// A DNS-over-HTTPS upstream (reqwest keeps its HTTP/2 connection).
+pub struct Doh {
+    url: reqwest::Url,
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Doh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Doh({})", self.url)
+    }
+}
+
+impl PartialEq for Upstream {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+/// Idle DoT connections kept per upstream.
+const DOT_IDLE: usize = 4;
+
+/// The TLS client configuration for DoT/DoH upstreams: Mozilla's roots (webpki-roots) plus the certificates of
+/// `extra_ca` (PEM; for a resolver with a private CA).
+pub fn client_tls(extra_ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if !extra_ca.is_empty() {
+        let certs = CertificateDer::pem_file_iter(extra_ca)
+            .map_err(|e| format!("{extra_ca}: {e}"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{extra_ca}: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("{extra_ca}: no certificates"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| format!("{extra_ca}: {e}"))?;
+        }
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
 }
 
 impl Upstream {
-    /// `udp://ip:port`, `tcp://ip:port`, or a bare `ip` / `ip:port` (UDP, port 53).
-    pub fn parse(s: &str) -> Result<Upstream, String> {
+    /// `udp://ip:port`, `tcp://ip:port`, a bare `ip` / `ip:port` (UDP, port 53), `tls://ip[:port][#name]` (DoT,
+    /// port 853; the certificate must be valid for `name`, else for the IP) or `https://host[:port]/path` (DoH).
+    /// `bootstrap` resolves DoH host names (the plain upstreams of the same list; empty: the system resolver).
+    pub fn parse(s: &str, tls: &Arc<rustls::ClientConfig>, bootstrap: &[SocketAddr]) -> Result<Upstream, String> {
         let (scheme, rest) = s.split_once("://").unwrap_or(("udp", s));
-        if scheme == "tls" || scheme == "https" {
-            return Err(format!("{scheme}:// upstreams (DoT/DoH) are not available yet"));
-        }
-        let addr = rest
-            .parse::<SocketAddr>()
-            .or_else(|_| rest.parse::<std::net::IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
-            .map_err(|_| format!("invalid upstream {s:?}: expected \"udp://ip:port\" or \"tcp://ip:port\""))?;
+        let addr_of = |rest: &str, port: u16| {
+            rest.parse::<SocketAddr>().or_else(|_| rest.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, port))).map_err(
+                |_| format!("invalid upstream {s:?}: expected \"udp://ip:port\", \"tcp://ip:port\", \"tls://ip:port#name\" or an https:// URL"),
+            )
+        };
         match scheme {
-            "udp" => Ok(Upstream::Udp(addr)),
-            "tcp" => Ok(Upstream::Tcp(addr)),
-            other => Err(format!("unknown upstream scheme {other:?}")),
+            "udp" => Ok(Upstream::Udp(addr_of(rest, 53)?)),
+            "tcp" => Ok(Upstream::Tcp(addr_of(rest, 53)?)),
+            "tls" => {
+                let (host, name) = match rest.split_once('#') {
+                    Some((h, n)) if !n.is_empty() => (h, Some(n.to_string())),
+                    Some(_) => return Err(format!("invalid upstream {s:?}: empty name after #")),
+                    None => (rest, None),
+                };
+                let addr = addr_of(host, 853)?;
+                let server_name = match &name {
+                    Some(n) => {
+                        ServerName::try_from(n.clone()).map_err(|_| format!("invalid TLS name {n:?} in {s:?}"))?
+                    }
+                    None => ServerName::IpAddress(addr.ip().into()),
+                };
+                let mut cfg = (**tls).clone();
+                cfg.alpn_protocols = vec![b"dot".to_vec()];
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+                Ok(Upstream::Tls(Arc::new(Dot { addr, name, server_name, connector, idle: Mutex::default() })))
+            }
+            "https" => {
+                let url = reqwest::Url::parse(s).map_err(|e| format!("invalid upstream {s:?}: {e}"))?;
+                if url.host_str().is_none() {
+                    return Err(format!("invalid upstream {s:?}: no host"));
+                }
+                let mut cfg = (**tls).clone();
+                cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                let mut b = reqwest::Client::builder()
+                    .use_preconfigured_tls(cfg)
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")));
+                if !bootstrap.is_empty() {
+                    b = b.dns_resolver(Arc::new(Bootstrap { servers: bootstrap.to_vec() }));
+                }
+                let client = b.build().map_err(|e| format!("{s}: {e}"))?;
+                Ok(Upstream::Https(Arc::new(Doh { url, client })))
+            }
+            other => Err(format!("unknown upstream scheme {other:?}: use udp, tcp, tls or https")),
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        match self {
-            Upstream::Udp(a) | Upstream::Tcp(a) => *a,
-        }
+    /// The plain (UDP/TCP) upstream addresses of a list: the bootstrap for DoH host names.
+    pub fn plain(list: &[String]) -> Vec<SocketAddr> {
+        list.iter()
+            .filter_map(|u| {
+                let (scheme, rest) = u.split_once("://").unwrap_or(("udp", u));
+                if scheme != "udp" && scheme != "tcp" {
+                    return None;
+                }
+                rest.parse::<SocketAddr>()
+                    .ok()
+                    .or_else(|| rest.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+            })
+            .collect()
     }
 }
 
@@ -45,7 +157,48 @@ impl std::fmt::Display for Upstream {
         match self {
             Upstream::Udp(a) => write!(f, "udp://{a}"),
             Upstream::Tcp(a) => write!(f, "tcp://{a}"),
+            Upstream::Tls(d) => match &d.name {
+                Some(n) => write!(f, "tls://{}#{n}", d.addr),
+                None => write!(f, "tls://{}", d.addr),
+            },
+            Upstream::Https(d) => write!(f, "{}", d.url),
         }
+    }
+}
+
+/// Resolves DoH host names through the plain upstreams, so that a machine whose own resolver is hearth does not
+/// ask itself to find its upstream.
+struct Bootstrap {
+    servers: Vec<SocketAddr>,
+}
+
+impl reqwest::dns::Resolve for Bootstrap {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let servers = self.servers.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let qname = super::dnssec::fqdn(&host.to_ascii_lowercase()).ok_or("bad host name")?;
+            let mut addrs: Vec<SocketAddr> = vec![];
+            for qtype in [hickory_proto::rr::RecordType::A, hickory_proto::rr::RecordType::AAAA] {
+                let q = super::dnssec::upstream_query(rand::random(), &qname, qtype);
+                for s in &servers {
+                    if let Ok(bytes) = exchange_one(*s, &q, Duration::from_secs(2)).await
+                        && let Ok(m) = hickory_proto::op::Message::from_vec(&bytes)
+                    {
+                        addrs.extend(m.answers.iter().filter_map(|r| match &r.data {
+                            hickory_proto::rr::RData::A(a) => Some(SocketAddr::new(IpAddr::V4(a.0), 0)),
+                            hickory_proto::rr::RData::AAAA(a) => Some(SocketAddr::new(IpAddr::V6(a.0), 0)),
+                            _ => None,
+                        }));
+                        break;
+                    }
+                }
+            }
+            if addrs.is_empty() {
+                return Err(format!("{host}: not resolved by the bootstrap upstreams").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -76,6 +229,10 @@ pub async fn exchange(
             Upstream::Tcp(a) => {
                 tokio::time::timeout(timeout, tcp(*a, query)).await.unwrap_or_else(|_| Err(timed_out()))
             }
+            Upstream::Tls(d) => tokio::time::timeout(timeout, dot(d, query)).await.unwrap_or_else(|_| Err(timed_out())),
+            Upstream::Https(d) => {
+                tokio::time::timeout(timeout, doh(d, query)).await.unwrap_or_else(|_| Err(timed_out()))
+            }
         };
         let label = u.to_string();
         match result {
@@ -83,7 +240,7 @@ pub async fn exchange(
                 metrics::histogram!("hearth_dns_upstream_duration_seconds", "upstream" => label)
                     .record(started.elapsed().as_secs_f64());
                 wire::set_id(&mut resp, client_id);
-                return Ok((resp, *u));
+                return Ok((resp, u.clone()));
             }
             Err(e) => {
                 metrics::counter!("hearth_dns_upstream_failures_total", "upstream" => label).increment(1);
@@ -145,11 +302,17 @@ fn question_matches(query: &[u8], resp: &[u8]) -> bool {
 
 async fn tcp(addr: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut s = TcpStream::connect(addr).await?;
+    framed(&mut s, query).await
+}
+
+/// One length-prefixed exchange (RFC 1035 §4.2.2) with a fresh id on a stream.
+async fn framed<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, query: &[u8]) -> std::io::Result<Vec<u8>> {
     let id: u16 = rand::random();
     let q = with_id(query, id);
-    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&q);
-    s.write_all(&framed).await?;
+    let mut out = (q.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&q);
+    s.write_all(&out).await?;
+    s.flush().await?;
     let len = s.read_u16().await? as usize;
     let mut buf = vec![0u8; len];
     s.read_exact(&mut buf).await?;
@@ -157,6 +320,58 @@ async fn tcp(addr: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "answer with the wrong id"));
     }
     Ok(buf)
+}
+
+/// DNS over TLS: an idle connection if there is one (a stale one is replaced once), else a new one.
+async fn dot(d: &Dot, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let reused = d.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let fresh = reused.is_none();
+    let mut conn = match reused {
+        Some(c) => c,
+        None => dot_connect(d).await?,
+    };
+    let resp = match framed(&mut conn, query).await {
+        Ok(r) => r,
+        Err(_) if !fresh => {
+            conn = dot_connect(d).await?;
+            framed(&mut conn, query).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let mut idle = d.idle.lock().unwrap_or_else(|p| p.into_inner());
+    if idle.len() < DOT_IDLE {
+        idle.push(conn);
+    }
+    Ok(resp)
+}
+
+async fn dot_connect(d: &Dot) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(d.addr).await?;
+    tcp.set_nodelay(true)?;
+    d.connector.connect(d.server_name.clone(), tcp).await
+}
+
+/// DNS over HTTPS: POST with id 0 (RFC 8484 §4.1), the answer gets the query's id back.
+async fn doh(d: &Doh, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let err = |e: reqwest::Error| std::io::Error::other(e.without_url().to_string());
+    let resp = d
+        .client
+        .post(d.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/dns-message")
+        .header(reqwest::header::ACCEPT, "application/dns-message")
+        .body(with_id(query, 0))
+        .send()
+        .await
+        .map_err(err)?
+        .error_for_status()
+        .map_err(err)?;
+    let body = resp.bytes().await.map_err(err)?.to_vec();
+    if body.len() < 12 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a DNS message"));
+    }
+    let mut body = body;
+    wire::set_id(&mut body, u16::from_be_bytes([query[0], query[1]]));
+    Ok(body)
 }
 
 /// The validator's source of DS and DNSKEY sets in forward mode: the same upstreams, asked with DO and CD.
@@ -185,11 +400,22 @@ mod tests {
 
     #[test]
     fn parses_upstreams() {
-        assert_eq!(Upstream::parse("udp://127.0.0.1:5300"), Ok(Upstream::Udp("127.0.0.1:5300".parse().unwrap())));
-        assert_eq!(Upstream::parse("tcp://[::1]:53"), Ok(Upstream::Tcp("[::1]:53".parse().unwrap())));
-        assert_eq!(Upstream::parse("9.9.9.9"), Ok(Upstream::Udp("9.9.9.9:53".parse().unwrap())));
-        assert!(Upstream::parse("tls://9.9.9.9:853#dns.quad9.net").unwrap_err().contains("not available yet"));
-        assert!(Upstream::parse("udp://dns.example").is_err());
-        assert!(Upstream::parse("quic://1.1.1.1").is_err());
+        let tls = client_tls("").unwrap();
+        let p = |s: &str| Upstream::parse(s, &tls, &[]);
+        assert_eq!(p("udp://127.0.0.1:5300"), Ok(Upstream::Udp("127.0.0.1:5300".parse().unwrap())));
+        assert_eq!(p("tcp://[::1]:53"), Ok(Upstream::Tcp("[::1]:53".parse().unwrap())));
+        assert_eq!(p("9.9.9.9"), Ok(Upstream::Udp("9.9.9.9:53".parse().unwrap())));
+        assert_eq!(p("tls://9.9.9.9#dns.quad9.net").unwrap().to_string(), "tls://9.9.9.9:853#dns.quad9.net");
+        assert_eq!(p("tls://[2620:fe::fe]:853").unwrap().to_string(), "tls://[2620:fe::fe]:853");
+        assert_eq!(p("https://dns.quad9.net/dns-query").unwrap().to_string(), "https://dns.quad9.net/dns-query");
+        assert!(p("tls://9.9.9.9#").is_err());
+        assert!(p("tls://dns.quad9.net").is_err());
+        assert!(p("udp://dns.example").is_err());
+        assert!(p("quic://1.1.1.1").unwrap_err().contains("unknown upstream scheme"));
+        assert_eq!(
+            Upstream::plain(&["tls://1.1.1.1".into(), "9.9.9.9".into(), "tcp://[::1]:5353".into()]),
+            vec!["9.9.9.9:53".parse::<SocketAddr>().unwrap(), "[::1]:5353".parse().unwrap()]
+        );
+        assert!(client_tls("/nonexistent.pem").is_err());
     }
 }

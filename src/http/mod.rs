@@ -8,6 +8,7 @@
 pub mod api;
 pub mod auth;
 pub mod dns_api;
+pub mod doh;
 pub mod error;
 pub mod tls;
 pub mod ui;

@@ -93,6 +93,17 @@ pub fn acceptor(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
+/// A rustls acceptor for DNS over TLS (ALPN "dot", RFC 7858), on the same certificate.
+pub fn dot_acceptor(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    let (certs, key) = load_or_create(dir)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"dot".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,82 @@
+//! DNS over HTTPS (RFC 8484): `GET /dns-query?dns=<base64url>` and `POST /dns-query` with an
+//! `application/dns-message` body, answered by the same pipeline as UDP and TCP. Public (no auth), like port 53.
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{ApiError, ErrorBody};
+use super::{AppState, ConnInfo};
+use crate::dns::Transport;
+
+const DNS_MESSAGE: &str = "application/dns-message";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(doh_get, doh_post))
+}
+
+#[derive(Deserialize, IntoParams)]
+struct DohQuery {
+    /// The DNS query in wire format, base64url without padding.
+    dns: Option<String>,
+}
+
+/// DNS over HTTPS, GET form: the query in the `dns` parameter.
+#[utoipa::path(get, path = "/dns-query", tag = "dns", params(DohQuery), responses(
+    (status = 200, description = "The DNS answer (application/dns-message)", content_type = "application/dns-message"),
+    (status = 400, body = ErrorBody)))]
+async fn doh_get(
+    State(s): State<AppState>,
+    axum::Extension(conn): axum::Extension<ConnInfo>,
+    Query(q): Query<DohQuery>,
+) -> Result<Response, ApiError> {
+    let Some(b64) = q.dns else {
+        return Err(ApiError::bad_request("missing_dns", "the dns parameter (a base64url DNS message) is required"));
+    };
+    let msg = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(b64.trim_end_matches('='))
+        .map_err(|_| ApiError::bad_request("invalid_dns", "the dns parameter is not base64url"))?;
+    answer(&s, &conn, &msg).await
+}
+
+/// DNS over HTTPS, POST form: the query is the body.
+#[utoipa::path(post, path = "/dns-query", tag = "dns", request_body(content = Vec<u8>, content_type = "application/dns-message"),
+    responses(
+        (status = 200, description = "The DNS answer (application/dns-message)", content_type = "application/dns-message"),
+        (status = 400, body = ErrorBody), (status = 415, body = ErrorBody)))]
+async fn doh_post(
+    State(s): State<AppState>,
+    axum::Extension(conn): axum::Extension<ConnInfo>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.starts_with(DNS_MESSAGE) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("the body must be {DNS_MESSAGE}"),
+        ));
+    }
+    answer(&s, &conn, &body).await
+}
+
+async fn answer(s: &AppState, conn: &ConnInfo, msg: &[u8]) -> Result<Response, ApiError> {
+    if msg.len() < 12 || msg.len() > usize::from(u16::MAX) {
+        return Err(ApiError::bad_request("invalid_dns", "not a DNS message"));
+    }
+    // RFC 8484 §4.1: clients should use id 0 (for HTTP caching); the answer echoes whatever id was sent
+    let Some(resp) = s.dns.handle(msg, conn.peer.ip(), Transport::Https).await else {
+        return Err(ApiError::bad_request("invalid_dns", "not a DNS query"));
+    };
+    let max_age =
+        crate::dns::wire::parse_response(&resp).ok().and_then(|i| i.min_answer_ttl.or(i.negative_ttl)).unwrap_or(0);
+    Ok(([(header::CONTENT_TYPE, DNS_MESSAGE.to_string()), (header::CACHE_CONTROL, format!("max-age={max_age}"))], resp)
+        .into_response())
+}
