@@ -56,6 +56,7 @@ fn describe() {
         "Time an upstream took to answer, by upstream."
     );
     describe_counter!("hearth_dns_upstream_failures_total", "Upstream exchanges that failed, by upstream.");
+    describe_gauge!("hearth_dns_upstream_healthy", "1 while an upstream answers, 0 after three failures in a row.");
     describe_counter!("hearth_dns_querylog_written_total", "Query log entries written to the database.");
     describe_counter!("hearth_dns_list_downloads_total", "List downloads (including not-modified checks), by result.");
     describe_counter!(

@@ -202,6 +202,25 @@ async fn upstream_failover_and_servfail() {
     let inst = instance(&up, &upstreams, tmp.path()).await;
     let p = inst.dns.port();
     assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10", "the second upstream answers");
+    // after three failures in a row the dead upstream is asked last: no more timeouts before each answer
+    for name in ["a.example.test", "b.example.test"] {
+        dig(p, &[name]);
+    }
+    let started = std::time::Instant::now();
+    dig(p, &["c.example.test"]);
+    assert!(started.elapsed() < Duration::from_millis(400), "the dead upstream is no longer asked first");
+    let (c, _) = admin_session(&inst).await;
+    let health: serde_json::Value =
+        c.get(inst.url("/api/v1/dns/upstreams")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["mode"], "forward");
+    assert_eq!(health["strategy"], "failover");
+    let ups = health["upstreams"].as_array().unwrap();
+    assert_eq!(ups[0]["healthy"], false, "{health}");
+    assert!(ups[0]["last_error"].as_str().unwrap().contains("refused"), "{health}");
+    assert_eq!(ups[1]["healthy"], true);
+    assert!(ups[1]["queries"].as_u64().unwrap() >= 4 && ups[1]["latency_ms"].as_f64().unwrap() > 0.0, "{health}");
+    let metrics = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("hearth_dns_upstream_healthy{{upstream=\"udp://127.0.0.1:{dead}\"}} 0")));
     drop(up);
     let out = dig(p, &["other.example.test"]);
     assert!(out.contains("status: SERVFAIL"), "{out}");

@@ -164,6 +164,8 @@ pub struct DnsConfig {
     pub mode: DnsMode,
     pub upstreams: Vec<String>,
     pub upstream_timeout: Duration,
+    /// "failover", "round_robin" or "fastest".
+    pub upstream_strategy: String,
     /// Extra CA certificates (PEM) trusted for tls:// and https:// upstreams.
     pub upstream_ca: String,
     /// Recursive mode: a root hints file (named.root); empty: the built-in IANA root servers.
@@ -247,6 +249,7 @@ impl Default for DnsConfig {
             mode: DnsMode::Forward,
             upstreams: vec!["udp://9.9.9.9:53".into(), "udp://149.112.112.112:53".into()],
             upstream_timeout: Duration::from_secs(2),
+            upstream_strategy: "failover".into(),
             upstream_ca: String::new(),
             root_hints: String::new(),
             dnssec: true,

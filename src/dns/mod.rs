@@ -19,7 +19,7 @@ pub mod wire;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, ResponseCode};
@@ -59,8 +59,8 @@ impl BlockingMode {
 /// The settings one query is answered with.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub upstreams: Vec<Upstream>,
-    pub upstream_timeout: Duration,
+    /// The upstreams, their health and strategy.
+    pub upstreams: Arc<upstream::Pool>,
     pub blocking: BlockingMode,
     pub blocked_ttl: u32,
     /// List names by id, for logs.
@@ -82,6 +82,8 @@ impl Settings {
     pub fn from_config(c: &DnsConfig) -> Result<Self, (String, String)> {
         let tls = upstream::client_tls(&c.upstream_ca).map_err(|e| ("dns.upstream_ca".to_string(), e))?;
         let bootstrap = Upstream::plain(&c.upstreams);
+        let strategy =
+            upstream::Strategy::parse(&c.upstream_strategy).map_err(|e| ("dns.upstream_strategy".to_string(), e))?;
         let upstreams = c
             .upstreams
             .iter()
@@ -153,8 +155,7 @@ impl Settings {
             dnssec,
             rate_limit: (c.rate_limit, c.rate_limit_burst),
             rate_limit_exempt,
-            upstreams,
-            upstream_timeout: c.upstream_timeout.as_std(),
+            upstreams: Arc::new(upstream::Pool::new(upstreams, strategy, c.upstream_timeout.as_std())),
             blocking,
             blocked_ttl: c.blocked_ttl.as_std().as_secs() as u32,
             list_names: c.lists.iter().map(|l| l.name.clone()).collect(),
@@ -473,10 +474,7 @@ impl Dns {
                     Some(name) => dnssec::upstream_query(p.q.id, name, qtype),
                     None => p.query.clone(),
                 };
-                upstream::exchange(&settings.upstreams, &sent, settings.upstream_timeout)
-                    .await
-                    .map(|(r, u)| (r, u.to_string()))
-                    .map_err(|e| e.to_string())
+                settings.upstreams.exchange(&sent).await.map(|(r, u)| (r, u.to_string())).map_err(|e| e.to_string())
             }
         };
         let (mut resp, from) = match fetched {
@@ -516,10 +514,7 @@ impl Dns {
                             let fetch: &dyn dnssec::Fetch = match &settings.recursor {
                                 Some(r) => r.as_ref(),
                                 None => {
-                                    forward_fetch = upstream::Fetcher {
-                                        upstreams: settings.upstreams.clone(),
-                                        timeout: settings.upstream_timeout,
-                                    };
+                                    forward_fetch = upstream::Fetcher(settings.upstreams.clone());
                                     &forward_fetch
                                 }
                             };

@@ -4,6 +4,8 @@
 //! Certificates of DoT/DoH upstreams are checked against the Mozilla roots plus `dns.upstream_ca`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -208,48 +210,179 @@ pub enum UpstreamError {
     AllFailed(String),
 }
 
-/// Ask the upstreams in order; returns the answer (with the query's own id) and who gave it.
-pub async fn exchange(
-    upstreams: &[Upstream],
-    query: &[u8],
-    timeout: Duration,
-) -> Result<(Vec<u8>, Upstream), UpstreamError> {
-    let mut errors = vec![];
-    let client_id = u16::from_be_bytes([query[0], query[1]]);
-    for u in upstreams {
-        let started = Instant::now();
-        let result = match u {
-            Upstream::Udp(a) => match tokio::time::timeout(timeout, udp(*a, query)).await {
-                Ok(Ok(resp)) if resp.len() > 3 && resp[2] & 0x02 != 0 => {
-                    tokio::time::timeout(timeout, tcp(*a, query)).await.unwrap_or_else(|_| Err(timed_out()))
-                }
-                Ok(r) => r,
-                Err(_) => Err(timed_out()),
-            },
-            Upstream::Tcp(a) => {
-                tokio::time::timeout(timeout, tcp(*a, query)).await.unwrap_or_else(|_| Err(timed_out()))
-            }
-            Upstream::Tls(d) => tokio::time::timeout(timeout, dot(d, query)).await.unwrap_or_else(|_| Err(timed_out())),
-            Upstream::Https(d) => {
-                tokio::time::timeout(timeout, doh(d, query)).await.unwrap_or_else(|_| Err(timed_out()))
-            }
-        };
-        let label = u.to_string();
+/// How the upstreams are ordered for each query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// In the configured order; the next one only when one fails.
+    Failover,
+    /// Each query starts at the next upstream.
+    RoundRobin,
+    /// Lowest smoothed latency first (an upstream not measured yet is tried first, to be measured).
+    Fastest,
+}
+
+impl Strategy {
+    pub fn parse(s: &str) -> Result<Strategy, String> {
+        match s {
+            "failover" => Ok(Strategy::Failover),
+            "round_robin" => Ok(Strategy::RoundRobin),
+            "fastest" => Ok(Strategy::Fastest),
+            other => Err(format!("{other:?} is not a strategy: use \"failover\", \"round_robin\" or \"fastest\"")),
+        }
+    }
+}
+
+/// Consecutive failures after which an upstream is asked last (it is still asked: it may come back).
+const SICK_AFTER: u32 = 3;
+
+/// The order to ask upstreams in (pure): `stats[i]` is (smoothed latency in µs, 0 when unknown; consecutive
+/// failures) of upstream `i`, `turn` counts queries (round robin).
+pub fn order(strategy: Strategy, stats: &[(u64, u32)], turn: usize) -> Vec<usize> {
+    let n = stats.len();
+    let mut idx: Vec<usize> = (0..n).collect();
+    match strategy {
+        Strategy::Failover => {}
+        Strategy::RoundRobin if n > 0 => idx.rotate_left(turn % n),
+        Strategy::RoundRobin => {}
+        Strategy::Fastest => idx.sort_by_key(|&i| stats[i].0),
+    }
+    // a stable sort: failing upstreams go last, the rest keep the strategy's order
+    idx.sort_by_key(|&i| stats[i].1 >= SICK_AFTER);
+    idx
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    ewma_us: AtomicU64,
+    queries: AtomicU64,
+    failures: AtomicU64,
+    consecutive: AtomicU32,
+    last_error: Mutex<Option<String>>,
+}
+
+/// One upstream's health, for the API and the UI.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct UpstreamHealth {
+    pub upstream: String,
+    /// Answers received and failures (timeouts, refused connections, bad certificates) since the last config change.
+    pub queries: u64,
+    pub failures: u64,
+    /// Smoothed latency in milliseconds (none until measured).
+    pub latency_ms: Option<f64>,
+    /// False after three failures in a row (then asked last).
+    pub healthy: bool,
+    pub last_error: Option<String>,
+}
+
+/// The configured upstreams with their health and the strategy that orders them.
+#[derive(Debug)]
+pub struct Pool {
+    pub upstreams: Vec<Upstream>,
+    pub strategy: Strategy,
+    pub timeout: Duration,
+    health: Vec<Health>,
+    turn: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(upstreams: Vec<Upstream>, strategy: Strategy, timeout: Duration) -> Pool {
+        let health = upstreams.iter().map(|_| Health::default()).collect();
+        Pool { upstreams, strategy, timeout, health, turn: AtomicUsize::new(0) }
+    }
+
+    fn order(&self) -> Vec<usize> {
+        let stats: Vec<(u64, u32)> =
+            self.health.iter().map(|h| (h.ewma_us.load(Relaxed), h.consecutive.load(Relaxed))).collect();
+        order(self.strategy, &stats, self.turn.fetch_add(1, Relaxed))
+    }
+
+    fn record(&self, i: usize, result: Result<Duration, &str>) {
+        let h = &self.health[i];
+        let label = self.upstreams[i].to_string();
         match result {
-            Ok(mut resp) => {
-                metrics::histogram!("hearth_dns_upstream_duration_seconds", "upstream" => label)
-                    .record(started.elapsed().as_secs_f64());
-                wire::set_id(&mut resp, client_id);
-                return Ok((resp, u.clone()));
+            Ok(took) => {
+                let us = took.as_micros().max(1) as u64;
+                let old = h.ewma_us.load(Relaxed);
+                h.ewma_us.store(if old == 0 { us } else { (old * 7 + us) / 8 }, Relaxed);
+                h.queries.fetch_add(1, Relaxed);
+                h.consecutive.store(0, Relaxed);
+                metrics::histogram!("hearth_dns_upstream_duration_seconds", "upstream" => label.clone())
+                    .record(took.as_secs_f64());
+                metrics::gauge!("hearth_dns_upstream_healthy", "upstream" => label).set(1.0);
             }
             Err(e) => {
-                metrics::counter!("hearth_dns_upstream_failures_total", "upstream" => label).increment(1);
-                tracing::debug!(upstream = %u, error = %e, "upstream failed");
-                errors.push(format!("{u}: {e}"));
+                h.failures.fetch_add(1, Relaxed);
+                let n = h.consecutive.fetch_add(1, Relaxed) + 1;
+                *h.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                metrics::counter!("hearth_dns_upstream_failures_total", "upstream" => label.clone()).increment(1);
+                metrics::gauge!("hearth_dns_upstream_healthy", "upstream" => label)
+                    .set(f64::from(u8::from(n < SICK_AFTER)));
             }
         }
     }
-    Err(UpstreamError::AllFailed(errors.join("; ")))
+
+    pub fn health(&self) -> Vec<UpstreamHealth> {
+        self.upstreams
+            .iter()
+            .zip(&self.health)
+            .map(|(u, h)| {
+                let ewma = h.ewma_us.load(Relaxed);
+                UpstreamHealth {
+                    upstream: u.to_string(),
+                    queries: h.queries.load(Relaxed),
+                    failures: h.failures.load(Relaxed),
+                    latency_ms: (ewma > 0).then(|| (ewma as f64 / 10.0).round() / 100.0),
+                    healthy: h.consecutive.load(Relaxed) < SICK_AFTER,
+                    last_error: h.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Ask the upstreams in the strategy's order until one answers; returns the answer (with the query's own id)
+    /// and who gave it.
+    pub async fn exchange(&self, query: &[u8]) -> Result<(Vec<u8>, Upstream), UpstreamError> {
+        let mut errors = vec![];
+        let client_id = u16::from_be_bytes([query[0], query[1]]);
+        let timeout = self.timeout;
+        for i in self.order() {
+            let u = &self.upstreams[i];
+            let started = Instant::now();
+            let result = match u {
+                Upstream::Udp(a) => match tokio::time::timeout(timeout, udp(*a, query)).await {
+                    Ok(Ok(resp)) if resp.len() > 3 && resp[2] & 0x02 != 0 => {
+                        tokio::time::timeout(timeout, tcp(*a, query)).await.unwrap_or_else(|_| Err(timed_out()))
+                    }
+                    Ok(r) => r,
+                    Err(_) => Err(timed_out()),
+                },
+                Upstream::Tcp(a) => {
+                    tokio::time::timeout(timeout, tcp(*a, query)).await.unwrap_or_else(|_| Err(timed_out()))
+                }
+                Upstream::Tls(d) => {
+                    tokio::time::timeout(timeout, dot(d, query)).await.unwrap_or_else(|_| Err(timed_out()))
+                }
+                Upstream::Https(d) => {
+                    tokio::time::timeout(timeout, doh(d, query)).await.unwrap_or_else(|_| Err(timed_out()))
+                }
+            };
+            match result {
+                Ok(mut resp) => {
+                    self.record(i, Ok(started.elapsed()));
+                    wire::set_id(&mut resp, client_id);
+                    return Ok((resp, u.clone()));
+                }
+                Err(e) => {
+                    let e = e.to_string();
+                    self.record(i, Err(&e));
+                    tracing::debug!(upstream = %u, error = %e, "upstream failed");
+                    errors.push(format!("{u}: {e}"));
+                }
+            }
+        }
+        Err(UpstreamError::AllFailed(errors.join("; ")))
+    }
 }
 
 /// One exchange with one server over UDP (TCP when the answer is truncated), no metrics: the recursor's way to
@@ -375,10 +508,7 @@ async fn doh(d: &Doh, query: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// The validator's source of DS and DNSKEY sets in forward mode: the same upstreams, asked with DO and CD.
-pub struct Fetcher {
-    pub upstreams: Vec<Upstream>,
-    pub timeout: Duration,
-}
+pub struct Fetcher(pub Arc<Pool>);
 
 impl super::dnssec::Fetch for Fetcher {
     fn fetch<'a>(
@@ -388,7 +518,7 @@ impl super::dnssec::Fetch for Fetcher {
     ) -> super::dnssec::BoxFuture<'a, Result<hickory_proto::op::Message, String>> {
         Box::pin(async move {
             let q = super::dnssec::upstream_query(rand::random(), name, rtype);
-            let (resp, _) = exchange(&self.upstreams, &q, self.timeout).await.map_err(|e| e.to_string())?;
+            let (resp, _) = self.0.exchange(&q).await.map_err(|e| e.to_string())?;
             hickory_proto::op::Message::from_vec(&resp).map_err(|e| format!("unreadable answer: {e}"))
         })
     }
@@ -397,6 +527,22 @@ impl super::dnssec::Fetch for Fetcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strategies_order_upstreams_and_failing_ones_go_last() {
+        let fresh = [(0, 0), (0, 0), (0, 0)];
+        assert_eq!(order(Strategy::Failover, &fresh, 7), [0, 1, 2]);
+        assert_eq!(order(Strategy::RoundRobin, &fresh, 0), [0, 1, 2]);
+        assert_eq!(order(Strategy::RoundRobin, &fresh, 4), [1, 2, 0]);
+        // fastest: unmeasured first (to measure it), then by latency
+        assert_eq!(order(Strategy::Fastest, &[(900, 0), (0, 0), (300, 0)], 0), [1, 2, 0]);
+        // three failures in a row: asked last whatever the strategy
+        assert_eq!(order(Strategy::Failover, &[(100, 3), (200, 0), (300, 1)], 0), [1, 2, 0]);
+        assert_eq!(order(Strategy::Fastest, &[(100, 5), (200, 0), (300, 0)], 0), [1, 2, 0]);
+        assert!(order(Strategy::RoundRobin, &[], 3).is_empty());
+        assert!(Strategy::parse("random").is_err());
+        assert_eq!(Strategy::parse("round_robin"), Ok(Strategy::RoundRobin));
+    }
 
     #[test]
     fn parses_upstreams() {

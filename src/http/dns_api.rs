@@ -21,6 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(querylog_stream))
         .routes(routes!(stats))
         .routes(routes!(flush_cache))
+        .routes(routes!(upstreams))
         .routes(routes!(lists))
         .routes(routes!(update_lists))
         .routes(routes!(add_rule))
@@ -244,6 +245,43 @@ async fn flush_cache(auth: AdminAuth, State(s): State<AppState>) -> Json<Flushed
         cache.clear();
         n
     };
+    // what the validator and the recursor learned goes too: a flush is how an owner retries after a fix upstream
+    let settings = s.dns.settings.load();
+    if let Some(v) = &settings.dnssec {
+        v.clear();
+    }
+    if let Some(r) = &settings.recursor {
+        r.clear();
+    }
     tracing::info!(by = %auth.principal, flushed, "DNS cache flushed");
     Json(Flushed { flushed })
+}
+
+#[derive(Serialize, ToSchema)]
+struct Resolution {
+    /// "forward" or "recursive".
+    mode: &'static str,
+    /// How upstreams are ordered (forward mode).
+    #[schema(value_type = String)]
+    strategy: crate::dns::upstream::Strategy,
+    /// Whether answers are DNSSEC-validated.
+    dnssec: bool,
+    /// False while the system clock reads earlier than the build date: signature times are then not checked.
+    clock_plausible: bool,
+    upstreams: Vec<crate::dns::upstream::UpstreamHealth>,
+}
+
+/// How names are resolved: mode, DNSSEC, and each upstream's health and latency.
+#[utoipa::path(get, path = "/api/v1/dns/upstreams", tag = "dns",
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = Resolution), (status = 401, body = ErrorBody)))]
+async fn upstreams(_auth: AdminAuth, State(s): State<AppState>) -> Json<Resolution> {
+    let settings = s.dns.settings.load();
+    Json(Resolution {
+        mode: if settings.recursor.is_some() { "recursive" } else { "forward" },
+        strategy: settings.upstreams.strategy,
+        dnssec: settings.dnssec.is_some(),
+        clock_plausible: crate::dns::dnssec::Clock::system(crate::build_epoch()).check_times,
+        upstreams: if settings.recursor.is_some() { vec![] } else { settings.upstreams.health() },
+    })
 }
