@@ -409,6 +409,16 @@ async fn dns_task(
             Ok::<_, anyhow::Error>(failed)
         }
     };
+    // cache refreshes (prefetch) run as their own tasks, like forwarded queries
+    if let Some(mut prefetches) = dns.take_prefetches() {
+        let dns = dns.clone();
+        tokio::spawn(async move {
+            while let Some(p) = prefetches.recv().await {
+                let dns = dns.clone();
+                tokio::spawn(async move { dns.forward(p).await });
+            }
+        });
+    }
     let mut failed = load_lists(cfg.dns.clone()).await?;
     dns.local.store(Arc::new(crate::dns::local_zone(&cfg.dns).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?));
     loop {

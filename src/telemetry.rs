@@ -49,6 +49,7 @@ fn describe() {
         "DNSSEC verdicts on forwarded answers, by result (secure, insecure, bogus)."
     );
     describe_gauge!("hearth_dns_cache_entries", "Answers in the DNS cache.");
+    describe_counter!("hearth_dns_prefetch_total", "Cached answers refreshed before they expired (prefetch).");
     describe_gauge!("hearth_dns_list_rules", "Rules in the compiled block/allow lists, by kind.");
     describe_histogram!(
         "hearth_dns_upstream_duration_seconds",

@@ -341,6 +341,32 @@ async fn serve_stale_when_all_upstreams_are_down() {
     assert_eq!(log[0]["name"], "www.example.test", "{log}");
 }
 
+/// A name asked for in the last tenth of its TTL is refreshed in the background: it never leaves the cache.
+#[tokio::test]
+async fn popular_names_are_prefetched_before_they_expire() {
+    let up = Upstream::start_ttl(10);
+    let tmp = tempfile::tempdir().unwrap();
+    let inst = instance(&up, &format!("\"udp://127.0.0.1:{}\"", up.port), tmp.path()).await;
+    let p = inst.dns.port();
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10");
+    tokio::time::sleep(Duration::from_millis(9100)).await;
+    // a hit with 1 s left: answered from the cache, and refreshed behind it
+    let out = dig(p, &["www.example.test"]);
+    assert!(norm(&out).contains("www.example.test. 1 IN A 192.0.2.10"), "{out}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // past the first answer's expiry: still a cache hit, with the refreshed TTL
+    let out = dig(p, &["www.example.test"]);
+    assert!(norm(&out).contains("www.example.test. 9 IN A 192.0.2.10"), "{out}");
+    let metrics = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("hearth_dns_prefetch_total 1"), "{metrics}");
+    let (c, _) = admin_session(&inst).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log: serde_json::Value =
+        c.get(inst.url("/api/v1/dns/querylog?search=www.example.test")).send().await.unwrap().json().await.unwrap();
+    let outcomes: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["cached", "cached", "forwarded"], "the refresh is not a client query: {log}");
+}
+
 /// Local records, CNAME rewrites and home.arpa: answered here, never forwarded, never filtered.
 #[tokio::test]
 async fn local_records_and_home_arpa() {

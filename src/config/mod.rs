@@ -284,6 +284,8 @@ pub struct DnsCacheConfig {
     pub max_ttl: Duration,
     pub max_negative_ttl: Duration,
     pub serve_stale: Duration,
+    /// Refresh popular answers before they expire.
+    pub prefetch: bool,
 }
 
 impl Default for DnsCacheConfig {
@@ -294,6 +296,7 @@ impl Default for DnsCacheConfig {
             max_ttl: Duration::from_secs(86_400),
             max_negative_ttl: Duration::from_secs(3600),
             serve_stale: Duration::from_secs(86_400),
+            prefetch: true,
         }
     }
 }

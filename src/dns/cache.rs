@@ -20,6 +20,8 @@ pub struct CachePolicy {
     pub max_negative_ttl: u32,
     /// Expired answers are kept this much longer, to be served when no upstream answers (RFC 8767); 0 = never.
     pub serve_stale: u32,
+    /// Refresh an answer asked for in the last tenth of its TTL, before it expires (as Unbound's prefetch).
+    pub prefetch: bool,
 }
 
 /// TTL of a stale answer (RFC 8767 recommends 30 s).
@@ -57,6 +59,8 @@ struct Entry {
     ttl_offsets: Vec<usize>,
     stored: Instant,
     ttl: u32,
+    /// A refresh is on its way.
+    prefetching: bool,
 }
 
 #[derive(Debug)]
@@ -64,6 +68,8 @@ pub struct Cache {
     policy: CachePolicy,
     map: HashMap<CacheKey, Entry, Hasher>,
     order: VecDeque<(CacheKey, Instant)>,
+    /// Set by [`Cache::get`] when the hit should be refreshed; taken by the caller.
+    pub prefetch_due: Option<CacheKey>,
 }
 
 /// Why an answer was not cached (for metrics).
@@ -77,7 +83,7 @@ pub enum NotCached {
 
 impl Cache {
     pub fn new(policy: CachePolicy) -> Self {
-        Cache { policy, map: HashMap::default(), order: VecDeque::new() }
+        Cache { policy, map: HashMap::default(), order: VecDeque::new(), prefetch_due: None }
     }
 
     pub fn len(&self) -> usize {
@@ -119,7 +125,7 @@ impl Cache {
             }
         }
         self.order.push_back((key.clone(), now));
-        self.map.insert(key, Entry { wire, ttl_offsets: info.ttl_offsets, stored: now, ttl });
+        self.map.insert(key, Entry { wire, ttl_offsets: info.ttl_offsets, stored: now, ttl, prefetching: false });
         if self.order.len() > 2 * self.policy.max_entries.max(16) {
             let map = &self.map;
             self.order.retain(|(k, at)| map.get(k).is_some_and(|e| e.stored == *at));
@@ -129,7 +135,7 @@ impl Cache {
 
     /// A fresh answer for the query `q` (raw bytes `query`), ready to send: id, question case and TTLs patched.
     pub fn get(&mut self, key: &CacheKey, q: &wire::QueryInfo, query: &[u8], now: Instant) -> Option<Vec<u8>> {
-        let e = self.map.get(key)?;
+        let e = self.map.get_mut(key)?;
         let age = now.saturating_duration_since(e.stored);
         if age >= Duration::from_secs(e.ttl as u64) {
             // expired: kept for serve-stale while within the window, else dropped
@@ -144,6 +150,12 @@ impl Cache {
         // TTLs count down from what was stored, clamped to the cached lifetime
         wire::age_ttls(&mut out, &e.ttl_offsets, age.as_secs() as u32, 0);
         let left = e.ttl - age.as_secs() as u32;
+        // asked for in its last tenth: refresh it now, so popular names never expire (answers living under 10 s
+        // are not worth it)
+        if self.policy.prefetch && !e.prefetching && e.ttl >= 10 && left * 10 <= e.ttl {
+            e.prefetching = true;
+            self.prefetch_due = Some(key.clone());
+        }
         for &o in &e.ttl_offsets {
             let t = u32::from_be_bytes([out[o], out[o + 1], out[o + 2], out[o + 3]]);
             if t > left {
@@ -180,7 +192,14 @@ mod tests {
     use hickory_proto::rr::{Name, RData, Record, RecordType};
 
     fn policy() -> CachePolicy {
-        CachePolicy { max_entries: 3, min_ttl: 0, max_ttl: 86400, max_negative_ttl: 3600, serve_stale: 0 }
+        CachePolicy {
+            max_entries: 3,
+            min_ttl: 0,
+            max_ttl: 86400,
+            max_negative_ttl: 3600,
+            serve_stale: 0,
+            prefetch: true,
+        }
     }
 
     fn query(name: &str, id: u16) -> (Vec<u8>, wire::QueryInfo) {
@@ -203,6 +222,33 @@ mod tests {
             m.add_authority(Record::from_rdata(n, 86400, RData::SOA(soa)));
         }
         m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn hits_in_the_last_tenth_of_the_ttl_ask_for_one_refresh() {
+        let mut c = Cache::new(policy());
+        let t0 = Instant::now();
+        let (b, q) = query("example.com.", 1);
+        let k = CacheKey::of(&q);
+        c.insert(k.clone(), answer("example.com.", 100, ResponseCode::NoError), t0).unwrap();
+        c.get(&k, &q, &b, t0 + Duration::from_secs(50)).unwrap();
+        assert_eq!(c.prefetch_due.take(), None, "not yet");
+        c.get(&k, &q, &b, t0 + Duration::from_secs(91)).unwrap();
+        assert_eq!(c.prefetch_due.take(), Some(k.clone()));
+        c.get(&k, &q, &b, t0 + Duration::from_secs(92)).unwrap();
+        assert_eq!(c.prefetch_due.take(), None, "one refresh at a time");
+        // the refreshed answer starts over
+        c.insert(k.clone(), answer("example.com.", 100, ResponseCode::NoError), t0 + Duration::from_secs(93)).unwrap();
+        c.get(&k, &q, &b, t0 + Duration::from_secs(94)).unwrap();
+        assert_eq!(c.prefetch_due.take(), None);
+        // short-lived answers and a policy without prefetch: never
+        let mut off = Cache::new(CachePolicy { prefetch: false, ..policy() });
+        off.insert(k.clone(), answer("example.com.", 100, ResponseCode::NoError), t0).unwrap();
+        off.get(&k, &q, &b, t0 + Duration::from_secs(95)).unwrap();
+        assert_eq!(off.prefetch_due, None);
+        c.insert(k.clone(), answer("example.com.", 5, ResponseCode::NoError), t0).unwrap();
+        c.get(&k, &q, &b, t0 + Duration::from_secs(4)).unwrap();
+        assert_eq!(c.prefetch_due, None);
     }
 
     #[test]

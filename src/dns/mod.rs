@@ -202,6 +202,7 @@ pub fn cache_policy(c: &DnsConfig) -> CachePolicy {
         max_ttl: c.cache.max_ttl.as_std().as_secs() as u32,
         max_negative_ttl: c.cache.max_negative_ttl.as_std().as_secs() as u32,
         serve_stale: c.cache.serve_stale.as_std().as_secs() as u32,
+        prefetch: c.cache.prefetch,
     }
 }
 
@@ -251,6 +252,7 @@ struct Meters {
     outcomes: [metrics::Counter; 9],
     /// DNSSEC verdicts: secure, insecure, bogus.
     dnssec: [metrics::Counter; 3],
+    prefetch: metrics::Counter,
     cache_hit: metrics::Counter,
     cache_miss: metrics::Counter,
     cache_entries: metrics::Gauge,
@@ -275,6 +277,7 @@ impl Meters {
             .map(outcome),
             dnssec: ["secure", "insecure", "bogus"]
                 .map(|r| metrics::counter!("hearth_dns_dnssec_total", "result" => r)),
+            prefetch: metrics::counter!("hearth_dns_prefetch_total"),
             cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
             cache_miss: metrics::counter!("hearth_dns_cache_total", "result" => "miss"),
             cache_entries: metrics::gauge!("hearth_dns_cache_entries"),
@@ -300,6 +303,9 @@ pub struct Dns {
     pub cache: Mutex<Cache>,
     meters: Meters,
     log: Option<querylog::QueryLog>,
+    /// Refreshes the cache asked for (see [`Dns::take_prefetches`]).
+    prefetch: tokio::sync::mpsc::Sender<Pending>,
+    prefetch_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Pending>>>,
 }
 
 /// After the synchronous stages: either the answer, or a query that must go upstream.
@@ -316,11 +322,16 @@ pub struct Pending {
     limit: usize,
     started: Instant,
     client: IpAddr,
+    /// A background refresh of a cached answer: stored, not sent, not logged.
+    prefetch: bool,
 }
 
 impl Dns {
     pub fn new(settings: Settings, policy: CachePolicy, log: Option<querylog::QueryLog>) -> Self {
+        let (prefetch, prefetch_rx) = tokio::sync::mpsc::channel(256);
         Dns {
+            prefetch,
+            prefetch_rx: Mutex::new(Some(prefetch_rx)),
             engine: ArcSwap::from_pointee(Engine::default()),
             local: ArcSwap::from_pointee(local::LocalZone::default()),
             list_report: Mutex::default(),
@@ -437,7 +448,18 @@ impl Dns {
         }
         // 4. cache
         let key = CacheKey::of(&q);
-        if let Some(hit) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key, &q, query, started) {
+        let hit = {
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.get(&key, &q, query, started).map(|hit| (hit, cache.prefetch_due.take()))
+        };
+        if let Some((hit, due)) = hit {
+            if let Some(key) = due {
+                // refreshed in the background (the task in app.rs); when the queue is full, the next hit asks again
+                let p = Pending { query: query.to_vec(), q: q.clone(), key, limit, started, client, prefetch: true };
+                if self.prefetch.try_send(p).is_ok() {
+                    self.meters.prefetch.increment(1);
+                }
+            }
             self.meters.cache_hit.increment(1);
             self.meters.count(Outcome::Cached);
             let answer = fit(hit, &q, limit);
@@ -445,7 +467,7 @@ impl Dns {
             return Step::Done(Some(answer));
         }
         self.meters.cache_miss.increment(1);
-        Step::Forward(Pending { query: query.to_vec(), q, key, limit, started, client })
+        Step::Forward(Pending { query: query.to_vec(), q, key, limit, started, client, prefetch: false })
     }
 
     /// The stages that wait for the network: 5. upstream, 6. cache store, 7. account.
@@ -479,6 +501,7 @@ impl Dns {
         };
         let (mut resp, from) = match fetched {
             Ok(r) => r,
+            Err(_) if p.prefetch => return None, // the cached answer lives on until it expires
             Err(e) => {
                 // serve-stale (RFC 8767): an expired answer beats no answer
                 let stale = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get_stale(
@@ -548,6 +571,9 @@ impl Dns {
                         _ => (0, "the answer could not be shaped"),
                     };
                     tracing::info!(name = %p.q.name, ede = code, why, "DNSSEC validation failed");
+                    if p.prefetch {
+                        return None;
+                    }
                     self.meters.dnssec[2].increment(1);
                     self.meters.count(Outcome::Bogus);
                     let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((code, why)));
@@ -576,6 +602,9 @@ impl Dns {
                 self.meters.cache_entries.set(cache.len() as f64);
             }
         }
+        if p.prefetch {
+            return None;
+        }
         // 7. account
         self.meters.count(Outcome::Forwarded);
         self.meters.forwarded_latency.record(p.started.elapsed().as_secs_f64());
@@ -592,6 +621,11 @@ impl Dns {
             security.as_ref().map(dnssec::Security::as_str),
         );
         Some(answer)
+    }
+
+    /// The queue of cache refreshes, for the task that runs them (once).
+    pub fn take_prefetches(&self) -> Option<tokio::sync::mpsc::Receiver<Pending>> {
+        self.prefetch_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     pub fn cache_len(&self) -> usize {
