@@ -147,6 +147,30 @@ test('wizard → login → dashboard → token → settings → logout', async (
   assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /name = "extra"/);
   await shot(page, '04b-lists');
 
+  // local records, client groups and how names are resolved
+  await page.getByLabel('Record name').fill('nas.home.arpa');
+  await page.getByLabel('Value').fill('192.168.1.10');
+  await page.getByRole('button', { name: 'Add record' }).click();
+  await page.getByRole('status').filter({ hasText: 'Added nas.home.arpa A 192.168.1.10' }).waitFor();
+  assert.equal(execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'nas.home.arpa', '+short', '+tries=1']).toString().trim(), '192.168.1.10');
+  await page.getByLabel('Record name').fill('bad.home.arpa');
+  await page.getByLabel('Value').fill('not-an-ip');
+  await page.getByRole('button', { name: 'Add record' }).click();
+  await page.getByRole('alert').filter({ hasText: 'dns.records[1]' }).waitFor();
+  await page.getByTestId('records').filter({ hasText: 'nas.home.arpa' }).waitFor();
+  assert.doesNotMatch(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /bad\.home\.arpa/);
+  await page.getByLabel('Group', { exact: true }).fill('trusted');
+  await page.getByRole('textbox', { name: 'Clients' }).fill('127.0.0.1');
+  await page.getByRole('checkbox', { name: 'extra', exact: true }).check();
+  assert.ok(await page.getByRole('checkbox', { name: 'extra', exact: true }).isChecked());
+  await page.getByRole('button', { name: 'Add group' }).click();
+  await page.getByRole('status').filter({ hasText: 'Added the group “trusted”' }).waitFor();
+  await page.getByTestId('groups').filter({ hasText: '127.0.0.1' }).filter({ hasText: 'extra' }).waitFor();
+  assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /name = "trusted"/);
+  await page.getByTestId('upstreams').filter({ hasText: 'udp://127.0.0.1:9' }).waitFor();
+  await page.getByTestId('resolution').filter({ hasText: 'DNSSEC validation on' }).waitFor();
+  await shot(page, '04c-dns-settings');
+
   // API tokens: create, see it once, it works, revoke
   await page.getByRole('link', { name: 'API tokens' }).click();
   await page.getByLabel('Name').fill('home-assistant');

@@ -3,6 +3,7 @@ import { api, ApiError, QueryEntry, DnsStats } from '../api';
 import { Chart } from '../chart';
 import { usePoll } from '../poll';
 import { Lists } from './lists';
+import { Groups, Records, ResolutionPanel } from './dnsconfig';
 
 // The DNS page: today's figures, an hourly chart, top lists, and the query log with filters and live tail.
 
@@ -252,6 +253,9 @@ export function Dns() {
       <Stats />
       <QueryLog />
       <Lists />
+      <ResolutionPanel />
+      <Records />
+      <Groups />
     </>
   );
 }

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, ConfigView } from '../api';
 import { ago } from '../format';
+import { configChanged } from './dnsconfig';
 
 // Block and allow lists: counts, errors and downloads from the API; changes go through the config (validated,
 // applied live, written to hearth.toml).
@@ -45,6 +46,7 @@ export function Lists() {
       const next = edit(cfg.config.dns.lists as ListConfig[]);
       await api('PATCH', '/api/v1/config', { dns: { lists: next } });
       setMessage({ text: done, error: false });
+      configChanged();
       // the DNS subsystem recompiles (and downloads new URL lists) in the background
       setTimeout(load, 700);
     } catch (e) {
