@@ -627,6 +627,23 @@ mod tests {
             fn parser_never_panics(line in ".{0,200}") {
                 let _ = parse_line(&line);
             }
+
+            /// The stable twin of fuzz/fuzz_targets/list_parser.rs: any bytes (invalid UTF-8 included) compile
+            /// without a panic and the engine answers.
+            #[test]
+            fn compile_never_panics_on_arbitrary_bytes(block in prop::collection::vec(any::<u8>(), 0..2000),
+                                                       allow in prop::collection::vec(any::<u8>(), 0..500)) {
+                let lists = vec![
+                    ListInput { id: 0, kind: ListKind::Block, reader: &block[..] },
+                    ListInput { id: 1, kind: ListKind::Allow, reader: &allow[..] },
+                ];
+                if let Ok((e, stats)) = Engine::compile(lists) {
+                    prop_assert_eq!(stats.len(), 2);
+                    for n in ["example.com", "a.b", ""] {
+                        let _ = e.check(n, &ListSet::all());
+                    }
+                }
+            }
         }
     }
 }

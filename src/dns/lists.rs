@@ -57,9 +57,12 @@ pub struct DownloadStatus {
     /// Unix time of the last attempt and of the last good download (or confirmation that nothing changed).
     pub last_attempt: i64,
     pub last_success: Option<i64>,
-    /// "updated", "not modified", or the error.
+    /// "downloading", "updated", "not modified", or the error.
     pub result: String,
     pub ok: bool,
+    /// While downloading: bytes received so far, and the size announced by the server (if it did).
+    pub received_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
 }
 
 pub struct ListUpdater {
@@ -103,9 +106,26 @@ impl ListUpdater {
             if !(force || due) {
                 continue;
             }
-            let result = self.fetch(&l.source, &file, meta).await;
+            let prev_success = {
+                let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                let prev_success = status.get(&l.name).and_then(|s| s.last_success);
+                status.insert(
+                    l.name.clone(),
+                    DownloadStatus {
+                        name: l.name.clone(),
+                        url: l.source.clone(),
+                        last_attempt: now,
+                        last_success: prev_success,
+                        result: "downloading".into(),
+                        ok: true,
+                        received_bytes: Some(0),
+                        total_bytes: None,
+                    },
+                );
+                prev_success
+            };
+            let result = self.fetch(&l.name, &l.source, &file, meta).await;
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            let prev_success = status.get(&l.name).and_then(|s| s.last_success);
             let (text, ok) = match &result {
                 Ok(true) => ("updated".to_string(), true),
                 Ok(false) => ("not modified".to_string(), true),
@@ -128,6 +148,8 @@ impl ListUpdater {
                     last_success: if ok { Some(now) } else { prev_success },
                     result: text,
                     ok,
+                    received_bytes: None,
+                    total_bytes: None,
                 },
             );
         }
@@ -135,7 +157,7 @@ impl ListUpdater {
     }
 
     /// One conditional GET; `Ok(true)` when a new copy was stored, `Ok(false)` when the server said 304.
-    async fn fetch(&self, url: &str, file: &Path, meta: Option<Meta>) -> Result<bool, String> {
+    async fn fetch(&self, name: &str, url: &str, file: &Path, meta: Option<Meta>) -> Result<bool, String> {
         let mut req = self.client.get(url);
         if let Some(m) = &meta {
             if let Some(e) = &m.etag {
@@ -172,6 +194,14 @@ impl ListUpdater {
         let tmp = file.with_extension("part");
         let mut out = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         let mut total = 0u64;
+        let announced = resp.content_length();
+        let progress = |received: u64| {
+            if let Some(st) = self.status.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name) {
+                st.received_bytes = Some(received);
+                st.total_bytes = announced;
+            }
+        };
+        progress(0);
         while let Some(chunk) = resp.chunk().await.map_err(|e| {
             let _ = std::fs::remove_file(&tmp);
             format!("download interrupted: {e}")
@@ -182,6 +212,7 @@ impl ListUpdater {
                 return Err(format!("the list is larger than {} MB", MAX_BYTES / 1024 / 1024));
             }
             out.write_all(&chunk).map_err(|e| format!("{}: {e}", tmp.display()))?;
+            progress(total);
         }
         out.sync_all().map_err(|e| e.to_string())?;
         std::fs::rename(&tmp, file).map_err(|e| format!("{}: {e}", file.display()))?;

@@ -13,7 +13,14 @@ interface ListView {
   enabled: boolean;
   counts: { rules: number; comments: number; invalid: number; examples: [number, string][] } | null;
   error: string | null;
-  download: { last_attempt: number; last_success: number | null; result: string; ok: boolean } | null;
+  download: {
+    last_attempt: number;
+    last_success: number | null;
+    result: string;
+    ok: boolean;
+    received_bytes: number | null;
+    total_bytes: number | null;
+  } | null;
 }
 interface ListConfig {
   name: string;
@@ -22,6 +29,8 @@ interface ListConfig {
   enabled: boolean;
   update: string;
 }
+
+const mb = (n: number) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`);
 
 export function Lists() {
   const [lists, setLists] = useState<ListView[] | null>(null);
@@ -36,6 +45,12 @@ export function Lists() {
   useEffect(() => {
     load();
   }, []);
+  // follow downloads started in the background (a new URL list, the schedule) until they finish
+  useEffect(() => {
+    if (!lists?.some((l) => l.download?.result === 'downloading')) return;
+    const t = setTimeout(load, 500);
+    return () => clearTimeout(t);
+  }, [lists]);
 
   // apply a change to the configured lists (the whole array: RFC 7396 replaces arrays)
   async function change(edit: (ls: ListConfig[]) => ListConfig[], done: string) {
@@ -66,12 +81,17 @@ export function Lists() {
 
   async function updateNow() {
     setBusy(true);
+    // show download progress while the update runs
+    const poll = setInterval(load, 500);
     try {
-      setLists(await api<ListView[]>('POST', '/api/v1/dns/lists/update'));
+      const done = await api<ListView[]>('POST', '/api/v1/dns/lists/update');
+      clearInterval(poll);
+      setLists(done);
       setMessage({ text: 'Checked every URL list.', error: false });
     } catch (e) {
       setMessage({ text: (e as ApiError).message, error: true });
     } finally {
+      clearInterval(poll);
       setBusy(false);
     }
   }
@@ -140,10 +160,20 @@ export function Lists() {
                 </td>
                 <td data-label="Status" class="small">
                   {l.error ? <span class="error">{l.error}</span> : l.enabled ? 'in use' : 'off'}
-                  {l.download && (
-                    <div class={l.download.ok ? 'muted' : 'error'}>
-                      download: {l.download.result}, {ago(l.download.last_attempt)}
+                  {l.download && l.download.result === 'downloading' ? (
+                    <div class="muted" data-testid={`progress-${l.name}`}>
+                      downloading {mb(l.download.received_bytes ?? 0)}
+                      {l.download.total_bytes ? ` of ${mb(l.download.total_bytes)}` : ''}
+                      {l.download.total_bytes ? (
+                        <progress max={l.download.total_bytes} value={l.download.received_bytes ?? 0} style={{ display: 'block', width: '100%' }} />
+                      ) : null}
                     </div>
+                  ) : (
+                    l.download && (
+                      <div class={l.download.ok ? 'muted' : 'error'}>
+                        download: {l.download.result}, {ago(l.download.last_attempt)}
+                      </div>
+                    )
                   )}
                 </td>
                 <td>
