@@ -31,6 +31,11 @@ impl Tree {
                 .stderr(Stdio::null())
                 .status();
         }
+        let addrs = Command::new("ip").args(["-o", "addr", "show", "dev", "lo"]).output().expect("ip (iproute2)");
+        let addrs = String::from_utf8_lossy(&addrs.stdout);
+        for a in ["127.0.1.1/", "127.0.1.2/", "127.0.1.3/"] {
+            assert!(addrs.contains(a), "{a} is not on lo: this test needs root (CAP_NET_ADMIN) to add it:\n{addrs}");
+        }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dnssec/mktree.sh");
         let out = Command::new("sh").arg(script).arg(dir.path()).output().expect("sh");
         assert!(out.status.success(), "mktree.sh failed: {}", String::from_utf8_lossy(&out.stderr));
