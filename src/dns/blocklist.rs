@@ -628,7 +628,7 @@ mod tests {
                 let _ = parse_line(&line);
             }
 
-            /// The stable twin of fuzz/fuzz_targets/list_parser.rs: any bytes (invalid UTF-8 included) compile
+            /// The stable twin of tests/fuzz/fuzz_targets/list_parser.rs: any bytes (invalid UTF-8 included) compile
             /// without a panic and the engine answers.
             #[test]
             fn compile_never_panics_on_arbitrary_bytes(block in prop::collection::vec(any::<u8>(), 0..2000),
