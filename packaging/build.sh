@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build a static hearth binary: packaging/build.sh --target aarch64|x86_64  →  dist/hearth-<version>-<arch>
+# Build a static hearth binary and its Debian package:
+#   packaging/build.sh --target aarch64|x86_64  →  dist/hearth-<version>-<arch>, dist/hearth_<version>_<debarch>.deb
 #
 # aarch64 is cross-built on x86_64 Debian with Debian's rustc-web (it ships an arm64 std; rustup has none here):
 #   dpkg --add-architecture arm64 && apt-get update
@@ -38,3 +39,6 @@ out="dist/hearth-$version-$arch"
 cp "$CARGO_TARGET_DIR/$triple/release/hearth" "$out"
 file "$out"
 ls -l "$out"
+case "$arch" in aarch64) debarch=arm64 ;; x86_64) debarch=amd64 ;; esac
+deb=$(packaging/deb/build-deb.sh --binary "$out" --arch "$debarch" --out dist)
+ls -l "$deb"

@@ -20,6 +20,10 @@ cargo clippy --all-targets -- -D warnings
 step "cargo test (unit + integration tests against the real binary)"
 cargo test
 
+step "packaging: the .deb is lintian-clean, systemd-analyze accepts the unit"
+cargo build --quiet
+packaging/deb/check.sh "$CARGO_TARGET_DIR/debug/hearth"
+
 step "browser tests (Chromium via playwright-core; screenshots in web/test-artifacts/)"
 cargo build --quiet
 (cd web && HEARTH_BIN="$CARGO_TARGET_DIR/debug/hearth" node --test tests/)
