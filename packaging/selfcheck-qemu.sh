@@ -4,7 +4,7 @@
 #   packaging/build.sh --target aarch64 && packaging/selfcheck-qemu.sh dist/hearth-<version>-aarch64
 set -euo pipefail
 bin=${1:?usage: $0 dist/hearth-<version>-aarch64}
-file "$bin" | grep -q 'ARM aarch64.*statically linked' || { echo "$bin is not a static aarch64 binary" >&2; exit 1; }
+file "$bin" | grep -qE 'ARM aarch64.*(statically|static-pie) linked' || { echo "$bin is not a static aarch64 binary" >&2; exit 1; }
 work=$(mktemp -d)
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 http=$(port) dns=$(port)

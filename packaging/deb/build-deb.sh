@@ -36,7 +36,7 @@ install -D -m 0644 "$here/hearth.sysusers" "$pkg/usr/lib/sysusers.d/hearth.conf"
 install -D -m 0644 "$root/README.md" "$pkg/usr/share/doc/hearth/README.md"
 install -D -m 0644 "$here/copyright" "$pkg/usr/share/doc/hearth/copyright"
 # the release binaries are static; a dynamically linked build (e.g. the debug one CI packages) needs glibc
-if file -L "$binary" | grep -q 'statically linked'; then
+if file -L "$binary" | grep -qE 'statically linked|static-pie linked'; then
   install -D -m 0644 "$here/lintian-overrides" "$pkg/usr/share/lintian/overrides/hearth"
   depends="adduser"
 else
