@@ -72,7 +72,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         crate::dns::querylog::start(db.clone(), crate::dns::querylog_policy(&cfg.dns), 10_000);
     let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
     let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns), Some(querylog)));
-    let updater = Arc::new(crate::dns::lists::ListUpdater::new());
+    // list downloads resolve their hosts through hearth's own resolver (no glibc NSS in a static binary)
+    let resolver = Arc::new(crate::dns::SelfResolver(dns.clone()));
+    let updater = Arc::new(crate::dns::lists::ListUpdater::new(Some(resolver)));
     let state = AppState {
         db: db.clone(),
         health: sup.health(),

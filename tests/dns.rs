@@ -569,7 +569,8 @@ impl Drop for Nginx {
     }
 }
 
-/// URL lists: downloaded at start, conditional re-checks (304), updates on demand, last good copy kept.
+/// URL lists: downloaded at start (the host name resolved by hearth itself), conditional re-checks (304), updates on
+/// demand, last good copy kept.
 #[tokio::test]
 async fn url_lists_download_update_and_survive_failures() {
     let up = Upstream::start();
@@ -577,7 +578,8 @@ async fn url_lists_download_update_and_survive_failures() {
     web.put("ads.txt", "||ads.example.test^\n");
     let extra = format!(
         "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n\
-         [[dns.lists]]\nname = \"remote ads\"\nkind = \"block\"\nsource = \"http://127.0.0.1:{}/ads.txt\"\nupdate = \"1h\"\n",
+         [[dns.records]]\nname = \"lists.home.arpa\"\ntype = \"A\"\nvalue = \"127.0.0.1\"\n\n\
+         [[dns.lists]]\nname = \"remote ads\"\nkind = \"block\"\nsource = \"http://lists.home.arpa:{}/ads.txt\"\nupdate = \"1h\"\n",
         up.port, web.port
     );
     let inst = Instance::start(&extra).await;
@@ -592,6 +594,7 @@ async fn url_lists_download_update_and_survive_failures() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ok, "downloaded at start and compiled: {}", inst.log_text());
+    // the list's host name was resolved by hearth itself (its local record), not by the system's resolver
     let (c, csrf) = admin_session(&inst).await;
     let update = || c.post(inst.url("/api/v1/dns/lists/update")).header("x-csrf-token", &csrf).send();
     // nothing changed: a conditional request, answered 304

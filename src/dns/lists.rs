@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -71,20 +71,18 @@ pub struct ListUpdater {
     status: Mutex<HashMap<String, DownloadStatus>>,
 }
 
-impl Default for ListUpdater {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ListUpdater {
-    pub fn new() -> Self {
-        let client = reqwest::Client::builder()
+    /// `resolver` resolves the lists' host names (hearth's own resolver in the app: a static binary cannot rely on
+    /// glibc's NSS); None: the system resolver.
+    pub fn new(resolver: Option<Arc<super::SelfResolver>>) -> Self {
+        let mut b = reqwest::Client::builder()
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
-            .timeout(Duration::from_secs(120))
-            .build()
-            .expect("HTTP client");
+            .timeout(Duration::from_secs(120));
+        if let Some(r) = resolver {
+            b = b.dns_resolver(r);
+        }
+        let client = b.build().expect("HTTP client");
         ListUpdater { client, running: tokio::sync::Mutex::new(()), status: Mutex::default() }
     }
 
