@@ -631,13 +631,16 @@ impl Validator {
         let Some(signer) =
             set.sigs.iter().find(|s| supported(s.input().algorithm)).map(|s| s.input().signer_name.clone())
         else {
-            // unsigned (or signed only with algorithms we cannot check): fine only outside any secure zone
+            // unsigned, or signed only with algorithms we cannot check: fine only outside any secure zone. Inside
+            // one, the zone's keys are of an algorithm we checked, so a signature we cannot check proves nothing
+            // (a forger could otherwise add one with an unknown algorithm number to pass as insecure).
             return match self.walk(fetch, &set.name, clock).await {
-                Zone::Secure(..) if set.sigs.is_empty() => {
-                    Security::Bogus(bogus(ede::RRSIGS_MISSING, format!("{} {} is not signed", set.name, set.rtype)))
-                }
+                Zone::Secure(zone, _) => Security::Bogus(bogus(
+                    ede::RRSIGS_MISSING,
+                    format!("{} {} has no signature that {zone}'s keys can check", set.name, set.rtype),
+                )),
                 Zone::Bogus(b) => Security::Bogus(b),
-                _ => Security::Insecure,
+                Zone::Insecure => Security::Insecure,
             };
         };
         if !signer.zone_of(&set.name) {
