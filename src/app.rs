@@ -2,8 +2,9 @@
 //! metrics, registers each subsystem with the supervisor, connects config changes to the subsystems that react to
 //! them, talks to systemd, and handles signals (SIGHUP reloads; SIGTERM/SIGINT shut down within the deadline).
 //!
-//! Subsystems today: `storage` (SQLite upkeep), `http` and `https` (admin UI/API listeners), `metrics` (process
-//! samples for the dashboard), `dns` (the resolver). Later ones (proxy, memory) register here the same way.
+//! Subsystems today: `storage` (SQLite upkeep), `http` and `https` (listeners: admin UI/API and proxied routes),
+//! `acme` (certificates), `proxy` (backend health checks), `metrics` (process samples for the dashboard), `dns`
+//! (the resolver), `querylog`. Later ones (memory) register here the same way.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -75,6 +76,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // list downloads resolve their hosts through hearth's own resolver (no glibc NSS in a static binary)
     let resolver = Arc::new(crate::dns::SelfResolver(dns.clone()));
     let updater = Arc::new(crate::dns::lists::ListUpdater::new(Some(resolver)));
+    // the HTTPS front: certificates (internal CA, ACME) and the proxy's routing table
+    let certs = {
+        let (d, p) = (data_dir.clone(), crate::tls::NamePolicy::from_config(&cfg));
+        Arc::new(tokio::task::spawn_blocking(move || crate::tls::Certs::new(&d, p)).await??)
+    };
+    let acme = Arc::new(crate::tls::acme::Acme::new(db.clone(), certs.clone(), &data_dir));
+    let proxy = Arc::new(crate::proxy::Proxy::new(&cfg, acme.clone(), db.clone(), certs.root_pem().as_deref())?);
+    live.add_applier(Arc::new(FrontApplier { proxy: proxy.clone(), certs: certs.clone() }));
     let state = AppState {
         db: db.clone(),
         health: sup.health(),
@@ -88,15 +97,36 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         dns: dns.clone(),
         querylog: log_reader.clone(),
         lists: updater.clone(),
+        proxy: proxy.clone(),
+        certs: certs.clone(),
     };
+    let front = Arc::new(crate::proxy::Front { admin: http::router(state.clone()), proxy: proxy.clone() });
 
     {
         let (db, live) = (db.clone(), live.clone());
         sup.spawn("storage", move |ctx| storage_task(ctx, db.clone(), live.clone()));
     }
     for kind in [Listeners::Http, Listeners::Https] {
-        let (state, stash) = (state.clone(), stash.clone());
-        sup.spawn(kind.name(), move |ctx| listener_task(ctx, kind, state.clone(), stash.clone()));
+        let (live, front, certs, stash) = (live.clone(), front.clone(), certs.clone(), stash.clone());
+        sup.spawn(kind.name(), move |ctx| {
+            listener_task(ctx, kind, live.clone(), front.clone(), certs.clone(), stash.clone())
+        });
+    }
+    {
+        let live = live.clone();
+        sup.spawn("acme", move |ctx| acme.clone().run(ctx, live.clone()));
+    }
+    {
+        let proxy = proxy.clone();
+        sup.spawn("proxy", move |ctx| {
+            let proxy = proxy.clone();
+            async move {
+                let n = proxy.table.load().routes.len();
+                ctx.ready(format!("{n} route(s); health checks running"));
+                crate::proxy::health::run(proxy, ctx.shutdown.clone()).await;
+                Ok(())
+            }
+        });
     }
     {
         let state = state.clone();
@@ -104,8 +134,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     {
         let (live, stash, reader, updater) = (live.clone(), stash.clone(), log_reader.clone(), updater.clone());
+        let certs = certs.clone();
         sup.spawn("dns", move |ctx| {
-            dns_task(ctx, live.clone(), dns.clone(), stash.clone(), reader.clone(), updater.clone())
+            dns_task(ctx, live.clone(), dns.clone(), certs.clone(), stash.clone(), reader.clone(), updater.clone())
         });
     }
     {
@@ -186,6 +217,18 @@ fn print_urls(cfg: &Config) {
     for a in &cfg.server.https_listen {
         lines.push(format!("  DNS over HTTPS    https://{}/dns-query", a.connect_addr()));
     }
+    for a in cfg.server.http_listen.iter().take(1) {
+        lines.push(format!("  internal root CA  http://{}/ca.crt", a.connect_addr()));
+    }
+    for r in &cfg.proxy.routes {
+        let scheme = if r.tls == crate::config::RouteTls::None { "http" } else { "https" };
+        lines.push(format!(
+            "  proxy route       {scheme}://{}{} → {}",
+            r.hosts.join(", "),
+            r.path_prefix,
+            r.upstreams.join(", ")
+        ));
+    }
     println!("hearth {} is starting:\n{}", env!("CARGO_PKG_VERSION"), lines.join("\n"));
 }
 
@@ -201,6 +244,39 @@ impl Applier for LevelApplier {
             && let Err(e) = self.0.set(&new.log.level)
         {
             tracing::error!(error = %e, "could not change the log level");
+        }
+    }
+}
+
+/// Swaps the proxy's routing table and the certificate policy when routes, TLS or host settings change.
+struct FrontApplier {
+    proxy: Arc<crate::proxy::Proxy>,
+    certs: Arc<crate::tls::Certs>,
+}
+
+impl Applier for FrontApplier {
+    fn prepare(&self, _old: &Config, new: &Config) -> Result<(), ConfigError> {
+        crate::proxy::table::RouteTable::build(&new.proxy.routes)
+            .map(|_| ())
+            .map_err(|(k, e)| ConfigError::invalid(k, e))
+    }
+    fn commit(&self, old: &Config, new: &Config) {
+        if let Err((key, e)) = self.proxy.reload(new) {
+            tracing::error!(key, error = %e, "proxy routes not applied");
+        }
+        let policy_inputs = |c: &Config| {
+            (
+                c.tls.clone(),
+                c.proxy.clone(),
+                c.server.admin_hosts.clone(),
+                c.server.https_listen.clone(),
+                c.dns.local_domains.clone(),
+            )
+        };
+        if policy_inputs(old) != policy_inputs(new)
+            && let Err(e) = self.certs.set_policy(&new.data_dir(), crate::tls::NamePolicy::from_config(new))
+        {
+            tracing::error!(error = %e, "certificate settings not applied");
         }
     }
 }
@@ -308,9 +384,15 @@ async fn bind(addr: SocketAddr, stash: &Stash) -> anyhow::Result<TcpListener> {
 
 /// Serves the admin router on one kind of listener; rebinds when its addresses change, in-flight requests on the
 /// old addresses finish in the background.
-async fn listener_task(ctx: TaskCtx, kind: Listeners, state: AppState, stash: Stash) -> anyhow::Result<()> {
-    let mut rx = state.config.subscribe();
-    let router = http::router(state.clone());
+async fn listener_task(
+    ctx: TaskCtx,
+    kind: Listeners,
+    live: Arc<LiveConfig>,
+    front: Arc<crate::proxy::Front>,
+    certs: Arc<crate::tls::Certs>,
+    stash: Stash,
+) -> anyhow::Result<()> {
+    let mut rx = live.subscribe();
     loop {
         let cfg = rx.borrow_and_update().clone();
         let addrs = kind.addrs(&cfg);
@@ -322,14 +404,17 @@ async fn listener_task(ctx: TaskCtx, kind: Listeners, state: AppState, stash: St
         } else {
             let tls = match kind {
                 Listeners::Http => None,
-                Listeners::Https => Some(http::tls::acceptor(&cfg.data_dir().join("tls"))?),
+                Listeners::Https => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+                    certs.clone(),
+                    &[b"h2", b"http/1.1", crate::tls::ACME_TLS_ALPN],
+                )?)),
             };
             let mut urls = vec![];
             for a in &addrs {
                 let l = bind(a.0, &stash).await?;
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 urls.push(format!("{scheme}://{}", l.local_addr()?));
-                servers.spawn(http::serve(l, tls.clone(), router.clone(), stop.clone(), drain));
+                servers.spawn(http::serve(l, tls.clone(), front.clone(), stop.clone(), drain));
             }
             ctx.ready(format!("serving on {}", urls.join(", ")));
         }
@@ -392,6 +477,7 @@ async fn dns_task(
     ctx: TaskCtx,
     live: Arc<LiveConfig>,
     dns: Arc<crate::dns::Dns>,
+    certs: Arc<crate::tls::Certs>,
     stash: Stash,
     log: crate::dns::querylog::LogReader,
     updater: Arc<crate::dns::lists::ListUpdater>,
@@ -422,7 +508,7 @@ async fn dns_task(
         });
     }
     let mut failed = load_lists(cfg.dns.clone()).await?;
-    dns.local.store(Arc::new(crate::dns::local_zone(&cfg.dns).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?));
+    dns.local.store(Arc::new(zone_for(&cfg)?));
     loop {
         let stop = CancellationToken::new();
         let mut servers = JoinSet::new();
@@ -435,7 +521,7 @@ async fn dns_task(
             servers.spawn(server::serve_tcp(tcp, None, dns.clone(), stop.clone()));
         }
         if !cfg.dns.tls_listen.is_empty() {
-            let acceptor = crate::http::tls::dot_acceptor(&cfg.data_dir().join("tls"))?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(certs.clone(), &[b"dot"])?);
             for a in &cfg.dns.tls_listen {
                 let tcp = bind(a.0, &stash).await?;
                 addrs.push(format!("{} (DoT)", tcp.local_addr()?));
@@ -475,19 +561,22 @@ async fn dns_task(
                         return Ok(());
                     }
                     let new = rx.borrow_and_update().clone();
-                    if new.dns == cfg.dns {
+                    if new.dns == cfg.dns && new.proxy == cfg.proxy && new.server.https_listen == cfg.server.https_listen {
                         continue;
                     }
                     let settings = Settings::from_config(&new.dns).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
                     dns.settings.store(Arc::new(settings));
                     log.set_policy(crate::dns::querylog_policy(&new.dns));
-                    if new.dns.records != cfg.dns.records || new.dns.local_domains != cfg.dns.local_domains {
-                        let zone = crate::dns::local_zone(&new.dns).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
-                        dns.local.store(Arc::new(zone));
+                    if new.dns.records != cfg.dns.records
+                        || new.dns.local_domains != cfg.dns.local_domains
+                        || new.proxy != cfg.proxy
+                        || new.server.https_listen != cfg.server.https_listen
+                    {
+                        dns.local.store(Arc::new(zone_for(&new)?));
                     }
                     if (new.dns.rate_limit, new.dns.rate_limit_burst) != (cfg.dns.rate_limit, cfg.dns.rate_limit_burst) {
                         *dns.limiter.lock().unwrap_or_else(|p| p.into_inner()) =
-                            crate::dns::ratelimit::RateLimiter::new(new.dns.rate_limit, new.dns.rate_limit_burst);
+                            crate::ratelimit::RateLimiter::new(new.dns.rate_limit, new.dns.rate_limit_burst);
                     }
                     if new.dns.cache != cfg.dns.cache {
                         *dns.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::new(cache_policy(&new.dns));
@@ -508,6 +597,12 @@ async fn dns_task(
             }
         }
     }
+}
+
+/// The local DNS zone: configured records plus proxy routes on local names (pointing at hearth).
+fn zone_for(cfg: &Config) -> anyhow::Result<crate::dns::local::LocalZone> {
+    let extra = crate::proxy::local_records(cfg, crate::proxy::advertised_address(cfg));
+    crate::dns::local_zone_with(&cfg.dns, &extra).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))
 }
 
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);

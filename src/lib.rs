@@ -2,7 +2,7 @@
 //! it runs, so that benchmarks and tests can reach the pure cores directly.
 //!
 //! Layout (see ARCHITECTURE.md): `config` (hearth.toml), `storage` (SQLite), `auth` (users, sessions, tokens),
-//! `supervisor` (subsystem tasks), `http` (admin API + UI), `dns` (filtering resolver), `telemetry` (metrics),
+//! `supervisor` (subsystem tasks), `http` (admin API + UI), `dns` (filtering resolver), `proxy` (HTTPS front), `tls` (certificates: internal CA, ACME), `telemetry` (metrics),
 //! `logging`, `app` (wiring).
 
 pub mod app;
@@ -11,9 +11,12 @@ pub mod config;
 pub mod dns;
 pub mod http;
 pub mod logging;
+pub mod proxy;
+pub mod ratelimit;
 pub mod storage;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;
 pub mod util;
 
 pub const BUILD_COMMIT: &str = env!("HEARTH_COMMIT");

@@ -73,6 +73,8 @@ enum AdminCommand {
         #[command(flatten)]
         args: ConfigArgs,
     },
+    /// Print an argon2id hash of the password on stdin (for `basic_auth` in proxy routes).
+    HashPassword,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +126,14 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { file } => check_config(&file),
         Command::Config { what: ConfigCommand::Default } => {
             print!("{}", config::DEFAULT_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin { what: AdminCommand::HashPassword } => {
+            let mut pw = String::new();
+            std::io::stdin().read_to_string(&mut pw).context("while reading the password from stdin")?;
+            let pw = pw.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&pw).to_string();
+            auth::validate_password(&pw)?;
+            println!("{}", auth::hash_password(&pw)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Admin { what: AdminCommand::SetPassword { user, args } } => {

@@ -38,7 +38,11 @@ pub struct Migration {
 
 /// Every component's migrations. Later subsystems (dns, proxy, memory, metrics) append their own lists.
 pub fn all_migrations() -> Vec<(&'static str, &'static [Migration])> {
-    vec![("auth", crate::auth::MIGRATIONS), ("dns", crate::dns::querylog::MIGRATIONS)]
+    vec![
+        ("auth", crate::auth::MIGRATIONS),
+        ("dns", crate::dns::querylog::MIGRATIONS),
+        ("tls", crate::tls::acme::MIGRATIONS),
+    ]
 }
 
 #[derive(Clone)]

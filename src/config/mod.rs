@@ -64,6 +64,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub storage: StorageConfig,
     pub dns: DnsConfig,
+    pub tls: TlsConfig,
+    pub proxy: ProxyConfig,
 }
 
 impl Default for Config {
@@ -75,6 +77,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             storage: StorageConfig::default(),
             dns: DnsConfig::default(),
+            tls: TlsConfig::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub max_body_bytes: u64,
     pub request_timeout: Duration,
+    /// Host names that reach the admin UI (requests by IP address or for names no route claims do too).
+    pub admin_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +105,114 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(10),
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            admin_hosts: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub acme_directory: String,
+    pub acme_email: String,
+    /// Extra PEM roots trusted for the ACME server's own HTTPS API (tests: pebble).
+    pub acme_ca_roots: String,
+    /// Challenge types, tried in this order among those the CA offers: "http-01", "tls-alpn-01".
+    pub acme_challenges: Vec<String>,
+    /// hearth's own CA for LAN names and IPs.
+    pub internal_ca: bool,
+    /// Lifetime of the certificates the internal CA issues; they are replaced after two thirds of it.
+    pub internal_lifetime: Duration,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            acme_directory: "https://acme-v02.api.letsencrypt.org/directory".into(),
+            acme_email: String::new(),
+            acme_ca_roots: String::new(),
+            acme_challenges: vec!["http-01".into(), "tls-alpn-01".into()],
+            internal_ca: true,
+            internal_lifetime: Duration::from_secs(7 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// The address hearth's DNS gives for route hosts that are local names; empty: the HTTPS listener's address,
+    /// or the address of the interface that carries the default route.
+    pub address: String,
+    pub routes: Vec<ProxyRoute>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteTls {
+    Acme,
+    Internal,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyRoute {
+    pub hosts: Vec<String>,
+    pub path_prefix: String,
+    pub upstreams: Vec<String>,
+    pub tls: RouteTls,
+    /// "round_robin", "least_conn" or "ip_hash".
+    pub strategy: String,
+    pub strip_prefix: bool,
+    pub health_path: String,
+    pub health_interval: Duration,
+    /// Expected status of a health check; 0: any 2xx or 3xx.
+    pub health_status: u16,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub retries: u32,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+    pub hsts: bool,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub rate_limit: u32,
+    pub rate_limit_burst: u32,
+    pub basic_auth: Vec<String>,
+    pub forward_auth: bool,
+    pub forward_auth_users: Vec<String>,
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+impl Default for ProxyRoute {
+    fn default() -> Self {
+        ProxyRoute {
+            hosts: vec![],
+            path_prefix: "/".into(),
+            upstreams: vec![],
+            tls: RouteTls::Acme,
+            strategy: "round_robin".into(),
+            strip_prefix: false,
+            health_path: String::new(),
+            health_interval: Duration::from_secs(10),
+            health_status: 0,
+            max_fails: 3,
+            fail_timeout: Duration::from_secs(30),
+            retries: 1,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(60),
+            max_body_bytes: 0,
+            hsts: true,
+            headers: Default::default(),
+            rate_limit: 0,
+            rate_limit_burst: 0,
+            basic_auth: vec![],
+            forward_auth: false,
+            forward_auth_users: vec![],
+            allow: vec![],
+            deny: vec![],
         }
     }
 }
@@ -466,6 +580,40 @@ impl Config {
         check_unique("dns.listen", &self.dns.listen)?;
         check_unique("dns.tls_listen", &self.dns.tls_listen)?;
         self.validate_dns()?;
+        self.validate_tls_proxy()?;
+        Ok(())
+    }
+
+    fn validate_tls_proxy(&self) -> Result<(), ConfigError> {
+        for (i, h) in self.server.admin_hosts.iter().enumerate() {
+            crate::proxy::table::normalize_host(h)
+                .map_err(|e| ConfigError::invalid(format!("server.admin_hosts[{i}]"), e))?;
+        }
+        let t = &self.tls;
+        let uses_acme = self.proxy.routes.iter().any(|r| r.tls == RouteTls::Acme);
+        if uses_acme && !t.acme_directory.starts_with("https://") {
+            return Err(ConfigError::invalid("tls.acme_directory", "must be an https:// URL"));
+        }
+        if !t.acme_email.is_empty() && (!t.acme_email.contains('@') || t.acme_email.contains(char::is_whitespace)) {
+            return Err(ConfigError::invalid("tls.acme_email", "must be an e-mail address"));
+        }
+        if t.acme_challenges.is_empty() {
+            return Err(ConfigError::invalid("tls.acme_challenges", "at least one challenge type is needed"));
+        }
+        for (i, c) in t.acme_challenges.iter().enumerate() {
+            if !["http-01", "tls-alpn-01"].contains(&c.as_str()) {
+                return Err(ConfigError::invalid(
+                    format!("tls.acme_challenges[{i}]"),
+                    "must be \"http-01\" or \"tls-alpn-01\"",
+                ));
+            }
+        }
+        in_range("tls.internal_lifetime", t.internal_lifetime, 3600, 366 * 86_400)?;
+        if !self.proxy.address.is_empty() && self.proxy.address.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::invalid("proxy.address", "must be an IP address or empty"));
+        }
+        crate::proxy::table::RouteTable::check(&self.proxy.routes)
+            .map_err(|(key, reason)| ConfigError::invalid(key, reason))?;
         Ok(())
     }
 

@@ -11,7 +11,6 @@ pub mod groups;
 pub mod lists;
 pub mod local;
 pub mod querylog;
-pub mod ratelimit;
 pub mod recursor;
 pub mod server;
 pub mod upstream;
@@ -172,11 +171,21 @@ pub fn failures(report: &[(String, Result<ListStats, String>)]) -> Vec<String> {
 
 /// The local zone described by the config; errors carry the key (`dns.records[2]`).
 pub fn local_zone(c: &DnsConfig) -> Result<local::LocalZone, (String, String)> {
-    let records: Vec<(String, String, String, u32)> = c
+    local_zone_with(c, &[])
+}
+
+/// The local zone with `extra` records after the configured ones (e.g. proxy routes on local names).
+pub fn local_zone_with(
+    c: &DnsConfig,
+    extra: &[(String, String, String, u32)],
+) -> Result<local::LocalZone, (String, String)> {
+    let mut records: Vec<(String, String, String, u32)> = c
         .records
         .iter()
         .map(|r| (r.name.clone(), r.r#type.clone(), r.value.clone(), r.ttl.as_std().as_secs() as u32))
         .collect();
+    // a configured record for the same name wins over a generated one
+    records.extend(extra.iter().filter(|e| !c.records.iter().any(|r| r.name.eq_ignore_ascii_case(&e.0))).cloned());
     local::LocalZone::build(&records, &c.local_domains).map_err(|(i, e)| {
         let key = if i == usize::MAX { "dns.local_domains".to_string() } else { format!("dns.records[{i}]") };
         (key, e)
@@ -294,7 +303,7 @@ impl Meters {
 pub struct Dns {
     pub engine: ArcSwap<Engine>,
     pub local: ArcSwap<local::LocalZone>,
-    pub limiter: Mutex<ratelimit::RateLimiter>,
+    pub limiter: Mutex<crate::ratelimit::RateLimiter>,
     /// The last list compilation: each list's counts or why it was left out.
     pub list_report: Mutex<Vec<(String, Result<ListStats, String>)>>,
     /// Counts list compilations, so a caller can wait for the one its change caused.
@@ -336,7 +345,7 @@ impl Dns {
             local: ArcSwap::from_pointee(local::LocalZone::default()),
             list_report: Mutex::default(),
             list_generation: Default::default(),
-            limiter: Mutex::new(ratelimit::RateLimiter::new(settings.rate_limit.0, settings.rate_limit.1)),
+            limiter: Mutex::new(crate::ratelimit::RateLimiter::new(settings.rate_limit.0, settings.rate_limit.1)),
             settings: ArcSwap::from_pointee(settings),
             cache: Mutex::new(Cache::new(policy)),
             meters: Meters::new(),

@@ -72,6 +72,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_config, patch_config))
         .routes(routes!(reload_config))
         .merge(super::dns_api::routes())
+        .merge(super::proxy_api::routes())
         .merge(super::doh::routes())
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod dns_api;
 pub mod doh;
 pub mod error;
+pub mod proxy_api;
 pub mod tls;
 pub mod ui;
 
@@ -50,6 +51,8 @@ pub struct AppState {
     pub dns: Arc<crate::dns::Dns>,
     pub querylog: crate::dns::querylog::LogReader,
     pub lists: Arc<crate::dns::lists::ListUpdater>,
+    pub proxy: Arc<crate::proxy::Proxy>,
+    pub certs: Arc<crate::tls::Certs>,
 }
 
 /// Per-connection facts, inserted into every request by the accept loop.
@@ -75,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-fn valid_request_id(v: &str) -> bool {
+pub(crate) fn valid_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
@@ -166,11 +169,12 @@ async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Serve `router` on `listener` until `stop` fires, then let open connections finish for up to `drain`.
+/// Serve `front` (ACME challenges, proxied routes, the admin router) on `listener` until `stop` fires, then let
+/// open connections finish for up to `drain`.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    router: Router,
+    front: Arc<crate::proxy::Front>,
     stop: CancellationToken,
     drain: Duration,
 ) {
@@ -191,11 +195,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo { peer, tls: tls.is_some() };
-        let svc = tower::ServiceExt::map_request(router.clone(), move |mut req: Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(info);
-            req
+        let front = front.clone();
+        let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+            let front = front.clone();
+            async move { Ok::<_, std::convert::Infallible>(front.handle(req, info).await) }
         });
-        let svc = hyper_util::service::TowerToHyperService::new(svc);
         let builder = builder.clone();
         match &tls {
             None => {
@@ -213,6 +217,10 @@ pub async fn serve(
                         }
                         Err(_) => return tracing::debug!(peer = %peer, "TLS handshake timed out"),
                     };
+                    // a TLS-ALPN-01 validation ends with the handshake
+                    if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
+                        return tracing::info!(peer = %peer, "answered an ACME TLS-ALPN-01 challenge");
+                    }
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                     let _ = watcher.watch(conn).await;
                 });

@@ -1,9 +1,8 @@
-//! TLS for the admin HTTPS listener (security-critical): a self-signed certificate for this host's local names,
-//! created on first start in `<data_dir>/tls/` (key mode 0600) and renewed a month before it expires. The HTTPS
-//! front (internal CA, ACME) replaces this source of certificates later; the listener code does not change.
+//! The self-signed fallback certificate (security-critical) for this host's local names, created on first start in
+//! `<data_dir>/tls/` (key mode 0600) and renewed a month before it expires. Served only when `tls.internal_ca` is
+//! off and no ACME certificate matches (see `crate::tls`).
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rustls::pki_types::pem::PemObject;
@@ -12,17 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 const VALIDITY_DAYS: i64 = 365;
 const RENEW_AFTER: Duration = Duration::from_secs(335 * 86_400);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    #[error("certificate generation failed: {0}")]
-    Generate(#[from] rcgen::Error),
-    #[error("{path}: {reason}")]
-    Io { path: String, reason: String },
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    #[error("{path}: invalid PEM: {reason}")]
-    Pem { path: String, reason: String },
-}
+use crate::tls::{TlsError, write_private};
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |e| TlsError::Io { path: path.display().to_string(), reason: e.to_string() }
@@ -74,36 +63,6 @@ pub fn load_or_create(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, Priva
     Ok((certs, key))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path).map_err(io(path))?;
-    f.write_all(data).map_err(io(path))
-}
-
-/// A rustls acceptor (ring provider, TLS 1.2+1.3, ALPN h2 and http/1.1).
-pub fn acceptor(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    let (certs, key) = load_or_create(dir)?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
-}
-
-/// A rustls acceptor for DNS over TLS (ALPN "dot", RFC 7858), on the same certificate.
-pub fn dot_acceptor(dir: &Path) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    let (certs, key) = load_or_create(dir)?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"dot".to_vec()];
-    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,11 +72,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let tls = dir.path().join("tls");
-        acceptor(&tls).unwrap();
+        load_or_create(&tls).unwrap();
         let key_mode = std::fs::metadata(tls.join("selfsigned.key")).unwrap().permissions().mode() & 0o777;
         assert_eq!(key_mode, 0o600);
         let first = std::fs::read(tls.join("selfsigned.crt")).unwrap();
-        acceptor(&tls).unwrap();
+        load_or_create(&tls).unwrap();
         assert_eq!(first, std::fs::read(tls.join("selfsigned.crt")).unwrap(), "reused, not re-issued");
     }
 }

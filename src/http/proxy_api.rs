@@ -1,0 +1,230 @@
+//! HTTPS-front routes of the admin API: proxy routes (list with backend health, create, replace, delete — all
+//! through the config transaction), a live "test upstream" probe, certificates (ACME state with the CA's own
+//! errors, renew now), and the internal CA's root certificate (`/ca.crt`, public: it holds no secret).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::AppState;
+use super::auth::AdminAuth;
+use super::error::{ApiError, ApiJson, ErrorBody};
+use crate::config::ProxyRoute;
+use crate::proxy::pool::UpstreamStatus;
+use crate::tls::acme::CertStatus;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_routes, create_route))
+        .routes(routes!(replace_route, delete_route))
+        .routes(routes!(test_upstream))
+        .routes(routes!(certificates))
+        .routes(routes!(renew_certificate))
+        .routes(routes!(ca_certificate))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RouteView {
+    pub index: usize,
+    /// The route exactly as in hearth.toml.
+    #[schema(value_type = Object)]
+    pub route: ProxyRoute,
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+/// Proxy routes with the live state of their backends.
+#[utoipa::path(get, path = "/api/v1/proxy/routes", tag = "proxy",
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody)))]
+async fn list_routes(_auth: AdminAuth, State(s): State<AppState>) -> Json<Vec<RouteView>> {
+    let table = s.proxy.table.load();
+    let now = std::time::Instant::now();
+    Json(
+        table
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, r)| RouteView { index, route: r.cfg.clone(), upstreams: r.pool.status(now) })
+            .collect(),
+    )
+}
+
+async fn save_routes(s: &AppState, routes: Vec<ProxyRoute>, who: &str) -> Result<(), ApiError> {
+    s.config.patch(&serde_json::json!({"proxy": {"routes": routes}})).await?;
+    tracing::info!(by = who, routes = routes.len(), "proxy routes changed through the API");
+    Ok(())
+}
+
+fn parse_route(v: serde_json::Value) -> Result<ProxyRoute, ApiError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", format!("{}: {}", e.path(), e.inner()))
+    })
+}
+
+/// Add a route (validated, applied and written to hearth.toml, or refused with the key at fault).
+#[utoipa::path(post, path = "/api/v1/proxy/routes", tag = "proxy", request_body = Object,
+    security(("session" = []), ("token" = [])),
+    responses((status = 201, body = [RouteView]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_route(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    ApiJson(v): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<Vec<RouteView>>), ApiError> {
+    let route = parse_route(v)?;
+    let mut routes = s.config.current().proxy.routes.clone();
+    routes.push(route);
+    save_routes(&s, routes, &auth.principal).await?;
+    Ok((StatusCode::CREATED, list_routes(auth, State(s)).await))
+}
+
+fn no_route(index: usize) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no route {index}"))
+}
+
+/// Replace route `index`.
+#[utoipa::path(put, path = "/api/v1/proxy/routes/{index}", tag = "proxy", request_body = Object,
+    params(("index" = usize, Path)), security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn replace_route(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    Path(index): Path<usize>,
+    ApiJson(v): ApiJson<serde_json::Value>,
+) -> Result<Json<Vec<RouteView>>, ApiError> {
+    let route = parse_route(v)?;
+    let mut routes = s.config.current().proxy.routes.clone();
+    *routes.get_mut(index).ok_or_else(|| no_route(index))? = route;
+    save_routes(&s, routes, &auth.principal).await?;
+    Ok(list_routes(auth, State(s)).await)
+}
+
+/// Delete route `index`.
+#[utoipa::path(delete, path = "/api/v1/proxy/routes/{index}", tag = "proxy",
+    params(("index" = usize, Path)), security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_route(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    Path(index): Path<usize>,
+) -> Result<Json<Vec<RouteView>>, ApiError> {
+    let mut routes = s.config.current().proxy.routes.clone();
+    if index >= routes.len() {
+        return Err(no_route(index));
+    }
+    routes.remove(index);
+    save_routes(&s, routes, &auth.principal).await?;
+    Ok(list_routes(auth, State(s)).await)
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct TestUpstream {
+    pub url: String,
+    #[serde(default = "slash")]
+    pub path: String,
+}
+
+fn slash() -> String {
+    "/".into()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TestResult {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub latency_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// Try a backend now: one GET, with the status or the exact connection error.
+#[utoipa::path(post, path = "/api/v1/proxy/test-upstream", tag = "proxy", request_body = TestUpstream,
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = TestResult), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn test_upstream(
+    _auth: AdminAuth,
+    State(s): State<AppState>,
+    ApiJson(t): ApiJson<TestUpstream>,
+) -> Result<Json<TestResult>, ApiError> {
+    crate::proxy::pool::UpstreamAddr::parse(&t.url)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", format!("url: {e}")))?;
+    if !t.path.starts_with('/') {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "path: must start with /"));
+    }
+    Ok(Json(match s.proxy.probe(&t.url, &t.path).await {
+        Ok((status, ms)) => TestResult {
+            ok: status < 500,
+            status: Some(status),
+            latency_ms: Some((ms * 10.0).round() / 10.0),
+            error: None,
+        },
+        Err(e) => TestResult { ok: false, status: None, latency_ms: None, error: Some(e) },
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CertificatesView {
+    /// ACME-managed names.
+    pub acme: Vec<CertStatus>,
+    pub acme_directory: String,
+    pub internal_ca: bool,
+    /// SHA-256 fingerprint of the internal root, to compare when installing it.
+    pub internal_root_sha256: Option<String>,
+}
+
+/// Certificates: every ACME name with validity, next renewal and the CA's last error; the internal CA.
+#[utoipa::path(get, path = "/api/v1/tls/certificates", tag = "proxy",
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = CertificatesView), (status = 401, body = ErrorBody)))]
+async fn certificates(_auth: AdminAuth, State(s): State<AppState>) -> Json<CertificatesView> {
+    let cfg = s.config.current();
+    let root = s.certs.root_pem().and_then(|pem| {
+        use rustls::pki_types::pem::PemObject;
+        use sha2::Digest;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+        let d = sha2::Sha256::digest(der.as_ref());
+        Some(d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"))
+    });
+    Json(CertificatesView {
+        acme: s.proxy.acme.status(&cfg).await,
+        acme_directory: cfg.tls.acme_directory.clone(),
+        internal_ca: cfg.tls.internal_ca,
+        internal_root_sha256: root,
+    })
+}
+
+/// Order a new certificate for `name` now (after a fix, or to test).
+#[utoipa::path(post, path = "/api/v1/tls/certificates/{name}/renew", tag = "proxy",
+    params(("name" = String, Path)), security(("session" = []), ("token" = [])),
+    responses((status = 202), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn renew_certificate(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let cfg = s.config.current();
+    let acme = s.proxy.acme.clone();
+    let n = name.clone();
+    let known = tokio::task::spawn_blocking(move || acme.renew(&cfg, &n)).await.map_err(ApiError::internal)?;
+    if !known {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{name} has no ACME certificate")));
+    }
+    tracing::info!(by = %auth.principal, name, "certificate renewal requested");
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The internal CA's root certificate (PEM), to install on phones and computers.
+#[utoipa::path(get, path = "/ca.crt", tag = "proxy",
+    responses((status = 200, content_type = "application/x-x509-ca-cert"), (status = 404, body = ErrorBody)))]
+async fn ca_certificate(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let pem = s.certs.root_pem().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", "the internal CA is switched off (tls.internal_ca)")
+    })?;
+    let mut r = pem.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-x509-ca-cert"));
+    h.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment; filename=\"hearth-root-ca.crt\""));
+    Ok(r)
+}

@@ -1,0 +1,888 @@
+//! The HTTPS front (IO shell): every request on the HTTP(S) listeners enters [`Front::handle`], which answers
+//! ACME HTTP-01 challenges, sends requests for route hosts through the proxy, and everything else (requests by IP,
+//! `server.admin_hosts`, unknown names) to the admin router.
+//!
+//! A proxied request passes these stages, in order (see [`Proxy::forward`]):
+//! 1. route lookup (host + path prefix; [`table::RouteTable`]), and on plain HTTP a 308 to HTTPS unless the
+//!    route has `tls = "none"`;
+//! 2. client address allow/deny; 3. rate limit (token bucket per client IP, `X-RateLimit-*` headers, health
+//!    paths exempt); 4. basic auth or forward auth (hearth's own login at `/.hearth/login` on the route's host);
+//! 5. body-size limit; 6. pick a backend ([`pool::Pool`]) and send with hop-by-hop headers removed and
+//!    `X-Forwarded-*`/`Forwarded` set, retrying idempotent body-less requests on connect failures; 7. response
+//!    headers (HSTS and security headers unless overridden, the route's own headers) and the access log line.
+//!
+//! Bodies stream both ways (never buffered); `Upgrade` requests (WebSocket) are spliced after the backend's 101.
+//! Invariant: the table is an immutable value swapped atomically; a request holds its route (and so its pool and
+//! client) until it ends, so in-flight requests and open WebSockets keep their backend across reloads.
+
+pub mod health;
+pub mod mw;
+pub mod pool;
+pub mod table;
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tracing::Instrument;
+
+use crate::config::{Config, ProxyRoute, RouteTls};
+use crate::dns::groups::Cidr;
+use crate::http::ConnInfo;
+use crate::ratelimit::RateLimiter;
+use crate::storage::Db;
+use pool::{Pool, Strategy, UpstreamAddr};
+use table::{RouteTable, request_host};
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// One compiled route: its config, backends and middleware state. Shared by in-flight requests.
+pub struct Route {
+    pub cfg: ProxyRoute,
+    /// A label for logs and metrics: the first host and the path prefix.
+    pub name: String,
+    pub pool: Arc<Pool>,
+    client: HttpsClient,
+    allow: Vec<Cidr>,
+    deny: Vec<Cidr>,
+    basic: Vec<(String, String)>,
+    /// Basic-auth headers already verified (argon2 is too slow to run on every request), with their expiry.
+    basic_ok: Mutex<std::collections::HashMap<String, Instant>>,
+    limiter: Option<Mutex<RateLimiter>>,
+    headers: Vec<(HeaderName, Option<HeaderValue>)>,
+}
+
+fn client_for(r: &ProxyRoute, h2c: bool, roots: &rustls::RootCertStore) -> HttpsClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(r.connect_timeout.as_std()));
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default versions")
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(64);
+    if h2c {
+        b.http2_only(true);
+    }
+    b.build(connector)
+}
+
+impl Route {
+    fn build(cfg: &ProxyRoute, roots: &rustls::RootCertStore) -> Route {
+        let addrs: Vec<UpstreamAddr> = cfg.upstreams.iter().filter_map(|u| UpstreamAddr::parse(u).ok()).collect();
+        let h2c = addrs.iter().any(|a| a.h2c);
+        let strategy = Strategy::parse(&cfg.strategy).unwrap_or(Strategy::RoundRobin);
+        let pool = Arc::new(Pool::new(addrs, strategy, cfg.max_fails, cfg.fail_timeout.as_std()));
+        let headers = cfg
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                let name = HeaderName::try_from(k.as_str()).ok()?;
+                let value = if v.is_empty() { None } else { Some(HeaderValue::try_from(v.as_str()).ok()?) };
+                Some((name, value))
+            })
+            .collect();
+        let burst = if cfg.rate_limit_burst == 0 { cfg.rate_limit.saturating_mul(2) } else { cfg.rate_limit_burst };
+        Route {
+            name: format!("{}{}", cfg.hosts.first().map(String::as_str).unwrap_or(""), cfg.path_prefix),
+            pool,
+            client: client_for(cfg, h2c, roots),
+            allow: cfg.allow.iter().filter_map(|c| Cidr::parse(c).ok()).collect(),
+            deny: cfg.deny.iter().filter_map(|c| Cidr::parse(c).ok()).collect(),
+            basic: cfg.basic_auth.iter().filter_map(|b| mw::parse_basic_user(b).ok()).collect(),
+            basic_ok: Mutex::default(),
+            limiter: (cfg.rate_limit > 0).then(|| Mutex::new(RateLimiter::new(cfg.rate_limit, burst))),
+            headers,
+            cfg: cfg.clone(),
+        }
+    }
+}
+
+/// The immutable routing state: swapped as a whole on every config change.
+pub struct Table {
+    pub lookup: RouteTable,
+    pub routes: Vec<Arc<Route>>,
+    /// The port of the first HTTPS listener, for redirects (None: 443).
+    https_port: Option<u16>,
+    session_ttl: i64,
+}
+
+impl Table {
+    /// Compile `cfg`'s routes; routes whose config did not change keep their pools (health, connections).
+    pub fn build(cfg: &Config, old: Option<&Table>, roots: &rustls::RootCertStore) -> Result<Table, (String, String)> {
+        let lookup = RouteTable::build(&cfg.proxy.routes)?;
+        let routes = cfg
+            .proxy
+            .routes
+            .iter()
+            .map(|r| {
+                if let Some(same) = old.and_then(|o| o.routes.iter().find(|o| o.cfg == *r)) {
+                    return same.clone();
+                }
+                let new = Route::build(r, roots);
+                // a changed route keeps what was learnt about backends it shares with its old version
+                if let Some(prev) = old.and_then(|o| {
+                    o.routes.iter().find(|o| o.cfg.hosts == r.hosts && o.cfg.path_prefix == r.path_prefix)
+                }) {
+                    new.pool.inherit(&prev.pool);
+                }
+                Arc::new(new)
+            })
+            .collect();
+        let https_port = cfg.server.https_listen.first().map(|a| a.0.port()).filter(|p| *p != 443);
+        Ok(Table { lookup, routes, https_port, session_ttl: cfg.auth.session_ttl.as_std().as_secs() as i64 })
+    }
+}
+
+pub struct Proxy {
+    pub table: ArcSwap<Table>,
+    pub acme: Arc<crate::tls::acme::Acme>,
+    db: Db,
+    roots: rustls::RootCertStore,
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::try_from(n.trim()).ok())
+        .collect();
+    for n in HOP_BY_HOP.iter().chain(named.iter()) {
+        h.remove(n);
+    }
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(Body::from(msg.into() + "\n"));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn is_health_path(route: &ProxyRoute, path: &str) -> bool {
+    (!route.health_path.is_empty() && path == route.health_path)
+        || matches!(path, "/healthz" | "/readyz" | "/health" | "/livez" | "/ping")
+}
+
+fn upgrade_of(h: &HeaderMap) -> Option<HeaderValue> {
+    let wants = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
+    if wants { h.get(header::UPGRADE).cloned() } else { None }
+}
+
+impl Proxy {
+    pub fn new(
+        cfg: &Config,
+        acme: Arc<crate::tls::acme::Acme>,
+        db: Db,
+        extra_roots: Option<&str>,
+    ) -> anyhow::Result<Proxy> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(pem) = extra_roots {
+            use rustls::pki_types::pem::PemObject;
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
+                let _ = roots.add(c);
+            }
+        }
+        let table = Table::build(cfg, None, &roots).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
+        Ok(Proxy { table: ArcSwap::from_pointee(table), acme, db, roots })
+    }
+
+    /// Swap in the routes of a new config.
+    pub fn reload(&self, cfg: &Config) -> Result<(), (String, String)> {
+        let old = self.table.load_full();
+        let new = Table::build(cfg, Some(&old), &self.roots)?;
+        self.table.store(Arc::new(new));
+        Ok(())
+    }
+
+    /// Test one backend URL right now (the UI's "test upstream" button): a GET of `path`.
+    pub async fn probe(&self, url: &str, path: &str) -> Result<(u16, f64), String> {
+        let addr = UpstreamAddr::parse(url)?;
+        let route = ProxyRoute {
+            upstreams: vec![url.to_string()],
+            connect_timeout: crate::config::Duration::from_secs(5),
+            ..Default::default()
+        };
+        let client = client_for(&route, addr.h2c, &self.roots);
+        health::probe(&client, &addr, path, Duration::from_secs(5)).await
+    }
+
+    async fn forward(
+        &self,
+        route: Arc<Route>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        rid: &str,
+    ) -> (Response<Body>, String) {
+        let client_ip = canonical(conn.peer.ip());
+        let cfg = &route.cfg;
+        let path = req.uri().path().to_string();
+        // 2. address filter
+        if !mw::ip_allowed(client_ip, &route.allow, &route.deny) {
+            return (text(StatusCode::FORBIDDEN, "403 Forbidden: your address may not use this site"), String::new());
+        }
+        // 3. rate limit
+        let mut limit_headers = None;
+        if let Some(l) = &route.limiter
+            && !is_health_path(cfg, &path)
+        {
+            let d = l.lock().unwrap_or_else(|p| p.into_inner()).take(client_ip, Instant::now());
+            if !d.allowed {
+                let mut r = text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests: slow down");
+                set_limit_headers(r.headers_mut(), &d);
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(d.retry_after.max(1)));
+                return (r, String::new());
+            }
+            limit_headers = Some(d);
+        }
+        // 4. authentication
+        if !route.basic.is_empty()
+            && let Some(denied) = self.check_basic(&route, req.headers()).await
+        {
+            return (denied, String::new());
+        }
+        if cfg.forward_auth {
+            if path.starts_with("/.hearth/") {
+                return (self.login_page(&route, req, conn, client_ip).await, String::new());
+            }
+            if let Some(denied) = self.check_session(&route, &req, conn).await {
+                return (denied, String::new());
+            }
+        }
+        // 5. body size
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if cfg.max_body_bytes > 0 && declared.is_some_and(|n| n > cfg.max_body_bytes) {
+            return (
+                text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("413: the body is larger than {} bytes", cfg.max_body_bytes),
+                ),
+                String::new(),
+            );
+        }
+        // 6. backend
+        let (resp, upstream) = self.send(&route, req, conn, client_ip, rid).await;
+        let mut resp = resp;
+        // 7. response headers
+        let h = resp.headers_mut();
+        if let Some(d) = limit_headers {
+            set_limit_headers(h, &d);
+        }
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let h = resp.headers_mut();
+            if conn.tls && cfg.hsts {
+                h.entry(header::STRICT_TRANSPORT_SECURITY).or_insert(HeaderValue::from_static("max-age=31536000"));
+            }
+            h.entry(header::X_CONTENT_TYPE_OPTIONS).or_insert(HeaderValue::from_static("nosniff"));
+            h.entry(header::REFERRER_POLICY).or_insert(HeaderValue::from_static("strict-origin-when-cross-origin"));
+            h.entry(header::X_FRAME_OPTIONS).or_insert(HeaderValue::from_static("SAMEORIGIN"));
+            for (k, v) in &route.headers {
+                match v {
+                    Some(v) => {
+                        h.insert(k.clone(), v.clone());
+                    }
+                    None => {
+                        h.remove(k);
+                    }
+                }
+            }
+        }
+        (resp, upstream)
+    }
+
+    async fn check_basic(&self, route: &Route, headers: &HeaderMap) -> Option<Response<Body>> {
+        let deny = || {
+            let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"hearth\", charset=\"UTF-8\""),
+            );
+            Some(r)
+        };
+        let Some(raw) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            return deny();
+        };
+        let key = crate::util::sha256_hex(raw);
+        let now = Instant::now();
+        if route.basic_ok.lock().unwrap_or_else(|p| p.into_inner()).get(&key).is_some_and(|t| *t > now) {
+            return None;
+        }
+        let (user, pw) = mw::basic_credentials(raw)?;
+        let hash = route.basic.iter().find(|(u, _)| *u == user).map(|(_, h)| h.clone());
+        // unknown users cost the same work as known ones
+        let hash = hash.unwrap_or_else(|| crate::auth::dummy_hash().to_string());
+        let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &hash)).await.unwrap_or(false)
+            && route.basic.iter().any(|(u, _)| *u == user);
+        if !ok {
+            return deny();
+        }
+        let mut cache = route.basic_ok.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 1000 {
+            cache.retain(|_, t| *t > now);
+        }
+        cache.insert(key, now + Duration::from_secs(300));
+        None
+    }
+
+    async fn check_session(&self, route: &Route, req: &Request<Incoming>, conn: ConnInfo) -> Option<Response<Body>> {
+        let login = || {
+            let next = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let loc = format!("/.hearth/login?next={}", urlencode(next));
+            let mut r = text(StatusCode::FOUND, "302: please log in");
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::try_from(loc).unwrap_or(HeaderValue::from_static("/.hearth/login")),
+            );
+            Some(r)
+        };
+        let _ = conn;
+        let Some(id) = crate::http::auth::session_cookie(req.headers()) else {
+            return login();
+        };
+        let now = crate::util::unix_now();
+        let found = self.db.call(move |c| crate::auth::lookup_session(c, &id, now)).await.ok().flatten();
+        match found {
+            None => login(),
+            Some(s)
+                if !route.cfg.forward_auth_users.is_empty()
+                    && !route.cfg.forward_auth_users.contains(&s.user.username) =>
+            {
+                Some(text(StatusCode::FORBIDDEN, format!("403 Forbidden: {} may not use this site", s.user.username)))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// hearth's own login form on a forward-auth route's host: the session cookie then belongs to that host.
+    async fn login_page(
+        &self,
+        route: &Route,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        client: IpAddr,
+    ) -> Response<Body> {
+        let next = req
+            .uri()
+            .query()
+            .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("next=")))
+            .map(urldecode)
+            .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+            .unwrap_or_else(|| "/".into());
+        let form = |msg: &str| {
+            let html = format!(
+                "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'><title>Log in · hearth</title>\
+                 <style>body{{font:16px system-ui;display:grid;place-items:center;min-height:90vh}}form{{display:grid;gap:.6em;width:18em}}\
+                 .e{{color:#b00}}</style><form method=post action='/.hearth/login?next={}'><h1>{}</h1><p>Log in with your hearth account.</p>\
+                 <p class=e>{}</p><label>User <input name=username autocomplete=username required></label>\
+                 <label>Password <input name=password type=password autocomplete=current-password required></label><button>Log in</button></form>",
+                urlencode(&next),
+                html_escape(&route.name),
+                html_escape(msg)
+            );
+            let mut r = Response::new(Body::from(html));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut().insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            r
+        };
+        if req.uri().path() != "/.hearth/login" {
+            return text(StatusCode::NOT_FOUND, "404 Not Found");
+        }
+        if req.method() == Method::GET {
+            return form("");
+        }
+        if req.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed");
+        }
+        let body = match http_body_util::Limited::new(req.into_body(), 8192).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "413: the form is too large"),
+        };
+        let fields: std::collections::HashMap<String, String> = String::from_utf8_lossy(&body)
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (urldecode(k), urldecode(v)))
+            .collect();
+        let (user, pw) =
+            (fields.get("username").cloned().unwrap_or_default(), fields.get("password").cloned().unwrap_or_default());
+        let now = crate::util::unix_now();
+        let ttl = self.table.load().session_ttl;
+        let u = user.clone();
+        let found = self.db.call(move |c| crate::auth::find_user(c, &u)).await.ok().flatten();
+        let (account, hash) = match found {
+            Some((a, h)) => (Some(a), h),
+            None => (None, crate::auth::dummy_hash().to_string()),
+        };
+        let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &hash)).await.unwrap_or(false);
+        let Some(account) = account.filter(|_| ok) else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tracing::warn!(user, client = %client, "forward-auth login failed");
+            let mut r = form("Wrong user name or password.");
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            return r;
+        };
+        let peer = client.to_string();
+        let session = match self.db.call(move |c| crate::auth::create_session(c, &account, ttl, &peer, now)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "could not create a session");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "500: could not create a session");
+            }
+        };
+        let secure = if conn.tls { "; Secure" } else { "" };
+        let cookie = format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}",
+            crate::http::auth::SESSION_COOKIE,
+            session.id
+        );
+        let mut r = text(StatusCode::SEE_OTHER, "303: logged in");
+        r.headers_mut().insert(header::LOCATION, HeaderValue::try_from(next).unwrap_or(HeaderValue::from_static("/")));
+        if let Ok(v) = HeaderValue::try_from(cookie) {
+            r.headers_mut().insert(header::SET_COOKIE, v);
+        }
+        r
+    }
+
+    /// Stage 6: pick a backend and exchange; returns the response and the backend's URL.
+    async fn send(
+        &self,
+        route: &Arc<Route>,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+        client_ip: IpAddr,
+        rid: &str,
+    ) -> (Response<Body>, String) {
+        let cfg = &route.cfg;
+        let (mut parts, body) = req.into_parts();
+        let upgrade = upgrade_of(&parts.headers);
+        let client_upgrade = upgrade.as_ref().map(|_| {
+            // a bodiless request carrying the original extensions, where hyper keeps the pending upgrade
+            let mut r = Request::new(());
+            *r.extensions_mut() = std::mem::take(&mut parts.extensions);
+            hyper::upgrade::on(&mut r)
+        });
+        let original_host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let mut headers = std::mem::take(&mut parts.headers);
+        strip_hop_by_hop(&mut headers);
+        if let Some(u) = &upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, u.clone());
+        }
+        let proto = if conn.tls { "https" } else { "http" };
+        let for_ = match client_ip {
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+            v4 => v4.to_string(),
+        };
+        headers.insert(
+            HeaderName::from_static("x-forwarded-for"),
+            HeaderValue::try_from(client_ip.to_string()).expect("ip"),
+        );
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+        );
+        if let Ok(v) = HeaderValue::try_from(original_host.as_str()) {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), v.clone());
+            headers.insert(header::HOST, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(format!("for={for_};host=\"{original_host}\";proto={proto}")) {
+            headers.insert(header::FORWARDED, v);
+        }
+        if let Ok(v) = HeaderValue::try_from(rid) {
+            headers.insert(HeaderName::from_static("x-request-id"), v);
+        }
+        let path_q = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+        let path_q = if cfg.strip_prefix && cfg.path_prefix != "/" {
+            let rest = path_q.strip_prefix(cfg.path_prefix.trim_end_matches('/')).unwrap_or(&path_q);
+            if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") }
+        } else {
+            path_q
+        };
+        let replayable =
+            matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT)
+                && hyper::body::Body::is_end_stream(&body);
+        let mut body = Some(body);
+        let mut tried = vec![];
+        let attempts = if replayable { cfg.retries as usize + 1 } else { 1 };
+        let mut last_error = String::from("no backend is available");
+        let mut last_upstream = String::new();
+        for _ in 0..attempts.min(route.pool.upstreams.len().max(1)) {
+            let Some(i) = route.pool.pick(client_ip, Instant::now(), &tried) else { break };
+            tried.push(i);
+            let u = &route.pool.upstreams[i];
+            last_upstream = u.addr.to_string();
+            let uri: Uri = match format!("{}://{}{}{}", u.addr.scheme, u.addr.authority, u.addr.base_path, path_q)
+                .parse()
+            {
+                Ok(u) => u,
+                Err(e) => return (text(StatusCode::BAD_REQUEST, format!("400: bad request path: {e}")), last_upstream),
+            };
+            let b = match body.take() {
+                Some(b) => Body::new(b),
+                None => Body::empty(), // a retry: only body-less requests are retried
+            };
+            let b = if cfg.max_body_bytes > 0 {
+                Body::new(http_body_util::Limited::new(b, cfg.max_body_bytes as usize))
+            } else {
+                b
+            };
+            let mut out = Request::new(b);
+            *out.method_mut() = parts.method.clone();
+            *out.uri_mut() = uri;
+            *out.headers_mut() = headers.clone();
+            *out.version_mut() = if u.addr.h2c { Version::HTTP_2 } else { Version::HTTP_11 };
+            u.active.fetch_add(1, Ordering::Relaxed);
+            u.requests.fetch_add(1, Ordering::Relaxed);
+            let guard = ActiveGuard(route.clone(), i);
+            let started = Instant::now();
+            let result = tokio::time::timeout(cfg.timeout.as_std(), route.client.request(out)).await;
+            match result {
+                Ok(Ok(mut resp)) => {
+                    route.pool.success(i, started.elapsed());
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                        && let Some(client_up) = client_upgrade
+                    {
+                        let upstream_up = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(
+                            async move {
+                                let _guard = guard;
+                                match tokio::try_join!(client_up, upstream_up) {
+                                    Ok((a, b)) => {
+                                        let mut a = hyper_util::rt::TokioIo::new(a);
+                                        let mut b = hyper_util::rt::TokioIo::new(b);
+                                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                                    }
+                                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                                }
+                            }
+                            .in_current_span(),
+                        );
+                        let (mut p, _) = resp.into_parts();
+                        p.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                        return (Response::from_parts(p, Body::empty()), last_upstream);
+                    }
+                    let (mut p, b) = resp.into_parts();
+                    strip_hop_by_hop(&mut p.headers);
+                    // the backend counts as busy until its body is done
+                    let b = b.map_frame(move |f| {
+                        let _ = &guard;
+                        f
+                    });
+                    return (Response::from_parts(p, Body::new(b)), last_upstream);
+                }
+                Ok(Err(e)) => {
+                    let connect = e.is_connect();
+                    last_error = error_chain(&e);
+                    route.pool.failure(i, Instant::now(), last_error.clone());
+                    tracing::warn!(upstream = %u.addr, error = %last_error, connect, "backend request failed");
+                    if !connect {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    last_error = format!("no response within {}", cfg.timeout);
+                    route.pool.failure(i, Instant::now(), last_error.clone());
+                    return (
+                        text(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            format!("504 Gateway Timeout: {last_upstream}: {last_error}"),
+                        ),
+                        last_upstream,
+                    );
+                }
+            }
+        }
+        let status = if tried.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
+        let msg = if tried.is_empty() {
+            format!("{status}: no healthy backend for {} (see the Proxy page of hearth's admin UI)", route.name)
+        } else {
+            format!("{status}: {last_upstream}: {last_error}")
+        };
+        (text(status, msg), last_upstream)
+    }
+}
+
+/// DNS integration: route hosts that are local names (`*.home.arpa`, `dns.local_domains`, …) resolve to
+/// `address` in hearth's own DNS. Wildcard hosts are left out (the local zone has no wildcards).
+pub fn local_records(cfg: &Config, address: Option<IpAddr>) -> Vec<(String, String, String, u32)> {
+    let Some(ip) = address else { return vec![] };
+    let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
+    let mut out: Vec<(String, String, String, u32)> = vec![];
+    for r in &cfg.proxy.routes {
+        for h in &r.hosts {
+            let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            if h.starts_with("*.") || h.parse::<IpAddr>().is_ok() || out.iter().any(|o| o.0 == h) {
+                continue;
+            }
+            if crate::tls::acme::is_local_name(&h, &cfg.dns.local_domains) {
+                out.push((h, rtype.into(), ip.to_string(), 60));
+            }
+        }
+    }
+    out
+}
+
+/// The address local route names resolve to: `proxy.address`, else the first HTTPS listener's specific address,
+/// else the address of the interface with the default route.
+pub fn advertised_address(cfg: &Config) -> Option<IpAddr> {
+    if let Ok(ip) = cfg.proxy.address.parse() {
+        return Some(ip);
+    }
+    if let Some(a) = cfg.server.https_listen.iter().find(|a| !a.0.ip().is_unspecified()) {
+        return Some(a.0.ip());
+    }
+    crate::tls::lan_address()
+}
+
+/// Keeps a backend's active-request count up while a response (or an upgraded connection) lives.
+struct ActiveGuard(Arc<Route>, usize);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.pool.upstreams[self.1].active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn set_limit_headers(h: &mut HeaderMap, d: &crate::ratelimit::Decision) {
+    h.insert(HeaderName::from_static("x-ratelimit-limit"), HeaderValue::from(d.limit));
+    h.insert(HeaderName::from_static("x-ratelimit-remaining"), HeaderValue::from(d.remaining));
+    h.insert(HeaderName::from_static("x-ratelimit-reset"), HeaderValue::from(d.reset));
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn urldecode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(b[i + 1]), hex(b[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// Everything the HTTP(S) listeners serve: ACME challenges, proxied routes, the admin router.
+pub struct Front {
+    pub admin: axum::Router,
+    pub proxy: Arc<Proxy>,
+}
+
+impl Front {
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+        let path = req.uri().path();
+        if !conn.tls
+            && let Some(token) = path.strip_prefix("/.well-known/acme-challenge/")
+        {
+            return match self.proxy.acme.http01_answer(token) {
+                Some(ka) => {
+                    tracing::info!(token, "answered an ACME HTTP-01 challenge");
+                    let mut r = Response::new(Body::from(ka));
+                    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                    r
+                }
+                None => text(StatusCode::NOT_FOUND, "404: no such ACME challenge"),
+            };
+        }
+        let table = self.proxy.table.load();
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(request_host)
+            .or_else(|| req.uri().authority().map(|a| request_host(a.as_str())));
+        let route =
+            host.as_deref().and_then(|h| table.lookup.lookup(h, req.uri().path())).map(|i| table.routes[i].clone());
+        let Some(route) = route else {
+            req.extensions_mut().insert(conn);
+            return tower::ServiceExt::oneshot(self.admin.clone(), req.map(Body::new))
+                .await
+                .unwrap_or_else(|e| match e {});
+        };
+        // 1. plain HTTP → HTTPS, unless the route is plain HTTP
+        if !conn.tls && route.cfg.tls != RouteTls::None {
+            let host = host.unwrap_or_default();
+            let host = if host.contains(':') { format!("[{host}]") } else { host };
+            let port = table.https_port.map(|p| format!(":{p}")).unwrap_or_default();
+            let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let mut r = text(StatusCode::PERMANENT_REDIRECT, "308: this site is served over HTTPS");
+            if let Ok(v) = HeaderValue::try_from(format!("https://{host}{port}{pq}")) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+        let rid = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| crate::http::valid_request_id(v))
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let span = tracing::info_span!("proxy", request_id = %rid);
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let route_name = route.name.clone();
+        async move {
+            let (mut resp, upstream) = self.proxy.forward(route, req, conn, &rid).await;
+            if let Ok(v) = HeaderValue::try_from(rid.as_str()) {
+                resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+            }
+            let status = resp.status().as_u16();
+            let elapsed = started.elapsed().as_secs_f64();
+            metrics::counter!("hearth_proxy_requests_total", "route" => route_name.clone(), "status" => status.to_string()).increment(1);
+            metrics::histogram!("hearth_proxy_request_duration_seconds", "route" => route_name.clone()).record(elapsed);
+            tracing::info!(
+                route = %route_name,
+                method = %method,
+                path,
+                status,
+                upstream,
+                latency_ms = elapsed * 1000.0,
+                client = %conn.peer.ip(),
+                "proxy request"
+            );
+            resp
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_route_names_resolve_to_hearth() {
+        let mut cfg = Config::default();
+        cfg.proxy.routes = vec![ProxyRoute {
+            hosts: vec!["jelly.home.arpa".into(), "*.home.arpa".into(), "app.example.com".into()],
+            upstreams: vec!["http://127.0.0.1:1".into()],
+            ..Default::default()
+        }];
+        let recs = local_records(&cfg, Some("192.168.1.5".parse().unwrap()));
+        assert_eq!(recs, [("jelly.home.arpa".to_string(), "A".to_string(), "192.168.1.5".to_string(), 60)]);
+        assert!(local_records(&cfg, None).is_empty());
+        let zone = crate::dns::local_zone_with(&cfg.dns, &recs).unwrap();
+        assert!(zone.lookup("jelly.home.arpa", 1).is_some());
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrades_need_both_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(upgrade_of(&h), None);
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert_eq!(upgrade_of(&h), Some(HeaderValue::from_static("websocket")));
+    }
+
+    #[test]
+    fn url_coding_round_trips() {
+        let s = "/a b/?x=1&y=ä";
+        assert_eq!(urldecode(&urlencode(s)), s);
+        assert_eq!(urldecode("a+b%2"), "a b%2");
+    }
+}
