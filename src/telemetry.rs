@@ -37,6 +37,21 @@ fn describe() {
         "Time to answer an HTTP request, by route and method."
     );
     describe_gauge!("hearth_subsystem_state", "1 for the state each subsystem is in, 0 for the others.");
+    describe_counter!("hearth_proxy_requests_total", "Proxied requests, by route and status.");
+    describe_histogram!(
+        "hearth_proxy_request_duration_seconds",
+        Unit::Seconds,
+        "Time from a proxied request to its response headers, by route."
+    );
+    describe_gauge!("hearth_proxy_upstream_healthy", "1 when a backend passes its active health check, else 0.");
+    describe_gauge!("hearth_proxy_upstream_active_requests", "Requests (and open upgraded connections) per backend.");
+    describe_counter!("hearth_tls_handshakes_total", "TLS handshakes started, by whether the client sent SNI.");
+    describe_counter!("hearth_tls_internal_issued_total", "Certificates issued by the internal CA.");
+    describe_gauge!(
+        "hearth_tls_certificate_expiry_timestamp_seconds",
+        "Expiry (Unix time) of each ACME certificate, by name."
+    );
+    describe_counter!("hearth_acme_orders_total", "ACME orders, by outcome (issued, failed).");
     describe_counter!("hearth_subsystem_restarts_total", "Restarts of a subsystem after a failure.");
     describe_counter!("hearth_login_attempts_total", "Admin login attempts, by result.");
     describe_gauge!("hearth_build_info", "Always 1; labels carry the version, commit and build date.");

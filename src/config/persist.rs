@@ -50,7 +50,7 @@ fn set_path(doc: &mut DocumentMut, key: &str, value: &toml::Value) -> Result<(),
             .as_table_mut()
             .ok_or_else(|| ConfigError::invalid(key, format!("[{s}] is not a table in the file")))?;
     }
-    let new_item = to_item(value).map_err(|e| ConfigError::invalid(key, e))?;
+    let new_item = to_item_for(key, value).map_err(|e| ConfigError::invalid(key, e))?;
     match table.get_mut(last) {
         Some(existing) => {
             let decor = existing.as_value().map(|v| v.decor().clone());
@@ -64,6 +64,36 @@ fn set_path(doc: &mut DocumentMut, key: &str, value: &toml::Value) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Array elements that are tables keep only the keys that differ from these defaults (the file stays readable).
+fn element_defaults(key: &str) -> Option<toml::Value> {
+    match key {
+        "proxy.routes" => toml::Value::try_from(super::ProxyRoute::default()).ok(),
+        _ => None,
+    }
+}
+
+fn to_item_for(key: &str, value: &toml::Value) -> Result<Item, String> {
+    if let toml::Value::Array(items) = value
+        && !items.is_empty()
+        && items.iter().all(|v| v.is_table())
+    {
+        // an array of tables is written as [[section]] blocks, like people write them
+        let defaults = element_defaults(key);
+        let mut aot = toml_edit::ArrayOfTables::new();
+        for item in items {
+            let mut t = item.as_table().cloned().unwrap_or_default();
+            if let Some(toml::Value::Table(d)) = &defaults {
+                t.retain(|k, v| d.get(k) != Some(v));
+            }
+            let text = toml::to_string(&toml::Value::Table(t)).map_err(|e| e.to_string())?;
+            let doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| e.to_string())?;
+            aot.push(doc.as_table().clone());
+        }
+        return Ok(Item::ArrayOfTables(aot));
+    }
+    to_item(value)
 }
 
 fn to_item(value: &toml::Value) -> Result<Item, String> {

@@ -206,11 +206,16 @@ impl Pool {
         false
     }
 
-    /// The result of an active health check.
+    /// The result of an active health check; a backend that passes again after failing also gets its circuit closed.
     pub fn checked(&self, i: usize, ok: bool, detail: String) -> bool {
         let mut s = lock(&self.upstreams[i].state);
         let changed = s.check_ok != ok;
         s.check_ok = ok;
+        if changed && ok {
+            // back from a failed check: the passive failures it explains are forgiven
+            s.fails = 0;
+            s.open_until = None;
+        }
         s.check_detail = detail;
         changed
     }

@@ -118,6 +118,17 @@ impl Instance {
         self.child = Some(child);
     }
 
+    /// Stop the process (SIGTERM) and start it again on the same config and data dir.
+    pub async fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+        self.logs.lock().unwrap().clear();
+        self.spawn(&[]);
+        self.wait_ready().await;
+    }
+
     pub async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);

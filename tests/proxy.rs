@@ -1,0 +1,383 @@
+//! The HTTPS front against real peers: nginx backends, curl (HTTP/1.1, HTTP/2, TLS trusting only hearth's
+//! internal root), dig for the DNS integration, a Python WebSocket echo server.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Instance, admin_session, free_port};
+
+/// An nginx backend that says its name, echoes the forwarding headers, and has a health endpoint.
+struct Backend {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Backend {
+    fn start(name: &str) -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        std::fs::write(dir.path().join("www/index.html"), format!("backend {name}\n")).unwrap();
+        let conf = format!(
+            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+             http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {d}/www;\n\
+               location = /health {{ return 200 \"ok\\n\"; }}\n\
+               location /echo {{ return 200 \"{name} xff=$http_x_forwarded_for proto=$http_x_forwarded_proto host=$host xfh=$http_x_forwarded_host fwd=$http_forwarded uri=$request_uri\\n\"; }}\n\
+             }} }}\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let mut b = Backend { child: None, port, dir };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(self.dir.path())
+            .arg("-c")
+            .arg(self.dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (Debian package nginx-light) is needed: .ci/deps installs it");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nginx did not start");
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Curl {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+impl Curl {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// curl through hearth's HTTPS listener for `host`, trusting only hearth's internal root.
+fn curl(inst: &Instance, host: &str, path: &str, extra: &[&str]) -> Curl {
+    let root = inst.dir.path().join("data/ca/root.crt");
+    let port = inst.https.port();
+    let url = format!("https://{host}:{port}{path}");
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    curl_raw(&[&["--cacert", root.to_str().unwrap(), "--resolve", &resolve], extra, &[url.as_str()]].concat())
+}
+
+fn curl_raw(args: &[&str]) -> Curl {
+    let out = Command::new("curl").args(["-sS", "-D", "-", "--max-time", "20"]).args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "curl {args:?} failed: {}{}", String::from_utf8_lossy(&out.stderr), text);
+    // skip interim 100/1xx blocks
+    let mut rest = text.as_str();
+    loop {
+        let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+        let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if (100..200).contains(&status) && status != 101 {
+            rest = body;
+            continue;
+        }
+        return Curl { status, headers: head.to_string(), body: body.to_string() };
+    }
+}
+
+async fn routes_state(c: &reqwest::Client, inst: &Instance) -> serde_json::Value {
+    c.get(inst.url("/api/v1/proxy/routes")).send().await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_balance_fail_over_and_forward_headers() {
+    let a = Backend::start("A");
+    let mut b = Backend::start("B");
+    let only = Backend::start("STATIC");
+    let extra = format!(
+        "[[proxy.routes]]\nhosts = [\"app.home.arpa\"]\nupstreams = [\"{}\", \"{}\"]\ntls = \"internal\"\n\
+         health_path = \"/health\"\nhealth_interval = \"1s\"\n\n\
+         [[proxy.routes]]\nhosts = [\"app.home.arpa\"]\npath_prefix = \"/static\"\nupstreams = [\"{}/\"]\nstrip_prefix = true\n\n\
+         [[proxy.routes]]\nhosts = [\"limited.home.arpa\"]\nupstreams = [\"{}\"]\nrate_limit = 1\nrate_limit_burst = 2\n\
+         headers = {{ \"X-Frame-Options\" = \"\", \"X-Served-By\" = \"hearth\" }}\n",
+        a.url(),
+        b.url(),
+        only.url(),
+        a.url()
+    );
+    let inst = Instance::start(&extra).await;
+    let (c, _) = admin_session(&inst).await;
+
+    // TLS with an internal-CA certificate that curl accepts trusting only hearth's root; both backends serve
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let r = curl(&inst, "app.home.arpa", "/", &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        seen.insert(r.body.trim().to_string());
+        assert_eq!(r.header("strict-transport-security").as_deref(), Some("max-age=31536000"));
+        assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
+        assert!(r.header("x-request-id").is_some());
+    }
+    assert_eq!(seen, ["backend A", "backend B"].iter().map(|s| s.to_string()).collect(), "round-robin");
+
+    // forwarding headers, and the path route with its prefix stripped
+    let r = curl(&inst, "app.home.arpa", "/echo?q=1", &["-H", "X-Forwarded-For: 6.6.6.6"]);
+    assert!(r.body.contains("xff=127.0.0.1 "), "client-supplied X-Forwarded-For is replaced: {}", r.body);
+    let host = format!("app.home.arpa:{}", inst.https.port());
+    assert!(r.body.contains(&format!("proto=https host=app.home.arpa xfh={host} ")), "{}", r.body);
+    assert!(r.body.contains(&format!("fwd=for=127.0.0.1;host=\"{host}\";proto=https")), "{}", r.body);
+    assert!(r.body.contains("uri=/echo?q=1"), "{}", r.body);
+    let r = curl(&inst, "app.home.arpa", "/static/echo", &[]);
+    assert!(r.body.starts_with("STATIC ") && r.body.contains("uri=/echo"), "{}", r.body);
+
+    // HTTP/2 from the client
+    let r = curl(&inst, "app.home.arpa", "/", &["--http2"]);
+    assert!(r.headers.starts_with("HTTP/2 200"), "{}", r.headers);
+
+    // plain HTTP: 308 to HTTPS, keeping the path
+    let r = curl_raw(&["-H", "Host: app.home.arpa", &format!("http://{}/some/path?x=1", inst.http)]);
+    assert_eq!(r.status, 308);
+    assert_eq!(r.header("location"), Some(format!("https://app.home.arpa:{}/some/path?x=1", inst.https.port())));
+    // …while the admin API on the same listener still answers for other hosts
+    let r = curl_raw(&[&inst.url("/healthz")]);
+    assert_eq!(r.status, 200);
+
+    // hearth's DNS answers the local route name with hearth's address
+    let dig = Command::new("dig")
+        .args(["+short", "-p", &inst.dns.port().to_string(), "@127.0.0.1", "app.home.arpa", "A"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.1");
+
+    // failover: with B stopped every request still succeeds (connect failures retry on A) …
+    b.stop();
+    for _ in 0..6 {
+        let r = curl(&inst, "app.home.arpa", "/", &[]);
+        assert_eq!((r.status, r.body.trim()), (200, "backend A"));
+    }
+    // … and the health check takes B out
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = routes_state(&c, &inst).await;
+        let up = &v[0]["upstreams"][1];
+        if up["available"] == false && up["health_check_ok"] == false {
+            assert!(up["health_check"].as_str().unwrap().contains("refused"), "{up}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "B was not ejected: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // B comes back: the health check returns it to the pool
+    b.spawn();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = routes_state(&c, &inst).await;
+        if v[0]["upstreams"][1]["available"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "B did not return: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..6 {
+        seen.insert(curl(&inst, "app.home.arpa", "/", &[]).body.trim().to_string());
+    }
+    assert_eq!(seen.len(), 2, "balanced again: {seen:?}");
+
+    // rate limit: burst 2, then 429 with the headers; route headers set and removed
+    let r = curl(&inst, "limited.home.arpa", "/", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-ratelimit-limit").as_deref(), Some("2"));
+    assert_eq!(r.header("x-served-by").as_deref(), Some("hearth"));
+    assert_eq!(r.header("x-frame-options"), None, "removed by the route's headers");
+    let _ = curl(&inst, "limited.home.arpa", "/", &[]);
+    let r = curl(&inst, "limited.home.arpa", "/", &[]);
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("0"));
+    // health endpoints are exempt
+    assert_eq!(curl(&inst, "limited.home.arpa", "/health", &[]).status, 200);
+
+    // metrics: requests by route and status, certificates, upstream health
+    let m = c.get(inst.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("hearth_proxy_requests_total{route=\"app.home.arpa/\",status=\"200\"}"), "{m}");
+    assert!(m.contains("hearth_proxy_upstream_healthy"));
+    common::promtool_check(&m);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websocket_survives_a_config_reload() {
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_echo.py");
+    let mut echo = Command::new("python3").arg(script).arg(port.to_string()).spawn().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let extra = format!(
+        "[[proxy.routes]]\nhosts = [\"ws.example.net\"]\nupstreams = [\"http://127.0.0.1:{port}\"]\ntls = \"none\"\n"
+    );
+    let inst = Instance::start(&extra).await;
+    let (c, csrf) = admin_session(&inst).await;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(inst.http).await.unwrap();
+    s.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: ws.example.net\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = vec![];
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "the backend's accept key passes through: {head}");
+
+    async fn echo_once(s: &mut tokio::net::TcpStream, text: &str) -> String {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        s.write_all(&frame).await.unwrap();
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).await.unwrap();
+        let mut data = vec![0u8; (h[1] & 0x7f) as usize];
+        s.read_exact(&mut data).await.unwrap();
+        String::from_utf8(data).unwrap()
+    }
+    assert_eq!(echo_once(&mut s, "hello").await, "hello");
+
+    // a config change swaps the routing table; the open WebSocket keeps its backend
+    let r = c
+        .post(inst.url("/api/v1/proxy/routes"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"hosts": ["other.example.net"], "upstreams": ["http://127.0.0.1:9"], "tls": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    assert_eq!(echo_once(&mut s, "still here").await, "still here");
+    inst.signal("HUP");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(echo_once(&mut s, "after SIGHUP").await, "after SIGHUP");
+    let _ = echo.kill();
+    let _ = echo.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_1gb_download_streams_without_memory_growth() {
+    let big = Backend::start("BIG");
+    let f = std::fs::File::create(big.dir.path().join("www/big.bin")).unwrap();
+    f.set_len(1 << 30).unwrap(); // sparse: nginx sends 1 GiB of zeros
+    let extra = format!(
+        "[[proxy.routes]]\nhosts = [\"files.home.arpa\"]\nupstreams = [\"{}\"]\ntls = \"internal\"\n",
+        big.url()
+    );
+    let inst = Instance::start(&extra).await;
+    let rss = |what: &str| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", inst.pid())).unwrap();
+        s.lines().find(|l| l.starts_with(what)).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let before = rss("VmRSS:");
+    let root = inst.dir.path().join("data/ca/root.crt");
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "--cacert", root.to_str().unwrap()])
+        .arg("--resolve")
+        .arg(format!("files.home.arpa:{}:127.0.0.1", inst.https.port()))
+        .arg(format!("https://files.home.arpa:{}/big.bin", inst.https.port()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("200 {}", 1u64 << 30));
+    let peak = rss("VmHWM:");
+    assert!(peak < before + 64 * 1024, "peak RSS {peak} kB vs {before} kB before: the body was buffered");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route_api_validates_and_persists() {
+    let inst = Instance::start("").await;
+    let (c, csrf) = admin_session(&inst).await;
+    let post = |body: serde_json::Value| {
+        c.post(inst.url("/api/v1/proxy/routes")).header("x-csrf-token", &csrf).json(&body).send()
+    };
+    // errors name the key
+    let r = post(serde_json::json!({"hosts": ["a.home.arpa"], "upstreams": ["ftp://x"]})).await.unwrap();
+    let e = common::expect_error(r, 422, "invalid_config").await;
+    assert!(e["error"]["message"].as_str().unwrap().contains("proxy.routes[0].upstreams[0]"), "{e}");
+    let r = post(serde_json::json!({"hosts": ["a.home.arpa"], "upstreams": ["http://127.0.0.1:1"], "strategy": "x"}))
+        .await
+        .unwrap();
+    common::expect_error(r, 422, "invalid_config").await;
+    let r = post(serde_json::json!({"hosts": ["a.home.arpa"], "upstream": []})).await.unwrap();
+    let e = common::expect_error(r, 422, "invalid_config").await;
+    assert!(e["error"]["message"].as_str().unwrap().contains("upstream"), "{e}");
+    // a good one is applied and written to hearth.toml, keeping comments
+    let r = post(serde_json::json!({"hosts": ["a.home.arpa"], "upstreams": ["http://127.0.0.1:1"], "tls": "internal"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let text = std::fs::read_to_string(inst.config_path()).unwrap();
+    assert!(text.contains("[[proxy.routes]]") && text.contains("a.home.arpa"), "{text}");
+    assert!(text.contains("# keep this comment"));
+    // the same host and prefix twice is refused
+    let r = post(serde_json::json!({"hosts": ["A.home.arpa."], "upstreams": ["http://127.0.0.1:2"]})).await.unwrap();
+    common::expect_error(r, 422, "invalid_config").await;
+    // the test button reports the connection error
+    let r: serde_json::Value = c
+        .post(inst.url("/api/v1/proxy/test-upstream"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"url": "http://127.0.0.1:1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["ok"], false);
+    assert!(r["error"].as_str().unwrap().to_lowercase().contains("refused"), "{r}");
+    // delete
+    let r = c.delete(inst.url("/api/v1/proxy/routes/0")).header("x-csrf-token", &csrf).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.delete(inst.url("/api/v1/proxy/routes/0")).header("x-csrf-token", &csrf).send().await.unwrap();
+    common::expect_error(r, 404, "not_found").await;
+    // the internal root is downloadable without logging in
+    let r = reqwest::get(inst.url("/ca.crt")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+}
