@@ -85,6 +85,16 @@ pub fn certified_key(
     Ok(CertifiedKey::from_der(chain, key.clone_key(), &provider())?)
 }
 
+/// Like [`certified_key`] without the key/certificate consistency check, which parses the certificate with webpki
+/// and so refuses the TLS-ALPN-01 answer (its critical `acmeIdentifier` extension is unknown to webpki).
+pub fn certified_key_unchecked(
+    chain: Vec<CertificateDer<'static>>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<CertifiedKey, TlsError> {
+    let signer = provider().key_provider.load_private_key(key.clone_key())?;
+    Ok(CertifiedKey::new(chain, signer))
+}
+
 /// Facts read from a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {

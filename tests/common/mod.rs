@@ -237,6 +237,20 @@ pub async fn admin_session(inst: &Instance) -> (reqwest::Client, String) {
     (c, v["csrf_token"].as_str().unwrap().to_string())
 }
 
+/// Log in as the admin `admin_session` created (e.g. after a restart).
+pub async fn admin_login(inst: &Instance) -> (reqwest::Client, String) {
+    let c = client();
+    let r = c
+        .post(inst.url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    (c, v["csrf_token"].as_str().unwrap().to_string())
+}
+
 /// Assert a JSON error answer with the given status and code; returns its body.
 pub async fn expect_error(r: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(r.status().as_u16(), status);

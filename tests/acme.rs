@@ -1,0 +1,283 @@
+//! ACME against Debian's pebble with real validation (HTTP-01 and TLS-ALPN-01 against hearth's own listeners),
+//! pebble-challtestsrv as pebble's DNS, nginx as the backend, curl trusting only pebble's root.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{Instance, admin_session, free_port};
+
+struct Peers {
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+    acme_port: u16,
+    mgmt_port: u16,
+    chall_port: u16,
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn wait_port(port: u16) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {port}");
+}
+
+impl Peers {
+    /// pebble validating against hearth's `http`/`https` ports, with certificates valid for `validity` seconds.
+    fn start(http: u16, https: u16, validity: u64) -> Peers {
+        let dir = tempfile::tempdir().unwrap();
+        let (acme_port, mgmt_port, chall_port, dns_port) = (free_port(), free_port(), free_port(), free_port());
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        std::fs::write(dir.path().join("pebble.crt"), ck.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("pebble.key"), ck.signing_key.serialize_pem()).unwrap();
+        let cfg = serde_json::json!({"pebble": {
+            "listenAddress": format!("127.0.0.1:{acme_port}"),
+            "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+            "certificate": dir.path().join("pebble.crt"),
+            "privateKey": dir.path().join("pebble.key"),
+            "httpPort": http,
+            "tlsPort": https,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": validity,
+        }});
+        std::fs::write(dir.path().join("pebble.json"), cfg.to_string()).unwrap();
+        let chall = Command::new("pebble-challtestsrv")
+            .args(["-management", &format!("127.0.0.1:{chall_port}"), "-dns01", &format!("127.0.0.1:{dns_port}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", "", "-defaultIPv6", ""])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble-challtestsrv (Debian package pebble) is needed: .ci/deps installs it");
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(dir.path().join("pebble.json"))
+            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdout(Stdio::from(std::fs::File::create(dir.path().join("pebble.log")).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("pebble.err")).unwrap()))
+            .spawn()
+            .expect("pebble is needed: .ci/deps installs it");
+        let peers = Peers { children: vec![chall, pebble], dir, acme_port, mgmt_port, chall_port };
+        wait_port(chall_port);
+        wait_port(acme_port);
+        wait_port(mgmt_port);
+        peers
+    }
+
+    fn tls_section(&self, challenges: &str) -> String {
+        format!(
+            "[tls]\nacme_directory = \"https://127.0.0.1:{}/dir\"\nacme_ca_roots = \"{}\"\nacme_challenges = [{challenges}]\n\
+             acme_email = \"admin@example.com\"\n",
+            self.acme_port,
+            self.dir.path().join("pebble.crt").display()
+        )
+    }
+
+    /// pebble's issuing root, to trust in curl.
+    fn issuing_root(&self) -> std::path::PathBuf {
+        let path = self.dir.path().join("issuer-root.pem");
+        let out = Command::new("curl")
+            .args(["-sSk", "-o"])
+            .arg(&path)
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt_port))
+            .status()
+            .unwrap();
+        assert!(out.success());
+        path
+    }
+
+    fn point(&self, host: &str, ip: &str) {
+        let status = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-d"])
+            .arg(serde_json::json!({"host": format!("{host}."), "addresses": [ip]}).to_string())
+            .arg(format!("http://127.0.0.1:{}/add-a", self.chall_port))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+struct Backend(Child, tempfile::TempDir, u16);
+
+impl Backend {
+    fn start() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        std::fs::write(dir.path().join("www/index.html"), "hello from the backend\n").unwrap();
+        let conf = format!(
+            "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+             http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {d}/www; }} }}\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_port(port);
+        Backend(child, dir, port)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start hearth with pebble set up for its ports (pebble must know them before hearth orders).
+async fn start(validity: u64, challenges: &str, routes: &str) -> (Instance, Peers) {
+    let peers: Mutex<Option<Peers>> = Mutex::new(None);
+    // the fixture's [server] lines come from this closure: it ends [server] with the [tls] section
+    let inst = Instance::start_with(
+        |p| {
+            let started = Peers::start(p.http, p.https, validity);
+            let section = format!("\n{}", started.tls_section(challenges));
+            *peers.lock().unwrap() = Some(started);
+            section
+        },
+        routes,
+    )
+    .await;
+    (inst, peers.into_inner().unwrap().unwrap())
+}
+
+async fn certificate(c: &reqwest::Client, inst: &Instance, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = c.get(inst.url("/api/v1/tls/certificates")).send().await.unwrap().json().await.unwrap();
+    v["acme"].as_array().unwrap().iter().find(|x| x["name"] == name).cloned().unwrap_or_default()
+}
+
+async fn wait_for(
+    c: &reqwest::Client,
+    inst: &Instance,
+    name: &str,
+    secs: u64,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let v = certificate(c, inst, name).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{name}: {v}\nlogs:\n{}", inst.log_text());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn curl_with(inst: &Instance, root: &std::path::Path, host: &str) -> String {
+    let port = inst.https.port();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(root)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http01_issues_persists_and_renews() {
+    let backend = Backend::start();
+    let routes = format!(
+        "[[proxy.routes]]\nhosts = [\"app.example.com\"]\nupstreams = [\"http://127.0.0.1:{}\"]\ntls = \"acme\"\n",
+        backend.2
+    );
+    let (mut inst, peers) = start(45, "\"http-01\"", &routes).await;
+    let (c, _) = admin_session(&inst).await;
+    let first = wait_for(&c, &inst, "app.example.com", 60, |v| v["status"] == "valid").await;
+    assert!(first["issuer"].as_str().unwrap().contains("Pebble"), "{first}");
+    let root = peers.issuing_root();
+    assert_eq!(curl_with(&inst, &root, "app.example.com"), "hello from the backend\n");
+    // the key is private
+    use std::os::unix::fs::PermissionsExt;
+    let key = inst.dir.path().join("data/certs/app.example.com.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(inst.log_text().contains("answered an ACME HTTP-01 challenge"));
+
+    // a restart serves the stored certificate and orders nothing
+    inst.restart().await;
+    let (c, _) = common::admin_login(&inst).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = certificate(&c, &inst, "app.example.com").await;
+    assert_eq!(after["not_before"], first["not_before"], "not re-issued on restart");
+    assert!(!inst.log_text().contains("ACME certificate issued"), "{}", inst.log_text());
+    assert_eq!(curl_with(&inst, &root, "app.example.com"), "hello from the backend\n");
+
+    // renewal at two thirds of the (45 s) lifetime
+    let renewed = wait_for(&c, &inst, "app.example.com", 60, |v| v["not_before"] != first["not_before"]).await;
+    assert_eq!(renewed["status"], "valid");
+    assert!(renewed["renew_at"].as_i64().unwrap() > first["renew_at"].as_i64().unwrap());
+    let m = c.get(inst.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("hearth_acme_orders_total{outcome=\"issued\"}"), "{m}");
+    assert!(m.contains("hearth_tls_certificate_expiry_timestamp_seconds{name=\"app.example.com\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_alpn01_issues_and_a_rejected_order_shows_the_cas_error() {
+    let backend = Backend::start();
+    let routes = format!(
+        "[[proxy.routes]]\nhosts = [\"alpn.example.com\"]\nupstreams = [\"http://127.0.0.1:{0}\"]\ntls = \"acme\"\n\n\
+         [[proxy.routes]]\nhosts = [\"elsewhere.example.com\"]\nupstreams = [\"http://127.0.0.1:{0}\"]\ntls = \"acme\"\n",
+        backend.2
+    );
+    let (inst, peers) = start(3600, "\"tls-alpn-01\"", &routes).await;
+    let (c, csrf) = admin_session(&inst).await;
+    let ok = wait_for(&c, &inst, "alpn.example.com", 60, |v| v["status"] == "valid").await;
+    assert!(ok["renew_at"].as_i64().unwrap() > ok["not_before"].as_i64().unwrap());
+    assert_eq!(curl_with(&inst, &peers.issuing_root(), "alpn.example.com"), "hello from the backend\n");
+    assert!(inst.log_text().contains("answered an ACME TLS-ALPN-01 challenge"));
+
+    // pebble cannot reach hearth for this name: the order fails with pebble's own explanation, and backs off
+    peers.point("elsewhere.example.com", "127.0.0.9");
+    let r = c
+        .post(inst.url("/api/v1/tls/certificates/elsewhere.example.com/renew"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let failed = wait_for(&c, &inst, "elsewhere.example.com", 60, |v| {
+        v["status"] == "failed" && v["last_error"].as_str().unwrap_or("").contains("127.0.0.9")
+    })
+    .await;
+    let err = failed["last_error"].as_str().unwrap();
+    assert!(err.contains("urn:ietf:params:acme:error:"), "the CA's problem type is kept: {err}");
+    assert!(failed["next_attempt"].as_i64().unwrap() >= failed["last_attempt"].as_i64().unwrap() + 290, "{failed}");
+    let ready: serde_json::Value = c.get(inst.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert!(ready.to_string().contains("elsewhere.example.com"), "readyz explains: {ready}");
+    let r = c
+        .post(inst.url("/api/v1/tls/certificates/nope.example.com/renew"))
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    common::expect_error(r, 404, "not_found").await;
+}
