@@ -113,7 +113,8 @@ impl Peers {
     }
 }
 
-struct Backend(Child, tempfile::TempDir, u16);
+/// nginx, its temp dir (kept alive with it) and its port.
+struct Backend(Child, #[allow(dead_code, reason = "owns the directory nginx serves from")] tempfile::TempDir, u16);
 
 impl Backend {
     fn start() -> Backend {
