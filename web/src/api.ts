@@ -121,3 +121,50 @@ export interface ConfigView {
 export interface ConfigChange extends ConfigView {
   report: { restart_required: string[]; persisted: boolean };
 }
+export interface UpstreamStatus {
+  url: string;
+  available: boolean;
+  circuit_open: boolean;
+  health_check_ok: boolean;
+  health_check: string;
+  consecutive_failures: number;
+  active_requests: number;
+  requests: number;
+  failures: number;
+  latency_ms: number;
+  last_error: string;
+}
+export interface ProxyRoute {
+  hosts: string[];
+  path_prefix: string;
+  upstreams: string[];
+  tls: 'acme' | 'internal' | 'none';
+  strategy: 'round_robin' | 'least_conn' | 'ip_hash';
+  health_path: string;
+  [key: string]: unknown;
+}
+export interface RouteView {
+  index: number;
+  route: ProxyRoute;
+  upstreams: UpstreamStatus[];
+}
+export interface CertStatus {
+  name: string;
+  status: 'valid' | 'ordering' | 'failed' | 'pending' | 'expired';
+  issuer: string;
+  not_before: number | null;
+  not_after: number | null;
+  renew_at: number | null;
+  next_attempt: number | null;
+  failures: number;
+  last_attempt: number | null;
+  last_success: number | null;
+  last_error: string;
+  rate_limited: boolean;
+}
+export interface CertificatesView {
+  acme: CertStatus[];
+  acme_directory: string;
+  internal_ca: boolean;
+  internal_root_sha256: string | null;
+}

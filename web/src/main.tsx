@@ -7,12 +7,14 @@ import { Dashboard } from './pages/dashboard';
 import { Tokens } from './pages/tokens';
 import { Settings } from './pages/settings';
 import { Dns } from './pages/dns';
+import { Proxy } from './pages/proxy';
 import './style.css';
 
 // Pages of the shell's navigation; later subsystems (DNS, proxy, memory) add theirs here.
 const PAGES = [
   { path: '/', title: 'Dashboard', view: Dashboard },
   { path: '/dns', title: 'DNS', view: Dns },
+  { path: '/proxy', title: 'Proxy', view: Proxy },
   { path: '/tokens', title: 'API tokens', view: Tokens },
   { path: '/settings', title: 'Settings', view: Settings },
 ];

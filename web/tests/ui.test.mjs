@@ -217,6 +217,23 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.locator('.chart canvas').first().waitFor();
   await shot(page, '07-dashboard-dark');
 
+  // proxy: a bad backend URL is refused naming the key; a good route appears with its backend's health
+  await page.getByRole('link', { name: 'Proxy' }).click();
+  await page.getByRole('heading', { name: 'Routes' }).waitFor();
+  const add = page.getByRole('form', { name: 'Add a route' });
+  await add.getByLabel('Host names').fill('jellyfin.home.arpa');
+  await add.getByLabel('Backends').fill('ftp://nope');
+  await add.getByRole('button', { name: 'Add route' }).click();
+  await page.getByRole('alert').filter({ hasText: 'proxy.routes[0].upstreams[0]' }).waitFor();
+  await add.getByLabel('Backends').fill('http://127.0.0.1:9');
+  await add.getByRole('button', { name: 'Test backend' }).click();
+  await page.getByTestId('test-result').filter({ hasText: /refused/i }).waitFor();
+  await add.getByRole('button', { name: 'Add route' }).click();
+  await page.getByTestId('routes').getByText('https://jellyfin.home.arpa/').waitFor();
+  await page.getByRole('link', { name: 'Download the root certificate' }).waitFor();
+  await shot(page, '08-proxy');
+  assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /\[\[proxy\.routes\]\]\nhosts = \["jellyfin\.home\.arpa"\]/);
+
   // logout returns to the login page, and the session is gone
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByRole('heading', { name: 'Log in to hearth' }).waitFor();
