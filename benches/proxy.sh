@@ -72,7 +72,7 @@ user root; worker_processes 1; pid $work/np/nginx.pid; error_log $work/np/error.
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 100000;
   upstream be { server 127.0.0.1:$be; keepalive 64; }
-  server { listen 127.0.0.1:$np_http; listen 127.0.0.1:$np_https ssl; http2 on;
+  server { listen 127.0.0.1:$np_http; listen 127.0.0.1:$np_https ssl;
     ssl_certificate $work/np/cert.pem; ssl_certificate_key $work/np/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;
     location / { proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";

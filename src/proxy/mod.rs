@@ -59,6 +59,34 @@ pub struct Route {
     basic_ok: Mutex<std::collections::HashMap<String, Instant>>,
     limiter: Option<Mutex<RateLimiter>>,
     headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    metrics: Arc<RouteMetrics>,
+}
+
+/// Metric handles of one route, registered once (a labelled lookup per request costs more than the proxying).
+pub struct RouteMetrics {
+    name: String,
+    duration: metrics::Histogram,
+    by_status: Mutex<Vec<(u16, metrics::Counter)>>,
+}
+
+impl RouteMetrics {
+    fn new(name: &str) -> RouteMetrics {
+        RouteMetrics {
+            name: name.to_string(),
+            duration: metrics::histogram!("hearth_proxy_request_duration_seconds", "route" => name.to_string()),
+            by_status: Mutex::default(),
+        }
+    }
+
+    fn requests(&self, status: u16) -> metrics::Counter {
+        let mut m = self.by_status.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = m.iter().find(|(s, _)| *s == status) {
+            return c.clone();
+        }
+        let c = metrics::counter!("hearth_proxy_requests_total", "route" => self.name.clone(), "status" => status.to_string());
+        m.push((status, c.clone()));
+        c
+    }
 }
 
 fn client_for(r: &ProxyRoute, h2c: bool, roots: &rustls::RootCertStore) -> HttpsClient {
@@ -100,8 +128,10 @@ impl Route {
             })
             .collect();
         let burst = if cfg.rate_limit_burst == 0 { cfg.rate_limit.saturating_mul(2) } else { cfg.rate_limit_burst };
+        let name = format!("{}{}", cfg.hosts.first().map(String::as_str).unwrap_or(""), cfg.path_prefix);
         Route {
-            name: format!("{}{}", cfg.hosts.first().map(String::as_str).unwrap_or(""), cfg.path_prefix),
+            metrics: Arc::new(RouteMetrics::new(&name)),
+            name,
             pool,
             client: client_for(cfg, h2c, roots),
             allow: cfg.allow.iter().filter_map(|c| Cidr::parse(c).ok()).collect(),
@@ -806,12 +836,14 @@ impl Front {
             .and_then(|v| v.to_str().ok())
             .filter(|v| crate::http::valid_request_id(v))
             .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            // a v4 UUID from the thread's CSPRNG (no getrandom syscall per request)
+            .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
         let span = tracing::info_span!("proxy", request_id = %rid);
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let route_name = route.name.clone();
+        let metrics = route.metrics.clone();
         async move {
             let (mut resp, upstream) = self.proxy.forward(route, req, conn, &rid).await;
             if let Ok(v) = HeaderValue::try_from(rid.as_str()) {
@@ -819,8 +851,8 @@ impl Front {
             }
             let status = resp.status().as_u16();
             let elapsed = started.elapsed().as_secs_f64();
-            metrics::counter!("hearth_proxy_requests_total", "route" => route_name.clone(), "status" => status.to_string()).increment(1);
-            metrics::histogram!("hearth_proxy_request_duration_seconds", "route" => route_name.clone()).record(elapsed);
+            metrics.requests(status).increment(1);
+            metrics.duration.record(elapsed);
             tracing::info!(
                 route = %route_name,
                 method = %method,
