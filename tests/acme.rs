@@ -38,7 +38,7 @@ fn wait_port(port: u16) {
 
 impl Peers {
     /// pebble validating against hearth's `http`/`https` ports, with certificates valid for `validity` seconds.
-    fn start(http: u16, https: u16, validity: u64) -> Peers {
+    fn start(http: u16, https: u16, validity: u64, dns: Option<u16>) -> Peers {
         let dir = tempfile::tempdir().unwrap();
         let (acme_port, mgmt_port, chall_port, dns_port) = (free_port(), free_port(), free_port(), free_port());
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -66,7 +66,7 @@ impl Peers {
         let pebble = Command::new("pebble")
             .arg("-config")
             .arg(dir.path().join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
+            .args(["-dnsserver", &format!("127.0.0.1:{}", dns.unwrap_or(dns_port))])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
             .stdout(Stdio::from(std::fs::File::create(dir.path().join("pebble.log")).unwrap()))
@@ -152,12 +152,23 @@ impl Drop for Backend {
 
 /// Start hearth with pebble set up for its ports (pebble must know them before hearth orders).
 async fn start(validity: u64, challenges: &str, routes: &str) -> (Instance, Peers) {
+    start_dns(validity, challenges, routes, None, "").await
+}
+
+/// Like `start`, with pebble resolving through `dns` and extra lines for the [tls] section.
+async fn start_dns(
+    validity: u64,
+    challenges: &str,
+    routes: &str,
+    dns: Option<u16>,
+    tls_extra: &str,
+) -> (Instance, Peers) {
     let peers: Mutex<Option<Peers>> = Mutex::new(None);
     // the fixture's [server] lines come from this closure: it ends [server] with the [tls] section
     let inst = Instance::start_with(
         |p| {
-            let started = Peers::start(p.http, p.https, validity);
-            let section = format!("\n{}", started.tls_section(challenges));
+            let started = Peers::start(p.http, p.https, validity, dns);
+            let section = format!("\n{}{tls_extra}", started.tls_section(challenges));
             *peers.lock().unwrap() = Some(started);
             section
         },
@@ -281,4 +292,104 @@ async fn tls_alpn01_issues_and_a_rejected_order_shows_the_cas_error() {
         .await
         .unwrap();
     common::expect_error(r, 404, "not_found").await;
+}
+
+/// BIND as the primary of example.com, accepting TSIG-signed updates.
+struct Bind {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const TSIG_SECRET: &str = "aGVhcnRoLXRlc3Qta2V5LWZvci1kbnMtMDEtdXBkYXRlcw==";
+
+impl Bind {
+    fn start() -> Bind {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("example.com.zone"),
+            "$TTL 60\n@ IN SOA ns.example.com. admin.example.com. 1 3600 600 86400 60\n@ IN NS ns.example.com.\nns IN A 127.0.0.1\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("named.conf"),
+            format!(
+                "options {{ directory \"{d}\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};\n\
+                 pid-file \"{d}/named.pid\"; recursion no; dnssec-validation no; allow-query {{ any; }}; }};\n\
+                 key \"hearth-key\" {{ algorithm hmac-sha256; secret \"{TSIG_SECRET}\"; }};\n\
+                 zone \"example.com\" {{ type primary; file \"{d}/example.com.zone\"; allow-update {{ key \"hearth-key\"; }}; }};\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("named")
+            .arg("-c")
+            .arg(dir.path().join("named.conf"))
+            .args(["-u", "root", "-g"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(dir.path().join("named.log")).unwrap()))
+            .spawn()
+            .expect("named (Debian package bind9) is needed: .ci/deps installs it");
+        wait_port(port);
+        Bind { child, port, _dir: dir }
+    }
+
+    fn txt(&self, name: &str) -> String {
+        let out = Command::new("dig")
+            .args(["+short", "+tcp", "-p", &self.port.to_string(), "@127.0.0.1", name, "TXT"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns01_wildcard_through_rfc2136_updates_to_bind() {
+    let backend = Backend::start();
+    let bind = Bind::start();
+    let routes = format!(
+        "[[proxy.routes]]\nhosts = [\"*.example.com\"]\nupstreams = [\"http://127.0.0.1:{}\"]\ntls = \"acme\"\n",
+        backend.2
+    );
+    let tls_extra = format!(
+        "dns01_server = \"127.0.0.1:{}\"\ndns01_tsig_key = \"hearth-key:hmac-sha256:{TSIG_SECRET}\"\n",
+        bind.port
+    );
+    let (inst, peers) = start_dns(3600, "\"dns-01\"", &routes, Some(bind.port), &tls_extra).await;
+    let (c, _) = admin_session(&inst).await;
+    let ok = wait_for(&c, &inst, "*.example.com", 60, |v| v["status"] == "valid").await;
+    assert!(ok["issuer"].as_str().unwrap().contains("Pebble"), "{ok}");
+    // the wildcard certificate serves any one-label name
+    let root = peers.issuing_root();
+    assert_eq!(curl_with(&inst, &root, "photos.example.com"), "hello from the backend\n");
+    assert_eq!(curl_with(&inst, &root, "wiki.example.com"), "hello from the backend\n");
+    // the challenge record was removed again
+    assert_eq!(bind.txt("_acme-challenge.example.com"), "");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns01_with_a_wrong_key_explains_the_refusal() {
+    let backend = Backend::start();
+    let bind = Bind::start();
+    let routes = format!(
+        "[[proxy.routes]]\nhosts = [\"*.example.com\"]\nupstreams = [\"http://127.0.0.1:{}\"]\ntls = \"acme\"\n",
+        backend.2
+    );
+    let tls_extra = format!(
+        "dns01_server = \"127.0.0.1:{}\"\ndns01_tsig_key = \"hearth-key:hmac-sha256:d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldA==\"\n",
+        bind.port
+    );
+    let (inst, _peers) = start_dns(3600, "\"dns-01\"", &routes, Some(bind.port), &tls_extra).await;
+    let (c, _) = admin_session(&inst).await;
+    let failed = wait_for(&c, &inst, "*.example.com", 30, |v| v["status"] == "failed").await;
+    let err = failed["last_error"].as_str().unwrap();
+    assert!(err.contains("refused the update") && err.contains("Not authorized"), "{err}");
 }

@@ -117,8 +117,12 @@ pub struct TlsConfig {
     pub acme_email: String,
     /// Extra PEM roots trusted for the ACME server's own HTTPS API (tests: pebble).
     pub acme_ca_roots: String,
-    /// Challenge types, tried in this order among those the CA offers: "http-01", "tls-alpn-01".
+    /// Challenge types, tried in this order among those the CA offers: "http-01", "tls-alpn-01", "dns-01".
     pub acme_challenges: Vec<String>,
+    /// DNS-01 through RFC 2136 dynamic updates: the zone's primary server "ip:port".
+    pub dns01_server: String,
+    /// The TSIG key for those updates: "name:algorithm:base64-secret".
+    pub dns01_tsig_key: String,
     /// hearth's own CA for LAN names and IPs.
     pub internal_ca: bool,
     /// Lifetime of the certificates the internal CA issues; they are replaced after two thirds of it.
@@ -132,6 +136,8 @@ impl Default for TlsConfig {
             acme_email: String::new(),
             acme_ca_roots: String::new(),
             acme_challenges: vec!["http-01".into(), "tls-alpn-01".into()],
+            dns01_server: String::new(),
+            dns01_tsig_key: String::new(),
             internal_ca: true,
             internal_lifetime: Duration::from_secs(7 * 86_400),
         }
@@ -601,10 +607,30 @@ impl Config {
             return Err(ConfigError::invalid("tls.acme_challenges", "at least one challenge type is needed"));
         }
         for (i, c) in t.acme_challenges.iter().enumerate() {
-            if !["http-01", "tls-alpn-01"].contains(&c.as_str()) {
+            if !["http-01", "tls-alpn-01", "dns-01"].contains(&c.as_str()) {
                 return Err(ConfigError::invalid(
                     format!("tls.acme_challenges[{i}]"),
-                    "must be \"http-01\" or \"tls-alpn-01\"",
+                    "must be \"http-01\", \"tls-alpn-01\" or \"dns-01\"",
+                ));
+            }
+        }
+        if t.acme_challenges.iter().any(|c| c == "dns-01") || !t.dns01_server.is_empty() {
+            if t.dns01_server.parse::<SocketAddr>().is_err() {
+                return Err(ConfigError::invalid("tls.dns01_server", "must be ip:port (the zone's primary server)"));
+            }
+            crate::tls::dns01::TsigKey::parse(&t.dns01_tsig_key)
+                .map_err(|e| ConfigError::invalid("tls.dns01_tsig_key", e))?;
+        }
+        for (i, r) in self.proxy.routes.iter().enumerate() {
+            let wildcard = r.hosts.iter().position(|h| h.trim().starts_with("*."));
+            if let Some(j) = wildcard
+                && r.tls == RouteTls::Acme
+                && !t.acme_challenges.iter().any(|c| c == "dns-01")
+                && !crate::tls::acme::is_local_name(r.hosts[j].trim().trim_start_matches("*."), &self.dns.local_domains)
+            {
+                return Err(ConfigError::invalid(
+                    format!("proxy.routes[{i}].hosts[{j}]"),
+                    "an ACME wildcard certificate needs the dns-01 challenge (tls.acme_challenges, tls.dns01_server)",
                 ));
             }
         }

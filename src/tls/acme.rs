@@ -6,8 +6,9 @@
 //!   start and never re-ordered before its renewal time, so restart loops cannot burn the CA's rate limits.
 //! - Renewal per [`super::renewal`]: ARI window when the CA offers one, else two thirds of the lifetime; failures
 //!   back off 5 min → 6 h; the CA's own problem text is kept and shown.
-//! - Challenges: HTTP-01 (answered by the plain-HTTP listener through [`Acme::http01_answer`]) and TLS-ALPN-01
-//!   (answered by the SNI resolver, [`super::Certs::set_challenge`]), in `tls.acme_challenges` order.
+//! - Challenges: HTTP-01 (answered by the plain-HTTP listener through [`Acme::http01_answer`]), TLS-ALPN-01
+//!   (answered by the SNI resolver, [`super::Certs::set_challenge`]) and DNS-01 (a TXT record published by RFC 2136
+//!   update, [`super::dns01`]; the only way to wildcard certificates), in `tls.acme_challenges` order.
 //! - Local names (`*.home.arpa`, `*.local`, …, IP addresses) never go to a public CA: they get internal-CA
 //!   certificates from the resolver.
 
@@ -105,6 +106,12 @@ pub fn wanted_names(cfg: &Config) -> Vec<String> {
         }
     }
     names
+}
+
+fn dns01_settings(cfg: &Config) -> Result<(std::net::SocketAddr, super::dns01::TsigKey), String> {
+    let server = cfg.tls.dns01_server.parse().map_err(|_| "tls.dns01_server: must be ip:port".to_string())?;
+    let key = super::dns01::TsigKey::parse(&cfg.tls.dns01_tsig_key).map_err(|e| format!("tls.dns01_tsig_key: {e}"))?;
+    Ok((server, key))
 }
 
 fn file_stem(name: &str) -> String {
@@ -380,6 +387,7 @@ impl Acme {
         let mut order = account.new_order(&NewOrder::new(&ids)).await.map_err(|e| describe(&e))?;
         let mut tokens = vec![];
         let mut alpn = false;
+        let mut dns_records = vec![];
         {
             let mut auths = order.authorizations();
             while let Some(a) = auths.next().await {
@@ -394,7 +402,11 @@ impl Acme {
                     .tls
                     .acme_challenges
                     .iter()
-                    .map(|c| if c == "http-01" { ChallengeType::Http01 } else { ChallengeType::TlsAlpn01 })
+                    .map(|c| match c.as_str() {
+                        "http-01" => ChallengeType::Http01,
+                        "dns-01" => ChallengeType::Dns01,
+                        _ => ChallengeType::TlsAlpn01,
+                    })
                     .find(|t| offered.contains(t))
                     .ok_or_else(|| {
                         local(format!(
@@ -407,6 +419,11 @@ impl Acme {
                 if typ == ChallengeType::Http01 {
                     self.http01.lock().unwrap_or_else(|p| p.into_inner()).insert(ch.token.clone(), ka.as_str().into());
                     tokens.push(ch.token.clone());
+                } else if typ == ChallengeType::Dns01 {
+                    let (server, key) = dns01_settings(cfg).map_err(local)?;
+                    let value = ka.dns_value();
+                    super::dns01::publish(server, &key, name, &value).await.map_err(local)?;
+                    dns_records.push((server, key, value));
                 } else {
                     let mut params =
                         rcgen::CertificateParams::new(vec![name.to_string()]).map_err(|e| local(e.to_string()))?;
@@ -432,6 +449,9 @@ impl Acme {
         }
         if alpn {
             self.certs.set_challenge(name, None);
+        }
+        for (server, key, value) in &dns_records {
+            super::dns01::withdraw(*server, key, name, value).await;
         }
         match polled {
             Ok(OrderStatus::Ready) => {}

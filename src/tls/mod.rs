@@ -15,6 +15,7 @@
 
 pub mod acme;
 pub mod ca;
+pub mod dns01;
 pub mod renewal;
 
 use std::collections::HashMap;
