@@ -151,7 +151,24 @@ async fn routes_balance_fail_over_and_forward_headers() {
     assert_eq!(seen, ["backend A", "backend B"].iter().map(|s| s.to_string()).collect(), "round-robin");
 
     // forwarding headers, and the path route with its prefix stripped
-    let r = curl(&inst, "app.home.arpa", "/echo?q=1", &["-H", "X-Forwarded-For: 6.6.6.6"]);
+    let r = curl(
+        &inst,
+        "app.home.arpa",
+        "/echo?q=1",
+        &["-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Request-Id: trace-me-1"],
+    );
+    assert_eq!(r.header("x-request-id").as_deref(), Some("trace-me-1"));
+    let log: serde_json::Value =
+        c.get(inst.url("/api/v1/proxy/access-log?limit=5")).send().await.unwrap().json().await.unwrap();
+    let entry = log.as_array().unwrap().iter().find(|e| e["request_id"] == "trace-me-1").expect("in the access log");
+    assert_eq!(
+        (entry["status"].as_u64(), entry["path"].as_str(), entry["route"].as_str()),
+        (Some(200), Some("/echo"), Some("app.home.arpa/"))
+    );
+    assert!(
+        inst.log_text().lines().any(|l| l.contains("trace-me-1") && l.contains("proxy request")),
+        "the access log line carries the request id"
+    );
     assert!(r.body.contains("xff=127.0.0.1 "), "client-supplied X-Forwarded-For is replaced: {}", r.body);
     let host = format!("app.home.arpa:{}", inst.https.port());
     assert!(r.body.contains(&format!("proto=https host=app.home.arpa xfh={host} ")), "{}", r.body);
@@ -302,6 +319,37 @@ async fn websocket_survives_a_config_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_1gb_upload_streams_without_memory_growth() {
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sink.py");
+    let mut sink = Command::new("python3").arg(script).arg(port.to_string()).spawn().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let extra = format!(
+        "[[proxy.routes]]\nhosts = [\"upload.home.arpa\"]\nupstreams = [\"http://127.0.0.1:{port}\"]\ntls = \"internal\"\n"
+    );
+    let inst = Instance::start(&extra).await;
+    let before = vm(&inst, "VmRSS:");
+    let file = inst.dir.path().join("big.bin");
+    std::fs::File::create(&file).unwrap().set_len(1 << 30).unwrap();
+    let r = curl(&inst, "upload.home.arpa", "/", &["-T", file.to_str().unwrap()]);
+    assert_eq!((r.status, r.body.trim()), (200, (1u64 << 30).to_string().as_str()));
+    let peak = vm(&inst, "VmHWM:");
+    assert!(peak < before + 64 * 1024, "peak RSS {peak} kB vs {before} kB before: the upload was buffered");
+    let _ = sink.kill();
+    let _ = sink.wait();
+}
+
+fn vm(inst: &Instance, what: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{}/status", inst.pid())).unwrap();
+    s.lines().find(|l| l.starts_with(what)).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_1gb_download_streams_without_memory_growth() {
     let big = Backend::start("BIG");
     let f = std::fs::File::create(big.dir.path().join("www/big.bin")).unwrap();
@@ -311,11 +359,7 @@ async fn a_1gb_download_streams_without_memory_growth() {
         big.url()
     );
     let inst = Instance::start(&extra).await;
-    let rss = |what: &str| -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", inst.pid())).unwrap();
-        s.lines().find(|l| l.starts_with(what)).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let before = rss("VmRSS:");
+    let before = vm(&inst, "VmRSS:");
     let root = inst.dir.path().join("data/ca/root.crt");
     let out = Command::new("curl")
         .args(["-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", "--cacert", root.to_str().unwrap()])
@@ -325,7 +369,7 @@ async fn a_1gb_download_streams_without_memory_growth() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("200 {}", 1u64 << 30));
-    let peak = rss("VmHWM:");
+    let peak = vm(&inst, "VmHWM:");
     assert!(peak < before + 64 * 1024, "peak RSS {peak} kB vs {before} kB before: the body was buffered");
 }
 
@@ -352,6 +396,12 @@ async fn route_api_validates_and_persists() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    // the new local name resolves in hearth's DNS at once
+    let dig = Command::new("dig")
+        .args(["+short", "-p", &inst.dns.port().to_string(), "@127.0.0.1", "a.home.arpa", "A"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.1");
     let text = std::fs::read_to_string(inst.config_path()).unwrap();
     assert!(text.contains("[[proxy.routes]]") && text.contains("a.home.arpa"), "{text}");
     assert!(text.contains("# keep this comment"));

@@ -22,6 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_routes, create_route))
         .routes(routes!(replace_route, delete_route))
         .routes(routes!(test_upstream))
+        .routes(routes!(access_log))
         .routes(routes!(certificates))
         .routes(routes!(renew_certificate))
         .routes(routes!(ca_certificate))
@@ -118,6 +119,26 @@ async fn delete_route(
     routes.remove(index);
     save_routes(&s, routes, &auth.principal).await?;
     Ok(list_routes(auth, State(s)).await)
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AccessQuery {
+    /// Only this route (its label: first host + path prefix).
+    pub route: Option<String>,
+    /// At most this many entries (default 200, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// The most recent proxied requests (newest first; the last 1000 are kept in memory).
+#[utoipa::path(get, path = "/api/v1/proxy/access-log", tag = "proxy", params(AccessQuery),
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [crate::proxy::AccessEntry]), (status = 401, body = ErrorBody)))]
+async fn access_log(
+    _auth: AdminAuth,
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<AccessQuery>,
+) -> Json<Vec<crate::proxy::AccessEntry>> {
+    Json(s.proxy.access_log(q.route.as_deref(), q.limit.unwrap_or(200).min(1000)))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -186,6 +186,41 @@ pub struct Proxy {
     pub acme: Arc<crate::tls::acme::Acme>,
     db: Db,
     roots: rustls::RootCertStore,
+    /// The most recent proxied requests, for the UI's access log (the full log goes through `tracing`).
+    access: Mutex<std::collections::VecDeque<AccessEntry>>,
+}
+
+const ACCESS_KEPT: usize = 1000;
+
+/// One line of the access log.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct AccessEntry {
+    pub ts_ms: i64,
+    pub request_id: String,
+    pub route: String,
+    pub client: String,
+    pub method: String,
+    pub host: String,
+    pub path: String,
+    pub status: u16,
+    pub upstream: String,
+    pub latency_ms: f64,
+}
+
+impl Proxy {
+    /// Newest first, optionally only one route's, at most `limit`.
+    pub fn access_log(&self, route: Option<&str>, limit: usize) -> Vec<AccessEntry> {
+        let log = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().rev().filter(|e| route.is_none_or(|r| e.route == r)).take(limit).cloned().collect()
+    }
+
+    fn remember(&self, e: AccessEntry) {
+        let mut log = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() >= ACCESS_KEPT {
+            log.pop_front();
+        }
+        log.push_back(e);
+    }
 }
 
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -257,7 +292,7 @@ impl Proxy {
             }
         }
         let table = Table::build(cfg, None, &roots).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
-        Ok(Proxy { table: ArcSwap::from_pointee(table), acme, db, roots })
+        Ok(Proxy { table: ArcSwap::from_pointee(table), acme, db, roots, access: Mutex::default() })
     }
 
     /// Swap in the routes of a new config.
@@ -843,6 +878,7 @@ impl Front {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
         let route_name = route.name.clone();
+        let host_for_log = host.clone().unwrap_or_default();
         let metrics = route.metrics.clone();
         async move {
             let (mut resp, upstream) = self.proxy.forward(route, req, conn, &rid).await;
@@ -863,6 +899,22 @@ impl Front {
                 client = %conn.peer.ip(),
                 "proxy request"
             );
+            let ts_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            self.proxy.remember(AccessEntry {
+                ts_ms,
+                request_id: rid,
+                route: route_name,
+                client: canonical(conn.peer.ip()).to_string(),
+                method: method.to_string(),
+                host: host_for_log,
+                path,
+                status,
+                upstream,
+                latency_ms: (elapsed * 10_000.0).round() / 10.0,
+            });
             resp
         }
         .instrument(span)

@@ -168,3 +168,15 @@ export interface CertificatesView {
   internal_ca: boolean;
   internal_root_sha256: string | null;
 }
+export interface AccessEntry {
+  ts_ms: number;
+  request_id: string;
+  route: string;
+  client: string;
+  method: string;
+  host: string;
+  path: string;
+  status: number;
+  upstream: string;
+  latency_ms: number;
+}

@@ -1,7 +1,7 @@
 // The HTTPS front: routes with live backend health (add, edit, delete, test a backend), certificates (ACME state with
 // the CA's own error text, renew now), and the internal root CA with install instructions.
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, CertificatesView, ProxyRoute, RouteView } from '../api';
+import { AccessEntry, api, ApiError, CertificatesView, ProxyRoute, RouteView } from '../api';
 import { date } from '../format';
 
 interface Draft {
@@ -135,6 +135,7 @@ function RouteForm({ initial, index, saved, cancel }: { initial: Draft; index: n
 export function Proxy() {
   const [routes, setRoutes] = useState<RouteView[] | null>(null);
   const [certs, setCerts] = useState<CertificatesView | null>(null);
+  const [access, setAccess] = useState<AccessEntry[]>([]);
   const [editing, setEditing] = useState<number | null>(null);
   const [error, setError] = useState('');
   const load = () => {
@@ -144,6 +145,9 @@ export function Proxy() {
     api<CertificatesView>('GET', '/api/v1/tls/certificates')
       .then(setCerts)
       .catch((e: ApiError) => setError(e.message));
+    api<AccessEntry[]>('GET', '/api/v1/proxy/access-log?limit=100')
+      .then(setAccess)
+      .catch(() => undefined);
   };
   useEffect(() => {
     load();
@@ -303,6 +307,51 @@ export function Proxy() {
                     <button class="ghost" onClick={() => renew(c.name)} disabled={c.status === 'ordering'}>
                       Renew now
                     </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+
+      <section class="card">
+        <h2>Recent requests</h2>
+        {access.length === 0 ? (
+          <p class="muted">No proxied requests yet.</p>
+        ) : (
+          <table class="table log" data-testid="access-log">
+            <thead>
+              <tr>
+                <th>Time</th>
+                <th>Client</th>
+                <th>Request</th>
+                <th>Status</th>
+                <th>Backend</th>
+                <th>ms</th>
+              </tr>
+            </thead>
+            <tbody>
+              {access.map((a) => (
+                <tr title={`request id ${a.request_id}`}>
+                  <td data-label="Time" class="small">
+                    {new Date(a.ts_ms).toLocaleTimeString()}
+                  </td>
+                  <td data-label="Client" class="small">
+                    {a.client}
+                  </td>
+                  <td data-label="Request" class="name small">
+                    {a.method} {a.host}
+                    {a.path}
+                  </td>
+                  <td data-label="Status" class={a.status >= 500 ? 'error' : a.status >= 400 ? 'muted' : 'ok'}>
+                    {a.status}
+                  </td>
+                  <td data-label="Backend" class="small muted">
+                    {a.upstream || '—'}
+                  </td>
+                  <td data-label="ms" class="small">
+                    {a.latency_ms}
                   </td>
                 </tr>
               ))}
