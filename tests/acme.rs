@@ -69,6 +69,9 @@ impl Peers {
             .args(["-dnsserver", &format!("127.0.0.1:{}", dns.unwrap_or(dns_port))])
             .env("PEBBLE_VA_NOSLEEP", "1")
             .env("PEBBLE_WFE_NONCEREJECT", "0")
+            // pebble reuses a valid authorization for half of new orders by default; a renewal test needs a fresh
+            // challenge every time
+            .env("PEBBLE_AUTHZREUSE", "0")
             .stdout(Stdio::from(std::fs::File::create(dir.path().join("pebble.log")).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(dir.path().join("pebble.err")).unwrap()))
             .spawn()
@@ -266,6 +269,7 @@ async fn tls_alpn01_issues_and_a_rejected_order_shows_the_cas_error() {
     assert!(ok["renew_at"].as_i64().unwrap() > ok["not_before"].as_i64().unwrap());
     assert_eq!(curl_with(&inst, &peers.issuing_root(), "alpn.example.com"), "hello from the backend\n");
     assert!(inst.log_text().contains("answered an ACME TLS-ALPN-01 challenge"));
+    wait_for(&c, &inst, "elsewhere.example.com", 60, |v| v["status"] == "valid").await;
 
     // pebble cannot reach hearth for this name: the order fails with pebble's own explanation, and backs off
     peers.point("elsewhere.example.com", "127.0.0.9");

@@ -431,3 +431,56 @@ async fn route_api_validates_and_persists() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_to_an_h2c_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), "over h2\n").unwrap();
+    let conf = format!(
+        "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+         http {{ log_format p '$server_protocol $host'; access_log {d}/access.log p;\n\
+           server {{ listen 127.0.0.1:{port} http2; root {d}/www; }} }}\n",
+        d = dir.path().display()
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(
+        Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let extra = format!(
+        "[[proxy.routes]]\nhosts = [\"h2.home.arpa\"]\nupstreams = [\"h2c://127.0.0.1:{port}\"]\ntls = \"internal\"\n"
+    );
+    let inst = Instance::start(&extra).await;
+    for _ in 0..3 {
+        let r = curl(&inst, "h2.home.arpa", "/", &["--http1.1"]);
+        assert_eq!((r.status, r.body.as_str()), (200, "over h2\n"));
+    }
+    drop(child);
+    let log = std::fs::read_to_string(dir.path().join("access.log")).unwrap();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["HTTP/2.0 h2.home.arpa"; 3],
+        "an HTTP/1.1 client, HTTP/2 with the client's host to the backend"
+    );
+}

@@ -44,7 +44,7 @@ async fn check_route(route: Arc<Route>) {
     let timeout = route.cfg.health_interval.as_std().min(route.cfg.timeout.as_std()).max(Duration::from_secs(1));
     for i in 0..route.pool.upstreams.len() {
         let addr = route.pool.upstreams[i].addr.clone();
-        let (ok, detail) = match probe(&route.client, &addr, &path, timeout).await {
+        let (ok, detail) = match probe(&route.clients[i], &addr, &path, timeout).await {
             Ok((status, ms)) if expected(&route, status) => (true, format!("{status} in {ms:.1} ms")),
             Ok((status, _)) => (false, format!("unexpected status {status}")),
             Err(e) => (false, e),

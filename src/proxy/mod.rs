@@ -43,7 +43,31 @@ use crate::storage::Db;
 use pool::{Pool, Strategy, UpstreamAddr};
 use table::{RouteTable, request_host};
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
+type HttpsClient = Client<Dial, Body>;
+
+/// A connector that always dials one backend, whatever authority the request URI names. Requests then carry
+/// the client's host as their authority — HTTP/2's `:authority` or HTTP/1's `Host` — while the connection (and
+/// TLS server name) is the backend's, as RFC 9113 §8.3.1 asks of an intermediary.
+#[derive(Clone)]
+pub struct Dial {
+    inner: HttpsConnector,
+    target: Uri,
+}
+
+impl tower::Service<Uri> for Dial {
+    type Response = <HttpsConnector as tower::Service<Uri>>::Response;
+    type Error = <HttpsConnector as tower::Service<Uri>>::Error;
+    type Future = <HttpsConnector as tower::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        self.inner.call(self.target.clone())
+    }
+}
 
 /// One compiled route: its config, backends and middleware state. Shared by in-flight requests.
 pub struct Route {
@@ -51,7 +75,8 @@ pub struct Route {
     /// A label for logs and metrics: the first host and the path prefix.
     pub name: String,
     pub pool: Arc<Pool>,
-    client: HttpsClient,
+    /// One client per backend (same order as `pool.upstreams`), each with its own connection pool.
+    clients: Vec<HttpsClient>,
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
     basic: Vec<(String, String)>,
@@ -89,7 +114,7 @@ impl RouteMetrics {
     }
 }
 
-fn client_for(r: &ProxyRoute, h2c: bool, roots: &rustls::RootCertStore) -> HttpsClient {
+fn client_for(r: &ProxyRoute, addr: &UpstreamAddr, roots: &rustls::RootCertStore) -> HttpsClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -104,9 +129,11 @@ fn client_for(r: &ProxyRoute, h2c: bool, roots: &rustls::RootCertStore) -> Https
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
+    let target = format!("{}://{}", addr.scheme, addr.authority).parse().expect("validated upstream authority");
+    let connector = Dial { inner: connector, target };
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(64);
-    if h2c {
+    if addr.h2c {
         b.http2_only(true);
     }
     b.build(connector)
@@ -115,8 +142,8 @@ fn client_for(r: &ProxyRoute, h2c: bool, roots: &rustls::RootCertStore) -> Https
 impl Route {
     fn build(cfg: &ProxyRoute, roots: &rustls::RootCertStore) -> Route {
         let addrs: Vec<UpstreamAddr> = cfg.upstreams.iter().filter_map(|u| UpstreamAddr::parse(u).ok()).collect();
-        let h2c = addrs.iter().any(|a| a.h2c);
         let strategy = Strategy::parse(&cfg.strategy).unwrap_or(Strategy::RoundRobin);
+        let clients = addrs.iter().map(|a| client_for(cfg, a, roots)).collect();
         let pool = Arc::new(Pool::new(addrs, strategy, cfg.max_fails, cfg.fail_timeout.as_std()));
         let headers = cfg
             .headers
@@ -133,7 +160,7 @@ impl Route {
             metrics: Arc::new(RouteMetrics::new(&name)),
             name,
             pool,
-            client: client_for(cfg, h2c, roots),
+            clients,
             allow: cfg.allow.iter().filter_map(|c| Cidr::parse(c).ok()).collect(),
             deny: cfg.deny.iter().filter_map(|c| Cidr::parse(c).ok()).collect(),
             basic: cfg.basic_auth.iter().filter_map(|b| mw::parse_basic_user(b).ok()).collect(),
@@ -311,7 +338,7 @@ impl Proxy {
             connect_timeout: crate::config::Duration::from_secs(5),
             ..Default::default()
         };
-        let client = client_for(&route, addr.h2c, &self.roots);
+        let client = client_for(&route, &addr, &self.roots);
         health::probe(&client, &addr, path, Duration::from_secs(5)).await
     }
 
@@ -596,9 +623,12 @@ impl Proxy {
             HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
         );
         if let Ok(v) = HeaderValue::try_from(original_host.as_str()) {
-            headers.insert(HeaderName::from_static("x-forwarded-host"), v.clone());
-            headers.insert(header::HOST, v);
+            headers.insert(HeaderName::from_static("x-forwarded-host"), v);
         }
+        // The client's host travels as the request URI's authority: hyper sends it as `Host` over HTTP/1 and
+        // as `:authority` over HTTP/2 (where a second, `Host`, header is an error to nginx and others).
+        headers.remove(header::HOST);
+        let authority = original_host.parse::<axum::http::uri::Authority>().ok();
         if let Ok(v) = HeaderValue::try_from(format!("for={for_};host=\"{original_host}\";proto={proto}")) {
             headers.insert(header::FORWARDED, v);
         }
@@ -625,9 +655,8 @@ impl Proxy {
             tried.push(i);
             let u = &route.pool.upstreams[i];
             last_upstream = u.addr.to_string();
-            let uri: Uri = match format!("{}://{}{}{}", u.addr.scheme, u.addr.authority, u.addr.base_path, path_q)
-                .parse()
-            {
+            let host = authority.as_ref().map(|a| a.as_str()).unwrap_or(&u.addr.authority);
+            let uri: Uri = match format!("{}://{}{}{}", u.addr.scheme, host, u.addr.base_path, path_q).parse() {
                 Ok(u) => u,
                 Err(e) => return (text(StatusCode::BAD_REQUEST, format!("400: bad request path: {e}")), last_upstream),
             };
@@ -649,7 +678,7 @@ impl Proxy {
             u.requests.fetch_add(1, Ordering::Relaxed);
             let guard = ActiveGuard(route.clone(), i);
             let started = Instant::now();
-            let result = tokio::time::timeout(cfg.timeout.as_std(), route.client.request(out)).await;
+            let result = tokio::time::timeout(cfg.timeout.as_std(), route.clients[i].request(out)).await;
             match result {
                 Ok(Ok(mut resp)) => {
                     route.pool.success(i, started.elapsed());
