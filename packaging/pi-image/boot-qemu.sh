@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Boot the Raspberry Pi image under emulation and check that it comes up as a working hearth:
+#   packaging/pi-image/boot-qemu.sh dist/hearth-<version>-rpi-arm64.img.xz
+# qemu-system-aarch64 -M virt (no Pi board model runs Debian's kernel well) boots the kernel and initramfs that the
+# image's firmware partition names in config.txt, with the kernel command line from its cmdline.txt, on a copy of
+# the image grown by 1 GiB, and forwards loopback ports to the guest's DNS, HTTP and SSH. Passes when: first boot
+# grew the root filesystem and made SSH host keys, hearth answers DNS over UDP and TCP, /healthz is 200, the admin
+# UI is served and the setup wizard is waiting (no admin account exists), and SSH refuses passwords.
+# Takes 3–10 minutes under software emulation. Needs: qemu-system-arm, mtools, dig, curl, ssh-keyscan.
+set -euo pipefail
+img_xz=${1:?usage: $0 dist/hearth-<version>-rpi-arm64.img.xz}
+timeout_s=${BOOT_TIMEOUT:-1200}
+work=$(mktemp -d "${TMPDIR:-/tmp}/hearth-boot.XXXXXX")
+qemu_pid=
+cleanup() {
+  [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null && wait "$qemu_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- last lines of the guest console ---" >&2
+  tail -40 "$work/console.log" >&2 || true
+  exit 1
+}
+
+echo "unpacking $img_xz"
+xz -dc "$img_xz" > "$work/disk.img"
+truncate -s +1G "$work/disk.img" # first boot must grow the root filesystem into this
+
+# the firmware partition (the first one): config.txt names the kernel and initramfs, cmdline.txt the arguments
+start=$(sfdisk -J "$work/disk.img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitiontable"]["partitions"][0]["start"])')
+fat="$work/disk.img@@$((start * 512))"
+mtype -i "$fat" ::config.txt > "$work/config.txt"
+kernel=$(sed -n 's/^kernel=//p' "$work/config.txt")
+initrd=$(sed -n 's/^initramfs //p' "$work/config.txt")
+[ -n "$kernel" ] && [ -n "$initrd" ] || fail "config.txt names no kernel or initramfs"
+mcopy -i "$fat" "::$kernel" "$work/vmlinuz"
+mcopy -i "$fat" "::$initrd" "$work/initrd"
+cmdline=$(mtype -i "$fat" ::cmdline.txt | tr -d '\r\n')
+echo "$cmdline" | grep -q 'root=LABEL=RASPIROOT' || fail "cmdline.txt does not boot the RASPIROOT partition: $cmdline"
+# the Pi's consoles (ttyS1, tty0) become the virt board's PL011 UART
+cmdline="$(echo "$cmdline" | sed 's/console=[^ ]*//g') console=ttyAMA0,115200"
+echo "kernel $kernel, initramfs $initrd, cmdline: $cmdline"
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+http=$(port) dns=$(port) ssh=$(port)
+qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
+  -kernel "$work/vmlinuz" -initrd "$work/initrd" -append "$cmdline" \
+  -drive file="$work/disk.img",format=raw,if=none,id=disk -device virtio-blk-pci,drive=disk \
+  -netdev "user,id=net,hostfwd=tcp:127.0.0.1:$http-:80,hostfwd=tcp:127.0.0.1:$dns-:53,hostfwd=udp:127.0.0.1:$dns-:53,hostfwd=tcp:127.0.0.1:$ssh-:22" \
+  -device virtio-net-pci,netdev=net \
+  -serial "file:$work/console.log" -monitor none > "$work/qemu.log" 2>&1 &
+qemu_pid=$!
+echo "booting (console: $work/console.log; HTTP on 127.0.0.1:$http, DNS on :$dns, SSH on :$ssh)"
+
+started=$(date +%s)
+until curl -sf -m 5 "http://127.0.0.1:$http/healthz" >/dev/null; do
+  kill -0 "$qemu_pid" 2>/dev/null || fail "qemu exited: $(cat "$work/qemu.log")"
+  [ $(( $(date +%s) - started )) -lt "$timeout_s" ] || fail "hearth did not answer /healthz within ${timeout_s}s"
+  sleep 5
+done
+echo "hearth answered /healthz after $(( $(date +%s) - started ))s"
+
+grep -q 'hearth-firstboot: done' "$work/console.log" || fail "first boot did not finish"
+grep 'hearth-firstboot: root filesystem' "$work/console.log" | tail -1
+grep -q 'hearth-firstboot: CHANGED' "$work/console.log" || fail "first boot did not grow the root partition"
+
+# DNS over UDP and TCP: home.arpa is answered by hearth itself (NXDOMAIN for a name it has no record for)
+for transport in +notcp +tcp; do
+  out=$(dig @127.0.0.1 -p "$dns" "$transport" +tries=3 +time=5 nothing.home.arpa A) || fail "no DNS answer ($transport)"
+  echo "$out" | grep -q 'status: NXDOMAIN' || fail "unexpected DNS answer ($transport): $out"
+done
+echo "DNS answers over UDP and TCP"
+
+# the admin UI and the waiting setup wizard
+curl -sf "http://127.0.0.1:$http/" | grep -qi '<html' || fail "the admin UI is not served"
+setup=$(curl -sf "http://127.0.0.1:$http/api/v1/setup") || fail "GET /api/v1/setup"
+[ "$setup" = '{"needs_setup":true}' ] || fail "the setup wizard is not waiting: $setup"
+echo "the admin UI is served and the setup wizard waits"
+
+# SSH: host keys exist (made on first boot), passwords are refused
+keys=$(ssh-keyscan -p "$ssh" -T 20 127.0.0.1 2>/dev/null) || true
+echo "$keys" | grep -q ssh-ed25519 || fail "sshd has no host keys"
+methods=$(ssh -v -p "$ssh" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+  -o ConnectTimeout=20 root@127.0.0.1 true 2>&1 | sed -n 's/.*Authentications that can continue: //p' | head -1)
+[ "$methods" = publickey ] || fail "SSH offers more than public keys: '$methods'"
+echo "SSH has this machine's own host keys and accepts keys only"
+echo "ok: the image boots to a working hearth in $(( $(date +%s) - started ))s"
