@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hearth::{app, auth, config, http, storage, util};
+use hearth::{app, auth, config, http, storage, sysdns, util};
 
 const LONG_VERSION: &str =
     concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("HEARTH_COMMIT"), ", built ", env!("HEARTH_BUILD_DATE"), ")");
@@ -49,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         what: TokenCommand,
     },
+    /// This machine's DNS set-up (needs root to change anything).
+    System {
+        #[command(subcommand)]
+        what: SystemCommand,
+    },
     /// Exit 0 when the local instance answers /readyz with 200.
     Healthcheck {
         #[command(flatten)]
@@ -75,6 +80,52 @@ enum AdminCommand {
     },
     /// Print an argon2id hash of the password on stdin (for `basic_auth` in proxy routes).
     HashPassword,
+}
+
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// systemd-resolved's stub listener on 127.0.0.53:53, which keeps hearth off port 53: show it (`status`),
+    /// turn it off with a resolved.conf.d drop-in (`disable`), or undo that (`restore`).
+    ResolvedStub {
+        #[arg(value_parser = ["status", "disable", "restore"])]
+        action: String,
+        #[command(flatten)]
+        sys: SysArgs,
+    },
+    /// Carry out the admin UI's request file (run as root by hearth-resolved.service) and leave the result beside it.
+    ApplyRequest {
+        file: PathBuf,
+        #[command(flatten)]
+        sys: SysArgs,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct SysArgs {
+    /// The machine's root directory (for tests).
+    #[arg(long, default_value = "/", hide = true)]
+    root: PathBuf,
+    /// Do not restart systemd-resolved and hearth afterwards.
+    #[arg(long)]
+    no_restart: bool,
+}
+
+fn system_change(req: sysdns::Request, sys: &SysArgs) -> anyhow::Result<()> {
+    let host = sysdns::Host::new(&sys.root);
+    match req {
+        sysdns::Request::DisableStub => host.disable_stub()?,
+        sysdns::Request::Restore => host.restore()?,
+    }
+    system_change_restart(sys)
+}
+
+fn system_change_restart(sys: &SysArgs) -> anyhow::Result<()> {
+    if !sys.no_restart {
+        // resolved first (frees or takes port 53), then hearth so that its DNS listener binds again
+        sysdns::restart(&["systemd-resolved.service"])?;
+        sysdns::restart(&["hearth.service"])?;
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -146,6 +197,45 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             let phc = auth::hash_password(&pw)?;
             let created = db.blocking(|c| auth::set_password(c, &user, &phc, util::unix_now()))?;
             eprintln!("{} admin {user:?}", if created { "created" } else { "updated the password of" });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::System { what: SystemCommand::ResolvedStub { action, sys } } => {
+            match action.as_str() {
+                "status" => {
+                    let state = sysdns::Host::new(&sys.root).state(sysdns::stub_listening());
+                    println!("{}", serde_json::to_string_pretty(&state)?);
+                }
+                "disable" => {
+                    system_change(sysdns::Request::DisableStub, &sys)?;
+                    println!("systemd-resolved's stub listener is off (undo: hearth system resolved-stub restore)");
+                }
+                _ => {
+                    system_change(sysdns::Request::Restore, &sys)?;
+                    println!("systemd-resolved is as it was before hearth changed it");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::System { what: SystemCommand::ApplyRequest { file, sys } } => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ExitCode::SUCCESS),
+                Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+            };
+            let _ = std::fs::remove_file(&file);
+            // the result goes beside the request before hearth is restarted, so the UI finds it when it reconnects
+            let result = sysdns::Request::parse(&text).map_err(anyhow::Error::from).and_then(|r| {
+                system_change(r, &SysArgs { no_restart: true, ..sys.clone() })?;
+                Ok(r)
+            });
+            let line = match &result {
+                Ok(r) => format!("ok {} {}\n", r.as_str(), util::unix_now()),
+                Err(e) => format!("error {} {e:#}\n", util::unix_now()),
+            };
+            let out = file.with_file_name(sysdns::RESULT_FILE);
+            std::fs::write(&out, line).with_context(|| format!("writing {}", out.display()))?;
+            result?;
+            system_change_restart(&sys)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Token { what: TokenCommand::Create { name, args } } => {

@@ -238,3 +238,71 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     }
     assert!(inst.wait_exit(Duration::from_secs(5)).is_some_and(|s| s.success()));
 }
+
+/// Port 53 vs systemd-resolved: the API refuses what does not apply here (no resolved on this machine), queues
+/// nothing on bad input; the root helper carries out a request on a machine tree (`--root`) and undoes it exactly.
+#[tokio::test]
+async fn resolved_stub_request_api_and_helper() {
+    let inst = Instance::start("").await;
+    let (c, csrf) = admin_session(&inst).await;
+    let v: Value = c.get(inst.url("/api/v1/system/resolved")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["dns_on_port_53"], false, "{v}");
+    assert_eq!(v["pending"], Value::Null);
+    let post =
+        |body: Value| c.post(inst.url("/api/v1/system/resolved")).header("x-csrf-token", &csrf).json(&body).send();
+    expect_error(post(json!({"action": "format_disk"})).await.unwrap(), 422, "invalid_input").await;
+    let resolved_here = std::path::Path::new("/run/systemd/resolve").is_dir();
+    if !resolved_here {
+        let e = expect_error(post(json!({"action": "disable_stub"})).await.unwrap(), 409, "conflict").await;
+        assert!(e["error"]["message"].as_str().unwrap().contains("not running"), "{e}");
+    }
+    expect_error(post(json!({"action": "restore"})).await.unwrap(), 409, "conflict").await;
+    let r = reqwest::Client::new().get(inst.url("/api/v1/system/resolved")).send().await.unwrap();
+    expect_error(r, 401, "unauthenticated").await;
+
+    // the helper, on an Ubuntu-like tree
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("run/systemd/resolve")).unwrap();
+    std::fs::create_dir_all(root.path().join("etc")).unwrap();
+    std::os::unix::fs::symlink("../run/systemd/resolve/stub-resolv.conf", root.path().join("etc/resolv.conf")).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let request = data.path().join("resolved-request");
+    let helper = |text: &str| {
+        std::fs::write(&request, text).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["system", "apply-request"])
+            .arg(&request)
+            .arg("--root")
+            .arg(root.path())
+            .arg("--no-restart")
+            .output()
+            .unwrap();
+        assert!(!request.exists(), "the request is consumed");
+        (out.status.success(), std::fs::read_to_string(data.path().join("resolved-result")).unwrap())
+    };
+    let (ok, result) = helper("disable-stub\n");
+    assert!(ok && result.starts_with("ok disable-stub"), "{result}");
+    let drop_in = std::fs::read_to_string(root.path().join("etc/systemd/resolved.conf.d/hearth.conf")).unwrap();
+    assert!(drop_in.contains("DNSStubListener=no"), "{drop_in}");
+    assert_eq!(
+        std::fs::read_link(root.path().join("etc/resolv.conf")).unwrap().to_str(),
+        Some("../run/systemd/resolve/resolv.conf")
+    );
+    let (ok, result) = helper("something else");
+    assert!(!ok && result.starts_with("error") && result.contains("expected disable-stub or restore"), "{result}");
+    let (ok, result) = helper("restore");
+    assert!(ok && result.starts_with("ok restore"), "{result}");
+    assert!(!root.path().join("etc/systemd/resolved.conf.d/hearth.conf").exists());
+    assert_eq!(
+        std::fs::read_link(root.path().join("etc/resolv.conf")).unwrap().to_str(),
+        Some("../run/systemd/resolve/stub-resolv.conf")
+    );
+    // the status command reads the same tree
+    let out = std::process::Command::new(BIN)
+        .args(["system", "resolved-stub", "status", "--root"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    let s: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((s["resolved"].as_bool(), s["changed_by_hearth"].as_bool()), (Some(true), Some(false)));
+}

@@ -16,6 +16,8 @@ if echo "$report" | grep -qE '^(E|W): '; then
 fi
 echo "lintian: no errors or warnings"
 # the unit, pointed at this binary (systemd-analyze checks that ExecStart exists)
-sed "s|/usr/bin/hearth|$(realpath "$bin")|" "$here/hearth.service" > "$work/hearth.service"
-SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$work/hearth.service"
+for unit in hearth.service hearth-resolved.service hearth-resolved.path; do
+  sed "s|/usr/bin/hearth|$(realpath "$bin")|" "$here/$unit" > "$work/$unit"
+done
+SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$work/hearth.service" "$work/hearth-resolved.service" "$work/hearth-resolved.path"
 echo "systemd-analyze verify: ok"

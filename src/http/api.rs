@@ -73,6 +73,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(reload_config))
         .merge(super::dns_api::routes())
         .merge(super::proxy_api::routes())
+        .merge(super::system_api::routes())
         .merge(super::doh::routes())
 }
 
@@ -133,13 +134,20 @@ async fn openapi_json(State(s): State<AppState>) -> Response {
 struct SetupState {
     /// True until the first admin account exists: the UI then shows the setup wizard.
     needs_setup: bool,
+    /// While setup is needed: systemd-resolved's stub listener holds port 53, where hearth's DNS is configured
+    /// (the wizard explains it; the fix waits for the admin's consent after login).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    port53_held_by_resolved: bool,
 }
 
 /// Whether first-run setup is still needed.
 #[utoipa::path(get, path = "/api/v1/setup", tag = "auth", responses((status = 200, body = SetupState)))]
 async fn setup_state(State(s): State<AppState>) -> Result<Json<SetupState>, ApiError> {
     let n = s.db.call(|c| core::user_count(c)).await?;
-    Ok(Json(SetupState { needs_setup: n == 0 }))
+    let on_53 = s.config.current().dns.listen.iter().any(|a| a.0.port() == 53);
+    let port53_held_by_resolved =
+        n == 0 && on_53 && tokio::task::spawn_blocking(crate::sysdns::stub_listening).await.unwrap_or(false);
+    Ok(Json(SetupState { needs_setup: n == 0, port53_held_by_resolved }))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -11,6 +11,7 @@ pub mod dns_api;
 pub mod doh;
 pub mod error;
 pub mod proxy_api;
+pub mod system_api;
 pub mod tls;
 pub mod ui;
 

@@ -49,7 +49,7 @@ function useTheme(): [Theme, () => void] {
   return [theme, next];
 }
 
-type Phase = { kind: 'loading' } | { kind: 'setup' } | { kind: 'login' } | { kind: 'app'; session: SessionView } | { kind: 'down'; message: string };
+type Phase = { kind: 'loading' } | { kind: 'setup'; port53: boolean } | { kind: 'login' } | { kind: 'app'; session: SessionView } | { kind: 'down'; message: string };
 
 function App() {
   const path = usePath();
@@ -63,8 +63,8 @@ function App() {
 
   async function check() {
     try {
-      const s = await api<{ needs_setup: boolean }>('GET', '/api/v1/setup');
-      if (s.needs_setup) return setPhase({ kind: 'setup' });
+      const s = await api<{ needs_setup: boolean; port53_held_by_resolved?: boolean }>('GET', '/api/v1/setup');
+      if (s.needs_setup) return setPhase({ kind: 'setup', port53: !!s.port53_held_by_resolved });
       const session = await api<SessionView>('GET', '/api/v1/auth/session');
       setCsrf(session.csrf_token);
       setPhase({ kind: 'app', session });
@@ -107,7 +107,7 @@ function App() {
         </div>
       </main>
     );
-  if (phase.kind === 'setup') return <Setup done={() => setPhase({ kind: 'login' })} themeButton={themeButton} />;
+  if (phase.kind === 'setup') return <Setup done={() => setPhase({ kind: 'login' })} themeButton={themeButton} port53={phase.port53} />;
   if (phase.kind === 'login')
     return (
       <Login

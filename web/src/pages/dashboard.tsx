@@ -2,6 +2,7 @@ import { Status } from '../api';
 import { usePoll } from '../poll';
 import { Chart } from '../chart';
 import { ago, bytes, duration } from '../format';
+import { Port53 } from '../port53';
 
 const REFRESH_MS = 5000;
 
@@ -22,6 +23,7 @@ export function Dashboard() {
           Refresh failed: {error}
         </p>
       )}
+      <Port53 onlyWhenBlocked />
       <section class="cards" aria-label="Overview">
         <div class="card stat">
           <span class="label">Status</span>

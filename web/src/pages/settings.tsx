@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, ConfigChange, ConfigView } from '../api';
+import { Port53 } from '../port53';
 
 // Settings edit hearth.toml through the API: validated, applied live, written back keeping comments.
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
@@ -108,6 +109,7 @@ export function Settings() {
           </button>
         </div>
       </form>
+      <Port53 />
       <section class="card">
         <h2>Configuration file</h2>
         <p>

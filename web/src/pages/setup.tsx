@@ -3,7 +3,7 @@ import type { ComponentChildren } from 'preact';
 import { api, ApiError } from '../api';
 
 // First-run wizard: explain, then create the admin account.
-export function Setup({ done, themeButton }: { done: () => void; themeButton: ComponentChildren }) {
+export function Setup({ done, themeButton, port53 }: { done: () => void; themeButton: ComponentChildren; port53?: boolean }) {
   const [step, setStep] = useState(0);
   const [username, setUsername] = useState('admin');
   const [password, setPassword] = useState('');
@@ -48,6 +48,13 @@ export function Setup({ done, themeButton }: { done: () => void; themeButton: Co
               hearth runs your home's DNS filter, HTTPS front, AI memory and monitoring in one program. First, create the
               account that administers it. There is no default password: this account is the only way in.
             </p>
+            {port53 && (
+              <p class="error" role="note" data-testid="port53-note">
+                This machine runs systemd-resolved, whose stub listener holds port 53, so hearth cannot answer DNS there yet.
+                After you log in, the dashboard offers to turn the stub listener off (a drop-in in
+                /etc/systemd/resolved.conf.d that you can undo). Nothing changes without your click.
+              </p>
+            )}
             <button onClick={() => setStep(1)} autoFocus>
               Get started
             </button>
