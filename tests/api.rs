@@ -167,7 +167,7 @@ async fn every_documented_route_requires_auth_except_public_ones() {
             "POST /dns-query",
         ]
     );
-    assert_eq!(protected, 25, "protected operations");
+    assert_eq!(protected, 27, "protected operations");
     // every /api/v1 route is in the document
     for p in [
         "/api/v1/tokens",
@@ -176,6 +176,7 @@ async fn every_documented_route_requires_auth_except_public_ones() {
         "/api/v1/config/reload",
         "/api/v1/status",
         "/api/v1/auth/logout",
+        "/api/v1/system/resolved",
     ] {
         assert!(doc["paths"].get(p).is_some(), "{p} documented");
     }
