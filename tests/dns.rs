@@ -779,3 +779,60 @@ async fn dot_and_doh_listeners_and_upstreams() {
     let out = dig(inst.dns.port(), &["www.example.test"]);
     assert!(out.contains("SERVFAIL"), "{out}");
 }
+
+/// Conditional forwarding: names under a forward zone go to that zone's server (a second dnsmasq standing in for
+/// the router), everything else to the upstreams; a zone under a local domain is refused with its key.
+#[tokio::test]
+async fn forward_zones_send_a_domain_to_its_own_server() {
+    let up = Upstream::start();
+    let router_port = free_port();
+    let mut router = Command::new("dnsmasq")
+        .args(["-k", "--listen-address=127.0.0.1", "--bind-interfaces", "--no-resolv", "--no-hosts"])
+        .args(["--conf-file=/dev/null", "--pid-file=", "--user=root", "--local=/fritz.box/"])
+        .arg(format!("--port={router_port}"))
+        .arg("--host-record=printer.fritz.box,192.168.178.20")
+        .arg("--ptr-record=20.178.168.192.in-addr.arpa,printer.fritz.box")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if dig(router_port, &["printer.fritz.box", "+short", "+tries=1", "+time=1"]).contains("192.168.178.20") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let extra = format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\ndnssec = false\nupstreams = [\"udp://127.0.0.1:{}\"]\n\n\
+         [[dns.forward_zones]]\ndomain = \"Fritz.Box.\"\nupstreams = [\"udp://127.0.0.1:{router_port}\"]\n\n\
+         [[dns.forward_zones]]\ndomain = \"168.192.in-addr.arpa\"\nupstreams = [\"udp://127.0.0.1:{router_port}\"]\n",
+        up.port
+    );
+    let inst = Instance::start(&extra).await;
+    let p = inst.dns.port();
+    assert_eq!(dig(p, &["printer.fritz.box", "+short"]).trim(), "192.168.178.20");
+    assert_eq!(dig(p, &["-x", "192.168.178.20", "+short"]).trim(), "printer.fritz.box.");
+    let nx = dig(p, &["nothing.fritz.box"]);
+    assert!(nx.contains("status: NXDOMAIN"), "the router's answer: {nx}");
+    // the rest still goes to the upstreams; the upstream does not know the router's names
+    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10");
+    assert_eq!(dig(up.port, &["printer.fritz.box", "+short"]).trim(), "");
+
+    let (cl, csrf) = admin_session(&inst).await;
+    let r = cl
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"dns": {"forward_zones": [
+            {"domain": "fritz.box", "upstreams": ["udp://127.0.0.1:1"]},
+            {"domain": "nas.home.arpa", "upstreams": ["udp://127.0.0.1:1"]}]}}))
+        .send()
+        .await
+        .unwrap();
+    let v = expect_error(r, 422, "invalid_config").await;
+    assert_eq!(v["error"]["key"], "dns.forward_zones[1].domain", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("home.arpa"), "{v}");
+    // the running zones stay
+    assert_eq!(dig(p, &["printer.fritz.box", "+short"]).trim(), "192.168.178.20");
+    let _ = router.kill();
+    let _ = router.wait();
+}

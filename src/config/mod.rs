@@ -300,6 +300,8 @@ pub struct DnsConfig {
     pub querylog: QueryLogConfig,
     pub local_domains: Vec<String>,
     pub records: Vec<DnsRecord>,
+    /// Conditional forwarding: names under a domain go to that domain's own servers.
+    pub forward_zones: Vec<DnsForwardZone>,
     pub lists: Vec<DnsList>,
     pub groups: Vec<DnsGroup>,
     pub rate_limit: u32,
@@ -315,6 +317,15 @@ pub struct DnsGroup {
     pub clients: Vec<String>,
     /// Names of the lists (from dns.lists) that apply to these clients instead of all of them.
     pub lists: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsForwardZone {
+    /// The domain (and every name under it), e.g. "fritz.box" or "168.192.in-addr.arpa".
+    pub domain: String,
+    /// Its servers, in the `dns.upstreams` syntax, asked in order (failover).
+    pub upstreams: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,6 +391,7 @@ impl Default for DnsConfig {
             querylog: QueryLogConfig::default(),
             local_domains: vec!["home.arpa".into()],
             records: vec![],
+            forward_zones: vec![],
             lists: vec![],
             groups: vec![],
             rate_limit: 100,

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::RecordType;
+use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::DnsConfig;
 use blocklist::{Engine, ListInput, ListSet, ListStats, Verdict};
@@ -74,6 +74,21 @@ pub struct Settings {
     pub dnssec: Option<Arc<dnssec::Validator>>,
     /// Recursive mode: the resolver that asks the authoritative servers (None: forward to the upstreams).
     pub recursor: Option<Arc<recursor::Recursor>>,
+    /// Conditional forwarding: (domain, its servers), longest domain first.
+    pub forward_zones: Vec<(String, Arc<upstream::Pool>)>,
+}
+
+/// The forward zone a name (lowercase, no trailing dot) falls in: the longest domain it equals or ends with.
+pub fn forward_zone<'a, T>(zones: &'a [(String, T)], name: &str) -> Option<&'a T> {
+    zones
+        .iter()
+        .find(|(d, _)| {
+            name == d
+                || (name.len() > d.len()
+                    && name.ends_with(d.as_str())
+                    && name.as_bytes()[name.len() - d.len() - 1] == b'.')
+        })
+        .map(|(_, t)| t)
 }
 
 impl Settings {
@@ -123,6 +138,43 @@ impl Settings {
             .map(|e| groups::Cidr::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ("dns.rate_limit_exempt".to_string(), e))?;
+        let mut forward_zones: Vec<(String, Arc<upstream::Pool>)> = vec![];
+        for (i, z) in c.forward_zones.iter().enumerate() {
+            let key = || format!("dns.forward_zones[{i}].domain");
+            let domain = z.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            if domain.is_empty() || Name::from_ascii(&domain).is_err() {
+                return Err((key(), format!("{:?} is not a domain name", z.domain)));
+            }
+            if let Some(ld) = c
+                .local_domains
+                .iter()
+                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+                .find(|ld| domain == *ld || domain.ends_with(&format!(".{ld}")))
+            {
+                return Err((
+                    key(),
+                    format!("{domain} is under the local domain {ld} (dns.local_domains), which hearth answers itself"),
+                ));
+            }
+            if forward_zones.iter().any(|(d, _)| *d == domain) {
+                return Err((key(), format!("{domain} is listed twice")));
+            }
+            if z.upstreams.is_empty() {
+                return Err((format!("dns.forward_zones[{i}].upstreams"), "at least one server is needed".into()));
+            }
+            let servers = z
+                .upstreams
+                .iter()
+                .enumerate()
+                .map(|(j, u)| {
+                    Upstream::parse(u, &tls, &bootstrap)
+                        .map_err(|e| (format!("dns.forward_zones[{i}].upstreams[{j}]"), e))
+                })
+                .collect::<Result<_, _>>()?;
+            let pool = upstream::Pool::new(servers, upstream::Strategy::Failover, c.upstream_timeout.as_std());
+            forward_zones.push((domain, Arc::new(pool)));
+        }
+        forward_zones.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
         let dnssec = if c.dnssec {
             let anchors = if c.trust_anchors.is_empty() {
                 dnssec::Anchors::builtin()
@@ -150,6 +202,7 @@ impl Settings {
             None
         };
         Ok(Settings {
+            forward_zones,
             recursor,
             dnssec,
             rate_limit: (c.rate_limit, c.rate_limit_burst),
@@ -485,22 +538,33 @@ impl Dns {
         // 5. upstream (forward mode) or the authoritative servers (recursive mode). With DNSSEC on, hearth asks with
         // DO and CD and judges the signatures itself; a client that sets CD gets the data unchecked, as it asked.
         let qtype = RecordType::from(p.q.qtype);
-        let validator = settings.dnssec.clone().filter(|_| !p.q.checking_disabled);
+        // A name in a forward zone goes to that zone's servers as the client asked, and is not validated: such
+        // zones are the LAN's private, unsigned ones (like Unbound's forward-zone with domain-insecure).
+        let zone = forward_zone(&settings.forward_zones, &p.q.name);
+        let validator = settings.dnssec.clone().filter(|_| !p.q.checking_disabled && zone.is_none());
         // answers hearth reshapes for the client (validated, or recursive: always fetched with DO)
         let shaped = match dnssec::fqdn(&p.q.name) {
-            Some(name) if validator.is_some() || settings.recursor.is_some() => Some(name),
+            Some(name) if zone.is_none() && (validator.is_some() || settings.recursor.is_some()) => Some(name),
             _ => None,
         };
-        let fetched: Result<(Vec<u8>, String), String> = match (&settings.recursor, &shaped) {
-            (Some(r), Some(name)) => match r.resolve(name, qtype).await {
+        let fetched: Result<(Vec<u8>, String), String> = match (zone, &settings.recursor, &shaped) {
+            (Some(pool), _, _) => pool
+                .exchange(&p.query)
+                .await
+                .map(|(mut r, u)| {
+                    wire::clear_ad(&mut r); // another server's AD bit is not hearth's verdict
+                    (r, u.to_string())
+                })
+                .map_err(|e| e.to_string()),
+            (None, Some(r), Some(name)) => match r.resolve(name, qtype).await {
                 Ok(mut m) => {
                     m.metadata.id = p.q.id;
                     m.to_vec().map(|b| (b, "recursive".to_string())).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e),
             },
-            (Some(_), None) => Err(format!("unusable name {:?}", p.q.name)),
-            (None, _) => {
+            (None, Some(_), None) => Err(format!("unusable name {:?}", p.q.name)),
+            (None, None, _) => {
                 let sent = match &shaped {
                     Some(name) => dnssec::upstream_query(p.q.id, name, qtype),
                     None => p.query.clone(),
@@ -805,6 +869,17 @@ fn formerr(query: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forward_zones_match_whole_labels_longest_first() {
+        let zones = vec![("a.fritz.box".to_string(), 2), ("fritz.box".to_string(), 1)];
+        assert_eq!(forward_zone(&zones, "fritz.box"), Some(&1));
+        assert_eq!(forward_zone(&zones, "printer.fritz.box"), Some(&1));
+        assert_eq!(forward_zone(&zones, "x.a.fritz.box"), Some(&2));
+        assert_eq!(forward_zone(&zones, "notfritz.box"), None);
+        assert_eq!(forward_zone(&zones, "box"), None);
+        assert_eq!(forward_zone::<i32>(&[], "fritz.box"), None);
+    }
 
     #[test]
     fn blocking_modes_parse() {

@@ -159,6 +159,11 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByRole('alert').filter({ hasText: 'dns.records[1]' }).waitFor();
   await page.getByTestId('records').filter({ hasText: 'nas.home.arpa' }).waitFor();
   assert.doesNotMatch(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /bad\.home\.arpa/);
+  await page.getByRole('textbox', { name: 'Domain', exact: true }).fill('fritz.box');
+  await page.getByRole('textbox', { name: 'Servers', exact: true }).fill('udp://127.0.0.1:9');
+  await page.getByRole('button', { name: 'Add zone' }).click();
+  await page.getByTestId('forward-zones').filter({ hasText: 'fritz.box' }).filter({ hasText: 'udp://127.0.0.1:9' }).waitFor();
+  assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /domain = "fritz\.box"/);
   await page.getByLabel('Group', { exact: true }).fill('trusted');
   await page.getByRole('textbox', { name: 'Clients' }).fill('127.0.0.1');
   await page.getByRole('checkbox', { name: 'extra', exact: true }).check();

@@ -3,7 +3,7 @@ import { api, ApiError, QueryEntry, DnsStats } from '../api';
 import { Chart } from '../chart';
 import { usePoll } from '../poll';
 import { Lists } from './lists';
-import { Groups, Records, ResolutionPanel } from './dnsconfig';
+import { ForwardZones, Groups, Records, ResolutionPanel } from './dnsconfig';
 
 // The DNS page: today's figures, an hourly chart, top lists, and the query log with filters and live tail.
 
@@ -255,6 +255,7 @@ export function Dns() {
       <Lists />
       <ResolutionPanel />
       <Records />
+      <ForwardZones />
       <Groups />
     </>
   );

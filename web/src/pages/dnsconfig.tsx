@@ -32,6 +32,10 @@ interface DnsGroup {
   clients: string[];
   lists: string[];
 }
+interface ForwardZone {
+  domain: string;
+  upstreams: string[];
+}
 type Message = { text: string; error: boolean } | null;
 
 /** Read the current `[dns]` table, change one key, write it back (arrays are replaced whole: RFC 7396). */
@@ -266,6 +270,88 @@ export function Records() {
         </label>
         <button type="submit" disabled={busy}>
           Add record
+        </button>
+      </form>
+    </section>
+  );
+}
+
+/** Conditional forwarding: a domain's names go to its own servers (the router, for DHCP names and reverse lookups). */
+export function ForwardZones() {
+  const [zones, setZones] = useState<ForwardZone[] | null>(null);
+  const [form, setForm] = useState({ domain: '', upstreams: '' });
+  const load = () => api<ConfigView>('GET', '/api/v1/config').then((c) => setZones((c.config.dns.forward_zones as ForwardZone[]) ?? []));
+  useConfigLoad(load);
+  const { busy, message, run } = useEditor(load);
+  const add = (e: Event) => {
+    e.preventDefault();
+    const z = { domain: form.domain.trim(), upstreams: form.upstreams.split(/[\s,]+/).filter(Boolean) };
+    run(() => editDns<ForwardZone[]>('forward_zones', (zs) => [...(zs ?? []), z]), `${z.domain} now goes to ${z.upstreams.join(', ')}.`).then(
+      (ok) => ok && setForm({ domain: '', upstreams: '' }),
+    );
+  };
+  return (
+    <section class="card" aria-labelledby="zones-h">
+      <h2 id="zones-h">Conditional forwarding</h2>
+      <p class="muted small">
+        Names under a domain go to that domain's own servers instead of the upstreams — e.g. the router for its device names
+        (<code>fritz.box</code>, <code>lan</code>) and reverse lookups (<code>168.192.in-addr.arpa</code>). Their answers are not
+        DNSSEC-validated: such zones are private and unsigned.
+      </p>
+      <Note m={message} />
+      {zones && zones.length > 0 && (
+        <table class="table log" data-testid="forward-zones">
+          <thead>
+            <tr>
+              <th scope="col">Domain</th>
+              <th scope="col">Servers</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {zones.map((z, i) => (
+              <tr>
+                <th scope="row" class="name">
+                  {z.domain}
+                </th>
+                <td data-label="Servers" class="name">
+                  {z.upstreams.join(', ')}
+                </td>
+                <td>
+                  <button
+                    type="button"
+                    class="danger ghost"
+                    disabled={busy}
+                    aria-label={`Remove forwarding for ${z.domain}`}
+                    onClick={() => run(() => editDns<ForwardZone[]>('forward_zones', (zs) => zs.filter((_, j) => j !== i)), `Removed ${z.domain}.`)}
+                  >
+                    Remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <form class="filters" onSubmit={add}>
+        <label class="grow">
+          Domain
+          <input name="zone-domain" value={form.domain} onInput={(e) => setForm({ ...form, domain: e.currentTarget.value })} placeholder="fritz.box" required />
+        </label>
+        <label class="grow">
+          Servers
+          <input
+            name="zone-upstreams"
+            value={form.upstreams}
+            onInput={(e) => setForm({ ...form, upstreams: e.currentTarget.value })}
+            placeholder="udp://192.168.178.1:53"
+            required
+          />
+        </label>
+        <button type="submit" disabled={busy}>
+          Add zone
         </button>
       </form>
     </section>
