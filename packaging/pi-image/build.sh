@@ -53,6 +53,7 @@ packages=(
 mmdebstrap --architectures=arm64 --variant=minbase --components=main,non-free-firmware \
   --include="$(IFS=,; echo "${packages[*]}")" \
   --setup-hook='mkdir -p "$1/boot/firmware"' \
+  --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --divert /usr/sbin/update-initramfs.hearth --add /usr/sbin/update-initramfs && printf "#!/bin/sh\nexit 0\n" > "$1/usr/sbin/update-initramfs" && chmod 0755 "$1/usr/sbin/update-initramfs"' \
   --customize-hook="cp '$work/hearth.deb' \"\$1/tmp/hearth.deb\"" \
   --customize-hook='chroot "$1" dpkg -i /tmp/hearth.deb && rm "$1/tmp/hearth.deb"' \
   --customize-hook="cp '$here/files/hearth-firstboot' \"\$1/usr/local/sbin/\" && chmod 0755 \"\$1/usr/local/sbin/hearth-firstboot\"" \

@@ -3,6 +3,11 @@
 set -eu
 r=$1
 
+# build.sh diverted update-initramfs while packages were installed (under emulation every run takes many minutes,
+# and the kernel and several triggers would each start one); put it back and build the initramfs once, below
+rm -f "$r/usr/sbin/update-initramfs"
+chroot "$r" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs
+
 # host name and mDNS: avahi announces <hostname>.local, so the admin UI is http://hearth.local/
 echo hearth > "$r/etc/hostname"
 cat > "$r/etc/hosts" <<HOSTS
@@ -30,11 +35,15 @@ cat >> "$r/etc/default/raspi-firmware" <<DEFAULTS
 ROOTPART=LABEL=RASPIROOT
 CONSOLES="ttyS1,115200 tty0"
 DEFAULTS
+chroot "$r" update-initramfs -c -k all
 chroot "$r" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware
 
 # services: networking, first boot, hearth (enabled by its package), mDNS, SSH, time
 chroot "$r" systemctl enable systemd-networkd.service systemd-timesyncd.service hearth-firstboot.service \
 	avahi-daemon.service ssh.service hearth.service
+
+# first boot must not stop at a console prompt (locale, time zone, root password): there is no one at the console
+chroot "$r" systemctl mask systemd-firstboot.service >/dev/null 2>&1 || true
 
 # no secrets or identity in the image: every card makes its own on first boot
 rm -f "$r"/etc/ssh/ssh_host_*
