@@ -21,7 +21,15 @@ fail() {
   echo "FAIL: $*" >&2
   echo "--- last lines of the guest console ---" >&2
   tail -40 "$work/console.log" >&2 || true
+  if [ -n "${ssh:-}" ]; then
+    echo "--- hearth in the guest (over SSH with the test key) ---" >&2
+    guest 'systemctl status hearth.service --no-pager; journalctl -b -u hearth.service --no-pager | tail -40' >&2 || true
+  fi
   exit 1
+}
+guest() {
+  ssh -p "$ssh" -i "$work/key" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o ConnectTimeout=20 root@127.0.0.1 "$@"
 }
 
 echo "unpacking $img_xz"
@@ -38,6 +46,9 @@ initrd=$(sed -n 's/^initramfs //p' "$work/config.txt")
 mcopy -i "$fat" "::$kernel" "$work/vmlinuz"
 mcopy -i "$fat" "::$initrd" "$work/initrd"
 cmdline=$(mtype -i "$fat" ::cmdline.txt | tr -d '\r\n')
+# a test key on the boot partition, as a user would drop one: first boot installs it for root
+ssh-keygen -q -t ed25519 -N '' -f "$work/key"
+mcopy -i "$fat" "$work/key.pub" ::authorized_keys
 echo "$cmdline" | grep -q 'root=LABEL=RASPIROOT' || fail "cmdline.txt does not boot the RASPIROOT partition: $cmdline"
 # the Pi's consoles (ttyS1, tty0) become the virt board's PL011 UART
 cmdline="$(echo "$cmdline" | sed 's/console=[^ ]*//g') console=ttyAMA0,115200"
@@ -82,8 +93,11 @@ echo "the admin UI is served and the setup wizard waits"
 # SSH: host keys exist (made on first boot), passwords are refused
 keys=$(ssh-keyscan -p "$ssh" -T 20 127.0.0.1 2>/dev/null) || true
 echo "$keys" | grep -q ssh-ed25519 || fail "sshd has no host keys"
-methods=$(ssh -v -p "$ssh" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-  -o ConnectTimeout=20 root@127.0.0.1 true 2>&1 | sed -n 's/.*Authentications that can continue: //p' | head -1)
+methods=$(ssh -v -p "$ssh" -o BatchMode=yes -o PubkeyAuthentication=no -o StrictHostKeyChecking=no \
+  -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20 root@127.0.0.1 true 2>&1 |
+  sed -n 's/.*Authentications that can continue: //p' | head -1)
 [ "$methods" = publickey ] || fail "SSH offers more than public keys: '$methods'"
-echo "SSH has this machine's own host keys and accepts keys only"
+[ "$(guest 'cat /etc/machine-id')" != uninitialized ] || fail "no machine id was made"
+guest 'test ! -e /boot/firmware/authorized_keys' || fail "the key file stayed on the boot partition"
+echo "SSH has this machine's own host keys, accepts keys only, and took the key from the boot partition"
 echo "ok: the image boots to a working hearth in $(( $(date +%s) - started ))s"
