@@ -73,6 +73,8 @@ until curl -sf -m 5 "http://127.0.0.1:$http/healthz" >/dev/null; do
 done
 echo "hearth answered /healthz after $(( $(date +%s) - started ))s"
 
+# first boot may still be making SSH keys (slow under emulation) when hearth already answers
+for _ in $(seq 1 60); do grep -q 'hearth-firstboot: done' "$work/console.log" && break; sleep 5; done
 grep -q 'hearth-firstboot: done' "$work/console.log" || fail "first boot did not finish"
 grep 'hearth-firstboot: root filesystem' "$work/console.log" | tail -1
 grep -q 'hearth-firstboot: CHANGED' "$work/console.log" || fail "first boot did not grow the root partition"
@@ -91,7 +93,12 @@ echo "$setup" | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)[
 echo "the admin UI is served and the setup wizard waits"
 
 # SSH: host keys exist (made on first boot), passwords are refused
-keys=$(ssh-keyscan -p "$ssh" -T 20 127.0.0.1 2>/dev/null) || true
+keys=
+for _ in $(seq 1 12); do
+  keys=$(ssh-keyscan -p "$ssh" -T 20 127.0.0.1 2>/dev/null) || true
+  echo "$keys" | grep -q ssh-ed25519 && break
+  sleep 5
+done
 echo "$keys" | grep -q ssh-ed25519 || fail "sshd has no host keys"
 methods=$(ssh -v -p "$ssh" -o BatchMode=yes -o PubkeyAuthentication=no -o StrictHostKeyChecking=no \
   -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20 root@127.0.0.1 true 2>&1 |
