@@ -102,7 +102,7 @@ done
 echo "$keys" | grep -q ssh-ed25519 || fail "sshd has no host keys"
 methods=$(ssh -v -p "$ssh" -o BatchMode=yes -o PubkeyAuthentication=no -o StrictHostKeyChecking=no \
   -o UserKnownHostsFile=/dev/null -o ConnectTimeout=20 root@127.0.0.1 true 2>&1 |
-  sed -n 's/.*Authentications that can continue: //p' | head -1) || true # ssh itself fails: no key offered
+  sed -n 's/.*Authentications that can continue: //p' | tr -d '\r' | head -1) || true # ssh itself fails: no key offered
 [ "$methods" = publickey ] || fail "SSH offers more than public keys: '$methods'"
 [ "$(guest 'cat /etc/machine-id')" != uninitialized ] || fail "no machine id was made"
 guest 'test ! -e /boot/firmware/authorized_keys' || fail "the key file stayed on the boot partition"
