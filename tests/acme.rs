@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Instance, admin_session, free_port};
+use common::{Instance, admin_session, free_port, wait_port};
 
 struct Peers {
     children: Vec<Child>,
@@ -24,16 +24,6 @@ impl Drop for Peers {
             let _ = c.wait();
         }
     }
-}
-
-fn wait_port(port: u16) {
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {port}");
 }
 
 impl Peers {

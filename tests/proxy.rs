@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Instance, admin_session, free_port};
+use common::{Instance, admin_session, free_port, wait_port};
 
 /// An nginx backend that says its name, echoes the forwarding headers, and has a health endpoint.
 struct Backend {
@@ -257,12 +257,7 @@ async fn websocket_survives_a_config_reload() {
     let port = free_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_echo.py");
     let mut echo = Command::new("python3").arg(script).arg(port.to_string()).spawn().unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_port(port);
     let extra = format!(
         "[[proxy.routes]]\nhosts = [\"ws.example.net\"]\nupstreams = [\"http://127.0.0.1:{port}\"]\ntls = \"none\"\n"
     );
@@ -323,12 +318,7 @@ async fn a_1gb_upload_streams_without_memory_growth() {
     let port = free_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sink.py");
     let mut sink = Command::new("python3").arg(script).arg(port.to_string()).spawn().unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_port(port);
     let extra = format!(
         "[[proxy.routes]]\nhosts = [\"upload.home.arpa\"]\nupstreams = [\"http://127.0.0.1:{port}\"]\ntls = \"internal\"\n"
     );
@@ -462,12 +452,7 @@ async fn http2_to_an_h2c_backend() {
             .spawn()
             .unwrap(),
     );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_port(port);
     let extra = format!(
         "[[proxy.routes]]\nhosts = [\"h2.home.arpa\"]\nupstreams = [\"h2c://127.0.0.1:{port}\"]\ntls = \"internal\"\n"
     );
