@@ -4,7 +4,8 @@
 //!
 //! Subsystems today: `storage` (SQLite upkeep), `http` and `https` (listeners: admin UI/API and proxied routes),
 //! `acme` (certificates), `proxy` (backend health checks), `metrics` (process samples for the dashboard), `dns`
-//! (the resolver), `querylog`. Later ones (memory) register here the same way.
+//! (the resolver), `querylog`, `memory` (the embedding model, loaded in the background) and `memory-upkeep`
+//! (collection indexes, compaction, pruning).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -84,6 +85,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let acme = Arc::new(crate::tls::acme::Acme::new(db.clone(), certs.clone(), &data_dir));
     let proxy = Arc::new(crate::proxy::Proxy::new(&cfg, acme.clone(), db.clone(), certs.root_pem().as_deref())?);
     live.add_applier(Arc::new(FrontApplier { proxy: proxy.clone(), certs: certs.clone() }));
+    // memory: the vector store opens now (its own runtime), the model loads in the background
+    let store = {
+        let d = data_dir.join("memory");
+        Arc::new(tokio::task::spawn_blocking(move || crate::memory::store::Store::open(&d)).await??)
+    };
+    let memory = Arc::new(crate::memory::Memory::new(live.clone(), store));
     let state = AppState {
         db: db.clone(),
         health: sup.health(),
@@ -99,6 +106,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         lists: updater.clone(),
         proxy: proxy.clone(),
         certs: certs.clone(),
+        memory: memory.clone(),
     };
     let front = Arc::new(crate::proxy::Front { admin: http::router(state.clone()), proxy: proxy.clone() });
 
@@ -127,6 +135,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                 Ok(())
             }
         });
+    }
+    {
+        let memory = memory.clone();
+        sup.spawn("memory", move |ctx| memory.clone().run(ctx));
+    }
+    {
+        let (memory, live) = (memory.clone(), live.clone());
+        sup.spawn("memory-upkeep", move |ctx| memory_upkeep(ctx, memory.clone(), live.clone()));
     }
     {
         let state = state.clone();
@@ -189,6 +205,27 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracing::warn!("some subsystems did not stop within the shutdown deadline");
     }
     Ok(())
+}
+
+/// Every minute: an ANN index for collections past the threshold. Every `memory.optimize_interval`: compaction,
+/// index refresh and version pruning of every collection.
+async fn memory_upkeep(ctx: TaskCtx, memory: Arc<crate::memory::Memory>, live: Arc<LiveConfig>) -> anyhow::Result<()> {
+    ctx.ready("waiting for the first round");
+    let mut last_full = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        let cfg = live.current().memory.clone();
+        let full = last_full.elapsed() >= cfg.optimize_interval.as_std();
+        let started = std::time::Instant::now();
+        memory.store.maintain_all(cfg.index_threshold, full).await;
+        if full {
+            last_full = std::time::Instant::now();
+            ctx.ready(format!("last full round took {:.1}s", started.elapsed().as_secs_f64()));
+        }
+    }
 }
 
 fn throttle_policy(cfg: &Config) -> ThrottlePolicy {

@@ -2,7 +2,7 @@
 //! it runs, so that benchmarks and tests can reach the pure cores directly.
 //!
 //! Layout (see ARCHITECTURE.md): `config` (hearth.toml), `storage` (SQLite), `auth` (users, sessions, tokens),
-//! `supervisor` (subsystem tasks), `http` (admin API + UI), `dns` (filtering resolver), `proxy` (HTTPS front), `tls` (certificates: internal CA, ACME), `sysdns` (port 53 vs systemd-resolved), `telemetry` (metrics),
+//! `supervisor` (subsystem tasks), `http` (admin API + UI), `dns` (filtering resolver), `proxy` (HTTPS front), `tls` (certificates: internal CA, ACME), `memory` (embeddings + vector store), `sysdns` (port 53 vs systemd-resolved), `telemetry` (metrics),
 //! `logging`, `app` (wiring).
 
 pub mod app;
@@ -11,6 +11,7 @@ pub mod config;
 pub mod dns;
 pub mod http;
 pub mod logging;
+pub mod memory;
 pub mod proxy;
 pub mod ratelimit;
 pub mod storage;

@@ -44,6 +44,36 @@ fn describe() {
         "Time from a proxied request to its response headers, by route."
     );
     describe_gauge!("hearth_proxy_upstream_healthy", "1 when a backend passes its active health check, else 0.");
+    describe_counter!(
+        "hearth_memory_embed_requests_total",
+        "Embedding calls answered (OpenAI, TEI, documents, queries)."
+    );
+    describe_counter!("hearth_memory_embed_inputs_total", "Texts embedded or answered from the cache.");
+    describe_counter!("hearth_memory_embed_tokens_total", "Tokens run through the embedding model.");
+    describe_histogram!(
+        "hearth_memory_embed_duration_seconds",
+        Unit::Seconds,
+        "Time to embed one call's inputs, queue wait included."
+    );
+    describe_histogram!("hearth_memory_batch_size", "Inputs per forward pass of the embedding model.");
+    describe_histogram!(
+        "hearth_memory_queue_wait_seconds",
+        Unit::Seconds,
+        "Time a request waited for the batcher before its batch ran."
+    );
+    describe_counter!("hearth_memory_cache_hits_total", "Embeddings answered from the LRU cache.");
+    describe_counter!("hearth_memory_cache_misses_total", "Embeddings the model had to compute.");
+    describe_gauge!("hearth_memory_model_ready", "1 when the embedding model is loaded and serving, else 0.");
+    describe_histogram!(
+        "hearth_memory_query_duration_seconds",
+        Unit::Seconds,
+        "Collection queries, by kind (vector or hybrid)."
+    );
+    describe_histogram!("hearth_memory_write_duration_seconds", Unit::Seconds, "Collection upserts.");
+    describe_counter!("hearth_memory_documents_upserted_total", "Documents inserted or replaced.");
+    describe_counter!("hearth_memory_collections_created_total", "Collections created.");
+    describe_counter!("hearth_memory_index_builds_total", "Approximate vector indexes built.");
+    describe_gauge!("hearth_memory_collection_rows", "Rows per collection (updated by the upkeep task).");
     describe_gauge!("hearth_proxy_upstream_active_requests", "Requests (and open upgraded connections) per backend.");
     describe_counter!("hearth_tls_handshakes_total", "TLS handshakes started, by whether the client sent SNI.");
     describe_counter!("hearth_tls_internal_issued_total", "Certificates issued by the internal CA.");

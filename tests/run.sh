@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}
+# the Python with the `openai` client (.ci/deps makes this venv)
+export HEARTH_TEST_PYTHON=${HEARTH_TEST_PYTHON:-$HOME/.cache/hearth-venv/bin/python}
 
 step() { printf '\n==> %s\n' "$*"; }
 

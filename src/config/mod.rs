@@ -66,6 +66,7 @@ pub struct Config {
     pub dns: DnsConfig,
     pub tls: TlsConfig,
     pub proxy: ProxyConfig,
+    pub memory: MemoryConfig,
 }
 
 impl Default for Config {
@@ -79,6 +80,7 @@ impl Default for Config {
             dns: DnsConfig::default(),
             tls: TlsConfig::default(),
             proxy: ProxyConfig::default(),
+            memory: MemoryConfig::default(),
         }
     }
 }
@@ -229,6 +231,57 @@ pub enum LogFormat {
     Auto,
     Json,
     Text,
+}
+
+/// `[memory]`: the embedding model and the vector store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    pub enabled: bool,
+    /// "all-MiniLM-L6-v2" (built into the binary) or a directory with a sentence-transformers BERT model.
+    pub model: String,
+    /// Threads that run the model; 0 = one per CPU core.
+    pub threads: usize,
+    /// Tokens per input the model sees (at most the model's own limit, 256 for all-MiniLM-L6-v2).
+    pub max_tokens: usize,
+    /// Padded tokens in one forward pass of the batcher.
+    pub max_batch_tokens: usize,
+    /// How long the batcher holds a batch open for concurrent requests.
+    pub max_batch_wait: Duration,
+    /// Embedding requests waiting for the model; beyond this, 429.
+    pub queue: usize,
+    pub max_inputs: usize,
+    pub max_input_chars: usize,
+    /// Body limit of the embedding and collection endpoints.
+    pub max_body_bytes: u64,
+    pub request_timeout: Duration,
+    /// Embeddings kept in the LRU cache; 0 disables it.
+    pub cache_entries: usize,
+    /// Rows past which a collection gets an approximate (ANN) vector index; below it, search is exact.
+    pub index_threshold: usize,
+    /// Compaction, index refresh and old-version pruning of every collection.
+    pub optimize_interval: Duration,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig {
+            enabled: true,
+            model: "all-MiniLM-L6-v2".into(),
+            threads: 0,
+            max_tokens: 256,
+            max_batch_tokens: 8192,
+            max_batch_wait: Duration::from_millis(2),
+            queue: 256,
+            max_inputs: 32,
+            max_input_chars: 10_000,
+            max_body_bytes: 8 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            cache_entries: 10_000,
+            index_threshold: 50_000,
+            optimize_interval: Duration::from_secs(3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -599,6 +652,44 @@ impl Config {
         check_unique("dns.tls_listen", &self.dns.tls_listen)?;
         self.validate_dns()?;
         self.validate_tls_proxy()?;
+        self.validate_memory()?;
+        Ok(())
+    }
+
+    fn validate_memory(&self) -> Result<(), ConfigError> {
+        let m = &self.memory;
+        let count = |key: &str, v: usize, min: usize, max: usize| {
+            if (min..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::invalid(key, format!("must be between {min} and {max}")))
+            }
+        };
+        if m.model.trim().is_empty() {
+            return Err(ConfigError::invalid("memory.model", "must not be empty"));
+        }
+        if m.model != "all-MiniLM-L6-v2" && !std::path::Path::new(&m.model).is_absolute() {
+            return Err(ConfigError::invalid(
+                "memory.model",
+                "expected \"all-MiniLM-L6-v2\" or the absolute path of a model directory",
+            ));
+        }
+        count("memory.threads", m.threads, 0, 256)?;
+        count("memory.max_tokens", m.max_tokens, 8, 8192)?;
+        count("memory.max_batch_tokens", m.max_batch_tokens, 256, 1 << 20)?;
+        count("memory.queue", m.queue, 1, 100_000)?;
+        count("memory.max_inputs", m.max_inputs, 1, 4096)?;
+        count("memory.max_input_chars", m.max_input_chars, 1, 1_000_000)?;
+        count("memory.cache_entries", m.cache_entries, 0, 10_000_000)?;
+        count("memory.index_threshold", m.index_threshold, 256, 1 << 30)?;
+        if !(1024..=1024 * 1024 * 1024).contains(&m.max_body_bytes) {
+            return Err(ConfigError::invalid("memory.max_body_bytes", "must be between 1024 and 1073741824"));
+        }
+        if m.max_batch_wait.as_std() > std::time::Duration::from_secs(1) {
+            return Err(ConfigError::invalid("memory.max_batch_wait", "must be at most 1s"));
+        }
+        in_range("memory.request_timeout", m.request_timeout, 1, 3600)?;
+        in_range("memory.optimize_interval", m.optimize_interval, 60, 7 * 24 * 3600)?;
         Ok(())
     }
 
@@ -913,13 +1004,13 @@ mod tests {
 
     #[test]
     fn listen_addr_forms() {
-        assert_eq!(":53".parse::<ListenAddr>().unwrap().0, "[::]:53".parse().unwrap());
+        assert_eq!(":53".parse::<ListenAddr>().unwrap().0, "[::]:53".parse::<std::net::SocketAddr>().unwrap());
         assert_eq!(":53".parse::<ListenAddr>().unwrap().to_string(), ":53");
         assert_eq!("[::1]:8080".parse::<ListenAddr>().unwrap().to_string(), "[::1]:8080");
         assert!("localhost:80".parse::<ListenAddr>().is_err());
         assert!(":99999".parse::<ListenAddr>().is_err());
         let any = ":80".parse::<ListenAddr>().unwrap();
-        assert_eq!(any.connect_addr(), "[::1]:80".parse().unwrap());
+        assert_eq!(any.connect_addr(), "[::1]:80".parse::<std::net::SocketAddr>().unwrap());
     }
 
     #[test]

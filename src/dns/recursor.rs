@@ -394,7 +394,10 @@ mod tests {
         let text = ".  3600000  NS  A.ROOT-SERVERS.NET.\nA.ROOT-SERVERS.NET. 3600000 AAAA 2001:503:ba3e::2:30\n\
                     A.ROOT-SERVERS.NET. 3600000 IN A 198.41.0.4\n; comment\n";
         let h = parse_hints(text).unwrap();
-        assert_eq!(h, vec!["198.41.0.4:53".parse().unwrap(), "[2001:503:ba3e::2:30]:53".parse().unwrap()]);
+        assert_eq!(
+            h,
+            vec!["198.41.0.4:53".parse::<std::net::SocketAddr>().unwrap(), "[2001:503:ba3e::2:30]:53".parse().unwrap()]
+        );
         assert!(parse_hints("; nothing\n").is_err());
         assert!(parse_hints("x. 1 IN A not-an-ip\n").unwrap_err().starts_with("line 1"));
         assert_eq!(builtin_hints().len(), 26);

@@ -39,6 +39,7 @@ use crate::util::unix_now;
         (name = "tokens", description = "API tokens"),
         (name = "system", description = "Status and configuration"),
         (name = "dns", description = "The DNS resolver: query log, stats, cache"),
+        (name = "memory", description = "Embeddings (OpenAI and TEI shapes) and vector collections"),
     )
 )]
 struct ApiDoc;
@@ -75,6 +76,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(super::proxy_api::routes())
         .merge(super::system_api::routes())
         .merge(super::doh::routes())
+        .merge(super::memory_api::routes())
 }
 
 pub async fn method_not_allowed() -> ApiError {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod dns_api;
 pub mod doh;
 pub mod error;
+pub mod memory_api;
 pub mod proxy_api;
 pub mod system_api;
 pub mod tls;
@@ -54,6 +55,7 @@ pub struct AppState {
     pub lists: Arc<crate::dns::lists::ListUpdater>,
     pub proxy: Arc<crate::proxy::Proxy>,
     pub certs: Arc<crate::tls::Certs>,
+    pub memory: Arc<crate::memory::Memory>,
 }
 
 /// Per-connection facts, inserted into every request by the accept loop.
@@ -124,11 +126,14 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 
 /// Body size limit and request timeout for the API, read from the live config on every request.
 async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let memory = path.starts_with("/v1/") || path == "/api/v1/embed" || path.starts_with("/api/v1/collections");
     let (max_body, timeout) = {
         let c = state.config.current();
-        (c.server.max_body_bytes, c.server.request_timeout.as_std())
+        let body = if memory { c.memory.max_body_bytes } else { c.server.max_body_bytes };
+        (body, c.server.request_timeout.as_std())
     };
-    if !req.uri().path().starts_with("/api/") {
+    if !path.starts_with("/api/") && !path.starts_with("/v1/") {
         return next.run(req).await;
     }
     let declared =

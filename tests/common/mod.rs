@@ -61,6 +61,13 @@ impl Instance {
 
     /// Like `start_with`, with extra environment variables for the process.
     pub async fn start_env(server_extra: impl Fn(&Ports) -> String, extra: &str, env: &[(&str, String)]) -> Instance {
+        let inst = Self::launch(server_extra, extra, env);
+        inst.wait_ready().await;
+        inst
+    }
+
+    /// Start without waiting for readiness (e.g. to watch the model load).
+    pub fn launch(server_extra: impl Fn(&Ports) -> String, extra: &str, env: &[(&str, String)]) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let ports = Ports { http: free_port(), https: free_port(), dns: free_port() };
         // every instance gets its own DNS port (upstream: a closed port) unless the test writes its own [dns]
@@ -69,7 +76,9 @@ impl Instance {
         } else {
             format!("[dns]\nlisten = [\"127.0.0.1:{}\"]\nupstreams = [\"udp://127.0.0.1:9\"]\n\n", ports.dns)
         };
-        let extra = format!("{dns}{}", extra.replace("{dns_port}", &ports.dns.to_string()));
+        // the embedding model costs a second of CPU and 90 MB per instance: only tests that write [memory] load it
+        let memory = if extra.contains("[memory]") { "" } else { "[memory]\nenabled = false\n\n" };
+        let extra = format!("{dns}{memory}{}", extra.replace("{dns_port}", &ports.dns.to_string()));
         let text = format!(
             "# test instance\nschema_version = 1\n\n[server]\nhttp_listen = [\"127.0.0.1:{}\"]\nhttps_listen = [\"127.0.0.1:{}\"]\ndata_dir = \"{}\"\nshutdown_timeout = \"3s\"\n{}\n[log]\n# chatty for tests\nlevel = \"info\" # keep this comment\nformat = \"json\"\n\n{extra}",
             ports.http,
@@ -87,7 +96,6 @@ impl Instance {
             logs: Arc::default(),
         };
         inst.spawn(env);
-        inst.wait_ready().await;
         inst
     }
 

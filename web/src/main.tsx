@@ -8,6 +8,7 @@ import { Tokens } from './pages/tokens';
 import { Settings } from './pages/settings';
 import { Dns } from './pages/dns';
 import { Proxy } from './pages/proxy';
+import { Memory } from './pages/memory';
 import './style.css';
 
 // Pages of the shell's navigation; later subsystems (DNS, proxy, memory) add theirs here.
@@ -15,6 +16,7 @@ const PAGES = [
   { path: '/', title: 'Dashboard', view: Dashboard },
   { path: '/dns', title: 'DNS', view: Dns },
   { path: '/proxy', title: 'Proxy', view: Proxy },
+  { path: '/memory', title: 'Memory', view: Memory },
   { path: '/tokens', title: 'API tokens', view: Tokens },
   { path: '/settings', title: 'Settings', view: Settings },
 ];

@@ -45,7 +45,7 @@ before(async () => {
     try {
       if ((await fetch(base + '/readyz')).ok) break;
     } catch {}
-    if (i > 200) throw new Error('hearth did not start:\n' + logs);
+    if (i > 600) throw new Error('hearth did not start:\n' + logs);
     await new Promise((r) => setTimeout(r, 50));
   }
   browser = await chromium.launch({
@@ -238,6 +238,35 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByRole('link', { name: 'Download the root certificate' }).waitFor();
   await shot(page, '08-proxy');
   assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /\[\[proxy\.routes\]\]\nhosts = \["jellyfin\.home\.arpa"\]/);
+
+  // memory: the model is ready, a collection is filled from pasted text and an uploaded file, hybrid search finds
+  // an exact code that meaning alone would not
+  await page.getByRole('link', { name: 'Memory' }).click();
+  await page.getByTestId('model-status').getByText(/ready · 384 dimensions/).waitFor({ timeout: 30000 });
+  await page.getByRole('form', { name: 'New collection' }).getByRole('textbox', { name: 'Collection name', exact: true }).fill('notes');
+  await page.getByRole('button', { name: 'Create collection' }).click();
+  await page.getByRole('heading', { name: 'Add documents to notes' }).waitFor();
+  const addDocs = page.getByRole('form', { name: 'Add documents' });
+  await addDocs.getByRole('textbox', { name: 'Text', exact: true }).fill(
+    'The router hands out the Pi as the DNS server.\n\nThe spare key is in the blue box, code ZX-4471-QP.\n\nTomatoes need sun.',
+  );
+  await addDocs.getByRole('spinbutton', { name: /Chunk size/ }).fill('60');
+  writeFileSync(join(dir, 'manual.md'), '# Backups\n\nBack up the SD card every night.\n');
+  await addDocs.locator('input[type=file]').setInputFiles(join(dir, 'manual.md'));
+  await addDocs.getByRole('button', { name: 'Add to notes' }).click();
+  await page.getByTestId('add-progress').filter({ hasText: /Added \d+ chunks from 2 sources/ }).waitFor({ timeout: 30000 });
+  await page.getByTestId('collections').getByText('BM25').waitFor();
+  const search = page.getByRole('form', { name: 'Search playground' });
+  await search.getByRole('textbox', { name: 'Question' }).fill('ZX-4471-QP');
+  await search.getByRole('button', { name: 'Search' }).click();
+  const firstHit = page.getByTestId('hits').locator('tbody tr').first();
+  await firstHit.getByText(/spare key/).waitFor();
+  assert.match(await firstHit.textContent(), /pasted#\d/);
+  await search.getByRole('textbox', { name: /Metadata filter/ }).fill('{"source": "manual.md"}');
+  await search.getByRole('button', { name: 'Search' }).click();
+  await page.getByTestId('hits').getByText('manual.md#0').waitFor();
+  assert.equal(await page.getByTestId('hits').locator('tbody tr').count(), 1);
+  await shot(page, '09-memory');
 
   // logout returns to the login page, and the session is gone
   await page.getByRole('button', { name: 'Log out' }).click();

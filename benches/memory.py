@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""The measuring half of benches/memory.sh (see there). Texts: sentences from Debian's licence texts in
+/usr/share/common-licenses (real English prose of varied length), the same for both sides."""
+import argparse
+import glob
+import json
+import random
+import re
+import statistics
+import threading
+import time
+import urllib.request
+
+
+def texts(n):
+    out = []
+    for f in sorted(glob.glob("/usr/share/common-licenses/*")):
+        try:
+            body = open(f, encoding="utf-8", errors="ignore").read()
+        except OSError:
+            continue
+        for s in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", body)):
+            if 20 <= len(s) <= 600:
+                out.append(s)
+    random.Random(1).shuffle(out)
+    return (out * (n // max(1, len(out)) + 1))[:n]
+
+
+class Hearth:
+    def __init__(self, url, token):
+        self.url, self.token = url, token
+
+    def call(self, method, path, body=None):
+        req = urllib.request.Request(self.url + path, method=method, data=None if body is None else json.dumps(body).encode())
+        req.add_header("authorization", "Bearer " + self.token)
+        req.add_header("content-type", "application/json")
+        with urllib.request.urlopen(req, timeout=600) as r:
+            return json.loads(r.read() or b"null")
+
+
+def rss_mb(pid, field="VmRSS"):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def main():
+    a = argparse.ArgumentParser()
+    a.add_argument("--url")
+    a.add_argument("--token")
+    a.add_argument("--pid", type=int)
+    a.add_argument("--model")
+    a.add_argument("--rows", type=int, default=100_000)
+    args = a.parse_args()
+    h = Hearth(args.url, args.token)
+    print(f"hearth RSS with the model loaded, idle: {rss_mb(args.pid):.1f} MB")
+
+    single = texts(300)
+    batch = texts(32 * 20)
+    # hearth, batch 1: one input per request, one after another
+    h.call("POST", "/v1/embeddings", {"input": "warm up"})
+    t = time.perf_counter()
+    for s in single:
+        h.call("POST", "/v1/embeddings", {"input": s})
+    h1 = len(single) / (time.perf_counter() - t)
+    # hearth, batch 32: 32 inputs per request
+    t = time.perf_counter()
+    for i in range(0, len(batch), 32):
+        h.call("POST", "/v1/embeddings", {"input": batch[i : i + 32]})
+    h32 = len(batch) / (time.perf_counter() - t)
+    # hearth, 8 concurrent clients sending one input each: the dynamic batcher merges them
+    conc = texts(800)
+    def worker(chunk):
+        for s in chunk:
+            h.call("POST", "/v1/embeddings", {"input": s})
+    t = time.perf_counter()
+    ths = [threading.Thread(target=worker, args=(conc[i::8],)) for i in range(8)]
+    [x.start() for x in ths]
+    [x.join() for x in ths]
+    hc = len(conc) / (time.perf_counter() - t)
+    print(f"hearth RSS after embedding: {rss_mb(args.pid):.1f} MB (peak {rss_mb(args.pid, 'VmHWM'):.1f} MB)")
+
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(args.model, device="cpu")
+    st.encode(["warm up"])
+    t = time.perf_counter()
+    for s in single:
+        st.encode([s])
+    s1 = len(single) / (time.perf_counter() - t)
+    t = time.perf_counter()
+    st.encode(batch, batch_size=32)
+    s32 = len(batch) / (time.perf_counter() - t)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"embeddings/s batch 1:  hearth {h1:7.1f}  sentence-transformers {s1:7.1f}  ratio {h1 / s1:.2f}x")
+    print(f"embeddings/s batch 32: hearth {h32:7.1f}  sentence-transformers {s32:7.1f}  ratio {h32 / s32:.2f}x")
+    print(f"embeddings/s 8 concurrent single-input clients (dynamic batching): hearth {hc:7.1f}")
+
+    # vector search at `rows` vectors: clustered unit vectors (real embeddings cluster), 384 dimensions
+    dim, rows = 384, args.rows
+    rnd = random.Random(7)
+    centers = [[rnd.gauss(0, 1) for _ in range(dim)] for _ in range(64)]
+
+    def vec(i, r):
+        c = centers[i % 64]
+        v = [x + 0.6 * r.gauss(0, 1) for x in c]
+        n = sum(x * x for x in v) ** 0.5
+        return [round(x / n, 6) for x in v]
+
+    try:
+        h.call("DELETE", "/api/v1/collections/bench")
+    except Exception:
+        pass
+    h.call("POST", "/api/v1/collections", {"name": "bench", "dimension": dim})
+    t = time.perf_counter()
+    for start in range(0, rows, 2000):
+        docs = [{"id": f"d{i}", "vector": vec(i, rnd), "metadata": {"n": i % 10}} for i in range(start, min(rows, start + 2000))]
+        h.call("POST", "/api/v1/collections/bench/documents", docs)
+    print(f"upserted {rows} vectors in {time.perf_counter() - t:.1f} s")
+    qr = random.Random(99)
+    queries = [vec(qr.randrange(64), qr) for _ in range(200)]
+
+    def run(exact):
+        lat, res = [], []
+        for q in queries:
+            t = time.perf_counter()
+            r = h.call("POST", "/api/v1/collections/bench/query", {"vector": q, "k": 10, "exact": exact})
+            lat.append((time.perf_counter() - t) * 1000)
+            res.append([x["id"] for x in r])
+        return lat, res
+
+    lat_exact, res_exact = run(True)
+    t = time.perf_counter()
+    info = h.call("POST", "/api/v1/collections/bench/optimize", {})
+    print(f"index {info['vector_index']} built in {time.perf_counter() - t:.1f} s; {info['bytes'] / 1e6:.0f} MB on disk")
+    lat_ann, res_ann = run(False)
+    recall = sum(len(set(a) & set(b)) for a, b in zip(res_ann, res_exact)) / sum(len(b) for b in res_exact)
+    print(f"query at {rows} vectors, exact (no index): p50 {pct(lat_exact, 50):.1f} ms  p99 {pct(lat_exact, 99):.1f} ms")
+    print(f"query at {rows} vectors, ANN index:        p50 {pct(lat_ann, 50):.1f} ms  p99 {pct(lat_ann, 99):.1f} ms  recall@10 {recall:.3f}")
+    e2e = []
+    for s in texts(100):
+        t = time.perf_counter()
+        h.call("POST", "/api/v1/collections/bench/query", {"text": s, "k": 10})
+        e2e.append((time.perf_counter() - t) * 1000)
+    print(f"embed one question + search ({rows} vectors, index): p50 {pct(e2e, 50):.1f} ms  p99 {pct(e2e, 99):.1f} ms")
+    print(f"hearth RSS at the end: {rss_mb(args.pid):.1f} MB (peak {rss_mb(args.pid, 'VmHWM'):.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+//! The embedding model: a BERT-family encoder run with candle on the CPU, its tokenizer, and the pooling that turns
+//! token states into one vector.
+//!
+//! The built-in model is all-MiniLM-L6-v2 (384 dimensions, mean pooling, 256 tokens). Its weights travel inside the
+//! binary as F16 (`assets/models/all-MiniLM-L6-v2`, 45 MB; see the README there) and are widened to F32 when
+//! loaded: F32 is the fast path on CPUs without F16 arithmetic (Pi 4). Other BERT-family models (bge-small,
+//! e5-small) load from a directory laid out like a sentence-transformers model.
+//!
+//! Invariants: everything here is synchronous CPU work and must run on the memory thread pool, never on an async
+//! worker; vectors come out in input order; pooling ignores padding (it uses the attention mask).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use serde::Deserialize;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use super::MemoryError;
+
+pub const BUILTIN: &str = "all-MiniLM-L6-v2";
+
+mod builtin {
+    pub const CONFIG: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/config.json");
+    pub const TOKENIZER: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/tokenizer.json");
+    pub const POOLING: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/1_Pooling/config.json");
+    pub const SBERT: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/sentence_bert_config.json");
+    pub const WEIGHTS: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/model.f16.safetensors");
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    Mean,
+    Cls,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct SbertConfig {
+    max_seq_length: Option<usize>,
+}
+
+/// One tokenized input: its ids, and whether it was longer than the model takes.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+    pub truncated: bool,
+}
+
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    pub name: String,
+    pub pooling: Pooling,
+    pub max_tokens: usize,
+    pub dim: usize,
+    device: Device,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder").field("name", &self.name).field("dim", &self.dim).finish()
+    }
+}
+
+fn load_err(what: &str, e: impl std::fmt::Display) -> MemoryError {
+    MemoryError::Model(format!("{what}: {e}"))
+}
+
+impl Embedder {
+    /// Load `model`: the built-in name, or a directory holding config.json, tokenizer.json and
+    /// model.safetensors (optionally 1_Pooling/config.json and sentence_bert_config.json).
+    pub fn load(model: &str, max_tokens: usize) -> Result<Self, MemoryError> {
+        if model == BUILTIN {
+            return Self::from_parts(
+                BUILTIN,
+                builtin::CONFIG,
+                builtin::TOKENIZER,
+                Some(builtin::POOLING),
+                Some(builtin::SBERT),
+                builtin::WEIGHTS,
+                max_tokens,
+            );
+        }
+        let dir = Path::new(model);
+        let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| load_err(&format!("{model}/{name}"), e));
+        let optional = |name: &str| std::fs::read(dir.join(name)).ok();
+        let config = read("config.json")?;
+        serde_json::from_slice::<BertConfig>(&config).map_err(|e| load_err(&format!("{model}/config.json"), e))?;
+        let tokenizer = read("tokenizer.json")?;
+        let weights = match read("model.safetensors") {
+            Ok(w) => w,
+            Err(_) => read("model.f16.safetensors")?,
+        };
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| model.to_string());
+        Self::from_parts(
+            &name,
+            &config,
+            &tokenizer,
+            optional("1_Pooling/config.json").as_deref(),
+            optional("sentence_bert_config.json").as_deref(),
+            &weights,
+            max_tokens,
+        )
+    }
+
+    fn from_parts(
+        name: &str,
+        config: &[u8],
+        tokenizer: &[u8],
+        pooling: Option<&[u8]>,
+        sbert: Option<&[u8]>,
+        weights: &[u8],
+        max_tokens: usize,
+    ) -> Result<Self, MemoryError> {
+        let cfg: BertConfig = serde_json::from_slice(config).map_err(|e| load_err("config.json", e))?;
+        let pooling = match pooling {
+            Some(p) => {
+                let p: PoolingConfig = serde_json::from_slice(p).map_err(|e| load_err("1_Pooling/config.json", e))?;
+                match (p.pooling_mode_mean_tokens, p.pooling_mode_cls_token) {
+                    (true, _) => Pooling::Mean,
+                    (false, true) => Pooling::Cls,
+                    _ => return Err(load_err("1_Pooling/config.json", "only mean or CLS pooling is supported")),
+                }
+            }
+            None => Pooling::Mean,
+        };
+        let model_max = match sbert {
+            Some(s) => serde_json::from_slice::<SbertConfig>(s)
+                .map_err(|e| load_err("sentence_bert_config.json", e))?
+                .max_seq_length
+                .unwrap_or(cfg.max_position_embeddings),
+            None => cfg.max_position_embeddings,
+        };
+        let max_tokens = max_tokens.min(model_max).min(cfg.max_position_embeddings);
+        let mut tokenizer = Tokenizer::from_bytes(tokenizer).map_err(|e| load_err("tokenizer.json", e))?;
+        // the shipped tokenizer.json pads and truncates to 128: pad per batch ourselves, truncate at max_tokens
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
+            .map_err(|e| load_err("tokenizer.json", e))?;
+        let device = Device::Cpu;
+        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
+            .map_err(|e| load_err("model weights", e))?;
+        let model = BertModel::load(vb, &cfg).map_err(|e| load_err("model weights", e))?;
+        Ok(Embedder { model, tokenizer, name: name.to_string(), pooling, max_tokens, dim: cfg.hidden_size, device })
+    }
+
+    pub fn tokenize(&self, text: &str) -> Result<Tokens, MemoryError> {
+        let enc = self.tokenizer.encode_fast(text, true).map_err(|e| MemoryError::Model(format!("tokenizer: {e}")))?;
+        Ok(Tokens { truncated: !enc.get_overflowing().is_empty(), ids: enc.get_ids().to_vec() })
+    }
+
+    /// Embed one batch (padded to its longest member). Returns un-normalised pooled vectors in input order.
+    pub fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, MemoryError> {
+        if batch.is_empty() {
+            return Ok(vec![]);
+        }
+        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
+            let len = batch.iter().map(|b| b.len()).max().unwrap_or(1).max(1);
+            let n = batch.len();
+            let mut ids = vec![0u32; n * len];
+            let mut mask = vec![0u32; n * len];
+            for (i, b) in batch.iter().enumerate() {
+                ids[i * len..i * len + b.len()].copy_from_slice(b);
+                mask[i * len..i * len + b.len()].fill(1);
+            }
+            let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
+            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
+            let types = ids.zeros_like()?;
+            let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
+            let pooled = match self.pooling {
+                Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+                Pooling::Mean => {
+                    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
+                    let sum = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
+                    let count = m.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (n, 1)
+                    sum.broadcast_div(&count)?
+                }
+            };
+            pooled.to_vec2::<f32>()
+        };
+        run().map_err(|e| MemoryError::Model(format!("inference: {e}")))
+    }
+}
+
+/// Scale `v` to unit length (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if na == 0.0 || nb == 0.0 { 0.0 } else { dot / (na * nb) }
+}

@@ -1,0 +1,627 @@
+//! The vector store: one lancedb table per collection under `<data_dir>/memory`, driven from its own small tokio
+//! runtime so that scans, index builds and compaction never occupy the workers that answer DNS.
+//!
+//! Table layout (schema version 1, recorded in the table's schema metadata with the embedding model):
+//! `id` (utf8), `text` (utf8), `vector` (fixed-size list of f32), `metadata` (the JSON object as given) and one
+//! nullable typed column `m_<key>` per filterable top-level metadata key, added the first time the key appears.
+//!
+//! Invariants: writes to one collection are serialised (schema changes and upserts must not race); upserts are
+//! `merge_insert` on `id`; a collection past `index_threshold` rows gets an ANN index, and the periodic
+//! [`Store::maintain`] compacts, refreshes indexes and prunes old versions so tables do not grow without bound.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch, RecordBatchIterator, RecordBatchReader, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures_util::TryStreamExt;
+use lancedb::DistanceType;
+use lancedb::index::Index;
+use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
+use lancedb::index::vector::IvfHnswSqIndexBuilder;
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
+use lancedb::table::{NewColumnTransform, OptimizeAction, OptimizeOptions};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::MemoryError;
+use super::filter::{self, Kind};
+
+pub const SCHEMA_VERSION: &str = "1";
+const META_VERSION: &str = "hearth.schema_version";
+const META_MODEL: &str = "hearth.model";
+const VECTOR_INDEX: &str = "vector_idx";
+const TEXT_INDEX: &str = "text_idx";
+
+/// A document to upsert (its vector already computed).
+#[derive(Debug, Clone)]
+pub struct Doc {
+    pub id: String,
+    pub text: Option<String>,
+    pub vector: Vec<f32>,
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Hit {
+    pub id: String,
+    /// Cosine similarity for vector search; the reciprocal-rank-fusion score for hybrid search.
+    pub score: f32,
+    pub text: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Value,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CollectionInfo {
+    pub name: String,
+    pub dimension: usize,
+    pub model: Option<String>,
+    pub rows: usize,
+    pub bytes: usize,
+    pub fragments: usize,
+    pub version: u64,
+    /// "none" (exact search), "building", or the ANN index type.
+    pub vector_index: String,
+    pub indexed_rows: usize,
+    pub unindexed_rows: usize,
+    pub text_index: bool,
+    /// Filterable metadata keys and their kinds.
+    #[schema(value_type = Object)]
+    pub metadata_keys: BTreeMap<String, Kind>,
+}
+
+pub struct Query {
+    pub vector: Vec<f32>,
+    /// Terms for the full-text leg of a hybrid query.
+    pub text: Option<String>,
+    pub k: usize,
+    pub filter: Option<Value>,
+    pub hybrid: bool,
+    /// Ignore the ANN index (exact search).
+    pub exact: bool,
+}
+
+struct Collection {
+    table: lancedb::Table,
+    dim: usize,
+    model: Option<String>,
+    kinds: std::sync::RwLock<BTreeMap<String, Kind>>,
+    write: tokio::sync::Mutex<()>,
+}
+
+impl Collection {
+    fn kinds(&self) -> BTreeMap<String, Kind> {
+        self.kinds.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub struct Store {
+    handle: tokio::runtime::Handle,
+    db: lancedb::Connection,
+    dir: PathBuf,
+    open: std::sync::Mutex<HashMap<String, Arc<Collection>>>,
+}
+
+fn store_err(e: impl std::fmt::Display) -> MemoryError {
+    MemoryError::Store(e.to_string())
+}
+
+/// Collection names: 1–64 of letters, digits, `_`, `-` and `.`, starting with a letter or digit.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+}
+
+fn base_fields(dim: usize) -> Vec<Field> {
+    vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, true),
+        Field::new(
+            "vector",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32),
+            false,
+        ),
+        Field::new("metadata", DataType::Utf8, true),
+    ]
+}
+
+fn kind_type(k: Kind) -> DataType {
+    match k {
+        Kind::String => DataType::Utf8,
+        Kind::Number => DataType::Float64,
+        Kind::Bool => DataType::Boolean,
+    }
+}
+
+/// Read dimension, model and metadata kinds back from a table's schema; refuse unknown schema versions.
+fn describe(schema: &Schema) -> Result<(usize, Option<String>, BTreeMap<String, Kind>), MemoryError> {
+    let version = schema.metadata().get(META_VERSION).map(String::as_str).unwrap_or(SCHEMA_VERSION);
+    if version != SCHEMA_VERSION {
+        return Err(MemoryError::Store(format!(
+            "collection schema version {version} is not understood by this hearth (it knows {SCHEMA_VERSION})"
+        )));
+    }
+    let dim = match schema.field_with_name("vector").map(|f| f.data_type().clone()) {
+        Ok(DataType::FixedSizeList(_, n)) => n as usize,
+        _ => return Err(MemoryError::Store("table has no vector column".into())),
+    };
+    let mut kinds = BTreeMap::new();
+    for f in schema.fields() {
+        if let Some(key) = f.name().strip_prefix(filter::PREFIX) {
+            let kind = match f.data_type() {
+                DataType::Utf8 => Kind::String,
+                DataType::Float64 => Kind::Number,
+                DataType::Boolean => Kind::Bool,
+                _ => continue,
+            };
+            kinds.insert(key.to_string(), kind);
+        }
+    }
+    Ok((dim, schema.metadata().get(META_MODEL).cloned(), kinds))
+}
+
+impl Store {
+    /// Open (or create) the store under `dir`, running its IO on a runtime of its own.
+    pub fn open(dir: &Path) -> Result<Self, MemoryError> {
+        std::fs::create_dir_all(dir).map_err(|e| MemoryError::Store(format!("{}: {e}", dir.display())))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("hearth-store".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("hearth-store")
+                    .enable_all()
+                    .build();
+                match rt {
+                    Ok(rt) => {
+                        let _ = tx.send(Ok(rt.handle().clone()));
+                        // the runtime lives for the process; it parks here
+                        rt.block_on(std::future::pending::<()>());
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(store_err)?;
+        let handle = rx.recv().map_err(store_err)?.map_err(store_err)?;
+        let uri = dir.to_string_lossy().into_owned();
+        let db = handle.block_on(async move { lancedb::connect(&uri).execute().await }).map_err(store_err)?;
+        Ok(Store { handle, db, dir: dir.to_path_buf(), open: Default::default() })
+    }
+
+    /// Run `f` on the store's runtime and wait for it from any runtime.
+    async fn on_store<T, F>(&self, f: F) -> Result<T, MemoryError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, MemoryError>> + Send + 'static,
+    {
+        self.handle.spawn(f).await.map_err(|e| MemoryError::Store(format!("store task failed: {e}")))?
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn collection(&self, name: &str) -> Result<Arc<Collection>, MemoryError> {
+        if let Some(c) = self.open.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+            return Ok(c.clone());
+        }
+        if !valid_name(name) {
+            return Err(MemoryError::NoCollection(name.to_string()));
+        }
+        let (db, n) = (self.db.clone(), name.to_string());
+        let c = self
+            .on_store(async move {
+                let table = match db.open_table(&n).execute().await {
+                    Ok(t) => t,
+                    Err(lancedb::Error::TableNotFound { .. }) => return Err(MemoryError::NoCollection(n)),
+                    Err(e) => return Err(store_err(e)),
+                };
+                let schema = table.schema().await.map_err(store_err)?;
+                let (dim, model, kinds) = describe(&schema)?;
+                Ok(Arc::new(Collection {
+                    table,
+                    dim,
+                    model,
+                    kinds: std::sync::RwLock::new(kinds),
+                    write: Default::default(),
+                }))
+            })
+            .await?;
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    pub async fn names(&self) -> Result<Vec<String>, MemoryError> {
+        let db = self.db.clone();
+        self.on_store(async move { db.table_names().execute().await.map_err(store_err) }).await
+    }
+
+    pub async fn create(&self, name: &str, dim: usize, model: Option<&str>) -> Result<CollectionInfo, MemoryError> {
+        if !valid_name(name) {
+            return Err(MemoryError::Invalid(
+                "a collection name is 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit".into(),
+            ));
+        }
+        if !(1..=4096).contains(&dim) {
+            return Err(MemoryError::Invalid("dimension must be between 1 and 4096".into()));
+        }
+        let mut meta = HashMap::from([(META_VERSION.to_string(), SCHEMA_VERSION.to_string())]);
+        if let Some(m) = model {
+            meta.insert(META_MODEL.to_string(), m.to_string());
+        }
+        let schema = Arc::new(Schema::new_with_metadata(base_fields(dim), meta));
+        let (db, n) = (self.db.clone(), name.to_string());
+        self.on_store(async move {
+            if db.table_names().execute().await.map_err(store_err)?.contains(&n) {
+                return Err(MemoryError::CollectionExists(n));
+            }
+            db.create_empty_table(&n, schema).execute().await.map_err(store_err)?;
+            Ok(())
+        })
+        .await?;
+        metrics::counter!("hearth_memory_collections_created_total").increment(1);
+        self.info(name).await
+    }
+
+    pub async fn drop_collection(&self, name: &str) -> Result<(), MemoryError> {
+        let c = self.collection(name).await?;
+        let _w = c.write.lock().await;
+        let (db, n) = (self.db.clone(), name.to_string());
+        self.on_store(async move { db.drop_table(&n, &[]).await.map_err(store_err) }).await?;
+        metrics::gauge!("hearth_memory_collection_rows", "collection" => name.to_string()).set(0.0);
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        Ok(())
+    }
+
+    pub async fn dimension(&self, name: &str) -> Result<(usize, Option<String>), MemoryError> {
+        let c = self.collection(name).await?;
+        Ok((c.dim, c.model.clone()))
+    }
+
+    pub async fn info(&self, name: &str) -> Result<CollectionInfo, MemoryError> {
+        let c = self.collection(name).await?;
+        let (n, c2) = (name.to_string(), c.clone());
+        self.on_store(async move {
+            let t = &c2.table;
+            let stats = t.stats().await.map_err(store_err)?;
+            let version = t.version().await.map_err(store_err)?;
+            let indices = t.list_indices().await.map_err(store_err)?;
+            let mut info = CollectionInfo {
+                name: n,
+                dimension: c2.dim,
+                model: c2.model.clone(),
+                rows: stats.num_rows,
+                bytes: stats.total_bytes,
+                fragments: stats.fragment_stats.num_fragments,
+                version,
+                vector_index: "none".into(),
+                indexed_rows: 0,
+                unindexed_rows: stats.num_rows,
+                text_index: indices.iter().any(|i| i.name == TEXT_INDEX),
+                metadata_keys: c2.kinds(),
+            };
+            if indices.iter().any(|i| i.name == VECTOR_INDEX)
+                && let Some(s) = t.index_stats(VECTOR_INDEX).await.map_err(store_err)?
+            {
+                info.vector_index = format!("{:?}", s.index_type);
+                info.indexed_rows = s.num_indexed_rows;
+                info.unindexed_rows = s.num_unindexed_rows;
+            }
+            Ok(info)
+        })
+        .await
+    }
+
+    /// Insert or replace documents by id (the last of duplicate ids in one call wins).
+    pub async fn upsert(&self, name: &str, docs: Vec<Doc>) -> Result<usize, MemoryError> {
+        let c = self.collection(name).await?;
+        for (i, d) in docs.iter().enumerate() {
+            if d.vector.len() != c.dim {
+                return Err(MemoryError::Invalid(format!(
+                    "document {i}: the vector has {} dimensions, the collection {}",
+                    d.vector.len(),
+                    c.dim
+                )));
+            }
+            if d.vector.iter().any(|x| !x.is_finite()) {
+                return Err(MemoryError::Invalid(format!("document {i}: the vector has a non-finite value")));
+            }
+        }
+        // last duplicate wins
+        let mut seen = std::collections::HashSet::new();
+        let mut docs: Vec<Doc> = docs.into_iter().rev().filter(|d| seen.insert(d.id.clone())).collect();
+        docs.reverse();
+        let n = docs.len();
+        let has_text = docs.iter().any(|d| d.text.is_some());
+        let _w = c.write.lock().await;
+        // new filterable keys become columns first
+        let mut kinds = c.kinds();
+        let mut added: Vec<(String, Kind)> = vec![];
+        for (i, d) in docs.iter().enumerate() {
+            let cols = filter::columns_of(&d.metadata, &kinds)
+                .map_err(|e| MemoryError::Invalid(format!("document {i}: {e}")))?;
+            for (k, kind) in cols {
+                if !kinds.contains_key(&k) {
+                    kinds.insert(k.clone(), kind);
+                    added.push((k, kind));
+                }
+            }
+        }
+        let c2 = c.clone();
+        let started = Instant::now();
+        let kinds2 = kinds.clone();
+        self.on_store(async move {
+            let t = &c2.table;
+            if !added.is_empty() {
+                let fields: Vec<Field> = added
+                    .iter()
+                    .map(|(k, kind)| Field::new(format!("{}{k}", filter::PREFIX), kind_type(*kind), true))
+                    .collect();
+                t.add_columns()
+                    .transform(NewColumnTransform::AllNulls(Arc::new(Schema::new(fields))))
+                    .execute()
+                    .await
+                    .map_err(store_err)?;
+                *c2.kinds.write().unwrap_or_else(|p| p.into_inner()) = kinds2;
+            }
+            let schema = t.schema().await.map_err(store_err)?;
+            let batch = to_batch(&schema, &docs, c2.dim)?;
+            let reader: Box<dyn RecordBatchReader + Send> =
+                Box::new(RecordBatchIterator::new(vec![Ok(batch)], schema.clone()));
+            let mut m = t.merge_insert(&["id"]);
+            m.when_matched_update_all(None).when_not_matched_insert_all();
+            m.execute(reader).await.map_err(store_err)?;
+            let indices = t.list_indices().await.map_err(store_err)?;
+            if has_text && !indices.iter().any(|i| i.name == TEXT_INDEX) {
+                t.create_index(&["text"], Index::FTS(FtsIndexBuilder::default()))
+                    .name(TEXT_INDEX.into())
+                    .execute()
+                    .await
+                    .map_err(store_err)?;
+            }
+            Ok(())
+        })
+        .await?;
+        metrics::counter!("hearth_memory_documents_upserted_total").increment(n as u64);
+        metrics::histogram!("hearth_memory_write_duration_seconds").record(started.elapsed().as_secs_f64());
+        Ok(n)
+    }
+
+    /// Delete by ids and/or a metadata filter; returns the rows deleted.
+    pub async fn delete(&self, name: &str, ids: &[String], filter: Option<&Value>) -> Result<u64, MemoryError> {
+        let c = self.collection(name).await?;
+        let mut preds = vec![];
+        if !ids.is_empty() {
+            let list: Vec<String> = ids.iter().map(|i| format!("'{}'", i.replace('\'', "''"))).collect();
+            preds.push(format!("id IN ({})", list.join(", ")));
+        }
+        if let Some(f) = filter {
+            preds.push(filter::to_sql(f, &c.kinds()).map_err(MemoryError::Invalid)?);
+        }
+        if preds.is_empty() {
+            return Err(MemoryError::Invalid("give ids or a filter".into()));
+        }
+        let pred = preds.join(" AND ");
+        let _w = c.write.lock().await;
+        let c2 = c.clone();
+        self.on_store(async move {
+            let r = c2.table.delete(pred.as_str()).await.map_err(store_err)?;
+            Ok(r.num_deleted_rows)
+        })
+        .await
+    }
+
+    pub async fn query(&self, name: &str, q: Query) -> Result<Vec<Hit>, MemoryError> {
+        let c = self.collection(name).await?;
+        if q.vector.len() != c.dim {
+            return Err(MemoryError::Invalid(format!(
+                "the query vector has {} dimensions, the collection {}",
+                q.vector.len(),
+                c.dim
+            )));
+        }
+        let sql = match &q.filter {
+            Some(f) => Some(filter::to_sql(f, &c.kinds()).map_err(MemoryError::Invalid)?),
+            None => None,
+        };
+        let started = Instant::now();
+        let c2 = c.clone();
+        let hybrid = q.hybrid;
+        let hits = self
+            .on_store(async move {
+                let mut vq = c2
+                    .table
+                    .query()
+                    .nearest_to(q.vector.as_slice())
+                    .map_err(store_err)?
+                    .distance_type(DistanceType::Cosine)
+                    .limit(q.k)
+                    .select(Select::columns(&["id", "text", "metadata"]));
+                if let Some(sql) = &sql {
+                    vq = vq.only_if(sql);
+                }
+                if q.exact {
+                    vq = vq.bypass_vector_index();
+                } else {
+                    vq = vq.nprobes(20).map_err(store_err)?.refine_factor(4);
+                }
+                if q.hybrid {
+                    let terms = q.text.unwrap_or_default();
+                    let fts = FullTextSearchQuery::new(terms).with_column("text".into()).map_err(store_err)?;
+                    vq = vq.full_text_search(fts);
+                }
+                let batches: Vec<RecordBatch> =
+                    vq.execute().await.map_err(store_err)?.try_collect().await.map_err(store_err)?;
+                hits_of(&batches, q.hybrid)
+            })
+            .await?;
+        let kind = if hybrid { "hybrid" } else { "vector" };
+        metrics::histogram!("hearth_memory_query_duration_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+        Ok(hits)
+    }
+
+    /// Upkeep of one collection: build the ANN index once it is past `threshold` rows; with `full`, also compact,
+    /// fold new rows into the indexes and prune versions older than an hour. Returns whether an index was built.
+    pub async fn maintain(&self, name: &str, threshold: usize, full: bool) -> Result<bool, MemoryError> {
+        let c = self.collection(name).await?;
+        let _w = c.write.lock().await;
+        let c2 = c.clone();
+        let n = name.to_string();
+        self.on_store(async move {
+            let t = &c2.table;
+            let rows = t.count_rows(None).await.map_err(store_err)?;
+            metrics::gauge!("hearth_memory_collection_rows", "collection" => n.clone()).set(rows as f64);
+            let indices = t.list_indices().await.map_err(store_err)?;
+            let mut built = false;
+            if rows >= threshold && !indices.iter().any(|i| i.name == VECTOR_INDEX) {
+                let started = Instant::now();
+                tracing::info!(collection = n, rows, "building the vector index");
+                t.create_index(
+                    &["vector"],
+                    Index::IvfHnswSq(IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine)),
+                )
+                .name(VECTOR_INDEX.into())
+                .execute()
+                .await
+                .map_err(store_err)?;
+                metrics::counter!("hearth_memory_index_builds_total").increment(1);
+                tracing::info!(collection = n, rows, secs = started.elapsed().as_secs_f64(), "vector index built");
+                built = true;
+            }
+            if !full {
+                return Ok(built);
+            }
+            t.optimize(OptimizeAction::Compact { options: Default::default(), remap_options: None })
+                .await
+                .map_err(store_err)?;
+            t.optimize(OptimizeAction::Index(OptimizeOptions::default())).await.map_err(store_err)?;
+            t.optimize(OptimizeAction::Prune {
+                older_than: lancedb::table::Duration::try_hours(1),
+                delete_unverified: Some(false),
+                error_if_tagged_old_versions: Some(false),
+            })
+            .await
+            .map_err(store_err)?;
+            Ok(built)
+        })
+        .await
+    }
+
+    /// Maintain every collection; errors are logged per collection.
+    pub async fn maintain_all(&self, threshold: usize, full: bool) {
+        let Ok(names) = self.names().await else { return };
+        for n in names {
+            if let Err(e) = self.maintain(&n, threshold, full).await {
+                tracing::warn!(collection = n, error = %e, "collection upkeep failed");
+            }
+        }
+    }
+}
+
+fn to_batch(schema: &SchemaRef, docs: &[Doc], dim: usize) -> Result<RecordBatch, MemoryError> {
+    let mut columns: Vec<ArrayRef> = vec![];
+    for field in schema.fields() {
+        let col: ArrayRef = match field.name().as_str() {
+            "id" => Arc::new(StringArray::from_iter_values(docs.iter().map(|d| d.id.as_str()))),
+            "text" => Arc::new(StringArray::from_iter(docs.iter().map(|d| d.text.as_deref()))),
+            "metadata" => Arc::new(StringArray::from_iter(
+                docs.iter().map(|d| (!d.metadata.is_null()).then(|| d.metadata.to_string())),
+            )),
+            "vector" => {
+                let values = Float32Array::from_iter_values(docs.iter().flat_map(|d| d.vector.iter().copied()));
+                let item = Arc::new(Field::new("item", DataType::Float32, true));
+                Arc::new(FixedSizeListArray::try_new(item, dim as i32, Arc::new(values), None).map_err(store_err)?)
+            }
+            other => {
+                let key = other.strip_prefix(filter::PREFIX).unwrap_or(other);
+                let get = |d: &Doc| d.metadata.get(key).cloned().unwrap_or(Value::Null);
+                match field.data_type() {
+                    DataType::Utf8 => {
+                        let mut b = StringBuilder::new();
+                        docs.iter().for_each(|d| b.append_option(get(d).as_str()));
+                        Arc::new(b.finish())
+                    }
+                    DataType::Float64 => {
+                        let mut b = Float64Builder::new();
+                        docs.iter().for_each(|d| b.append_option(get(d).as_f64()));
+                        Arc::new(b.finish())
+                    }
+                    DataType::Boolean => {
+                        let mut b = BooleanBuilder::new();
+                        docs.iter().for_each(|d| b.append_option(get(d).as_bool()));
+                        Arc::new(b.finish())
+                    }
+                    t => return Err(MemoryError::Store(format!("unexpected column {other} of type {t}"))),
+                }
+            }
+        };
+        columns.push(col);
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(store_err)
+}
+
+fn hits_of(batches: &[RecordBatch], hybrid: bool) -> Result<Vec<Hit>, MemoryError> {
+    let mut hits = vec![];
+    for b in batches {
+        let col = |name: &str| b.column_by_name(name).ok_or_else(|| store_err(format!("no {name} column in results")));
+        let ids = col("id")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| store_err("id is not utf8"))?;
+        let texts = col("text")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| store_err("text is not utf8"))?;
+        let metas =
+            col("metadata")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| store_err("metadata is not utf8"))?;
+        let score_col = if hybrid { col("_relevance_score")? } else { col("_distance")? };
+        let scores =
+            score_col.as_any().downcast_ref::<Float32Array>().ok_or_else(|| store_err("score is not float32"))?;
+        for i in 0..b.num_rows() {
+            let raw = scores.value(i);
+            hits.push(Hit {
+                id: ids.value(i).to_string(),
+                score: if hybrid { raw } else { 1.0 - raw },
+                text: (!texts.is_null(i)).then(|| texts.value(i).to_string()),
+                metadata: if metas.is_null(i) {
+                    Value::Null
+                } else {
+                    serde_json::from_str(metas.value(i)).unwrap_or(Value::Null)
+                },
+            });
+        }
+    }
+    Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(valid_name("notes") && valid_name("a.b-c_1"));
+        for bad in ["", ".x", "a/b", "a b", &"x".repeat(65), "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn schema_describes_itself_and_refuses_future_versions() {
+        let mut fields = base_fields(3);
+        fields.push(Field::new("m_year", DataType::Float64, true));
+        fields.push(Field::new("m_tag", DataType::Utf8, true));
+        let meta = HashMap::from([(META_VERSION.to_string(), "1".to_string()), (META_MODEL.into(), "m".into())]);
+        let (dim, model, kinds) = describe(&Schema::new_with_metadata(fields.clone(), meta)).unwrap();
+        assert_eq!((dim, model.as_deref()), (3, Some("m")));
+        assert_eq!(kinds.get("year"), Some(&Kind::Number));
+        assert_eq!(kinds.get("tag"), Some(&Kind::String));
+        let future = HashMap::from([(META_VERSION.to_string(), "2".to_string())]);
+        assert!(describe(&Schema::new_with_metadata(fields, future)).is_err());
+    }
+}
