@@ -103,14 +103,16 @@ def main():
     print(f"embeddings/s batch 32: hearth {h32:7.1f}  sentence-transformers {s32:7.1f}  ratio {h32 / s32:.2f}x")
     print(f"embeddings/s 8 concurrent single-input clients (dynamic batching): hearth {hc:7.1f}")
 
-    # vector search at `rows` vectors: clustered unit vectors (real embeddings cluster), 384 dimensions
+    # vector search at `rows` vectors, 384 dimensions: 64 topics × 32 sub-topics, points around their sub-topic
+    # (the local structure of real embeddings; the same generator as tests/memory.rs)
     dim, rows = 384, args.rows
     rnd = random.Random(7)
-    centers = [[rnd.gauss(0, 1) for _ in range(dim)] for _ in range(64)]
+    topics = [[rnd.gauss(0, 1) for _ in range(dim)] for _ in range(64)]
+    subs = [[x + 0.5 * rnd.gauss(0, 1) for x in topics[i // 32]] for i in range(64 * 32)]
 
     def vec(i, r):
-        c = centers[i % 64]
-        v = [x + 0.6 * r.gauss(0, 1) for x in c]
+        c = subs[(i * 7919) % len(subs)]
+        v = [x + 0.2 * r.gauss(0, 1) for x in c]
         n = sum(x * x for x in v) ** 0.5
         return [round(x / n, 6) for x in v]
 
@@ -125,7 +127,7 @@ def main():
         h.call("POST", "/api/v1/collections/bench/documents", docs)
     print(f"upserted {rows} vectors in {time.perf_counter() - t:.1f} s")
     qr = random.Random(99)
-    queries = [vec(qr.randrange(64), qr) for _ in range(200)]
+    queries = [vec(qr.randrange(len(subs)), qr) for _ in range(200)]
 
     def run(exact):
         lat, res = [], []
