@@ -376,6 +376,11 @@ async fn collections_upsert_filter_hybrid_and_persist() {
     )
     .await;
 
+    // hybrid with a filter: only matching documents, even those the full-text leg found
+    let hits =
+        ids(&api, "notes", json!({"text": "ZX-4471-QP", "k": 5, "hybrid": true, "filter": {"topic": "dns"}})).await;
+    assert_eq!(hits, ["dns"]);
+
     // overwrite by id: same count, new text wins
     api.ok("/api/v1/collections/notes/documents", json!({"documents": [{"id": "garden", "text": "Peppers like warm soil.", "metadata": {"topic": "garden", "year": 2025}}]})).await;
     let info = api.get("/api/v1/collections/notes").await;

@@ -169,6 +169,47 @@ fn condition(key: &str, v: &Value, known: &BTreeMap<String, Kind>) -> Result<Str
     }
 }
 
+/// Evaluate a filter (already accepted by [`to_sql`]) against one document's metadata, with SQL's semantics: a
+/// missing key or a value of another type matches nothing, not even `$ne`/`$nin`. Hybrid search needs it: lance
+/// applies the filter to the vector leg only, so fused results are filtered again here.
+pub fn matches(filter: &Value, meta: &Value) -> bool {
+    let Some(obj) = filter.as_object() else { return false };
+    obj.iter().all(|(k, v)| match k.as_str() {
+        "$and" => v.as_array().is_some_and(|l| l.iter().all(|f| matches(f, meta))),
+        "$or" => v.as_array().is_some_and(|l| l.iter().any(|f| matches(f, meta))),
+        key => {
+            let Some(have) = meta.get(key).filter(|h| Kind::of(h).is_some()) else { return false };
+            let (op, operand) = match v {
+                Value::Object(o) if o.len() == 1 => {
+                    let (op, operand) = o.iter().next().expect("one entry");
+                    (op.as_str(), operand)
+                }
+                other => ("$eq", other),
+            };
+            let cmp = |x: &Value| -> Option<std::cmp::Ordering> {
+                match (have, x) {
+                    (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+                    (Value::String(a), Value::String(b)) => Some(a.cmp(b)),
+                    (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+                    _ => None,
+                }
+            };
+            use std::cmp::Ordering::*;
+            match op {
+                "$eq" => cmp(operand) == Some(Equal),
+                "$ne" => matches!(cmp(operand), Some(Less | Greater)),
+                "$gt" => cmp(operand) == Some(Greater),
+                "$gte" => matches!(cmp(operand), Some(Greater | Equal)),
+                "$lt" => cmp(operand) == Some(Less),
+                "$lte" => matches!(cmp(operand), Some(Less | Equal)),
+                "$in" => operand.as_array().is_some_and(|l| l.iter().any(|x| cmp(x) == Some(Equal))),
+                "$nin" => operand.as_array().is_some_and(|l| l.iter().all(|x| matches!(cmp(x), Some(Less | Greater)))),
+                _ => false,
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +254,23 @@ mod tests {
             json!({"tag": null}),
         ] {
             assert!(to_sql(&bad, &k).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn evaluates_like_the_sql() {
+        let m = json!({"year": 2024, "tag": "a", "done": true});
+        for (f, want) in [
+            (json!({"tag": "a"}), true),
+            (json!({"year": {"$gte": 2024}}), true),
+            (json!({"year": {"$lt": 2024}}), false),
+            (json!({"tag": {"$in": ["b", "a"]}}), true),
+            (json!({"tag": {"$nin": ["a"]}}), false),
+            (json!({"missing": {"$ne": 1}}), false),
+            (json!({"$or": [{"done": false}, {"$and": [{"tag": "a"}, {"year": 2024}]}]}), true),
+            (json!({"tag": "a", "done": false}), false),
+        ] {
+            assert_eq!(matches(&f, &m), want, "{f}");
         }
     }
 

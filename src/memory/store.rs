@@ -440,7 +440,8 @@ impl Store {
         let started = Instant::now();
         let c2 = c.clone();
         let hybrid = q.hybrid;
-        let hits = self
+        let (k, post_filter) = (q.k, if hybrid { q.filter.clone() } else { None });
+        let mut hits = self
             .on_store(async move {
                 let mut vq = c2
                     .table
@@ -448,7 +449,8 @@ impl Store {
                     .nearest_to(q.vector.as_slice())
                     .map_err(store_err)?
                     .distance_type(DistanceType::Cosine)
-                    .limit(q.k)
+                    // hybrid + filter: fetch more, filter after fusion (the full-text leg ignores the filter)
+                    .limit(if q.hybrid && q.filter.is_some() { (q.k * 4).min(4000) } else { q.k })
                     .select(Select::columns(&["id", "text", "metadata"]));
                 if let Some(sql) = &sql {
                     vq = vq.only_if(sql);
@@ -468,6 +470,10 @@ impl Store {
                 hits_of(&batches, q.hybrid)
             })
             .await?;
+        if let Some(f) = &post_filter {
+            hits.retain(|h| filter::matches(f, &h.metadata));
+            hits.truncate(k);
+        }
         let kind = if hybrid { "hybrid" } else { "vector" };
         metrics::histogram!("hearth_memory_query_duration_seconds", "kind" => kind)
             .record(started.elapsed().as_secs_f64());
