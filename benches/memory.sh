@@ -14,8 +14,10 @@ rows=${1:-100000}
 py=${ST_PYTHON:-$HOME/.cache/hearth-st-venv/bin/python}
 model=${ST_MODEL:?set ST_MODEL to the all-MiniLM-L6-v2 directory (sentence-transformers layout)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}
-cargo build --release --quiet
-bin="$CARGO_TARGET_DIR/release/hearth"
+# HEARTH_BIN=... measures another build (e.g. the debug binary, whose candle, gemm, tokenizers and lance kernels are
+# optimised by Cargo.toml's dev profile)
+if [ -z "${HEARTH_BIN:-}" ]; then cargo build --release --quiet; fi
+bin=${HEARTH_BIN:-$CARGO_TARGET_DIR/release/hearth}
 work=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; sleep 0.3; rm -rf "$work"; }

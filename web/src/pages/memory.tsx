@@ -310,7 +310,7 @@ function Search({ collection }: { collection: string }) {
 }
 
 export function Memory() {
-  const status = usePoll<MemoryStatus>('/api/v1/memory/status', 5000);
+  const status = usePoll<MemoryStatus>('/api/v1/memory/status', 3000);
   const [cols, setCols] = useState<CollectionInfo[] | null>(null);
   const [selected, setSelected] = useState<string>('');
   const [error, setError] = useState('');
@@ -350,7 +350,6 @@ export function Memory() {
 
   return (
     <div>
-      <h1>Memory</h1>
       <p class="muted">
         An embedding model and a vector store on this box. Clients speak the OpenAI API (<code>POST /v1/embeddings</code>) or TEI's (
         <code>POST /api/v1/embed</code>) with an API token.
@@ -404,7 +403,7 @@ export function Memory() {
                   <button type="button" class="ghost" onClick={() => optimize(c.name)}>
                     Optimize
                   </button>
-                  <button type="button" class="danger" onClick={() => remove(c.name)}>
+                  <button type="button" class="ghost danger" onClick={() => remove(c.name)}>
                     Delete
                   </button>
                 </td>
@@ -413,6 +412,7 @@ export function Memory() {
           </tbody>
         </table>
       )}
+      <h2>New collection</h2>
       <NewCollection
         created={(n) => {
           setSelected(n);
