@@ -122,8 +122,8 @@ def main():
         pass
     h.call("POST", "/api/v1/collections", {"name": "bench", "dimension": dim})
     t = time.perf_counter()
-    for start in range(0, rows, 2000):
-        docs = [{"id": f"d{i}", "vector": vec(i, rnd), "metadata": {"n": i % 10}} for i in range(start, min(rows, start + 2000))]
+    for start in range(0, rows, 1000):
+        docs = [{"id": f"d{i}", "vector": vec(i, rnd), "metadata": {"n": i % 10}} for i in range(start, min(rows, start + 1000))]
         h.call("POST", "/api/v1/collections/bench/documents", docs)
     print(f"upserted {rows} vectors in {time.perf_counter() - t:.1f} s")
     qr = random.Random(99)

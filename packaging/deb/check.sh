@@ -9,7 +9,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 deb=$("$here/build-deb.sh" --binary "$bin" --arch amd64 --out "$work")
 # lintian refuses nothing here but prints E:/W: lines; an override must explain itself in the file
-report=$(lintian --tag-display-limit 0 "$deb" 2>&1 | grep -v 'running with root privileges' || true)
+# embedded-library libyaml: overridden in lintian-overrides (unsafe-libyaml, a Rust translation, via lancedb's
+# tokenizer); lintian 2.116 honours that override for a small binary but not for the full hearth binary, so the one
+# line is also filtered here
+report=$(lintian --tag-display-limit 0 "$deb" 2>&1 | grep -v 'running with root privileges' \
+  | grep -v '^E: hearth: embedded-library libyaml \[usr/bin/hearth\]$' || true)
 if echo "$report" | grep -qE '^(E|W): '; then
   echo "lintian: $report" >&2
   exit 1
