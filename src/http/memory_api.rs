@@ -246,7 +246,7 @@ pub struct MemoryStatus {
 #[utoipa::path(get, path = "/api/v1/memory/status", tag = "memory", security(("session" = []), ("token" = [])),
     responses((status = 200, body = MemoryStatus), (status = 401, body = ErrorBody)))]
 async fn memory_status(_auth: AdminAuth, State(s): State<AppState>) -> Json<MemoryStatus> {
-    let (hits, misses, entries, capacity) = s.memory.cache_stats();
+    let (hit_rate, entries, capacity) = s.memory.cache_stats();
     let (mut requests, mut inputs, mut tokens, mut batches, mut busy) = (0, 0, 0, 0, 0);
     if let Some(e) = s.memory.engine() {
         requests = e.stats.requests.load(Ordering::Relaxed);
@@ -264,7 +264,7 @@ async fn memory_status(_auth: AdminAuth, State(s): State<AppState>) -> Json<Memo
         tokens_per_second: if busy == 0 { 0.0 } else { tokens as f64 / (busy as f64 / 1e6) },
         cache_entries: entries,
         cache_capacity: capacity,
-        cache_hit_rate: if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
+        cache_hit_rate: hit_rate,
     })
 }
 

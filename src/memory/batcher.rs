@@ -58,7 +58,6 @@ pub struct Embedded {
     pub vectors: Vec<Vec<f32>>,
     /// Per input: tokens and whether it was truncated to fit.
     pub tokens: Vec<(u32, bool)>,
-    pub queue_wait: Duration,
 }
 
 pub struct Job {
@@ -242,7 +241,6 @@ fn run_round(embedder: &Embedder, pool: &rayon::ThreadPool, round: Vec<Pending>,
                     Some(vectors) => Ok(Embedded {
                         vectors,
                         tokens: tokens.iter().map(|t| (t.ids.len() as u32, t.truncated)).collect(),
-                        queue_wait: wait,
                     }),
                     // the caller gave up before its inputs were run
                     None => continue,

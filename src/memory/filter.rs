@@ -126,18 +126,23 @@ fn to_sql_depth(filter: &Value, known: &BTreeMap<String, Kind>, depth: usize) ->
     Ok(if parts.len() == 1 { parts.remove(0) } else { format!("({})", parts.join(" AND ")) })
 }
 
+/// A key's condition as (operator, operand): `{"$op": operand}`, or a bare value for `$eq`.
+fn operator<'a>(key: &str, v: &'a Value) -> Result<(&'a str, &'a Value), String> {
+    match v {
+        Value::Object(o) if o.len() == 1 => {
+            let (op, operand) = o.iter().next().expect("one entry");
+            Ok((op.as_str(), operand))
+        }
+        Value::Object(_) => Err(format!("filter on {key:?}: use one operator per object")),
+        other => Ok(("$eq", other)),
+    }
+}
+
 fn condition(key: &str, v: &Value, known: &BTreeMap<String, Kind>) -> Result<String, String> {
     if !filterable_key(key) {
         return Err(format!("{key:?} is not a filterable metadata key (letters, digits and _ only)"));
     }
-    let (op, operand) = match v {
-        Value::Object(o) if o.len() == 1 => {
-            let (op, operand) = o.iter().next().expect("one entry");
-            (op.as_str(), operand)
-        }
-        Value::Object(_) => return Err(format!("filter on {key:?}: use one operator per object")),
-        other => ("$eq", other),
-    };
+    let (op, operand) = operator(key, v)?;
     let Some(&kind) = known.get(key) else {
         // no document has this key: nothing matches (and for $ne/$nin, nothing has a value either)
         return Ok("FALSE".into());
@@ -179,13 +184,7 @@ pub fn matches(filter: &Value, meta: &Value) -> bool {
         "$or" => v.as_array().is_some_and(|l| l.iter().any(|f| matches(f, meta))),
         key => {
             let Some(have) = meta.get(key).filter(|h| Kind::of(h).is_some()) else { return false };
-            let (op, operand) = match v {
-                Value::Object(o) if o.len() == 1 => {
-                    let (op, operand) = o.iter().next().expect("one entry");
-                    (op.as_str(), operand)
-                }
-                other => ("$eq", other),
-            };
+            let Ok((op, operand)) = operator(key, v) else { return false };
             let cmp = |x: &Value| -> Option<std::cmp::Ordering> {
                 match (have, x) {
                     (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),

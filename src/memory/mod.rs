@@ -75,10 +75,6 @@ pub struct Memory {
     live: Arc<LiveConfig>,
 }
 
-fn limits(c: &MemoryConfig) -> (usize, usize) {
-    (c.max_inputs, c.max_input_chars)
-}
-
 impl Memory {
     pub fn new(live: Arc<LiveConfig>, store: Arc<store::Store>) -> Self {
         let entries = live.current().memory.cache_entries;
@@ -105,15 +101,18 @@ impl Memory {
         self.engine.load_full()
     }
 
-    /// (hits, misses, entries, capacity)
-    pub fn cache_stats(&self) -> (u64, u64, usize, usize) {
+    /// (hit rate, entries, capacity)
+    pub fn cache_stats(&self) -> (f64, usize, usize) {
         let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        (c.hits, c.misses, c.len(), c.capacity())
+        (c.hit_rate(), c.len(), c.capacity())
     }
 
     /// Check the request limits (count, length, emptiness) before any work.
     pub fn check_inputs(&self, texts: &[String]) -> Result<(), MemoryError> {
-        let (max_inputs, max_chars) = limits(&self.live.current().memory);
+        let (max_inputs, max_chars) = {
+            let c = self.live.current();
+            (c.memory.max_inputs, c.memory.max_input_chars)
+        };
         if texts.is_empty() {
             return Err(MemoryError::Invalid("at least one input is required".into()));
         }
@@ -250,6 +249,7 @@ impl Memory {
                 }
             }
             // wait for a change that matters to the model, or shutdown
+            let mut cache_entries = cfg.cache_entries;
             loop {
                 tokio::select! {
                     _ = ctx.shutdown.cancelled() => {
@@ -264,8 +264,9 @@ impl Memory {
                         if model_settings(&new) != model_settings(&cfg) {
                             break;
                         }
-                        if new.cache_entries != cfg.cache_entries {
-                            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = EmbedCache::new(new.cache_entries);
+                        if new.cache_entries != cache_entries {
+                            cache_entries = new.cache_entries;
+                            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = EmbedCache::new(cache_entries);
                         }
                     }
                 }
