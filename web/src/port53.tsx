@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError } from './api';
+import { Alert } from './alert';
 
 // Port 53 and systemd-resolved: resolved's stub listener (127.0.0.53:53) keeps hearth's DNS off port 53 on
 // Ubuntu-like systems. hearth changes nothing without the admin's click; the change is a drop-in, undone here too.
@@ -72,11 +73,7 @@ export function Port53({ onlyWhenBlocked = false }: { onlyWhenBlocked?: boolean 
         </p>
       )}
       {state.last_result && <p class="muted small">Last change: {state.last_result}</p>}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
       <div class="row">
         {state.resolved && !state.changed_by_hearth && (
           <button disabled={busy || !!state.pending} onClick={() => change('disable_stub')}>

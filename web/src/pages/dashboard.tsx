@@ -3,6 +3,7 @@ import { usePoll } from '../poll';
 import { Chart } from '../chart';
 import { ago, bytes, duration } from '../format';
 import { Port53 } from '../port53';
+import { Alert } from '../alert';
 
 const REFRESH_MS = 5000;
 
@@ -18,11 +19,7 @@ export function Dashboard() {
 
   return (
     <>
-      {error && (
-        <p class="error" role="alert">
-          Refresh failed: {error}
-        </p>
-      )}
+      <Alert>{error && `Refresh failed: ${error}`}</Alert>
       <Port53 onlyWhenBlocked />
       <section class="cards" aria-label="Overview">
         <div class="card stat">

@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { api, ApiError, SessionView } from '../api';
+import { Alert } from '../alert';
 
 export function Login({ loggedIn, themeButton }: { loggedIn: (s: SessionView) => void; themeButton: ComponentChildren }) {
   const [username, setUsername] = useState('');
@@ -37,11 +38,7 @@ export function Login({ loggedIn, themeButton }: { loggedIn: (s: SessionView) =>
           Password
           <input name="password" type="password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} autoComplete="current-password" required />
         </label>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert>{error}</Alert>
         <button type="submit" disabled={busy}>
           {busy ? 'Logging in…' : 'Log in'}
         </button>

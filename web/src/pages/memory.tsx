@@ -5,6 +5,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { bytes } from '../format';
 import { usePoll } from '../poll';
+import { Alert } from '../alert';
 
 interface ModelState {
   state: 'disabled' | 'loading' | 'ready' | 'failed';
@@ -133,11 +134,7 @@ function NewCollection({ created }: { created: (name: string) => void }) {
       <div class="row">
         <button type="submit">Create collection</button>
       </div>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
     </form>
   );
 }
@@ -215,11 +212,7 @@ function AddDocuments({ collection, added }: { collection: string; added: () => 
           {progress}
         </p>
       )}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
     </form>
   );
 }
@@ -271,11 +264,7 @@ function Search({ collection }: { collection: string }) {
           <button type="submit">Search</button>
         </div>
       </form>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
       {hits && (
         <>
           <p class="muted" role="status">
@@ -357,11 +346,7 @@ export function Memory() {
       <ModelCard s={status.data} />
       {status.error && <p class="error">{status.error}</p>}
       <h2>Collections</h2>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
       {cols && cols.length === 0 && <p class="muted">No collections yet: create one below.</p>}
       {cols && cols.length > 0 && (
         <table class="table" data-testid="collections">

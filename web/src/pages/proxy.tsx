@@ -3,6 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { AccessEntry, api, ApiError, CertificatesView, ProxyRoute, RouteView } from '../api';
 import { date } from '../format';
+import { Alert } from '../alert';
 
 interface Draft {
   hosts: string;
@@ -123,11 +124,7 @@ function RouteForm({ initial, index, saved, cancel }: { initial: Draft; index: n
           {test}
         </p>
       )}
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
     </form>
   );
 }
@@ -175,11 +172,7 @@ export function Proxy() {
 
   return (
     <>
-      {error && (
-        <p class="error" role="alert">
-          {error}
-        </p>
-      )}
+      <Alert>{error}</Alert>
       <section class="card">
         <h2>Routes</h2>
         {routes && routes.length === 0 && <p class="muted">No routes yet. Add one below: a host name, and the address of the service behind it.</p>}

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, ConfigChange, ConfigView } from '../api';
 import { Port53 } from '../port53';
+import { Alert } from '../alert';
 
 // Settings edit hearth.toml through the API: validated, applied live, written back keeping comments.
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
@@ -92,11 +93,7 @@ export function Settings() {
             <input name="auth.login_max_delay" value={form.login_max_delay} onInput={set('login_max_delay')} aria-invalid={invalid('auth.login_max_delay')} placeholder="5m" />
           </label>
         </div>
-        {error && (
-          <p class="error" role="alert">
-            {error.message}
-          </p>
-        )}
+        <Alert>{error?.message}</Alert>
         {saved && (
           <p class="ok" role="status">
             {saved}

@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import { api, ApiError } from '../api';
+import { Alert } from '../alert';
 
 // First-run wizard: explain, then create the admin account.
 export function Setup({ done, themeButton, port53 }: { done: () => void; themeButton: ComponentChildren; port53?: boolean }) {
@@ -74,11 +75,7 @@ export function Setup({ done, themeButton, port53 }: { done: () => void; themeBu
               Repeat the password
               <input name="confirm" type="password" value={confirm} onInput={(e) => setConfirm(e.currentTarget.value)} autoComplete="new-password" required />
             </label>
-            {error && (
-              <p class="error" role="alert">
-                {error}
-              </p>
-            )}
+            <Alert>{error}</Alert>
             <button type="submit" disabled={busy}>
               {busy ? 'Creating…' : 'Create admin account'}
             </button>

@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, TokenInfo } from '../api';
 import { ago, date } from '../format';
+import { Alert } from '../alert';
 
 export function Tokens() {
   const [tokens, setTokens] = useState<TokenInfo[] | null>(null);
@@ -56,11 +57,7 @@ export function Tokens() {
           </label>
           <button type="submit">Create token</button>
         </form>
-        {error && (
-          <p class="error" role="alert">
-            {error}
-          </p>
-        )}
+        <Alert>{error}</Alert>
         {secret && (
           <div class="secret" role="status">
             <p>
