@@ -13,6 +13,7 @@
 
 pub mod batcher;
 pub mod cache;
+pub mod encoder;
 pub mod filter;
 pub mod model;
 pub mod store;

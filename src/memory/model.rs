@@ -1,23 +1,24 @@
-//! The embedding model: a BERT-family encoder run with candle on the CPU, its tokenizer, and the pooling that turns
-//! token states into one vector.
+//! The embedding model: a BERT-family encoder ([`super::encoder`], candle tensors and gemm on the CPU), its
+//! tokenizer, and the pooling that turns token states into one vector.
 //!
 //! The built-in model is all-MiniLM-L6-v2 (384 dimensions, mean pooling, 256 tokens). Its weights travel inside the
-//! binary as F16 (`assets/models/all-MiniLM-L6-v2`, 45 MB; see the README there) and are widened to F32 when
-//! loaded: F32 is the fast path on CPUs without F16 arithmetic (Pi 4). Other BERT-family models (bge-small,
+//! binary as F16 (`assets/models/all-MiniLM-L6-v2`, 45 MB; see the README there); the layers are widened to F32
+//! when loaded (F32 is the fast path on CPUs without F16 arithmetic, Pi 4), the word embedding table stays F16. Other BERT-family models (bge-small,
 //! e5-small) load from a directory laid out like a sentence-transformers model.
 //!
 //! Invariants: everything here is synchronous CPU work and must run on the memory thread pool, never on an async
-//! worker; vectors come out in input order; pooling ignores padding (it uses the attention mask).
+//! worker; vectors come out in input order; inputs are packed, never padded, so pooling sees only
+//! an input's own tokens.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::MemoryError;
+use super::encoder::{Config as BertConfig, Encoder};
 
 pub const BUILTIN: &str = "all-MiniLM-L6-v2";
 
@@ -57,13 +58,12 @@ pub struct Tokens {
 }
 
 pub struct Embedder {
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     pub name: String,
     pub pooling: Pooling,
     pub max_tokens: usize,
     pub dim: usize,
-    device: Device,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -148,11 +148,10 @@ impl Embedder {
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: max_tokens, ..Default::default() }))
             .map_err(|e| load_err("tokenizer.json", e))?;
-        let device = Device::Cpu;
-        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &device)
+        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| load_err("model weights", e))?;
-        let model = BertModel::load(vb, &cfg).map_err(|e| load_err("model weights", e))?;
-        Ok(Embedder { model, tokenizer, name: name.to_string(), pooling, max_tokens, dim: cfg.hidden_size, device })
+        let model = Encoder::load(vb, &cfg).map_err(|e| load_err("model weights", e))?;
+        Ok(Embedder { model, tokenizer, name: name.to_string(), pooling, max_tokens, dim: cfg.hidden_size })
     }
 
     pub fn tokenize(&self, text: &str) -> Result<Tokens, MemoryError> {
@@ -160,37 +159,30 @@ impl Embedder {
         Ok(Tokens { truncated: !enc.get_overflowing().is_empty(), ids: enc.get_ids().to_vec() })
     }
 
-    /// Embed one batch (padded to its longest member). Returns un-normalised pooled vectors in input order.
+    /// Embed one batch (packed, never padded). Returns un-normalised pooled vectors in input order.
     pub fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, MemoryError> {
-        if batch.is_empty() {
-            return Ok(vec![]);
-        }
-        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let len = batch.iter().map(|b| b.len()).max().unwrap_or(1).max(1);
-            let n = batch.len();
-            let mut ids = vec![0u32; n * len];
-            let mut mask = vec![0u32; n * len];
-            for (i, b) in batch.iter().enumerate() {
-                ids[i * len..i * len + b.len()].copy_from_slice(b);
-                mask[i * len..i * len + b.len()].fill(1);
-            }
-            let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
-            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-            let types = ids.zeros_like()?;
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (n, len, dim)
-            let pooled = match self.pooling {
-                Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-                Pooling::Mean => {
-                    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
-                    let sum = hidden.broadcast_mul(&m)?.sum(1)?; // (n, dim)
-                    let count = m.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (n, 1)
-                    sum.broadcast_div(&count)?
-                }
-            };
-            pooled.to_vec2::<f32>()
-        };
-        run().map_err(|e| MemoryError::Model(format!("inference: {e}")))
+        let hidden = self.model.forward(batch).map_err(|e| MemoryError::Model(format!("inference: {e}")))?;
+        Ok((0..batch.len()).map(|i| pool(hidden.rows(i), self.dim, self.pooling)).collect())
     }
+}
+
+/// One vector from an input's token states (`tokens × dim`, row-major): their mean, or the first (CLS) row.
+pub fn pool(rows: &[f32], dim: usize, pooling: Pooling) -> Vec<f32> {
+    let n = rows.len() / dim;
+    let mut out = vec![0f32; dim];
+    if n == 0 {
+        return out;
+    }
+    match pooling {
+        Pooling::Cls => out.copy_from_slice(&rows[..dim]),
+        Pooling::Mean => {
+            for row in rows.chunks_exact(dim) {
+                out.iter_mut().zip(row).for_each(|(o, x)| *o += x);
+            }
+            out.iter_mut().for_each(|o| *o /= n as f32);
+        }
+    }
+    out
 }
 
 /// Scale `v` to unit length (a zero vector stays zero).
@@ -198,5 +190,18 @@ pub fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_pooling_averages_rows_and_cls_takes_the_first() {
+        let rows = [1.0, 2.0, 3.0, 6.0];
+        assert_eq!(pool(&rows, 2, Pooling::Mean), vec![2.0, 4.0]);
+        assert_eq!(pool(&rows, 2, Pooling::Cls), vec![1.0, 2.0]);
+        assert_eq!(pool(&[], 2, Pooling::Mean), vec![0.0, 0.0]);
     }
 }
