@@ -10,8 +10,9 @@
 //! - bias + GELU and bias + residual + LayerNorm are **fused** single passes, parallel over rows.
 //!
 //! Numerics follow the reference (sentence-transformers/PyTorch, F32): exact-erf GELU (an erf with 1.5e-7
-//! absolute error), LayerNorm with the config's epsilon. The word embedding table stays F16 in memory (half of
-//! its 47 MB F32 size; the built-in weights are F16 anyway) and is widened per looked-up row.
+//! absolute error), LayerNorm with the config's epsilon. The word embedding table stays F16 (half of its 47 MB F32
+//! size) and is widened per looked-up row; for weights that live as long as the program (the built-in model inside
+//! the binary) it is not even copied: rows are read in place, so only the pages of tokens ever seen are resident.
 //!
 //! Invariants: pure CPU work — call it on the memory thread pool; rows of the output are the inputs' tokens in
 //! input order; a token id outside the vocabulary or an input longer than the position table is an error, never
@@ -74,6 +75,24 @@ struct Norm {
     beta: Vec<f32>,
 }
 
+/// The word embedding table, F16: copied out of the weights, or read in place from bytes that outlive the model.
+enum Words {
+    Owned(Vec<f16>),
+    /// little-endian F16, `vocab × hidden`
+    Static(&'static [u8]),
+}
+
+impl Words {
+    /// Widened row `id` of `h` values.
+    fn row(&self, id: usize, h: usize) -> impl Iterator<Item = f32> + '_ {
+        let (owned, bytes) = match self {
+            Words::Owned(w) => (&w[id * h..][..h], &[][..]),
+            Words::Static(b) => (&[][..], &b[id * h * 2..][..h * 2]),
+        };
+        owned.iter().map(|w| w.to_f32()).chain(bytes.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()))
+    }
+}
+
 struct Block {
     /// query, key and value side by side: `hidden × 3·hidden`
     qkv: Linear,
@@ -86,7 +105,7 @@ struct Block {
 
 pub struct Encoder {
     /// `vocab × hidden`, F16
-    word: Vec<f16>,
+    word: Words,
     /// `positions × hidden`
     position: Vec<f32>,
     /// token type 0 (sentence embeddings never use a second segment)
@@ -146,7 +165,9 @@ fn norm(vb: &VarBuilder, name: &str, size: usize) -> Result<Norm> {
 
 impl Encoder {
     /// Load the weights of a BERT checkpoint (`embeddings.*`, `encoder.layer.N.*`, optionally under `bert.`).
-    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+    /// `static_words`: the word embedding table as little-endian F16 bytes that outlive the program, read in place
+    /// instead of copied (`vocab × hidden × 2` bytes, else an error).
+    pub fn load(vb: VarBuilder, cfg: &Config, static_words: Option<&'static [u8]>) -> Result<Self> {
         if let Some(kind) = cfg.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
             bail!("position_embedding_type {kind:?} is not supported (only \"absolute\")");
         }
@@ -156,8 +177,17 @@ impl Encoder {
         }
         let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
         let e = vb.pp("embeddings");
-        let word = e.get((cfg.vocab_size, h), "word_embeddings.weight")?.to_dtype(DType::F16)?;
-        let word = word.flatten_all()?.to_vec1::<f16>()?;
+        let word = match static_words {
+            Some(b) if b.len() == cfg.vocab_size * h * 2 => Words::Static(b),
+            Some(b) => {
+                bail!("the word table has {} bytes, not vocab × hidden × 2 = {}", b.len(), cfg.vocab_size * h * 2)
+            }
+            None => {
+                // straight to F16: no transient F32 copy of the largest tensor
+                let w = e.to_dtype(DType::F16).get((cfg.vocab_size, h), "word_embeddings.weight")?;
+                Words::Owned(w.flatten_all()?.to_vec1::<f16>()?)
+            }
+        };
         let position = e.get((cfg.max_position_embeddings, h), "position_embeddings.weight")?;
         let position = vec1(position.flatten_all()?)?;
         let token_type = e.get((cfg.type_vocab_size, h), "token_type_embeddings.weight")?;
@@ -212,10 +242,10 @@ impl Encoder {
         }
         let mut x = vec![0f32; rows * h];
         x.par_chunks_mut(h).zip(tokens.par_iter()).with_min_len(16).for_each(|(row, &(id, p))| {
-            let word = &self.word[id as usize * h..][..h];
+            let word = self.word.row(id as usize, h);
             let pos = &self.position[p as usize * h..][..h];
             for (((o, w), p), t) in row.iter_mut().zip(word).zip(pos).zip(&self.token_type) {
-                *o = w.to_f32() + p + t;
+                *o = w + p + t;
             }
             layer_norm(row, &self.embed_norm, self.eps);
         });
@@ -276,7 +306,7 @@ impl Encoder {
                     }
                     let mut sum = 0.0;
                     for pj in p.iter_mut() {
-                        *pj = (*pj - max).exp();
+                        *pj = exp(*pj - max);
                         sum += *pj;
                     }
                     let inv = 1.0 / sum;
@@ -351,27 +381,55 @@ fn bias_activation(y: &[f32], bias: &[f32], act: Activation) -> Vec<f32> {
     let w = bias.len();
     let mut out = vec![0f32; y.len()];
     out.par_chunks_mut(w).zip(y.par_chunks(w)).with_min_len(8).for_each(|(o, y)| {
-        for ((o, y), b) in o.iter_mut().zip(y).zip(bias) {
-            let x = y + b;
-            *o = match act {
-                Activation::Gelu => 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)),
-                Activation::GeluTanh => {
-                    0.5 * x * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+        // one plain indexed loop per activation: the shape the compiler vectorises
+        let (y, bias) = (&y[..o.len()], &bias[..o.len()]);
+        match act {
+            Activation::Gelu => {
+                for i in 0..o.len() {
+                    let x = y[i] + bias[i];
+                    o[i] = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
                 }
-                Activation::Relu => x.max(0.0),
-            };
+            }
+            Activation::GeluTanh => {
+                for i in 0..o.len() {
+                    let x = y[i] + bias[i];
+                    // tanh(u) = 1 − 2/(e^{2u} + 1)
+                    let u = 0.797_884_6 * (x + 0.044_715 * x * x * x);
+                    o[i] = 0.5 * x * (2.0 - 2.0 / (exp(2.0 * u) + 1.0));
+                }
+            }
+            Activation::Relu => {
+                for i in 0..o.len() {
+                    o[i] = (y[i] + bias[i]).max(0.0);
+                }
+            }
         }
     });
     out
 }
 
-/// The error function, Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7): branch-free but for the sign.
+/// The error function, Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5e-7). Branch-free, so loops over it
+/// vectorise.
 fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * (-a * a).exp();
+    let y = 1.0 - poly * exp(-a * a);
     y.copysign(x)
+}
+
+/// `e^x` (relative error ≈ 2e-7 on [-87, 88]; inputs outside are clamped to it), written without
+/// branches or library calls so the compiler vectorises loops over it — libm's `expf` is a call per element.
+/// `x = n·ln2 + r` with |r| ≤ ln2/2; `e^r` by a degree-6 Taylor polynomial; `2^n` built in the exponent bits.
+fn exp(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer, kept in the low mantissa bits
+    let x = x.clamp(-87.0, 88.0);
+    let k = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = k - MAGIC;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6; // ln2 in two parts (Cody–Waite)
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let scale = f32::from_bits(k.to_bits().wrapping_sub(MAGIC.to_bits()).wrapping_add(127) << 23);
+    p * scale
 }
 
 #[cfg(test)]
@@ -383,6 +441,18 @@ mod tests {
         for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (-1.0, -0.842_700_8), (2.5, 0.999_593)] {
             assert!((erf(x) - want).abs() < 2e-6, "erf({x}) = {} want {want}", erf(x));
         }
+    }
+
+    #[test]
+    fn exp_is_close_to_the_library_exp() {
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let (got, want) = (exp(x), x.exp());
+            assert!((got - want).abs() <= want * 1e-6, "exp({x}) = {got} want {want}");
+            x += 0.173;
+        }
+        assert!(exp(-1000.0) < 1e-37);
+        assert!(exp(f32::NEG_INFINITY) < 1e-37);
     }
 
     #[test]

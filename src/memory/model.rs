@@ -87,7 +87,8 @@ impl Embedder {
                 builtin::TOKENIZER,
                 Some(builtin::POOLING),
                 Some(builtin::SBERT),
-                builtin::WEIGHTS,
+                // the built-in weights live in the binary: their word table is read in place, never copied
+                Weights::Static(builtin::WEIGHTS),
                 max_tokens,
             );
         }
@@ -108,7 +109,7 @@ impl Embedder {
             &tokenizer,
             optional("1_Pooling/config.json").as_deref(),
             optional("sentence_bert_config.json").as_deref(),
-            &weights,
+            Weights::Loaded(&weights),
             max_tokens,
         )
     }
@@ -119,9 +120,13 @@ impl Embedder {
         tokenizer: &[u8],
         pooling: Option<&[u8]>,
         sbert: Option<&[u8]>,
-        weights: &[u8],
+        weights: Weights<'_>,
         max_tokens: usize,
     ) -> Result<Self, MemoryError> {
+        let (weights, static_words) = match weights {
+            Weights::Static(w) => (w, static_word_table(w)),
+            Weights::Loaded(w) => (w, None),
+        };
         let cfg: BertConfig = serde_json::from_slice(config).map_err(|e| load_err("config.json", e))?;
         let pooling = match pooling {
             Some(p) => {
@@ -150,7 +155,7 @@ impl Embedder {
             .map_err(|e| load_err("tokenizer.json", e))?;
         let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| load_err("model weights", e))?;
-        let model = Encoder::load(vb, &cfg).map_err(|e| load_err("model weights", e))?;
+        let model = Encoder::load(vb, &cfg, static_words).map_err(|e| load_err("model weights", e))?;
         Ok(Embedder { model, tokenizer, name: name.to_string(), pooling, max_tokens, dim: cfg.hidden_size })
     }
 
@@ -164,6 +169,20 @@ impl Embedder {
         let hidden = self.model.forward(batch).map_err(|e| MemoryError::Model(format!("inference: {e}")))?;
         Ok((0..batch.len()).map(|i| pool(hidden.rows(i), self.dim, self.pooling)).collect())
     }
+}
+
+/// Safetensors bytes: ones that live as long as the program (the built-in model), or loaded from a file.
+enum Weights<'a> {
+    Static(&'static [u8]),
+    Loaded(&'a [u8]),
+}
+
+/// The word embedding table inside program-long weights, as F16 bytes (None if stored otherwise: it is then copied
+/// like any model's).
+fn static_word_table(weights: &'static [u8]) -> Option<&'static [u8]> {
+    let st = safetensors::SafeTensors::deserialize(weights).ok()?;
+    let t = st.tensor("embeddings.word_embeddings.weight").ok()?;
+    (t.dtype() == safetensors::Dtype::F16).then(|| t.data())
 }
 
 /// One vector from an input's token states (`tokens × dim`, row-major): their mean, or the first (CLS) row.
