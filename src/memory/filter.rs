@@ -74,13 +74,18 @@ fn kind_name(k: Kind) -> &'static str {
     }
 }
 
+/// A SQL string literal: single-quoted, quotes doubled.
+pub fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
 fn literal(v: &Value, key: &str, kind: Kind) -> Result<String, String> {
     let got = Kind::of(v).ok_or_else(|| format!("filter on {key:?}: values must be strings, numbers or booleans"))?;
     if got != kind {
         return Err(format!("filter on {key:?}: the key holds {} values, got a {}", kind_name(kind), kind_name(got)));
     }
     Ok(match v {
-        Value::String(s) => format!("'{}'", s.replace('\'', "''")),
+        Value::String(s) => sql_string(s),
         Value::Number(n) => {
             let f = n.as_f64().ok_or_else(|| format!("filter on {key:?}: number out of range"))?;
             if !f.is_finite() {

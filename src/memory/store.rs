@@ -386,8 +386,7 @@ impl Store {
             // merge_insert joins against every column of every row (vectors included), so a bulk import into a
             // large collection slows to seconds per call; when none of the ids exists yet (checked on the id column
             // alone, under the collection's write lock) an append does the same
-            let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();
-            if t.count_rows(Some(id_in(&ids))).await.map_err(store_err)? == 0 {
+            if t.count_rows(Some(id_in(docs.iter().map(|d| d.id.as_str())))).await.map_err(store_err)? == 0 {
                 t.add(batch).execute().await.map_err(store_err)?;
             } else {
                 let reader: Box<dyn RecordBatchReader + Send> =
@@ -417,7 +416,7 @@ impl Store {
         let c = self.collection(name).await?;
         let mut preds = vec![];
         if !ids.is_empty() {
-            preds.push(id_in(&ids.iter().map(String::as_str).collect::<Vec<_>>()));
+            preds.push(id_in(ids.iter().map(String::as_str)));
         }
         if let Some(f) = filter {
             preds.push(filter::to_sql(f, &c.kinds()).map_err(MemoryError::Invalid)?);
@@ -568,8 +567,8 @@ impl Store {
 }
 
 /// The SQL predicate `id IN ('a', 'b')`, quotes escaped.
-fn id_in(ids: &[&str]) -> String {
-    let list: Vec<String> = ids.iter().map(|i| format!("'{}'", i.replace('\'', "''"))).collect();
+fn id_in<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let list: Vec<String> = ids.into_iter().map(filter::sql_string).collect();
     format!("id IN ({})", list.join(", "))
 }
 
