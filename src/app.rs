@@ -221,6 +221,8 @@ async fn memory_upkeep(ctx: TaskCtx, memory: Arc<crate::memory::Memory>, live: A
         let full = last_full.elapsed() >= cfg.optimize_interval.as_std();
         let started = std::time::Instant::now();
         memory.store.maintain_all(cfg.index_threshold, full).await;
+        // index builds and compaction free hundreds of MB of buffers that glibc would otherwise keep
+        let _ = tokio::task::spawn_blocking(crate::util::release_free_heap).await;
         if full {
             last_full = std::time::Instant::now();
             ctx.ready(format!("last full round took {:.1}s", started.elapsed().as_secs_f64()));

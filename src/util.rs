@@ -16,6 +16,24 @@ pub fn random_secret(n: usize) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
+/// Hand the allocator's free pages back to the kernel. glibc keeps what a burst frees in its arenas (after a batch
+/// of 32 embeddings ~70 MB of activations stay resident; model loading and index builds leave more), so the RSS of
+/// an idle hearth would be its worst moment's. Cheap when there is little to return; called when the embedding
+/// queue has been idle for a second and after store upkeep, never on a request path. Elsewhere a no-op (musl's
+/// allocator unmaps large frees itself).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn release_free_heap() {
+    // SAFETY: malloc_trim takes no pointers; it walks glibc's own free lists under the allocator's locks and
+    // madvises whole free pages away. Safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn release_free_heap() {}
+
 /// SHA-256 hex of a high-entropy secret (session ids, API tokens). Passwords use argon2id instead.
 pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))

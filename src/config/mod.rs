@@ -259,6 +259,10 @@ pub struct MemoryConfig {
     pub cache_entries: usize,
     /// Rows past which a collection gets an approximate (ANN) vector index; below it, search is exact.
     pub index_threshold: usize,
+    /// Index partitions probed per ANN query.
+    pub ann_nprobes: usize,
+    /// ANN candidates re-ranked by exact distance, as a multiple of k (0: none).
+    pub ann_refine_factor: usize,
     /// Compaction, index refresh and old-version pruning of every collection.
     pub optimize_interval: Duration,
 }
@@ -279,6 +283,8 @@ impl Default for MemoryConfig {
             request_timeout: Duration::from_secs(30),
             cache_entries: 10_000,
             index_threshold: 50_000,
+            ann_nprobes: 20,
+            ann_refine_factor: 10,
             optimize_interval: Duration::from_secs(3600),
         }
     }
@@ -682,6 +688,8 @@ impl Config {
         count("memory.max_input_chars", m.max_input_chars, 1, 1_000_000)?;
         count("memory.cache_entries", m.cache_entries, 0, 10_000_000)?;
         count("memory.index_threshold", m.index_threshold, 256, 1 << 30)?;
+        count("memory.ann_nprobes", m.ann_nprobes, 1, 4096)?;
+        count("memory.ann_refine_factor", m.ann_refine_factor, 0, 100)?;
         if !(1024..=1024 * 1024 * 1024).contains(&m.max_body_bytes) {
             return Err(ConfigError::invalid("memory.max_body_bytes", "must be between 1024 and 1073741824"));
         }

@@ -524,6 +524,16 @@ async fn query_collection(
         }
         (None, None) => return Err(invalid("give text or a vector")),
     };
-    let q = Query { vector, text: req.text, k: req.k, filter: req.filter, hybrid: req.hybrid, exact: req.exact };
+    let cfg = s.config.current();
+    let q = Query {
+        vector,
+        text: req.text,
+        k: req.k,
+        filter: req.filter,
+        hybrid: req.hybrid,
+        exact: req.exact,
+        nprobes: cfg.memory.ann_nprobes,
+        refine_factor: cfg.memory.ann_refine_factor as u32,
+    };
     Ok(Json(s.memory.store.query(&name, q).await?))
 }

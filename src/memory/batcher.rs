@@ -4,7 +4,8 @@
 //! pool (sized by `memory.threads`) that runs the model — never the async workers.
 //!
 //! Invariants: every job gets exactly one reply; inputs come back in the order they were sent; a job whose caller
-//! gave up (timeout, disconnect) is skipped before it costs inference.
+//! gave up (timeout, disconnect) is skipped before it costs inference; after a second with an empty queue the freed
+//! heap goes back to the kernel (so the RSS of an idle hearth is not that of its largest batch).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,6 +147,10 @@ fn tokenize(embedder: &Embedder, job: Job, max_tokens: usize) -> Pending {
     Pending { job, tokens }
 }
 
+/// How long the queue stays empty before the batcher returns the freed activations to the kernel: long enough that
+/// a steady stream of requests keeps its warm heap, short enough that an idle hearth is small.
+const IDLE_BEFORE_TRIM: Duration = Duration::from_secs(1);
+
 fn dispatch(
     rx: Receiver<Job>,
     embedder: Embedder,
@@ -155,8 +160,25 @@ fn dispatch(
 ) {
     let max_tokens = embedder.max_tokens;
     let mut previous_round = 0usize;
-    // ends when the Engine (every sender) is dropped
-    while let Ok(first) = rx.recv() {
+    // loading the model freed its transient buffers; after that, every round frees its activations
+    let mut heap_dirty = true;
+    loop {
+        // ends when the Engine (every sender) is dropped
+        let next = if heap_dirty {
+            rx.recv_timeout(IDLE_BEFORE_TRIM)
+        } else {
+            rx.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        let first = match next {
+            Ok(j) => j,
+            Err(RecvTimeoutError::Timeout) => {
+                crate::util::release_free_heap();
+                heap_dirty = false;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        heap_dirty = true;
         let mut round = vec![tokenize(&embedder, first, max_tokens)];
         let count = |r: &[Pending]| -> usize {
             r.iter().filter_map(|p| p.tokens.as_ref().ok()).flatten().map(|t| t.ids.len()).sum()

@@ -85,6 +85,9 @@ pub struct Query {
     pub hybrid: bool,
     /// Ignore the ANN index (exact search).
     pub exact: bool,
+    /// ANN effort: partitions probed, and candidates re-ranked exactly as a multiple of `k` (0: none).
+    pub nprobes: usize,
+    pub refine_factor: u32,
 }
 
 struct Collection {
@@ -461,14 +464,23 @@ impl Store {
                     .distance_type(DistanceType::Cosine)
                     // hybrid + filter: fetch more, filter after fusion (the full-text leg ignores the filter)
                     .limit(if q.hybrid && q.filter.is_some() { (q.k * 4).min(4000) } else { q.k })
-                    .select(Select::columns(&["id", "text", "metadata"]));
+                    // `_distance` named explicitly: lance otherwise adds it anyway and logs a deprecation warning
+                    // on every query (the hybrid path scores by `_relevance_score` and must not ask for it)
+                    .select(Select::columns(if q.hybrid {
+                        &["id", "text", "metadata"][..]
+                    } else {
+                        &["id", "text", "metadata", "_distance"][..]
+                    }));
                 if let Some(sql) = &sql {
                     vq = vq.only_if(sql);
                 }
                 if q.exact {
                     vq = vq.bypass_vector_index();
                 } else {
-                    vq = vq.nprobes(20).map_err(store_err)?.refine_factor(10);
+                    vq = vq.nprobes(q.nprobes.max(1)).map_err(store_err)?;
+                    if q.refine_factor > 0 {
+                        vq = vq.refine_factor(q.refine_factor);
+                    }
                 }
                 if q.hybrid {
                     let terms = q.text.unwrap_or_default();
