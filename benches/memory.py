@@ -93,7 +93,10 @@ def main():
     [x.start() for x in ths]
     [x.join() for x in ths]
     hc = len(conc) / (time.perf_counter() - t)
-    print(f"hearth RSS after embedding: {rss_mb(args.pid):.1f} MB (peak {rss_mb(args.pid, 'VmHWM'):.1f} MB)")
+    print(f"hearth RSS right after embedding: {rss_mb(args.pid):.1f} MB (peak {rss_mb(args.pid, 'VmHWM'):.1f} MB)")
+    # after a second of empty queue hearth returns the freed activations to the kernel
+    time.sleep(2)
+    print(f"hearth RSS 2 s later: {rss_mb(args.pid):.1f} MB")
 
     import torch
     from sentence_transformers import SentenceTransformer

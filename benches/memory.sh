@@ -31,6 +31,8 @@ http_listen = ["127.0.0.1:$http"]
 https_listen = ["127.0.0.1:$https"]
 data_dir = "$work/data"
 max_body_bytes = 16777216
+# the optimize call trains the index and compacts 100 fragments: longer than the API's default 30 s here
+request_timeout = "600s"
 [log]
 level = "warn"
 format = "json"

@@ -283,7 +283,7 @@ impl Default for MemoryConfig {
             request_timeout: Duration::from_secs(30),
             cache_entries: 10_000,
             index_threshold: 50_000,
-            ann_nprobes: 20,
+            ann_nprobes: 10,
             ann_refine_factor: 10,
             optimize_interval: Duration::from_secs(3600),
         }

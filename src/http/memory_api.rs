@@ -347,7 +347,12 @@ async fn optimize_collection(
     Path(name): Path<String>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
     let threshold = s.config.current().memory.index_threshold;
-    s.memory.store.maintain(&name, threshold, true).await?;
+    // the round runs to its end even when this request times out or the client leaves: dropped half-way (after
+    // the index build, before compaction) it left a bulk import in a hundred fragments until the next hourly round
+    let (memory, n) = (s.memory.clone(), name.clone());
+    tokio::spawn(async move { memory.store.maintain(&n, threshold, true).await })
+        .await
+        .map_err(ApiError::internal)??;
     Ok(Json(s.memory.store.info(&name).await?))
 }
 
