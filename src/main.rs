@@ -171,6 +171,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("hearth: configuration error: {e}");
                 return Ok(ExitCode::from(2));
             }
+            util::map_large_allocations();
             runtime()?.block_on(app::run(app::RunOptions { config: args.config, data_dir: args.data_dir }))?;
             Ok(ExitCode::SUCCESS)
         }

@@ -34,6 +34,22 @@ pub fn release_free_heap() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn release_free_heap() {}
 
+/// Allocations of 4 MiB and more get pages of their own, returned to the kernel when freed. glibc otherwise raises
+/// its mapping threshold to the largest block ever freed (up to 32 MiB), after which a batch's activations and
+/// lance's read buffers come from the heap and stay there. Called once at start-up, before any thread; a no-op
+/// off glibc. Smaller blocks — everything on the DNS path — are unaffected.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+pub fn map_large_allocations() {
+    // SAFETY: mallopt takes two integers and only changes glibc's allocation policy for future allocations.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn map_large_allocations() {}
+
 /// SHA-256 hex of a high-entropy secret (session ids, API tokens). Passwords use argon2id instead.
 pub fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
