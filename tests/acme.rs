@@ -271,13 +271,7 @@ async fn tls_alpn01_issues_and_a_rejected_order_shows_the_cas_error() {
     for _ in 0..3 {
         let before = certificate(&c, &inst, "elsewhere.example.com").await["last_success"].as_i64().unwrap();
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        let r = c
-            .post(inst.url("/api/v1/tls/certificates/elsewhere.example.com/renew"))
-            .header("x-csrf-token", &csrf)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
+        assert_eq!(renew(&c, &inst, &csrf, "elsewhere.example.com").await.status(), 202);
         failed = wait_for(&c, &inst, "elsewhere.example.com", 60, |v| {
             failed_order(v) || v["last_success"].as_i64().unwrap_or(0) > before
         })
@@ -292,13 +286,13 @@ async fn tls_alpn01_issues_and_a_rejected_order_shows_the_cas_error() {
     assert!(failed["next_attempt"].as_i64().unwrap() >= failed["last_attempt"].as_i64().unwrap() + 290, "{failed}");
     let ready: serde_json::Value = c.get(inst.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert!(ready.to_string().contains("elsewhere.example.com"), "readyz explains: {ready}");
-    let r = c
-        .post(inst.url("/api/v1/tls/certificates/nope.example.com/renew"))
-        .header("x-csrf-token", &csrf)
-        .send()
-        .await
-        .unwrap();
-    common::expect_error(r, 404, "not_found").await;
+    common::expect_error(renew(&c, &inst, &csrf, "nope.example.com").await, 404, "not_found").await;
+}
+
+/// Ask for a renewal of `name` now, as the admin UI's button does.
+async fn renew(c: &reqwest::Client, inst: &Instance, csrf: &str, name: &str) -> reqwest::Response {
+    let url = inst.url(&format!("/api/v1/tls/certificates/{name}/renew"));
+    c.post(url).header("x-csrf-token", csrf).send().await.unwrap()
 }
 
 /// BIND as the primary of example.com, accepting TSIG-signed updates.
