@@ -220,7 +220,7 @@ async fn memory_upkeep(ctx: TaskCtx, memory: Arc<crate::memory::Memory>, live: A
         let cfg = live.current().memory.clone();
         let full = last_full.elapsed() >= cfg.optimize_interval.as_std();
         let started = std::time::Instant::now();
-        memory.store.maintain_all(cfg.index_threshold, full).await;
+        memory.store.maintain_all(&crate::memory::store::IndexPolicy::of(&cfg), full).await;
         // index builds and compaction free hundreds of MB of buffers that glibc would otherwise keep
         let _ = tokio::task::spawn_blocking(crate::util::release_free_heap).await;
         if full {

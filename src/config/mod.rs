@@ -233,6 +233,18 @@ pub enum LogFormat {
     Text,
 }
 
+/// `memory.ann_index`: the approximate-nearest-neighbour index a collection gets past `memory.index_threshold`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnIndex {
+    /// IVF partitions (~1000 rows each) of product-quantized codes (48 bytes per 384-d vector).
+    IvfPq,
+    /// IVF partitions (~1000 rows each) of 8-bit scalar-quantized vectors (one byte per dimension).
+    IvfSq,
+    /// IVF partitions (~25,000 rows each), each an HNSW graph over 8-bit scalar-quantized vectors.
+    IvfHnswSq,
+}
+
 /// `[memory]`: the embedding model and the vector store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -259,10 +271,14 @@ pub struct MemoryConfig {
     pub cache_entries: usize,
     /// Rows past which a collection gets an approximate (ANN) vector index; below it, search is exact.
     pub index_threshold: usize,
+    /// The ANN index type.
+    pub ann_index: AnnIndex,
     /// Index partitions probed per ANN query.
     pub ann_nprobes: usize,
     /// ANN candidates re-ranked by exact distance, as a multiple of k (0: none).
-    pub ann_refine_factor: usize,
+    pub ann_refine_factor: u32,
+    /// Candidates an HNSW search keeps per partition (`ivf_hnsw_sq` only).
+    pub ann_ef: usize,
     /// Compaction, index refresh and old-version pruning of every collection.
     pub optimize_interval: Duration,
 }
@@ -283,8 +299,10 @@ impl Default for MemoryConfig {
             request_timeout: Duration::from_secs(30),
             cache_entries: 10_000,
             index_threshold: 50_000,
+            ann_index: AnnIndex::IvfPq,
             ann_nprobes: 10,
             ann_refine_factor: 10,
+            ann_ef: 64,
             optimize_interval: Duration::from_secs(3600),
         }
     }
@@ -689,7 +707,8 @@ impl Config {
         count("memory.cache_entries", m.cache_entries, 0, 10_000_000)?;
         count("memory.index_threshold", m.index_threshold, 256, 1 << 30)?;
         count("memory.ann_nprobes", m.ann_nprobes, 1, 4096)?;
-        count("memory.ann_refine_factor", m.ann_refine_factor, 0, 100)?;
+        count("memory.ann_refine_factor", m.ann_refine_factor as usize, 0, 100)?;
+        count("memory.ann_ef", m.ann_ef, 1, 10_000)?;
         if !(1024..=1024 * 1024 * 1024).contains(&m.max_body_bytes) {
             return Err(ConfigError::invalid("memory.max_body_bytes", "must be between 1024 and 1073741824"));
         }
@@ -962,6 +981,17 @@ mod tests {
 
     fn err(text: &str) -> ConfigError {
         Config::from_toml(text, "t.toml").unwrap_err()
+    }
+
+    #[test]
+    fn ann_index_types_parse_and_bad_ones_name_their_key() {
+        let c = Config::from_toml("[memory]\nann_index = \"ivf_hnsw_sq\"\nann_ef = 100\n", "t.toml").unwrap();
+        assert_eq!((c.memory.ann_index, c.memory.ann_ef), (AnnIndex::IvfHnswSq, 100));
+        let c = Config::from_toml("[memory]\nann_index = \"ivf_sq\"\n", "t.toml").unwrap();
+        assert_eq!(c.memory.ann_index, AnnIndex::IvfSq);
+        assert_eq!(err("[memory]\nann_index = \"hnsw\"\n").key(), Some("memory.ann_index"));
+        assert_eq!(err("[memory]\nann_ef = 0\n").key(), Some("memory.ann_ef"));
+        assert_eq!(err("[memory]\nann_refine_factor = 101\n").key(), Some("memory.ann_refine_factor"));
     }
 
     #[test]

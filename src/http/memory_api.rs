@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::AppState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, ApiJson, ErrorBody};
-use crate::memory::store::{CollectionInfo, Doc, Hit, Query};
+use crate::memory::store::{CollectionInfo, Doc, Hit, IndexPolicy, Query};
 use crate::memory::{Embedding, MemoryError, ModelState, model};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -346,13 +346,9 @@ async fn optimize_collection(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
-    let threshold = s.config.current().memory.index_threshold;
-    // the round runs to its end even when this request times out or the client leaves: dropped half-way (after
-    // the index build, before compaction) it left a bulk import in a hundred fragments until the next hourly round
-    let (memory, n) = (s.memory.clone(), name.clone());
-    tokio::spawn(async move { memory.store.maintain(&n, threshold, true).await })
-        .await
-        .map_err(ApiError::internal)??;
+    let policy = IndexPolicy::of(&s.config.current().memory);
+    // the round runs to its end even when this request times out or the client leaves (Store::maintain)
+    s.memory.store.maintain(&name, &policy, true).await?;
     Ok(Json(s.memory.store.info(&name).await?))
 }
 
@@ -538,7 +534,8 @@ async fn query_collection(
         hybrid: req.hybrid,
         exact: req.exact,
         nprobes: cfg.memory.ann_nprobes,
-        refine_factor: cfg.memory.ann_refine_factor as u32,
+        refine_factor: cfg.memory.ann_refine_factor,
+        ef: cfg.memory.ann_ef,
     };
     Ok(Json(s.memory.store.query(&name, q).await?))
 }

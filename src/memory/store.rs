@@ -22,8 +22,9 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use futures_util::TryStreamExt;
 use lancedb::DistanceType;
 use lancedb::index::Index;
+use lancedb::index::IndexType;
 use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
-use lancedb::index::vector::IvfPqIndexBuilder;
+use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder, IvfSqIndexBuilder};
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::table::{NewColumnTransform, OptimizeAction, OptimizeOptions};
 use serde::Serialize;
@@ -31,6 +32,7 @@ use serde_json::Value;
 
 use super::MemoryError;
 use super::filter::{self, Kind};
+use crate::config::{AnnIndex, MemoryConfig};
 
 pub const SCHEMA_VERSION: &str = "1";
 const META_VERSION: &str = "hearth.schema_version";
@@ -88,6 +90,55 @@ pub struct Query {
     /// ANN effort: partitions probed, and candidates re-ranked exactly as a multiple of `k` (0: none).
     pub nprobes: usize,
     pub refine_factor: u32,
+    /// HNSW search breadth per partition (HNSW indexes only).
+    pub ef: usize,
+}
+
+/// Which ANN index a collection gets, and past how many rows.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexPolicy {
+    pub threshold: usize,
+    pub kind: AnnIndex,
+}
+
+impl IndexPolicy {
+    pub fn of(cfg: &MemoryConfig) -> Self {
+        IndexPolicy { threshold: cfg.index_threshold, kind: cfg.ann_index }
+    }
+}
+
+fn index_type(kind: AnnIndex) -> IndexType {
+    match kind {
+        AnnIndex::IvfPq => IndexType::IvfPq,
+        AnnIndex::IvfSq => IndexType::IvfSq,
+        AnnIndex::IvfHnswSq => IndexType::IvfHnswSq,
+    }
+}
+
+/// The index to build over `rows` vectors of `dim` dimensions.
+fn ann_index(kind: AnnIndex, rows: usize, dim: usize) -> Index {
+    match kind {
+        // ~1000 rows per partition, 8 dimensions per sub-vector; queries probe `ann_nprobes` partitions (10) and
+        // re-rank `ann_refine_factor` × k candidates (10) exactly: recall@10 1.000 against exact search at 100k
+        // (benches/memory.sh); 5 × k still 0.999, 3 × k only 0.70
+        AnnIndex::IvfPq => Index::IvfPq(
+            IvfPqIndexBuilder::default()
+                .distance_type(DistanceType::Cosine)
+                .num_partitions((rows / 1000).clamp(1, 4096) as u32)
+                .num_sub_vectors(if dim.is_multiple_of(8) { dim / 8 } else { dim } as u32),
+        ),
+        AnnIndex::IvfSq => Index::IvfSq(
+            IvfSqIndexBuilder::default()
+                .distance_type(DistanceType::Cosine)
+                .num_partitions((rows / 1000).clamp(1, 4096) as u32),
+        ),
+        // a graph finds its way through a large partition: few partitions, each built on its own core
+        AnnIndex::IvfHnswSq => Index::IvfHnswSq(
+            IvfHnswSqIndexBuilder::default()
+                .distance_type(DistanceType::Cosine)
+                .num_partitions((rows / 25_000).clamp(1, 4096) as u32),
+        ),
+    }
 }
 
 struct Collection {
@@ -454,6 +505,8 @@ impl Store {
         let c2 = c.clone();
         let hybrid = q.hybrid;
         let (k, post_filter) = (q.k, if hybrid { q.filter.clone() } else { None });
+        // hybrid + filter: fetch more, filter after fusion (the full-text leg ignores the filter)
+        let limit = if q.hybrid && q.filter.is_some() { (q.k * 4).min(4000) } else { q.k };
         let mut hits = self
             .on_store(async move {
                 let mut vq = c2
@@ -462,8 +515,7 @@ impl Store {
                     .nearest_to(q.vector.as_slice())
                     .map_err(store_err)?
                     .distance_type(DistanceType::Cosine)
-                    // hybrid + filter: fetch more, filter after fusion (the full-text leg ignores the filter)
-                    .limit(if q.hybrid && q.filter.is_some() { (q.k * 4).min(4000) } else { q.k })
+                    .limit(limit)
                     // `_distance` named explicitly: lance otherwise adds it anyway and logs a deprecation warning
                     // on every query (the hybrid path scores by `_relevance_score` and must not ask for it)
                     .select(Select::columns(if q.hybrid {
@@ -477,7 +529,9 @@ impl Store {
                 if q.exact {
                     vq = vq.bypass_vector_index();
                 } else {
-                    vq = vq.nprobes(q.nprobes.max(1)).map_err(store_err)?;
+                    // an HNSW partition must keep at least as many candidates as the refine step takes from it
+                    let ef = q.ef.max(limit * (q.refine_factor.max(1) as usize));
+                    vq = vq.nprobes(q.nprobes.max(1)).map_err(store_err)?.ef(ef);
                     if q.refine_factor > 0 {
                         vq = vq.refine_factor(q.refine_factor);
                     }
@@ -502,81 +556,92 @@ impl Store {
         Ok(hits)
     }
 
-    /// Upkeep of one collection: build the ANN index once it is past `threshold` rows; with `full`, also compact,
-    /// fold new rows into the indexes and prune versions older than an hour. Returns whether an index was built.
-    pub async fn maintain(&self, name: &str, threshold: usize, full: bool) -> Result<bool, MemoryError> {
+    /// Upkeep of one collection: build the policy's ANN index once it is past the threshold (or rebuild it when the
+    /// configured type changed); with `full`, also compact, fold new rows into the indexes and prune versions older
+    /// than an hour. Returns whether an index was built.
+    ///
+    /// The round is one task on the store's runtime: a caller that stops waiting (a request past its timeout, a
+    /// client that leaves) never cuts it between the index build and the compaction.
+    pub async fn maintain(&self, name: &str, policy: &IndexPolicy, full: bool) -> Result<bool, MemoryError> {
         let c = self.collection(name).await?;
-        let _u = c.upkeep.lock().await;
-        let c2 = c.clone();
-        let n = name.to_string();
-        let built = self
-            .on_store(async move {
-                let t = &c2.table;
-                let rows = t.count_rows(None).await.map_err(store_err)?;
-                metrics::gauge!("hearth_memory_collection_rows", "collection" => n.clone()).set(rows as f64);
-                let indices = t.list_indices().await.map_err(store_err)?;
-                let mut built = false;
-                if rows >= threshold && !indices.iter().any(|i| i.name == VECTOR_INDEX) {
-                    let started = Instant::now();
-                    tracing::info!(collection = n, rows, "building the vector index");
-                    // IVF-PQ: ~1000 rows per partition, 8 dimensions per sub-vector; queries probe `ann_nprobes`
-                    // partitions (10) and re-rank `ann_refine_factor` × k candidates (10) exactly: recall@10 1.000
-                    // against exact search at 100k (benches/memory.sh); 5 × k still 0.999, 3 × k only 0.70
-                    let partitions = (rows / 1000).clamp(1, 4096) as u32;
-                    let sub_vectors = if c2.dim % 8 == 0 { c2.dim / 8 } else { c2.dim } as u32;
-                    t.create_index(
-                        &["vector"],
-                        Index::IvfPq(
-                            IvfPqIndexBuilder::default()
-                                .distance_type(DistanceType::Cosine)
-                                .num_partitions(partitions)
-                                .num_sub_vectors(sub_vectors),
-                        ),
-                    )
-                    .name(VECTOR_INDEX.into())
-                    .execute()
-                    .await
-                    .map_err(store_err)?;
-                    metrics::counter!("hearth_memory_index_builds_total").increment(1);
-                    tracing::info!(collection = n, rows, secs = started.elapsed().as_secs_f64(), "vector index built");
-                    built = true;
-                }
-                Ok(built)
-            })
-            .await?;
-        if !full {
-            return Ok(built);
-        }
-        // compaction rewrites fragments a concurrent delete or overwrite may touch: writers wait for it
-        let _w = c.write.lock().await;
-        let c2 = c.clone();
+        let (n, policy) = (name.to_string(), *policy);
         self.on_store(async move {
-            let t = &c2.table;
-            t.optimize(OptimizeAction::Compact { options: Default::default(), remap_options: None })
-                .await
-                .map_err(store_err)?;
-            t.optimize(OptimizeAction::Index(OptimizeOptions::default())).await.map_err(store_err)?;
-            t.optimize(OptimizeAction::Prune {
-                older_than: lancedb::table::Duration::try_hours(1),
-                delete_unverified: Some(false),
-                error_if_tagged_old_versions: Some(false),
-            })
-            .await
-            .map_err(store_err)?;
+            let _u = c.upkeep.lock().await;
+            let rows = c.table.count_rows(None).await.map_err(store_err)?;
+            metrics::gauge!("hearth_memory_collection_rows", "collection" => n.clone()).set(rows as f64);
+            let built = build_vector_index_if_due(&c, &n, rows, &policy).await?;
+            if full {
+                // compaction rewrites fragments a concurrent delete or overwrite may touch: writers wait for it
+                let _w = c.write.lock().await;
+                compact(&c.table).await?;
+            }
             Ok(built)
         })
         .await
     }
 
     /// Maintain every collection; errors are logged per collection.
-    pub async fn maintain_all(&self, threshold: usize, full: bool) {
+    pub async fn maintain_all(&self, policy: &IndexPolicy, full: bool) {
         let Ok(names) = self.names().await else { return };
         for n in names {
-            if let Err(e) = self.maintain(&n, threshold, full).await {
+            if let Err(e) = self.maintain(&n, policy, full).await {
                 tracing::warn!(collection = n, error = %e, "collection upkeep failed");
             }
         }
     }
+}
+
+/// Build the ANN index of a collection past the policy's threshold that has none, or one of another type than the
+/// policy's (under the collection's upkeep lock, not its write lock: lance commits an index beside concurrent
+/// appends, and a rebuilt index replaces the old one in one commit). Returns whether it built one.
+async fn build_vector_index_if_due(
+    c: &Collection,
+    name: &str,
+    rows: usize,
+    policy: &IndexPolicy,
+) -> Result<bool, MemoryError> {
+    let t = &c.table;
+    if rows < policy.threshold {
+        return Ok(false);
+    }
+    if t.list_indices().await.map_err(store_err)?.iter().any(|i| i.name == VECTOR_INDEX) {
+        let current = t.index_stats(VECTOR_INDEX).await.map_err(store_err)?.map(|s| s.index_type);
+        if current == Some(index_type(policy.kind)) {
+            return Ok(false);
+        }
+        tracing::info!(
+            collection = name,
+            from = ?current,
+            to = ?policy.kind,
+            "the configured vector index type changed"
+        );
+    }
+    let started = Instant::now();
+    tracing::info!(collection = name, rows, kind = ?policy.kind, "building the vector index");
+    t.create_index(&["vector"], ann_index(policy.kind, rows, c.dim))
+        .name(VECTOR_INDEX.into())
+        .execute()
+        .await
+        .map_err(store_err)?;
+    metrics::counter!("hearth_memory_index_builds_total").increment(1);
+    tracing::info!(collection = name, rows, secs = started.elapsed().as_secs_f64(), "vector index built");
+    Ok(true)
+}
+
+/// Compact fragments, fold rows added since into the indexes, prune versions older than an hour.
+async fn compact(t: &lancedb::Table) -> Result<(), MemoryError> {
+    t.optimize(OptimizeAction::Compact { options: Default::default(), remap_options: None })
+        .await
+        .map_err(store_err)?;
+    t.optimize(OptimizeAction::Index(OptimizeOptions::default())).await.map_err(store_err)?;
+    t.optimize(OptimizeAction::Prune {
+        older_than: lancedb::table::Duration::try_hours(1),
+        delete_unverified: Some(false),
+        error_if_tagged_old_versions: Some(false),
+    })
+    .await
+    .map_err(store_err)?;
+    Ok(())
 }
 
 /// The SQL predicate `id IN ('a', 'b')`, quotes escaped.
@@ -658,6 +723,7 @@ fn hits_of(batches: &[RecordBatch], hybrid: bool) -> Result<Vec<Hit>, MemoryErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     #[test]
     fn names_are_checked() {
@@ -665,6 +731,36 @@ mod tests {
         for bad in ["", ".x", "a/b", "a b", &"x".repeat(65), "é"] {
             assert!(!valid_name(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_upkeep_round_finishes_when_its_caller_stops_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            store.create("c", 4, None).await.unwrap();
+            for i in 0..3 {
+                let doc = Doc {
+                    id: format!("d{i}"),
+                    text: None,
+                    vector: vec![1.0, i as f32, 0.0, 0.5],
+                    metadata: Value::Null,
+                };
+                store.upsert("c", vec![doc]).await.unwrap();
+            }
+            assert_eq!(store.info("c").await.unwrap().fragments, 3);
+            // the caller gives up at once (a request timeout, a client that left); the round goes on without it
+            let policy = IndexPolicy { threshold: usize::MAX, kind: AnnIndex::IvfPq };
+            // polled once (which hands the round to the store runtime), then dropped
+            assert!(store.maintain("c", &policy, true).now_or_never().is_none());
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            while store.info("c").await.unwrap().fragments != 1 {
+                assert!(Instant::now() < deadline, "the abandoned round never compacted");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(store.info("c").await.unwrap().rows, 3);
+        });
     }
 
     #[test]
