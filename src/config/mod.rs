@@ -299,7 +299,7 @@ impl Default for MemoryConfig {
             request_timeout: Duration::from_secs(30),
             cache_entries: 10_000,
             index_threshold: 50_000,
-            ann_index: AnnIndex::IvfPq,
+            ann_index: AnnIndex::IvfHnswSq,
             ann_nprobes: 10,
             ann_refine_factor: 10,
             ann_ef: 64,
