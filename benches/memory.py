@@ -157,7 +157,7 @@ def main():
     print(f"query at {rows} vectors, exact (no index): p50 {pct(lat_exact, 50):.1f} ms  p99 {pct(lat_exact, 99):.1f} ms")
     # each index type in turn: the optimize call builds it (replacing the last one) and compacts
     for kind in args.indexes.split(","):
-        h.call("PATCH", "/api/v1/config", {"memory": {"ann_index": kind}})
+        h.call("PATCH", "/api/v1/config", {"memory": {"ann_index": kind, "index_threshold": 50_000}})
         t = time.perf_counter()
         info = h.call("POST", "/api/v1/collections/bench/optimize", {})
         print(f"index {info['vector_index']} built in {time.perf_counter() - t:.1f} s; {info['bytes'] / 1e6:.0f} MB on disk")
