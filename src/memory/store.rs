@@ -606,9 +606,11 @@ async fn build_vector_index_if_due(
     if rows < policy.threshold {
         return Ok(false);
     }
-    if t.list_indices().await.map_err(store_err)?.iter().any(|i| i.name == VECTOR_INDEX) {
-        let current = t.index_stats(VECTOR_INDEX).await.map_err(store_err)?.map(|s| s.index_type);
-        if current == Some(index_type(policy.kind)) {
+    // the index listing already carries each index's type: no per-minute `index_stats` (which counts rows) needed
+    let indices = t.list_indices().await.map_err(store_err)?;
+    if let Some(i) = indices.into_iter().find(|i| i.name == VECTOR_INDEX) {
+        let current = i.index_type;
+        if current == index_type(policy.kind) {
             return Ok(false);
         }
         tracing::info!(
