@@ -4,7 +4,8 @@
 #
 # aarch64 is cross-built on x86_64 Debian with Debian's rustc-web (it ships an arm64 std; rustup has none here):
 #   dpkg --add-architecture arm64 && apt-get update
-#   apt-get install rustc-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+#   apt-get install rustc-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static \
+#     protobuf-compiler libprotobuf-dev
 # One generic binary for the Pi 4 (Cortex-A72, ARMv8.0) and the Pi 5: never pass -C target-cpu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
