@@ -66,7 +66,8 @@ def main():
     a.add_argument("--pid", type=int)
     a.add_argument("--model")
     a.add_argument("--rows", type=int, default=100_000)
-    a.add_argument("--indexes", default="ivf_pq,ivf_sq,ivf_hnsw_sq", help="memory.ann_index types to measure, in turn")
+    a.add_argument("--indexes", default="ivf_pq,ivf_sq,ivf_hnsw_sq,ram",
+                   help="memory.ann_index types to measure, in turn; ram: the in-memory index (memory.ram_index)")
     args = a.parse_args()
     h = Hearth(args.url, args.token)
     print(f"hearth RSS with the model loaded, idle: {rss_mb(args.pid):.1f} MB")
@@ -155,12 +156,21 @@ def main():
 
     lat_exact, res_exact = run(True)
     print(f"query at {rows} vectors, exact (no index): p50 {pct(lat_exact, 50):.1f} ms  p99 {pct(lat_exact, 99):.1f} ms")
-    # each index type in turn: the optimize call builds it (replacing the last one) and compacts
+    # each index type in turn: the optimize call builds it (replacing the last one) and compacts; "ram" turns on the
+    # in-memory index beside the last on-disk one, which then answers these unfiltered queries
     for kind in args.indexes.split(","):
-        h.call("PATCH", "/api/v1/config", {"memory": {"ann_index": kind, "index_threshold": 50_000}})
+        if kind == "ram":
+            h.call("PATCH", "/api/v1/config", {"memory": {"ram_index": True, "index_threshold": 50_000}})
+        else:
+            h.call("PATCH", "/api/v1/config", {"memory": {"ann_index": kind, "ram_index": False, "index_threshold": 50_000}})
         t = time.perf_counter()
         info = h.call("POST", "/api/v1/collections/bench/optimize", {})
-        print(f"index {info['vector_index']} built in {time.perf_counter() - t:.1f} s; {info['bytes'] / 1e6:.0f} MB on disk")
+        took = time.perf_counter() - t
+        if kind == "ram":
+            print(f"in-memory index of {info['ram_index_rows']} rows built in {took:.1f} s; {info['ram_index_bytes'] / 1e6:.0f} MB; "
+                  f"RSS {rss_mb(args.pid):.1f} MB")
+        else:
+            print(f"index {info['vector_index']} built in {took:.1f} s; {info['bytes'] / 1e6:.0f} MB on disk")
         run(False)  # warm the index cache
         lat_ann, res_ann = run(False)
         recall = sum(len(set(a) & set(b)) for a, b in zip(res_ann, res_exact)) / sum(len(b) for b in res_exact)

@@ -2,7 +2,8 @@
 # Memory benchmark, run by hand: hearth's embeddings and vector search vs sentence-transformers on PyTorch CPU,
 # side by side on this machine, same texts, one run.
 #   benches/memory.sh [rows]            (default 100000 vectors for the search part; 0 skips it)
-# BENCH_INDEXES picks the memory.ann_index types measured in turn (default ivf_pq,ivf_sq,ivf_hnsw_sq).
+# BENCH_INDEXES picks the memory.ann_index types measured in turn (default ivf_pq,ivf_sq,ivf_hnsw_sq,ram; ram is the
+# in-memory index, memory.ram_index, beside the last on-disk one).
 # HEARTH_MEMORY_TOML adds lines to hearth's [memory] section, e.g. HEARTH_MEMORY_TOML='threads = 1'.
 # Needs a venv with sentence-transformers (torch pulls ~5 GB of CUDA wheels it will not use; keep it out of CI):
 #   python3 -m venv ~/.cache/hearth-st-venv && ~/.cache/hearth-st-venv/bin/pip install sentence-transformers
@@ -62,4 +63,4 @@ csrf=$(curl -sf -c "$work/jar" -b "$work/jar" -H 'content-type: application/json
 token=$(curl -sf -b "$work/jar" -H "x-csrf-token: $csrf" -H 'content-type: application/json' -d '{"name":"bench"}' \
   "http://127.0.0.1:$http/api/v1/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 "$py" benches/memory.py --url "http://127.0.0.1:$http" --token "$token" --pid "$pid" --model "$model" --rows "$rows" \
-  --indexes "${BENCH_INDEXES:-ivf_pq,ivf_sq,ivf_hnsw_sq}"
+  --indexes "${BENCH_INDEXES:-ivf_pq,ivf_sq,ivf_hnsw_sq,ram}"

@@ -73,6 +73,9 @@ fn describe() {
     describe_counter!("hearth_memory_documents_upserted_total", "Documents inserted or replaced.");
     describe_counter!("hearth_memory_collections_created_total", "Collections created.");
     describe_counter!("hearth_memory_index_builds_total", "Approximate vector indexes built.");
+    describe_counter!("hearth_memory_ram_index_builds_total", "In-memory vector indexes built or retrained.");
+    describe_counter!("hearth_memory_ram_index_queries_total", "Vector queries answered by an in-memory index.");
+    describe_gauge!("hearth_memory_ram_index_bytes", "Memory held by a collection's in-memory vector index.");
     describe_gauge!("hearth_memory_collection_rows", "Rows per collection (updated by the upkeep task).");
     describe_gauge!("hearth_proxy_upstream_active_requests", "Requests (and open upgraded connections) per backend.");
     describe_counter!("hearth_tls_handshakes_total", "TLS handshakes started, by whether the client sent SNI.");

@@ -475,7 +475,7 @@ fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
 async fn ann_index_recall_against_exact_search_on_50k_vectors() {
     let inst = Instance::start_with(
         |_| "request_timeout = \"600s\"\n".into(),
-        "[memory]\nenabled = false\nindex_threshold = 20000\n",
+        "[memory]\nenabled = false\nindex_threshold = 20000\nram_index = false\n",
     )
     .await;
     let api = Api::new(&inst).await;
@@ -526,6 +526,53 @@ async fn ann_index_recall_against_exact_search_on_50k_vectors() {
         let hits = ids(&api, "big", json!({"vector": queries[0], "k": 5, "filter": {"shard": 1}})).await;
         assert_eq!(hits.len(), 5);
     }
+
+    // the in-memory index: built by the upkeep round, then it answers plain vector queries
+    let r = api.patch("/api/v1/config", json!({"memory": {"ram_index": true}})).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let started = Instant::now();
+    let info = api.ok("/api/v1/collections/big/optimize", json!({})).await;
+    eprintln!("in-memory index built in {:.1}s: {info}", started.elapsed().as_secs_f64());
+    assert_eq!(info["ram_index_rows"], 50_000, "{info}");
+    let (mut found, mut total) = (0usize, 0usize);
+    let started = Instant::now();
+    for (q, exact) in queries.iter().zip(&exact) {
+        let ann = ids(&api, "big", json!({"vector": q, "k": 10})).await;
+        total += exact.len();
+        found += ann.iter().filter(|id| exact.contains(id)).count();
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!(
+        "in-memory index: recall@10 = {recall:.3}; mean latency {:.1} ms (debug build, over HTTP)",
+        started.elapsed().as_secs_f64() * 10.0
+    );
+    assert!(recall >= 0.95, "in-memory index: recall@10 {recall}");
+
+    // every write reaches it: an insert, an overwrite, a delete by filter and one by id
+    let top = |q: &Vec<f32>| json!({"vector": q, "k": 1});
+    let hits = |v: Value| v.as_array().unwrap().clone();
+    api.ok("/api/v1/collections/big/documents", json!([{"id": "fresh", "vector": queries[0], "text": "new"}])).await;
+    let h = hits(api.ok("/api/v1/collections/big/query", top(&queries[0])).await);
+    assert_eq!((h[0]["id"].as_str(), h[0]["text"].as_str()), (Some("fresh"), Some("new")), "{h:?}");
+    assert!(h[0]["score"].as_f64().unwrap() > 0.99, "{h:?}");
+    let v0 = json!([{"id": "v0", "vector": queries[1], "metadata": {"shard": 9}}]);
+    api.ok("/api/v1/collections/big/documents", v0).await;
+    let h = hits(api.ok("/api/v1/collections/big/query", top(&queries[1])).await);
+    assert_eq!((h[0]["id"].as_str(), &h[0]["metadata"]), (Some("v0"), &json!({"shard": 9})), "{h:?}");
+    let gone = api.delete("/api/v1/collections/big/documents", json!({"filter": {"shard": 9}})).await;
+    assert!(gone.status().is_success(), "{}", gone.text().await.unwrap());
+    assert_ne!(ids(&api, "big", top(&queries[1])).await, vec!["v0".to_string()]);
+    let gone = api.delete("/api/v1/collections/big/documents", json!({"ids": ["fresh"]})).await;
+    assert!(gone.status().is_success(), "{}", gone.text().await.unwrap());
+    assert_ne!(ids(&api, "big", top(&queries[0])).await, vec!["fresh".to_string()]);
+    let info = api.get("/api/v1/collections/big").await;
+    assert_eq!((&info["rows"], &info["ram_index_rows"]), (&json!(49_999), &json!(49_999)), "{info}");
+
+    // switched off, the next upkeep round drops it
+    let r = api.patch("/api/v1/config", json!({"memory": {"ram_index": false}})).await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let info = api.ok("/api/v1/collections/big/optimize", json!({})).await;
+    assert_eq!(info["ram_index_rows"], 0, "{info}");
 }
 
 #[tokio::test]

@@ -279,6 +279,11 @@ pub struct MemoryConfig {
     pub ann_refine_factor: u32,
     /// Candidates an HNSW search keeps per partition (`ivf_hnsw_sq` only).
     pub ann_ef: usize,
+    /// Indexed collections also keep an in-memory IVF index (8-bit codes, ids, text, metadata) that answers plain
+    /// vector queries (no filter, not hybrid) without lance's query planner.
+    pub ram_index: bool,
+    /// Lists (of ~1000 rows each) the in-memory index scans per query.
+    pub ram_index_probes: usize,
     /// Compaction, index refresh and old-version pruning of every collection.
     pub optimize_interval: Duration,
 }
@@ -303,6 +308,8 @@ impl Default for MemoryConfig {
             ann_nprobes: 10,
             ann_refine_factor: 10,
             ann_ef: 64,
+            ram_index: true,
+            ram_index_probes: 10,
             optimize_interval: Duration::from_secs(3600),
         }
     }
@@ -709,6 +716,7 @@ impl Config {
         count("memory.ann_nprobes", m.ann_nprobes, 1, 4096)?;
         count("memory.ann_refine_factor", m.ann_refine_factor as usize, 0, 100)?;
         count("memory.ann_ef", m.ann_ef, 1, 10_000)?;
+        count("memory.ram_index_probes", m.ram_index_probes, 1, 4096)?;
         if !(1024..=1024 * 1024 * 1024).contains(&m.max_body_bytes) {
             return Err(ConfigError::invalid("memory.max_body_bytes", "must be between 1024 and 1073741824"));
         }
@@ -992,6 +1000,10 @@ mod tests {
         assert_eq!(err("[memory]\nann_index = \"hnsw\"\n").key(), Some("memory.ann_index"));
         assert_eq!(err("[memory]\nann_ef = 0\n").key(), Some("memory.ann_ef"));
         assert_eq!(err("[memory]\nann_refine_factor = 101\n").key(), Some("memory.ann_refine_factor"));
+        let c = Config::from_toml("[memory]\nram_index = false\nram_index_probes = 20\n", "t.toml").unwrap();
+        assert_eq!((c.memory.ram_index, c.memory.ram_index_probes), (false, 20));
+        assert_eq!(err("[memory]\nram_index_probes = 0\n").key(), Some("memory.ram_index_probes"));
+        assert_eq!(err("[memory]\nram_index = 1\n").key(), Some("memory.ram_index"));
     }
 
     #[test]

@@ -536,6 +536,7 @@ async fn query_collection(
         nprobes: cfg.memory.ann_nprobes,
         refine_factor: cfg.memory.ann_refine_factor,
         ef: cfg.memory.ann_ef,
+        ram_probes: cfg.memory.ram_index.then_some(cfg.memory.ram_index_probes),
     };
     Ok(Json(s.memory.store.query(&name, q).await?))
 }

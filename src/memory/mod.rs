@@ -16,6 +16,7 @@ pub mod cache;
 pub mod encoder;
 pub mod filter;
 pub mod model;
+pub mod ram_index;
 pub mod store;
 
 use std::sync::{Arc, Mutex};

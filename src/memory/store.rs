@@ -8,6 +8,9 @@
 //! Invariants: writes to one collection are serialised (schema changes and upserts must not race); upserts are
 //! `merge_insert` on `id`; a collection past `index_threshold` rows gets an ANN index, and the periodic
 //! [`Store::maintain`] compacts, refreshes indexes and prunes old versions so tables do not grow without bound.
+//! With `memory.ram_index`, an indexed collection also has a [`RamIndex`]: filled by a scan under the write lock and
+//! then kept equal to the table by every write (applied after lance commits it, under the same lock), so a query it
+//! answers sees exactly what a lance query would.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,6 +35,7 @@ use serde_json::Value;
 
 use super::MemoryError;
 use super::filter::{self, Kind};
+use super::ram_index::{self, RamIndex};
 use crate::config::{AnnIndex, MemoryConfig};
 
 pub const SCHEMA_VERSION: &str = "1";
@@ -72,6 +76,9 @@ pub struct CollectionInfo {
     pub vector_index: String,
     pub indexed_rows: usize,
     pub unindexed_rows: usize,
+    /// Rows in the in-memory index (0: none) and the memory it holds.
+    pub ram_index_rows: usize,
+    pub ram_index_bytes: usize,
     pub text_index: bool,
     /// Filterable metadata keys and their kinds.
     #[schema(value_type = Object)]
@@ -92,6 +99,8 @@ pub struct Query {
     pub refine_factor: u32,
     /// HNSW search breadth per partition (HNSW indexes only).
     pub ef: usize,
+    /// Lists the in-memory index scans, when the collection has one; `None`: never use it.
+    pub ram_probes: Option<usize>,
 }
 
 /// Which ANN index a collection gets, and past how many rows.
@@ -99,11 +108,13 @@ pub struct Query {
 pub struct IndexPolicy {
     pub threshold: usize,
     pub kind: AnnIndex,
+    /// Keep a [`RamIndex`] of collections past the threshold.
+    pub ram: bool,
 }
 
 impl IndexPolicy {
     pub fn of(cfg: &MemoryConfig) -> Self {
-        IndexPolicy { threshold: cfg.index_threshold, kind: cfg.ann_index }
+        IndexPolicy { threshold: cfg.index_threshold, kind: cfg.ann_index, ram: cfg.ram_index }
     }
 }
 
@@ -152,11 +163,21 @@ struct Collection {
     /// One upkeep at a time. Held without `write` while an index builds (minutes on a Pi): lance commits an index
     /// beside concurrent appends, so writers never wait for it.
     upkeep: tokio::sync::Mutex<()>,
+    /// Changed only under `write` (or by the upkeep that holds it); read by queries for a few milliseconds.
+    ram: std::sync::RwLock<Option<RamIndex>>,
 }
 
 impl Collection {
     fn kinds(&self) -> BTreeMap<String, Kind> {
         self.kinds.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn ram(&self) -> std::sync::RwLockReadGuard<'_, Option<RamIndex>> {
+        self.ram.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ram_mut(&self) -> std::sync::RwLockWriteGuard<'_, Option<RamIndex>> {
+        self.ram.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -297,6 +318,7 @@ impl Store {
                     kinds: std::sync::RwLock::new(kinds),
                     write: Default::default(),
                     upkeep: Default::default(),
+                    ram: Default::default(),
                 }))
             })
             .await?;
@@ -342,6 +364,7 @@ impl Store {
         let (db, n) = (self.db.clone(), name.to_string());
         self.on_store(async move { db.drop_table(&n, &[]).await.map_err(store_err) }).await?;
         metrics::gauge!("hearth_memory_collection_rows", "collection" => name.to_string()).set(0.0);
+        metrics::gauge!("hearth_memory_ram_index_bytes", "collection" => name.to_string()).set(0.0);
         self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         Ok(())
     }
@@ -372,7 +395,12 @@ impl Store {
                 unindexed_rows: stats.num_rows,
                 text_index: indices.iter().any(|i| i.name == TEXT_INDEX),
                 metadata_keys: c2.kinds(),
+                ram_index_rows: 0,
+                ram_index_bytes: 0,
             };
+            if let Some(ram) = c2.ram().as_ref() {
+                (info.ram_index_rows, info.ram_index_bytes) = (ram.len(), ram.bytes());
+            }
             if indices.iter().any(|i| i.name == VECTOR_INDEX)
                 && let Some(s) = t.index_stats(VECTOR_INDEX).await.map_err(store_err)?
             {
@@ -451,6 +479,11 @@ impl Store {
                 m.when_matched_update_all(None).when_not_matched_insert_all();
                 m.execute(reader).await.map_err(store_err)?;
             }
+            if let Some(ram) = c2.ram_mut().as_mut() {
+                for d in &docs {
+                    ram.upsert(ram_row(d), &d.vector);
+                }
+            }
             let indices = t.list_indices().await.map_err(store_err)?;
             if has_text && !indices.iter().any(|i| i.name == TEXT_INDEX) {
                 t.create_index(&["text"], Index::FTS(FtsIndexBuilder::default()))
@@ -483,8 +516,35 @@ impl Store {
         let pred = preds.join(" AND ");
         let _w = c.write.lock().await;
         let c2 = c.clone();
+        let (ids, by_filter) = (ids.to_vec(), filter.is_some());
         self.on_store(async move {
+            // the in-memory index needs the ids a filter matches: read under the write lock, before they go
+            let gone = if by_filter && c2.ram().is_some() {
+                let batches: Vec<RecordBatch> = c2
+                    .table
+                    .query()
+                    .only_if(pred.as_str())
+                    .select(Select::columns(&["id"]))
+                    .execute()
+                    .await
+                    .map_err(store_err)?
+                    .try_collect()
+                    .await
+                    .map_err(store_err)?;
+                let mut gone = vec![];
+                for b in &batches {
+                    gone.extend(strings(b, "id")?.into_iter().flatten().map(str::to_string));
+                }
+                gone
+            } else {
+                ids
+            };
             let r = c2.table.delete(pred.as_str()).await.map_err(store_err)?;
+            if let Some(ram) = c2.ram_mut().as_mut() {
+                for id in &gone {
+                    ram.remove(id);
+                }
+            }
             Ok(r.num_deleted_rows)
         })
         .await
@@ -509,8 +569,19 @@ impl Store {
         let (k, post_filter) = (q.k, if hybrid { q.filter.clone() } else { None });
         // hybrid + filter: fetch more, filter after fusion (the full-text leg ignores the filter)
         let limit = if q.hybrid && q.filter.is_some() { (q.k * 4).min(4000) } else { q.k };
+        let use_ram = q.ram_probes.filter(|_| !q.exact && !q.hybrid && q.filter.is_none());
         let mut hits = self
             .on_store(async move {
+                if let Some(probes) = use_ram
+                    && let Some(ram) = c2.ram().as_ref()
+                {
+                    metrics::counter!("hearth_memory_ram_index_queries_total").increment(1);
+                    return Ok(ram
+                        .search(&q.vector, limit, probes, q.refine_factor as usize)
+                        .into_iter()
+                        .map(|(s, r)| hit_of_row(s, r))
+                        .collect());
+                }
                 let mut vq = c2
                     .table
                     .query()
@@ -572,6 +643,7 @@ impl Store {
             let rows = c.table.count_rows(None).await.map_err(store_err)?;
             metrics::gauge!("hearth_memory_collection_rows", "collection" => n.clone()).set(rows as f64);
             let built = build_vector_index_if_due(&c, &n, rows, &policy).await?;
+            refresh_ram_index(&c, &n, rows, &policy).await?;
             if full {
                 // compaction rewrites fragments a concurrent delete or overwrite may touch: writers wait for it
                 let _w = c.write.lock().await;
@@ -630,6 +702,123 @@ async fn build_vector_index_if_due(
     metrics::counter!("hearth_memory_index_builds_total").increment(1);
     tracing::info!(collection = name, rows, secs = started.elapsed().as_secs_f64(), "vector index built");
     Ok(true)
+}
+
+/// Give a collection past the policy's threshold its in-memory index, or a retrained one once it has doubled since
+/// the last training; drop it when the policy says none. Training reads a sample without blocking writers; the fill
+/// scans every row under the write lock, so no write falls between the scan and the swap.
+async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &IndexPolicy) -> Result<(), MemoryError> {
+    let gauge = || metrics::gauge!("hearth_memory_ram_index_bytes", "collection" => name.to_string());
+    if !policy.ram || rows < policy.threshold {
+        if c.ram_mut().take().is_some() {
+            gauge().set(0.0);
+            tracing::info!(collection = name, "in-memory index dropped");
+        }
+        return Ok(());
+    }
+    if c.ram().as_ref().is_some_and(|r| rows < 2 * r.trained_rows().max(1)) {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let (t, dim) = (&c.table, c.dim);
+    // ~1000 rows per list, trained on a reservoir sample of ≥ 64 points per list
+    let lists = (rows / 1000).clamp(1, 4096);
+    let want = (lists * 64).clamp(10_000, 50_000).min(rows);
+    let mut sample: Vec<f32> = Vec::with_capacity(want * dim);
+    let (mut seen, mut rng) = (0u64, rows as u64 | 1);
+    let mut stream = t.query().select(Select::columns(&["vector"])).execute().await.map_err(store_err)?;
+    while let Some(b) = stream.try_next().await.map_err(store_err)? {
+        let values = vectors(&b, dim)?;
+        for v in values.chunks_exact(dim) {
+            seen += 1;
+            if sample.len() < want * dim {
+                sample.extend_from_slice(v);
+            } else {
+                // reservoir sampling (xorshift): every row equally likely to be kept
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let j = (rng % seen) as usize;
+                if j < want {
+                    sample[j * dim..(j + 1) * dim].copy_from_slice(v);
+                }
+            }
+        }
+    }
+    let trained = rows;
+    let mut ram = tokio::task::spawn_blocking(move || RamIndex::train(dim, &sample, lists, 10, 0x5eed, trained))
+        .await
+        .map_err(store_err)?;
+    let _w = c.write.lock().await;
+    let mut stream =
+        t.query().select(Select::columns(&["id", "text", "metadata", "vector"])).execute().await.map_err(store_err)?;
+    while let Some(b) = stream.try_next().await.map_err(store_err)? {
+        // placing rows in their lists is CPU work: off the store runtime's workers
+        ram = tokio::task::spawn_blocking(move || -> Result<RamIndex, MemoryError> {
+            let (ids, texts, metas, values) =
+                (strings(&b, "id")?, strings(&b, "text")?, strings(&b, "metadata")?, vectors(&b, dim)?);
+            for (i, v) in values.chunks_exact(dim).enumerate() {
+                let Some(id) = ids.get(i).copied().flatten() else { continue };
+                let row = ram_index::Row {
+                    id: id.into(),
+                    text: texts.get(i).copied().flatten().map(Into::into),
+                    metadata: metas.get(i).copied().flatten().map(Into::into),
+                };
+                ram.upsert(row, v);
+            }
+            Ok(ram)
+        })
+        .await
+        .map_err(store_err)??;
+    }
+    ram.shrink_to_fit();
+    let (len, bytes) = (ram.len(), ram.bytes());
+    *c.ram_mut() = Some(ram);
+    gauge().set(bytes as f64);
+    metrics::counter!("hearth_memory_ram_index_builds_total").increment(1);
+    tracing::info!(
+        collection = name,
+        rows = len,
+        lists,
+        mb = bytes as f64 / 1e6,
+        secs = started.elapsed().as_secs_f64(),
+        "in-memory index built"
+    );
+    Ok(())
+}
+
+/// A text column of a result batch as optional strings.
+fn strings<'a>(b: &'a RecordBatch, name: &str) -> Result<Vec<Option<&'a str>>, MemoryError> {
+    let col = b.column_by_name(name).ok_or_else(|| store_err(format!("no {name} column in results")))?;
+    let a = col.as_any().downcast_ref::<StringArray>().ok_or_else(|| store_err(format!("{name} is not utf8")))?;
+    Ok(a.iter().collect())
+}
+
+/// The vector column of a result batch, row-major.
+fn vectors(b: &RecordBatch, dim: usize) -> Result<Vec<f32>, MemoryError> {
+    let col = b.column_by_name("vector").ok_or_else(|| store_err("no vector column in results"))?;
+    let list = col.as_any().downcast_ref::<FixedSizeListArray>().ok_or_else(|| store_err("vector is not a list"))?;
+    let values =
+        list.values().as_any().downcast_ref::<Float32Array>().ok_or_else(|| store_err("vector is not float32"))?;
+    let start = list.offset() * dim;
+    Ok(values.values()[start..start + list.len() * dim].to_vec())
+}
+
+fn ram_row(d: &Doc) -> ram_index::Row {
+    ram_index::Row {
+        id: d.id.as_str().into(),
+        text: d.text.as_deref().map(Into::into),
+        metadata: (!d.metadata.is_null()).then(|| d.metadata.to_string().into()),
+    }
+}
+
+fn hit_of_row(score: f32, r: &ram_index::Row) -> Hit {
+    Hit {
+        id: r.id.to_string(),
+        score,
+        text: r.text.as_deref().map(str::to_string),
+        metadata: r.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null),
+    }
 }
 
 /// Compact fragments, fold rows added since into the indexes, prune versions older than an hour.
@@ -755,7 +944,7 @@ mod tests {
             }
             assert_eq!(store.info("c").await.unwrap().fragments, 3);
             // the caller gives up at once (a request timeout, a client that left); the round goes on without it
-            let policy = IndexPolicy { threshold: usize::MAX, kind: AnnIndex::IvfPq };
+            let policy = IndexPolicy { threshold: usize::MAX, kind: AnnIndex::IvfPq, ram: true };
             // polled once (which hands the round to the store runtime), then dropped
             assert!(store.maintain("c", &policy, true).now_or_never().is_none());
             let deadline = Instant::now() + std::time::Duration::from_secs(60);

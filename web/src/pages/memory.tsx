@@ -39,6 +39,8 @@ interface CollectionInfo {
   vector_index: string;
   indexed_rows: number;
   unindexed_rows: number;
+  ram_index_rows: number;
+  ram_index_bytes: number;
   text_index: boolean;
   metadata_keys: Record<string, string>;
 }
@@ -377,6 +379,11 @@ export function Memory() {
                 <td>
                   {c.vector_index === 'none' ? 'exact search' : c.vector_index}
                   {c.vector_index !== 'none' && c.unindexed_rows > 0 && <div class="muted small">{c.unindexed_rows} rows not yet indexed</div>}
+                  {c.ram_index_rows > 0 && (
+                    <div class="muted small">
+                      in memory: {c.ram_index_rows.toLocaleString()} rows, {bytes(c.ram_index_bytes)}
+                    </div>
+                  )}
                 </td>
                 <td>{c.text_index ? 'BM25' : '—'}</td>
                 <td class="small">
