@@ -27,13 +27,14 @@ pub struct Row {
     pub metadata: Option<Box<str>>,
 }
 
+#[derive(Clone)]
 struct Entry {
     row: Row,
     list: u32,
     pos: u32,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct List {
     slots: Vec<u32>,
     codes: Vec<u8>,
@@ -41,6 +42,7 @@ struct List {
     fine: Vec<u8>,
 }
 
+#[derive(Clone)]
 pub struct RamIndex {
     dim: usize,
     trained_rows: usize,

@@ -705,8 +705,9 @@ async fn build_vector_index_if_due(
 }
 
 /// Give a collection past the policy's threshold its in-memory index, or a retrained one once it has doubled since
-/// the last training; drop it when the policy says none. Training reads a sample without blocking writers; the fill
-/// scans every row under the write lock, so no write falls between the scan and the swap.
+/// the last training; drop it when the policy says none. Training and the fill run without blocking writers; the
+/// swap happens under the write lock, and only if the table's version is still the one the fill read (else the fill
+/// runs again under the lock), so no write falls between the scan and the swap.
 async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &IndexPolicy) -> Result<(), MemoryError> {
     let gauge = || metrics::gauge!("hearth_memory_ram_index_bytes", "collection" => name.to_string());
     if !policy.ram || rows < policy.threshold {
@@ -746,10 +747,38 @@ async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &Ind
         }
     }
     let trained = rows;
-    let mut ram = tokio::task::spawn_blocking(move || RamIndex::train(dim, &sample, lists, 10, 0x5eed, trained))
+    let trained = tokio::task::spawn_blocking(move || RamIndex::train(dim, &sample, lists, 10, 0x5eed, trained))
         .await
         .map_err(store_err)?;
+    // fill without the write lock (placing 100k rows takes seconds, far longer on a Pi); if a write landed
+    // meanwhile, fill again under the lock
+    let version = t.version().await.map_err(store_err)?;
+    let ram = fill_ram_index(t, trained.clone(), dim).await?;
     let _w = c.write.lock().await;
+    let mut ram = if t.version().await.map_err(store_err)? == version {
+        ram
+    } else {
+        drop(ram);
+        fill_ram_index(t, trained, dim).await?
+    };
+    ram.shrink_to_fit();
+    let (len, bytes) = (ram.len(), ram.bytes());
+    *c.ram_mut() = Some(ram);
+    gauge().set(bytes as f64);
+    metrics::counter!("hearth_memory_ram_index_builds_total").increment(1);
+    tracing::info!(
+        collection = name,
+        rows = len,
+        lists,
+        mb = bytes as f64 / 1e6,
+        secs = started.elapsed().as_secs_f64(),
+        "in-memory index built"
+    );
+    Ok(())
+}
+
+/// Every row of the table into a trained, empty index.
+async fn fill_ram_index(t: &lancedb::Table, mut ram: RamIndex, dim: usize) -> Result<RamIndex, MemoryError> {
     let mut stream =
         t.query().select(Select::columns(&["id", "text", "metadata", "vector"])).execute().await.map_err(store_err)?;
     while let Some(b) = stream.try_next().await.map_err(store_err)? {
@@ -771,20 +800,7 @@ async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &Ind
         .await
         .map_err(store_err)??;
     }
-    ram.shrink_to_fit();
-    let (len, bytes) = (ram.len(), ram.bytes());
-    *c.ram_mut() = Some(ram);
-    gauge().set(bytes as f64);
-    metrics::counter!("hearth_memory_ram_index_builds_total").increment(1);
-    tracing::info!(
-        collection = name,
-        rows = len,
-        lists,
-        mb = bytes as f64 / 1e6,
-        secs = started.elapsed().as_secs_f64(),
-        "in-memory index built"
-    );
-    Ok(())
+    Ok(ram)
 }
 
 /// A text column of a result batch as optional strings.
