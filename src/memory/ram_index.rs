@@ -71,8 +71,19 @@ impl Rng {
 }
 
 fn unit(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 && norm.is_finite() { v.iter().map(|x| x / norm).collect() } else { vec![0.0; v.len()] }
+    let mut u = v.to_vec();
+    normalize(&mut u);
+    u
+}
+
+/// Scale to unit length in place (the norm in f64: no overflow for large finite components); zero stays zero.
+fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    } else {
+        v.iter_mut().for_each(|x| *x = 0.0);
+    }
 }
 
 /// Dot product of an f32 vector with 8-bit codes; sixteen running sums so the compiler vectorises it.
@@ -135,12 +146,13 @@ impl Ord for Cand {
 }
 
 impl RamIndex {
-    /// Train on `sample` (row-major, `dim` floats per vector, any length; normalised here): the per-dimension range
-    /// of the 8-bit codes and `lists` centroids by spherical k-means (`iterations` Lloyd rounds, seeded from
-    /// `seed`). `rows` is the collection size this index is trained for.
-    pub fn train(dim: usize, sample: &[f32], lists: usize, iterations: usize, seed: u64, rows: usize) -> Self {
+    /// Train on `sample` (row-major, `dim` floats per vector, any length; normalised here, in place): the
+    /// per-dimension range of the 8-bit codes and `lists` centroids by spherical k-means (`iterations` Lloyd rounds,
+    /// seeded from `seed`). `rows` is the collection size this index is trained for.
+    pub fn train(dim: usize, mut sample: Vec<f32>, lists: usize, iterations: usize, seed: u64, rows: usize) -> Self {
         assert!(dim > 0, "dimension 0");
-        let points: Vec<Vec<f32>> = sample.chunks_exact(dim).map(unit).collect();
+        sample.chunks_exact_mut(dim).for_each(normalize);
+        let points: Vec<&[f32]> = sample.chunks_exact(dim).collect();
         let lists = lists.clamp(1, points.len().max(1));
         let (mut lo, mut hi) = (vec![f32::INFINITY; dim], vec![f32::NEG_INFINITY; dim]);
         for p in &points {
@@ -158,10 +170,11 @@ impl RamIndex {
                     *l = -1.0;
                     return 2.0 / 255.0;
                 }
-                // a margin for rows that come later; the codes clamp beyond it
-                let margin = (h - *l) * 0.05;
-                *l -= margin;
-                ((h + margin - *l) / 255.0).max(f32::MIN_POSITIVE)
+                // a margin for rows that come later (the codes clamp beyond it), and a floor for dimensions that
+                // barely vary in the sample, so a later row's value there is not clamped away
+                let range = ((h - *l) * 1.1).max(0.02);
+                *l = (*l + h) / 2.0 - range / 2.0;
+                range / 255.0
             })
             .collect();
 
@@ -175,7 +188,7 @@ impl RamIndex {
             for i in 0..lists {
                 let j = i + rng.below(order.len() - i);
                 order.swap(i, j);
-                centroids.extend_from_slice(&points[order[i]]);
+                centroids.extend_from_slice(points[order[i]]);
             }
             let mut assign = vec![0usize; points.len()];
             for _ in 0..iterations {
@@ -186,12 +199,12 @@ impl RamIndex {
                 let mut counts = vec![0usize; lists];
                 for (a, p) in assign.iter().zip(&points) {
                     counts[*a] += 1;
-                    sums[a * dim..(a + 1) * dim].iter_mut().zip(p).for_each(|(s, x)| *s += x);
+                    sums[a * dim..(a + 1) * dim].iter_mut().zip(p.iter()).for_each(|(s, x)| *s += x);
                 }
                 for (l, count) in counts.iter().enumerate() {
                     let c = if *count == 0 {
                         // an empty list restarts from a random sample point
-                        points[rng.below(points.len())].clone()
+                        points[rng.below(points.len())].to_vec()
                     } else {
                         unit(&sums[l * dim..(l + 1) * dim])
                     };
@@ -225,6 +238,12 @@ impl RamIndex {
         self.by_id.is_empty()
     }
 
+    /// The row stored under `id`.
+    pub fn row(&self, id: &str) -> Option<&Row> {
+        let slot = *self.by_id.get(id)?;
+        self.entries[slot as usize].as_ref().map(|e| &e.row)
+    }
+
     /// The collection size the centroids were trained for.
     pub fn trained_rows(&self) -> usize {
         self.trained_rows
@@ -254,7 +273,6 @@ impl RamIndex {
             + 4 * (self.centroids.len() + self.lo.len() + self.step.len())
     }
 
-    /// Append `v`'s codes and residual codes.
     /// Give back the slack of the growing arrays (after a bulk fill).
     pub fn shrink_to_fit(&mut self) {
         for l in &mut self.lists {
@@ -266,6 +284,7 @@ impl RamIndex {
         self.by_id.shrink_to_fit();
     }
 
+    /// Append `v`'s codes and residual codes.
     fn encode(&self, v: &[f32], codes: &mut Vec<u8>, fine: &mut Vec<u8>) {
         let u = unit(v);
         for (x, (l, s)) in u.iter().zip(self.lo.iter().zip(&self.step)) {
@@ -395,7 +414,7 @@ mod tests {
 
     fn build(vs: &[Vec<f32>], lists: usize) -> RamIndex {
         let flat: Vec<f32> = vs.iter().flatten().copied().collect();
-        let mut ix = RamIndex::train(vs[0].len(), &flat, lists, 8, 42, vs.len());
+        let mut ix = RamIndex::train(vs[0].len(), flat, lists, 8, 42, vs.len());
         for (i, v) in vs.iter().enumerate() {
             ix.upsert(row(&format!("r{i}")), v);
         }
@@ -471,7 +490,7 @@ mod tests {
     #[test]
     fn degenerate_input_does_not_panic() {
         // no sample, one list; zero vectors; k larger than the index
-        let mut ix = RamIndex::train(4, &[], 10, 5, 1, 0);
+        let mut ix = RamIndex::train(4, vec![], 10, 5, 1, 0);
         assert_eq!(ix.lists(), 1);
         ix.upsert(row("z"), &[0.0; 4]);
         ix.upsert(row("x"), &[1.0, 0.0, 0.0, 0.0]);
@@ -481,7 +500,7 @@ mod tests {
         assert!((got[0].0 - 1.0).abs() < 0.01);
         assert_eq!(ix.search(&[0.0; 4], 1, 1, 3).len(), 1);
         // more lists asked than sample points
-        let ix = RamIndex::train(2, &[1.0, 0.0, 0.0, 1.0], 10, 3, 1, 2);
+        let ix = RamIndex::train(2, vec![1.0, 0.0, 0.0, 1.0], 10, 3, 1, 2);
         assert_eq!(ix.lists(), 2);
         assert!(ix.bytes() > 0);
         let mut ix = ix;

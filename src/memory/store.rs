@@ -8,9 +8,9 @@
 //! Invariants: writes to one collection are serialised (schema changes and upserts must not race); upserts are
 //! `merge_insert` on `id`; a collection past `index_threshold` rows gets an ANN index, and the periodic
 //! [`Store::maintain`] compacts, refreshes indexes and prunes old versions so tables do not grow without bound.
-//! With `memory.ram_index`, an indexed collection also has a [`RamIndex`]: filled by a scan under the write lock and
-//! then kept equal to the table by every write (applied after lance commits it, under the same lock), so a query it
-//! answers sees exactly what a lance query would.
+//! With `memory.ram_index`, an indexed collection also has a [`RamIndex`]: filled by a scan (writes meanwhile are
+//! journaled and replayed before the swap) and then kept equal to the table by every write (applied after lance
+//! commits it, under the same lock), so a query it answers sees exactly what a lance query would.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -165,6 +165,15 @@ struct Collection {
     upkeep: tokio::sync::Mutex<()>,
     /// Changed only under `write` (or by the upkeep that holds it); read by queries for a few milliseconds.
     ram: std::sync::RwLock<Option<RamIndex>>,
+    /// While an in-memory index is being filled (without the write lock): the writes committed since the fill
+    /// began, replayed onto it under the write lock before it is swapped in. Changed only under `write`.
+    journal: std::sync::Mutex<Option<Vec<Journaled>>>,
+}
+
+/// A write to replay onto an in-memory index that was being filled when it was committed.
+enum Journaled {
+    Upsert(ram_index::Row, Vec<f32>),
+    Remove(String),
 }
 
 impl Collection {
@@ -178,6 +187,42 @@ impl Collection {
 
     fn ram_mut(&self) -> std::sync::RwLockWriteGuard<'_, Option<RamIndex>> {
         self.ram.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Option<Vec<Journaled>>> {
+        self.journal.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether writes must reach an in-memory index (the live one, or one being filled).
+    fn keeps_ram(&self) -> bool {
+        self.ram().is_some() || self.journal().is_some()
+    }
+
+    /// Apply a committed write (`ops`, made only when needed) to the in-memory index and, while one is being
+    /// filled, to its journal. Call under `write`, after lance has committed.
+    fn ram_apply(&self, ops: impl FnOnce() -> Vec<Journaled>) {
+        let (mut ram, mut journal) = (self.ram_mut(), self.journal());
+        if ram.is_none() && journal.is_none() {
+            return;
+        }
+        let ops = ops();
+        if let Some(r) = ram.as_mut() {
+            ops.iter().for_each(|op| op.apply(r));
+        }
+        if let Some(j) = journal.as_mut() {
+            j.extend(ops);
+        }
+    }
+}
+
+impl Journaled {
+    fn apply(&self, r: &mut RamIndex) {
+        match self {
+            Journaled::Upsert(row, v) => r.upsert(row.clone(), v),
+            Journaled::Remove(id) => {
+                r.remove(id);
+            }
+        }
     }
 }
 
@@ -319,11 +364,12 @@ impl Store {
                     write: Default::default(),
                     upkeep: Default::default(),
                     ram: Default::default(),
+                    journal: Default::default(),
                 }))
             })
             .await?;
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), c.clone());
-        Ok(c)
+        // two first opens may race: the first one in wins, so every caller shares one handle (and one write lock)
+        Ok(self.open.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_insert(c).clone())
     }
 
     pub async fn names(&self) -> Result<Vec<String>, MemoryError> {
@@ -360,9 +406,12 @@ impl Store {
 
     pub async fn drop_collection(&self, name: &str) -> Result<(), MemoryError> {
         let c = self.collection(name).await?;
-        let _w = c.write.lock().await;
         let (db, n) = (self.db.clone(), name.to_string());
-        self.on_store(async move { db.drop_table(&n, &[]).await.map_err(store_err) }).await?;
+        self.on_store(async move {
+            let _w = c.write.lock().await;
+            db.drop_table(&n, &[]).await.map_err(store_err)
+        })
+        .await?;
         metrics::gauge!("hearth_memory_collection_rows", "collection" => name.to_string()).set(0.0);
         metrics::gauge!("hearth_memory_ram_index_bytes", "collection" => name.to_string()).set(0.0);
         self.open.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
@@ -434,24 +483,26 @@ impl Store {
         docs.reverse();
         let n = docs.len();
         let has_text = docs.iter().any(|d| d.text.is_some());
-        let _w = c.write.lock().await;
-        // new filterable keys become columns first
-        let mut kinds = c.kinds();
-        let mut added: Vec<(String, Kind)> = vec![];
-        for (i, d) in docs.iter().enumerate() {
-            let cols = filter::columns_of(&d.metadata, &kinds)
-                .map_err(|e| MemoryError::Invalid(format!("document {i}: {e}")))?;
-            for (k, kind) in cols {
-                if !kinds.contains_key(&k) {
-                    kinds.insert(k.clone(), kind);
-                    added.push((k, kind));
-                }
-            }
-        }
         let c2 = c.clone();
         let started = Instant::now();
-        let kinds2 = kinds.clone();
         self.on_store(async move {
+            // the lock is taken by the store task itself: a caller that stops waiting (a timeout, a client that
+            // left) must not release it while the write goes on
+            let _w = c2.write.lock().await;
+            // new filterable keys become columns first
+            let mut kinds = c2.kinds();
+            let mut added: Vec<(String, Kind)> = vec![];
+            for (i, d) in docs.iter().enumerate() {
+                let cols = filter::columns_of(&d.metadata, &kinds)
+                    .map_err(|e| MemoryError::Invalid(format!("document {i}: {e}")))?;
+                for (k, kind) in cols {
+                    if !kinds.contains_key(&k) {
+                        kinds.insert(k.clone(), kind);
+                        added.push((k, kind));
+                    }
+                }
+            }
+            let kinds2 = kinds;
             let t = &c2.table;
             if !added.is_empty() {
                 let fields: Vec<Field> = added
@@ -479,11 +530,7 @@ impl Store {
                 m.when_matched_update_all(None).when_not_matched_insert_all();
                 m.execute(reader).await.map_err(store_err)?;
             }
-            if let Some(ram) = c2.ram_mut().as_mut() {
-                for d in &docs {
-                    ram.upsert(ram_row(d), &d.vector);
-                }
-            }
+            c2.ram_apply(|| docs.iter().map(|d| Journaled::Upsert(ram_row(d), d.vector.clone())).collect());
             let indices = t.list_indices().await.map_err(store_err)?;
             if has_text && !indices.iter().any(|i| i.name == TEXT_INDEX) {
                 t.create_index(&["text"], Index::FTS(FtsIndexBuilder::default()))
@@ -514,12 +561,12 @@ impl Store {
             return Err(MemoryError::Invalid("give ids or a filter".into()));
         }
         let pred = preds.join(" AND ");
-        let _w = c.write.lock().await;
         let c2 = c.clone();
         let (ids, by_filter) = (ids.to_vec(), filter.is_some());
         self.on_store(async move {
+            let _w = c2.write.lock().await;
             // the in-memory index needs the ids a filter matches: read under the write lock, before they go
-            let gone = if by_filter && c2.ram().is_some() {
+            let gone = if by_filter && c2.keeps_ram() {
                 let batches: Vec<RecordBatch> = c2
                     .table
                     .query()
@@ -540,11 +587,7 @@ impl Store {
                 ids
             };
             let r = c2.table.delete(pred.as_str()).await.map_err(store_err)?;
-            if let Some(ram) = c2.ram_mut().as_mut() {
-                for id in &gone {
-                    ram.remove(id);
-                }
-            }
+            c2.ram_apply(|| gone.into_iter().map(Journaled::Remove).collect());
             Ok(r.num_deleted_rows)
         })
         .await
@@ -558,6 +601,9 @@ impl Store {
                 q.vector.len(),
                 c.dim
             )));
+        }
+        if q.vector.iter().all(|x| *x == 0.0) {
+            return Err(MemoryError::Invalid("the query vector is all zeros: it has no direction".into()));
         }
         let sql = match &q.filter {
             Some(f) => Some(filter::to_sql(f, &c.kinds()).map_err(MemoryError::Invalid)?),
@@ -643,7 +689,10 @@ impl Store {
             let rows = c.table.count_rows(None).await.map_err(store_err)?;
             metrics::gauge!("hearth_memory_collection_rows", "collection" => n.clone()).set(rows as f64);
             let built = build_vector_index_if_due(&c, &n, rows, &policy).await?;
-            refresh_ram_index(&c, &n, rows, &policy).await?;
+            // the in-memory index is an accelerator: failing to build it must not cost the round its compaction
+            if let Err(e) = refresh_ram_index(&c, &n, rows, &policy).await {
+                tracing::warn!(collection = n, error = %e, "in-memory index build failed");
+            }
             if full {
                 // compaction rewrites fragments a concurrent delete or overwrite may touch: writers wait for it
                 let _w = c.write.lock().await;
@@ -722,9 +771,10 @@ async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &Ind
     }
     let started = Instant::now();
     let (t, dim) = (&c.table, c.dim);
-    // ~1000 rows per list, trained on a reservoir sample of ≥ 64 points per list
+    // ~1000 rows per list, trained on a reservoir sample of 64 points per list, at least 10k and at most 50k
+    // points or 64 MB
     let lists = (rows / 1000).clamp(1, 4096);
-    let want = (lists * 64).clamp(10_000, 50_000).min(rows);
+    let want = (lists * 64).clamp(10_000, 50_000).min((64 << 20) / (4 * dim)).min(rows);
     let mut sample: Vec<f32> = Vec::with_capacity(want * dim);
     let (mut seen, mut rng) = (0u64, rows as u64 | 1);
     let mut stream = t.query().select(Select::columns(&["vector"])).execute().await.map_err(store_err)?;
@@ -747,20 +797,21 @@ async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &Ind
         }
     }
     let trained = rows;
-    let trained = tokio::task::spawn_blocking(move || RamIndex::train(dim, &sample, lists, 10, 0x5eed, trained))
+    let trained = tokio::task::spawn_blocking(move || RamIndex::train(dim, sample, lists, 10, 0x5eed, trained))
         .await
         .map_err(store_err)?;
-    // fill without the write lock (placing 100k rows takes seconds, far longer on a Pi); if a write landed
-    // meanwhile, fill again under the lock
-    let version = t.version().await.map_err(store_err)?;
-    let ram = fill_ram_index(t, trained.clone(), dim).await?;
+    // fill without the write lock (placing 100k rows takes seconds, far longer on a Pi): writes committed from
+    // here on are journaled (started under the lock, so none is half-way), and replayed under the lock before the
+    // swap — a write the scan already saw is applied twice, which upserts by id and removals by id make harmless
+    {
+        let _w = c.write.lock().await;
+        *c.journal() = Some(vec![]);
+    }
+    let filled = fill_ram_index(t, trained, dim).await;
     let _w = c.write.lock().await;
-    let mut ram = if t.version().await.map_err(store_err)? == version {
-        ram
-    } else {
-        drop(ram);
-        fill_ram_index(t, trained, dim).await?
-    };
+    let journal = c.journal().take().unwrap_or_default();
+    let mut ram = filled?;
+    journal.iter().for_each(|op| op.apply(&mut ram));
     ram.shrink_to_fit();
     let (len, bytes) = (ram.len(), ram.bytes());
     *c.ram_mut() = Some(ram);
@@ -969,6 +1020,66 @@ mod tests {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             assert_eq!(store.info("c").await.unwrap().rows, 3);
+        });
+    }
+
+    fn doc(id: String, x: f32) -> Doc {
+        let v = vec![1.0, x, (x * 0.37).sin(), (x * 0.11).cos()];
+        Doc { id, text: Some("t".into()), vector: v, metadata: serde_json::json!({"k": x as i64 % 7}) }
+    }
+
+    #[test]
+    fn the_in_memory_index_matches_the_table_when_writes_race_its_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            store.create("c", 4, None).await.unwrap();
+            let docs: Vec<Doc> = (0..3000).map(|i| doc(format!("d{i}"), i as f32)).collect();
+            for chunk in docs.chunks(1000) {
+                store.upsert("c", chunk.to_vec()).await.unwrap();
+            }
+            let policy = IndexPolicy { threshold: 1000, kind: AnnIndex::IvfSq, ram: true };
+            // a build (and rebuilds: each round whose table doubled) while inserts, overwrites and deletes land
+            let writer = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for round in 0..30 {
+                        let fresh: Vec<Doc> =
+                            (0..50).map(|i| doc(format!("n{round}-{i}"), 5000.0 + i as f32)).collect();
+                        store.upsert("c", fresh).await.unwrap();
+                        store.upsert("c", vec![doc(format!("d{round}"), -1.0 - round as f32)]).await.unwrap();
+                        store.delete("c", &[format!("d{}", 100 + round)], None).await.unwrap();
+                        let filter = serde_json::json!({"k": round % 7});
+                        store.delete("c", &[format!("n{round}-{}", round % 50)], Some(&filter)).await.unwrap();
+                    }
+                })
+            };
+            for _ in 0..3 {
+                store.maintain("c", &policy, false).await.unwrap();
+            }
+            writer.await.unwrap();
+            store.maintain("c", &policy, false).await.unwrap();
+            let info = store.info("c").await.unwrap();
+            assert!(info.ram_index_rows > 0, "{info:?}");
+            assert_eq!(info.ram_index_rows, info.rows, "{info:?}");
+            // row for row what the table holds: the same ids, each with its latest metadata (overwrites change it)
+            let c = store.collection("c").await.unwrap();
+            let select = Select::columns(&["id", "metadata"]);
+            let batches: Vec<RecordBatch> =
+                c.table.query().select(select).execute().await.unwrap().try_collect().await.unwrap();
+            let ram = c.ram();
+            let ram = ram.as_ref().unwrap();
+            let mut n = 0;
+            for b in &batches {
+                for (id, meta) in strings(b, "id").unwrap().into_iter().zip(strings(b, "metadata").unwrap()) {
+                    let row = ram.row(id.unwrap()).unwrap_or_else(|| panic!("{id:?} is not in the index"));
+                    assert_eq!(row.metadata.as_deref(), meta, "{id:?}");
+                    n += 1;
+                }
+            }
+            assert_eq!(ram.len(), n);
+            assert!(ram.row("d129").is_none() && ram.row("d29").is_some());
         });
     }
 
