@@ -471,6 +471,23 @@ fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Recall@10 of the collection's default query path against the exact neighbours, and its mean latency (printed).
+async fn recall_at_10(api: &Api, queries: &[Vec<f32>], exact: &[Vec<String>], label: &str) -> f64 {
+    let (mut found, mut total) = (0usize, 0usize);
+    let started = Instant::now();
+    for (q, exact) in queries.iter().zip(exact) {
+        let ann = ids(api, "big", json!({"vector": q, "k": 10})).await;
+        total += exact.len();
+        found += ann.iter().filter(|id| exact.contains(id)).count();
+    }
+    let recall = found as f64 / total as f64;
+    eprintln!(
+        "{label}: recall@10 = {recall:.3}; mean latency {:.1} ms (debug build, over HTTP)",
+        started.elapsed().as_secs_f64() * 1000.0 / queries.len() as f64
+    );
+    recall
+}
+
 #[tokio::test]
 async fn ann_index_recall_against_exact_search_on_50k_vectors() {
     let inst = Instance::start_with(
@@ -509,18 +526,7 @@ async fn ann_index_recall_against_exact_search_on_50k_vectors() {
         assert_eq!(info["rows"], 50_000);
         assert_eq!(info["unindexed_rows"], 0, "{info}");
 
-        let (mut found, mut total) = (0usize, 0usize);
-        let started = Instant::now();
-        for (q, exact) in queries.iter().zip(&exact) {
-            let ann = ids(&api, "big", json!({"vector": q, "k": 10})).await;
-            total += exact.len();
-            found += ann.iter().filter(|id| exact.contains(id)).count();
-        }
-        let recall = found as f64 / total as f64;
-        eprintln!(
-            "{kind}: recall@10 = {recall:.3}; mean latency {:.1} ms (debug build, over HTTP)",
-            started.elapsed().as_secs_f64() * 10.0
-        );
+        let recall = recall_at_10(&api, &queries, &exact, kind).await;
         assert!(recall >= 0.95, "{kind}: recall@10 {recall}");
         // the index also serves filtered queries
         let hits = ids(&api, "big", json!({"vector": queries[0], "k": 5, "filter": {"shard": 1}})).await;
@@ -534,18 +540,7 @@ async fn ann_index_recall_against_exact_search_on_50k_vectors() {
     let info = api.ok("/api/v1/collections/big/optimize", json!({})).await;
     eprintln!("in-memory index built in {:.1}s: {info}", started.elapsed().as_secs_f64());
     assert_eq!(info["ram_index_rows"], 50_000, "{info}");
-    let (mut found, mut total) = (0usize, 0usize);
-    let started = Instant::now();
-    for (q, exact) in queries.iter().zip(&exact) {
-        let ann = ids(&api, "big", json!({"vector": q, "k": 10})).await;
-        total += exact.len();
-        found += ann.iter().filter(|id| exact.contains(id)).count();
-    }
-    let recall = found as f64 / total as f64;
-    eprintln!(
-        "in-memory index: recall@10 = {recall:.3}; mean latency {:.1} ms (debug build, over HTTP)",
-        started.elapsed().as_secs_f64() * 10.0
-    );
+    let recall = recall_at_10(&api, &queries, &exact, "in-memory index").await;
     assert!(recall >= 0.95, "in-memory index: recall@10 {recall}");
 
     // every write reaches it: an insert, an overwrite, a delete by filter and one by id

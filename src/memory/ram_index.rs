@@ -18,6 +18,8 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
+use super::encoder::dot;
+
 /// What a hit carries besides its score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -97,18 +99,6 @@ fn dot_codes(w: &[f32], codes: &[u8]) -> f32 {
         }
     }
     let tail: f32 = wr.iter().zip(cr).map(|(w, &c)| w * c as f32).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ac, bc) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (a16, b16) in ac.zip(bc) {
-        for i in 0..16 {
-            acc[i] += a16[i] * b16[i];
-        }
-    }
     acc.iter().sum::<f32>() + tail
 }
 
