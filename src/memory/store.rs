@@ -625,7 +625,7 @@ impl Store {
                     return Ok(ram
                         .search(&q.vector, limit, probes, q.refine_factor as usize)
                         .into_iter()
-                        .map(|(s, r)| hit_of_row(s, r))
+                        .map(|(s, r)| hit(&r.id, s, r.text.as_deref(), r.metadata.as_deref()))
                         .collect());
                 }
                 let mut vq = c2
@@ -755,8 +755,8 @@ async fn build_vector_index_if_due(
 
 /// Give a collection past the policy's threshold its in-memory index, or a retrained one once it has doubled since
 /// the last training; drop it when the policy says none. Training and the fill run without blocking writers; the
-/// swap happens under the write lock, and only if the table's version is still the one the fill read (else the fill
-/// runs again under the lock), so no write falls between the scan and the swap.
+/// writes committed during the fill are journaled and replayed under the write lock before the swap, so no write
+/// falls between the scan and the swap.
 async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &IndexPolicy) -> Result<(), MemoryError> {
     let gauge = || metrics::gauge!("hearth_memory_ram_index_bytes", "collection" => name.to_string());
     if !policy.ram || rows < policy.threshold {
@@ -776,7 +776,7 @@ async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &Ind
     let lists = (rows / 1000).clamp(1, 4096);
     let want = (lists * 64).clamp(10_000, 50_000).min((64 << 20) / (4 * dim)).min(rows);
     let mut sample: Vec<f32> = Vec::with_capacity(want * dim);
-    let (mut seen, mut rng) = (0u64, rows as u64 | 1);
+    let (mut seen, mut rng) = (0usize, ram_index::Rng(rows as u64 | 1));
     let mut stream = t.query().select(Select::columns(&["vector"])).execute().await.map_err(store_err)?;
     while let Some(b) = stream.try_next().await.map_err(store_err)? {
         let values = vectors(&b, dim)?;
@@ -785,19 +785,15 @@ async fn refresh_ram_index(c: &Collection, name: &str, rows: usize, policy: &Ind
             if sample.len() < want * dim {
                 sample.extend_from_slice(v);
             } else {
-                // reservoir sampling (xorshift): every row equally likely to be kept
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let j = (rng % seen) as usize;
+                // reservoir sampling: every row equally likely to be kept
+                let j = rng.below(seen);
                 if j < want {
                     sample[j * dim..(j + 1) * dim].copy_from_slice(v);
                 }
             }
         }
     }
-    let trained = rows;
-    let trained = tokio::task::spawn_blocking(move || RamIndex::train(dim, sample, lists, 10, 0x5eed, trained))
+    let trained = tokio::task::spawn_blocking(move || RamIndex::train(dim, sample, lists, 10, 0x5eed, rows))
         .await
         .map_err(store_err)?;
     // fill without the write lock (placing 100k rows takes seconds, far longer on a Pi): writes committed from
@@ -879,12 +875,13 @@ fn ram_row(d: &Doc) -> ram_index::Row {
     }
 }
 
-fn hit_of_row(score: f32, r: &ram_index::Row) -> Hit {
+/// A hit from a stored row (lance's columns or the in-memory index's copy of them).
+fn hit(id: &str, score: f32, text: Option<&str>, metadata: Option<&str>) -> Hit {
     Hit {
-        id: r.id.to_string(),
+        id: id.to_string(),
         score,
-        text: r.text.as_deref().map(str::to_string),
-        metadata: r.metadata.as_deref().and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null),
+        text: text.map(str::to_string),
+        metadata: metadata.and_then(|m| serde_json::from_str(m).ok()).unwrap_or(Value::Null),
     }
 }
 
@@ -955,26 +952,15 @@ fn to_batch(schema: &SchemaRef, docs: &[Doc], dim: usize) -> Result<RecordBatch,
 fn hits_of(batches: &[RecordBatch], hybrid: bool) -> Result<Vec<Hit>, MemoryError> {
     let mut hits = vec![];
     for b in batches {
-        let col = |name: &str| b.column_by_name(name).ok_or_else(|| store_err(format!("no {name} column in results")));
-        let ids = col("id")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| store_err("id is not utf8"))?;
-        let texts = col("text")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| store_err("text is not utf8"))?;
-        let metas =
-            col("metadata")?.as_any().downcast_ref::<StringArray>().ok_or_else(|| store_err("metadata is not utf8"))?;
-        let score_col = if hybrid { col("_relevance_score")? } else { col("_distance")? };
+        let (ids, texts, metas) = (strings(b, "id")?, strings(b, "text")?, strings(b, "metadata")?);
+        let name = if hybrid { "_relevance_score" } else { "_distance" };
+        let score_col = b.column_by_name(name).ok_or_else(|| store_err(format!("no {name} column in results")))?;
         let scores =
             score_col.as_any().downcast_ref::<Float32Array>().ok_or_else(|| store_err("score is not float32"))?;
         for i in 0..b.num_rows() {
             let raw = scores.value(i);
-            hits.push(Hit {
-                id: ids.value(i).to_string(),
-                score: if hybrid { raw } else { 1.0 - raw },
-                text: (!texts.is_null(i)).then(|| texts.value(i).to_string()),
-                metadata: if metas.is_null(i) {
-                    Value::Null
-                } else {
-                    serde_json::from_str(metas.value(i)).unwrap_or(Value::Null)
-                },
-            });
+            let score = if hybrid { raw } else { 1.0 - raw };
+            hits.push(hit(ids[i].unwrap_or_default(), score, texts[i], metas[i]));
         }
     }
     Ok(hits)
