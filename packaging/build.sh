@@ -17,7 +17,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
+# Default: the day of the last commit, not its second. The cc crate asks cargo to rebuild every C dependency (ring,
+# zstd, lz4, SQLite) when SOURCE_DATE_EPOCH changes, and nearly every crate depends on one of them, so a per-commit
+# value made each build after a new commit a cold one (~1 h for aarch64). Commits of one day now share a cache.
+commit_time=$(git log -1 --format=%ct 2>/dev/null || date +%s)
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$((commit_time / 86400 * 86400))}
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
 case "$arch" in
   aarch64)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the static aarch64 binary under qemu-aarch64-static and check that it answers DNS (a local record, a blocked
-# name) and /healthz. By hand (needs qemu-user-static, dig, curl):
+# name) and /healthz, and that its embedding model matches sentence-transformers' reference vectors. By hand
+# (needs qemu-user-static, dig, curl, python3):
 #   packaging/build.sh --target aarch64 && packaging/selfcheck-qemu.sh dist/hearth-<version>-aarch64
 set -euo pipefail
 bin=${1:?usage: $0 dist/hearth-<version>-aarch64}
@@ -37,5 +38,34 @@ fail() { echo "FAIL: $*" >&2; cat "$work/log" >&2; exit 1; }
 curl -sf "http://127.0.0.1:$http/healthz" >/dev/null || fail "/healthz"
 [ "$(dig @127.0.0.1 -p "$dns" nas.home.arpa +short +tries=1)" = 192.168.1.10 ] || fail "local record"
 [ "$(dig @127.0.0.1 -p "$dns" tracker.ads.example +short +tries=1)" = 0.0.0.0 ] || fail "blocked name"
+# The memory engine: the built-in model loads in the background; then the reference texts of tests/fixtures must
+# embed to sentence-transformers' vectors (cosine >= 0.999), which runs gemm's and the encoder's NEON kernels.
+j='content-type: application/json'
+curl -sf -c "$work/jar" -H "$j" -d '{"username":"admin","password":"selfcheck password"}' \
+  "http://127.0.0.1:$http/api/v1/setup" >/dev/null || fail "setup"
+csrf=$(curl -sf -c "$work/jar" -b "$work/jar" -H "$j" -d '{"username":"admin","password":"selfcheck password"}' \
+  "http://127.0.0.1:$http/api/v1/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])')
+token=$(curl -sf -b "$work/jar" -H "x-csrf-token: $csrf" -H "$j" -d '{"name":"selfcheck"}' \
+  "http://127.0.0.1:$http/api/v1/tokens" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+fixture=$(dirname "$0")/../tests/fixtures/minilm_reference.json
+python3 -c 'import json,sys; print(json.dumps({"inputs": [i["text"] for i in json.load(open(sys.argv[1]))["items"]], "truncate": True}))' \
+  "$fixture" > "$work/embed.json"
+for _ in $(seq 1 300); do
+  code=$(curl -s -o "$work/vectors.json" -w '%{http_code}' -H "authorization: Bearer $token" -H "$j" \
+    --data-binary @"$work/embed.json" "http://127.0.0.1:$http/api/v1/embed")
+  [ "$code" = 503 ] || break
+  sleep 1
+done
+[ "$code" = 200 ] || fail "/api/v1/embed answered $code: $(head -c 300 "$work/vectors.json")"
+python3 - "$fixture" "$work/vectors.json" <<'PY' || fail "embeddings differ from sentence-transformers"
+import json, math, sys
+want = [i["vector"] for i in json.load(open(sys.argv[1]))["items"]]
+got = json.load(open(sys.argv[2]))
+def cos(a, b):
+    return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+worst = min(cos(g, w) for g, w in zip(got, want))
+print(f"{len(got)} reference texts embedded; worst cosine against sentence-transformers {worst:.7f}")
+sys.exit(0 if len(got) == len(want) and worst >= 0.999 else 1)
+PY
 "$bin" --version 2>/dev/null || qemu-aarch64-static "$bin" --version
-echo "ok: $bin answers DNS and /healthz under qemu-aarch64-static"
+echo "ok: $bin answers DNS and /healthz and embeds like sentence-transformers under qemu-aarch64-static"
