@@ -55,6 +55,13 @@ pub struct RamIndex {
     entries: Vec<Option<Entry>>,
     free: Vec<u32>,
     by_id: HashMap<Box<str>, u32>,
+    /// The rows' own heap bytes (id twice: row and map key; text; metadata), kept as rows come and go so that
+    /// [`RamIndex::bytes`] does not walk every row.
+    row_bytes: usize,
+}
+
+fn row_bytes(r: &Row) -> usize {
+    2 * r.id.len() + r.text.as_ref().map_or(0, |t| t.len()) + r.metadata.as_ref().map_or(0, |m| m.len())
 }
 
 /// A small deterministic generator (xorshift64*): training must not depend on a global RNG.
@@ -213,6 +220,7 @@ impl RamIndex {
             entries: vec![],
             free: vec![],
             by_id: HashMap::new(),
+            row_bytes: 0,
         }
     }
 
@@ -243,21 +251,12 @@ impl RamIndex {
         self.lists.len()
     }
 
-    /// Approximate heap bytes held (codes, row texts, tables).
+    /// Approximate heap bytes held (codes, row texts, tables). O(lists), not O(rows).
     pub fn bytes(&self) -> usize {
-        let rows: usize = self
-            .entries
-            .iter()
-            .flatten()
-            .map(|e| {
-                2 * e.row.id.len()
-                    + e.row.text.as_ref().map_or(0, |t| t.len())
-                    + e.row.metadata.as_ref().map_or(0, |m| m.len())
-            })
-            .sum();
         let lists: usize =
             self.lists.iter().map(|l| l.codes.capacity() + l.fine.capacity() + 4 * l.slots.capacity()).sum();
-        rows + lists
+        self.row_bytes
+            + lists
             + self.entries.capacity() * std::mem::size_of::<Option<Entry>>()
             + self.by_id.capacity() * (std::mem::size_of::<Box<str>>() + 8)
             + 4 * (self.centroids.len() + self.lo.len() + self.step.len())
@@ -289,6 +288,7 @@ impl RamIndex {
     pub fn upsert(&mut self, row: Row, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
         self.remove(&row.id);
+        self.row_bytes += row_bytes(&row);
         let list = nearest(&self.centroids, self.dim, &unit(vector));
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -311,6 +311,7 @@ impl RamIndex {
     pub fn remove(&mut self, id: &str) -> bool {
         let Some(slot) = self.by_id.remove(id) else { return false };
         let Some(e) = self.entries[slot as usize].take() else { return false };
+        self.row_bytes -= row_bytes(&e.row);
         let (dim, l) = (self.dim, &mut self.lists[e.list as usize]);
         let pos = e.pos as usize;
         let last = l.slots.len() - 1;
@@ -475,6 +476,10 @@ mod tests {
         for l in &ix.lists {
             assert_eq!(l.codes.len(), l.slots.len() * 16);
         }
+        // the running byte count equals a walk over the rows that are left
+        let walked: usize = ix.entries.iter().flatten().map(|e| row_bytes(&e.row)).sum();
+        assert_eq!(ix.row_bytes, walked);
+        assert!(ix.bytes() > walked);
     }
 
     #[test]

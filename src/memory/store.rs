@@ -208,6 +208,8 @@ impl Collection {
         let ops = ops();
         if let Some(r) = ram.as_mut() {
             ops.iter().for_each(|op| op.apply(r));
+            metrics::gauge!("hearth_memory_ram_index_bytes", "collection" => self.table.name().to_string())
+                .set(r.bytes() as f64);
         }
         if let Some(j) = journal.as_mut() {
             j.extend(ops);
