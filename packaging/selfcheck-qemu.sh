@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the static aarch64 binary under qemu-aarch64-static and check that it answers DNS (a local record, a blocked
-# name) and /healthz, and that its embedding model matches sentence-transformers' reference vectors. By hand
+# name) and /healthz, that its embedding model matches sentence-transformers' reference vectors, and that a
+# lancedb collection takes documents and answers hybrid and filtered queries. By hand
 # (needs qemu-user-static, dig, curl, python3):
 #   packaging/build.sh --target aarch64 && packaging/selfcheck-qemu.sh dist/hearth-<version>-aarch64
 set -euo pipefail
@@ -67,5 +68,18 @@ worst = min(cos(g, w) for g, w in zip(got, want))
 print(f"{len(got)} reference texts embedded; worst cosine against sentence-transformers {worst:.7f}")
 sys.exit(0 if len(got) == len(want) and worst >= 0.999 else 1)
 PY
+# A collection in lancedb: upsert three documents, then a hybrid (BM25 + vector) and a filtered query
+api() { curl -sf -H "authorization: Bearer $token" -H "$j" "$@"; }
+api -d '{"name":"selfcheck"}' "http://127.0.0.1:$http/api/v1/collections" >/dev/null || fail "create a collection"
+api -d '[{"id":"a","text":"The spare key is under the blue flower pot.","metadata":{"room":"garden"}},
+         {"id":"b","text":"The router password is on a sticker in the hall cupboard.","metadata":{"room":"hall"}},
+         {"id":"c","text":"Bread is baked on Sundays.","metadata":{"room":"kitchen"}}]' \
+  "http://127.0.0.1:$http/api/v1/collections/selfcheck/documents" >/dev/null || fail "upsert documents"
+top() { python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])'; }
+[ "$(api -d '{"text":"where is the spare key?","k":2,"hybrid":true}' \
+  "http://127.0.0.1:$http/api/v1/collections/selfcheck/query" | top)" = a ] || fail "hybrid query"
+[ "$(api -d '{"text":"where is the spare key?","k":1,"filter":{"room":"hall"}}' \
+  "http://127.0.0.1:$http/api/v1/collections/selfcheck/query" | top)" = b ] || fail "filtered query"
+echo "collection: upsert, hybrid and filtered queries answer"
 "$bin" --version 2>/dev/null || qemu-aarch64-static "$bin" --version
-echo "ok: $bin answers DNS and /healthz and embeds like sentence-transformers under qemu-aarch64-static"
+echo "ok: $bin answers DNS and /healthz, embeds like sentence-transformers and searches a collection under qemu-aarch64-static"
