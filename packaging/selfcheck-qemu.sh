@@ -42,7 +42,8 @@ curl -sf "http://127.0.0.1:$http/healthz" >/dev/null || fail "/healthz"
 # The memory engine: the built-in model loads in the background; then the reference texts of tests/fixtures must
 # embed to sentence-transformers' vectors (cosine >= 0.999), which runs gemm's and the encoder's NEON kernels.
 j='content-type: application/json'
-curl -sf -c "$work/jar" -H "$j" -d '{"username":"admin","password":"selfcheck password"}' \
+code=$(cat "$work/data/setup-code") || fail "no setup code in the data dir"
+curl -sf -c "$work/jar" -H "$j" -d '{"username":"admin","password":"selfcheck password","setup_code":"'"$code"'"}' \
   "http://127.0.0.1:$http/api/v1/setup" >/dev/null || fail "setup"
 csrf=$(curl -sf -c "$work/jar" -b "$work/jar" -H "$j" -d '{"username":"admin","password":"selfcheck password"}' \
   "http://127.0.0.1:$http/api/v1/auth/login" | python3 -c 'import json,sys; print(json.load(sys.stdin)["csrf_token"])')

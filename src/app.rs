@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::throttle::{LoginThrottle, ThrottlePolicy};
+use crate::auth::throttle::ThrottlePolicy;
 use crate::config::live::{Applier, LiveConfig, Overrides};
 use crate::config::{Config, ConfigError, ConfigSource, ListenAddr};
 use crate::http::{self, AppState};
@@ -61,12 +61,16 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         data_dir = %data_dir.display(),
         "hearth starting"
     );
+    // no admin yet: make (or keep) the one-time setup code and log where it is; else remove a leftover code file
+    crate::auth::setup_code::at_start(&db, &data_dir).await;
 
     let live = Arc::new(LiveConfig::new(source, overrides, cfg.clone()));
-    let throttle = Arc::new(Mutex::new(LoginThrottle::new(throttle_policy(&cfg))));
+    // every password check (admin login, setup code, a route's basic auth or login form) goes through one
+    // throttle and one bound on concurrent argon2 hashes
+    let verifier = Arc::new(crate::auth::verifier::Verifier::new(throttle_policy(&cfg)));
     let stash: Stash = Arc::default();
     live.add_applier(Arc::new(LevelApplier(levels)));
-    live.add_applier(Arc::new(ThrottleApplier(throttle.clone())));
+    live.add_applier(Arc::new(ThrottleApplier(verifier.clone())));
     live.add_applier(Arc::new(ListenerApplier(stash.clone())));
 
     let mut sup = Supervisor::new(RestartPolicy::default());
@@ -83,7 +87,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Arc::new(tokio::task::spawn_blocking(move || crate::tls::Certs::new(&d, p)).await??)
     };
     let acme = Arc::new(crate::tls::acme::Acme::new(db.clone(), certs.clone(), &data_dir));
-    let proxy = Arc::new(crate::proxy::Proxy::new(&cfg, acme.clone(), db.clone(), certs.root_pem().as_deref())?);
+    let proxy = Arc::new(crate::proxy::Proxy::new(
+        &cfg,
+        acme.clone(),
+        db.clone(),
+        verifier.clone(),
+        certs.root_pem().as_deref(),
+    )?);
     live.add_applier(Arc::new(FrontApplier { proxy: proxy.clone(), certs: certs.clone() }));
     // memory: the vector store opens now (its own runtime), the model loads in the background
     let store = {
@@ -95,7 +105,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         db: db.clone(),
         health: sup.health(),
         config: live.clone(),
-        throttle,
+        verifier: verifier.clone(),
         metrics: metrics.clone(),
         requests: RequestCounter::default(),
         series: Arc::new(Mutex::new(Series::new(180))),
@@ -108,7 +118,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         certs: certs.clone(),
         memory: memory.clone(),
     };
-    let front = Arc::new(crate::proxy::Front { admin: http::router(state.clone()), proxy: proxy.clone() });
+    let front = Arc::new(crate::proxy::Front {
+        admin: http::router(state.clone()),
+        proxy: proxy.clone(),
+        conns: Arc::default(),
+    });
 
     {
         let (db, live) = (db.clone(), live.clone());
@@ -320,14 +334,14 @@ impl Applier for FrontApplier {
     }
 }
 
-struct ThrottleApplier(Arc<Mutex<LoginThrottle>>);
+struct ThrottleApplier(Arc<crate::auth::verifier::Verifier>);
 
 impl Applier for ThrottleApplier {
     fn prepare(&self, _old: &Config, _new: &Config) -> Result<(), ConfigError> {
         Ok(())
     }
     fn commit(&self, _old: &Config, new: &Config) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).set_policy(throttle_policy(new));
+        self.0.set_policy(throttle_policy(new));
     }
 }
 

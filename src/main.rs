@@ -75,6 +75,14 @@ enum AdminCommand {
     /// Create an admin or replace its password (read from stdin); ends that admin's sessions.
     SetPassword {
         user: String,
+        /// Also revoke the API tokens this admin created.
+        #[arg(long)]
+        revoke_tokens: bool,
+        #[command(flatten)]
+        args: ConfigArgs,
+    },
+    /// Print the one-time setup code the first-run wizard asks for (while no admin account exists).
+    SetupCode {
         #[command(flatten)]
         args: ConfigArgs,
     },
@@ -130,9 +138,13 @@ fn system_change_restart(sys: &SysArgs) -> anyhow::Result<()> {
 
 #[derive(Subcommand)]
 enum TokenCommand {
-    /// Create an admin API token in the instance's data dir (also while it runs) and print it once.
+    /// Create an API token in the instance's data dir (also while it runs) and print it once.
     Create {
         name: String,
+        /// What the token may do: admin (everything; the default), memory (embeddings and collections), metrics
+        /// (GET /metrics), dns:read (query log, stats, lists). Repeat it or give a comma list.
+        #[arg(long = "scope", value_name = "SCOPE", default_value = "admin")]
+        scopes: Vec<String>,
         #[command(flatten)]
         args: ConfigArgs,
     },
@@ -188,7 +200,27 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             println!("{}", auth::hash_password(&pw)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Admin { what: AdminCommand::SetPassword { user, args } } => {
+        Command::Admin { what: AdminCommand::SetupCode { args } } => {
+            let (_, _, cfg) = app::load_config(&args.config, args.data_dir.clone())?;
+            let dir = cfg.data_dir();
+            let file = auth::setup_code::path(&dir);
+            match auth::setup_code::read(&dir).with_context(|| format!("reading {}", file.display()))? {
+                Some(code) => {
+                    println!("{code}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    let users = open_db(&args)?.blocking(|c| auth::user_count(c))?;
+                    if users > 0 {
+                        eprintln!("hearth: an admin account exists already: there is no setup code any more");
+                    } else {
+                        eprintln!("hearth: no setup code in {} yet: start hearth, which makes one", file.display());
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Admin { what: AdminCommand::SetPassword { user, revoke_tokens, args } } => {
             let mut pw = String::new();
             std::io::stdin().read_to_string(&mut pw).context("while reading the password from stdin")?;
             let pw = pw.strip_suffix('\n').map(|p| p.strip_suffix('\r').unwrap_or(p)).unwrap_or(&pw).to_string();
@@ -196,8 +228,15 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             auth::validate_password(&pw)?;
             let db = open_db(&args)?;
             let phc = auth::hash_password(&pw)?;
-            let created = db.blocking(|c| auth::set_password(c, &user, &phc, util::unix_now()))?;
+            let (created, revoked) = db.blocking(|c| -> Result<_, auth::AuthError> {
+                let created = auth::set_password(c, &user, &phc, util::unix_now())?;
+                let revoked = if revoke_tokens { auth::revoke_user_tokens(c, &user)? } else { 0 };
+                Ok((created, revoked))
+            })?;
             eprintln!("{} admin {user:?}", if created { "created" } else { "updated the password of" });
+            if revoke_tokens {
+                eprintln!("revoked {revoked} API token(s) created by {user:?}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::System { what: SystemCommand::ResolvedStub { action, sys } } => {
@@ -218,31 +257,27 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::System { what: SystemCommand::ApplyRequest { file, sys } } => {
-            let text = match std::fs::read_to_string(&file) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ExitCode::SUCCESS),
-                Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-            };
-            let _ = std::fs::remove_file(&file);
-            // the result goes beside the request before hearth is restarted, so the UI finds it when it reconnects
-            let result = sysdns::Request::parse(&text).map_err(anyhow::Error::from).and_then(|r| {
-                system_change(r, &SysArgs { no_restart: true, ..sys.clone() })?;
-                Ok(r)
-            });
-            let line = match &result {
-                Ok(r) => format!("ok {} {}\n", r.as_str(), util::unix_now()),
-                Err(e) => format!("error {} {e:#}\n", util::unix_now()),
-            };
-            let out = file.with_file_name(sysdns::RESULT_FILE);
-            std::fs::write(&out, line).with_context(|| format!("writing {}", out.display()))?;
-            result?;
-            system_change_restart(&sys)?;
+            // as root in the service user's data dir: no link is followed, only a small regular file of the dir's
+            // owner is read; the result is written beside it before hearth is restarted, so the UI finds it
+            let host = sysdns::Host::new(&sys.root);
+            if host.apply_request(&file, util::unix_now())?.is_some() {
+                system_change_restart(&sys)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token { what: TokenCommand::Create { name, args } } => {
+        Command::Token { what: TokenCommand::Create { name, scopes, args } } => {
+            let scopes = auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(!scopes.is_empty(), "give at least one --scope");
             let db = open_db(&args)?;
-            let (secret, info) = db.blocking(|c| auth::create_token(c, name.trim(), "cli", util::unix_now()))?;
-            eprintln!("created API token {:?} (id {}); it is shown only now:", info.name, info.id);
+            let (secret, info) =
+                db.blocking(|c| auth::create_token(c, name.trim(), &scopes, "cli", util::unix_now()))?;
+            let names: Vec<&str> = info.scopes.iter().map(|s| s.as_str()).collect();
+            eprintln!(
+                "created API token {:?} (id {}, scopes {}); it is shown only now:",
+                info.name,
+                info.id,
+                names.join(",")
+            );
             println!("{secret}");
             Ok(ExitCode::SUCCESS)
         }

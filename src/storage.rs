@@ -112,12 +112,18 @@ impl Db {
     }
 }
 
-/// Create the data dir with mode 0700 if missing.
+/// Create the data dir with mode 0700 if missing, and force it back to 0700 if it is not (every start: a data dir
+/// made readable by hand or by a restore would expose keys and sessions to every local user).
 pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let err = |e: std::io::Error| StorageError::DataDir { path: dir.display().to_string(), reason: e.to_string() };
     if !dir.exists() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    }
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode() & 0o7777;
+    if mode != 0o700 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+        tracing::warn!(path = %dir.display(), mode = format!("{mode:o}"), "the data directory was not private: set to 0700");
     }
     Ok(())
 }
@@ -231,6 +237,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let db = Db::open(&data, Duration::from_secs(1)).unwrap();
+        assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
+        // an existing data dir opened up by hand is made private again at the next start
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(Db::open(&data, Duration::from_secs(1)).unwrap());
         assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
         let (mode, sync): (String, i64) = db
             .call(|c| {

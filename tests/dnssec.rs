@@ -2,7 +2,8 @@
 //! 127.0.1.1, `test.` on 127.0.1.2, leaf zones on 127.0.1.3, built by tests/dnssec/mktree.sh with BIND's
 //! signing tools), a non-validating Unbound as hearth's upstream (forward mode), and a validating Unbound with
 //! the same trust anchor as the reference every answer is compared with; then hearth in recursive mode on the same
-//! tree from its root hints. Needs root (loopback addresses, port 53).
+//! tree from its root hints, including DNS rebinding protection against `rebind.test`, whose server is on a
+//! public-looking address (198.18.0.53, added to lo). Needs root (loopback addresses, port 53).
 
 mod common;
 
@@ -20,6 +21,8 @@ struct Tree {
 const ITERATOR: &str = "127.0.1.10";
 const VALIDATOR: &str = "127.0.1.11";
 const UNBOUND_PORT: u16 = 5300;
+/// The "public" authoritative server of rebind.test (the leaf BIND listens here too): not loopback or private.
+const PUBLIC: &str = "198.18.0.53";
 
 impl Tree {
     fn start() -> Tree {
@@ -31,9 +34,13 @@ impl Tree {
                 .stderr(Stdio::null())
                 .status();
         }
+        let _ = Command::new("ip")
+            .args(["addr", "add", &format!("{PUBLIC}/32"), "dev", "lo"])
+            .stderr(Stdio::null())
+            .status();
         let addrs = Command::new("ip").args(["-o", "addr", "show", "dev", "lo"]).output().expect("ip (iproute2)");
         let addrs = String::from_utf8_lossy(&addrs.stdout);
-        for a in ["127.0.1.1/", "127.0.1.2/", "127.0.1.3/"] {
+        for a in ["127.0.1.1/", "127.0.1.2/", "127.0.1.3/", "198.18.0.53/"] {
             assert!(addrs.contains(a), "{a} is not on lo: this test needs root (CAP_NET_ADMIN) to add it:\n{addrs}");
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dnssec/mktree.sh");
@@ -55,9 +62,11 @@ impl Tree {
         let anchor = format!("trust-anchor-file: \"{}\"", tree.path().join("root.ds").display());
         tree.unbound("val", VALIDATOR, "validator iterator", &anchor);
         // readiness probes (the root is only asked about itself: the test checks what it saw)
-        let probes: [(&str, u16, &[&str], &str); 4] = [
+        let probes: [(&str, u16, &[&str], &str); 6] = [
             ("127.0.1.1", 53, &[".", "SOA", "+short", "+norec"], "ns.root."),
             ("127.0.1.3", 53, &["www.secure.test", "+short", "+norec"], "192.0.2.1"),
+            (PUBLIC, 53, &["www.rebind.test", "+short", "+norec"], "192.168.1.1"),
+            ("127.0.1.2", 53, &["www.sub.rebind.test", "+short", "+norec"], "192.0.2.21"),
             (ITERATOR, UNBOUND_PORT, &["www.secure.test", "+short"], "192.0.2.1"),
             (VALIDATOR, UNBOUND_PORT, &["www.secure.test", "+short"], "192.0.2.1"),
         ];
@@ -249,6 +258,46 @@ async fn dnssec_in_forward_and_recursive_mode_matches_a_validating_unbound() {
     for &(name, ..) in CASES.iter().filter(|c| c.0.contains('.')) {
         assert!(!root_log.contains(&format!("query: {name} ")), "the root saw {name}:\n{root_log}");
     }
+    // DNS rebinding protection (on by default). The tree's own servers are on loopback addresses, so their data
+    // is trusted (ns.test A 127.0.1.2 above); rebind.test is served from a public address and may not put its
+    // names on private ones: SERVFAIL with EDE 15 (Blocked), not an empty answer (see recursor.rs)
+    let (seen, text) = ask("127.0.0.1", port, "www.rebind.test", "A", &[]);
+    assert_eq!((seen.status.as_str(), seen.ede), ("SERVFAIL", Some(15)), "{text}");
+    assert!(text.contains("rebinding") && text.contains("ANSWER: 0,"), "{text}");
+    // a public address from the public server is fine
+    let (seen, text) = ask("127.0.0.1", port, "pub.rebind.test", "A", &["+short"]);
+    assert!(seen.status == "none" && text.trim() == "192.0.2.20", "{text}");
+    // nor may it send hearth to a loopback server through glue (nor through the server's address looked up)
+    let (seen, text) = ask("127.0.0.1", port, "www.sub.rebind.test", "A", &[]);
+    assert_eq!(seen.status, "SERVFAIL", "{text}");
+    assert!(!text.contains("192.0.2.21"), "{text}");
+    drop(inst);
+
+    // rebinding_allow: the owner's domain may point inside, glue included
+    let inst = Instance::start(&format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nmode = \"recursive\"\nroot_hints = \"{}\"\ntrust_anchors = \"{}\"\n\
+         rebinding_allow = [\"rebind.test\"]\n",
+        tree.path().join("root.hints").display(),
+        anchors.display()
+    ))
+    .await;
+    let port = inst.dns.port();
+    let (_, text) = ask("127.0.0.1", port, "www.rebind.test", "A", &["+short"]);
+    assert_eq!(text.trim(), "192.168.1.1");
+    let (_, text) = ask("127.0.0.1", port, "www.sub.rebind.test", "A", &["+short"]);
+    assert_eq!(text.trim(), "192.0.2.21");
+    drop(inst);
+
+    // rebinding_protection = false: no check at all
+    let inst = Instance::start(&format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nmode = \"recursive\"\nroot_hints = \"{}\"\ntrust_anchors = \"{}\"\n\
+         rebinding_protection = false\n",
+        tree.path().join("root.hints").display(),
+        anchors.display()
+    ))
+    .await;
+    let (_, text) = ask("127.0.0.1", inst.dns.port(), "www.rebind.test", "A", &["+short"]);
+    assert_eq!(text.trim(), "192.168.1.1");
     drop(inst);
     drop(tree);
 }

@@ -25,7 +25,10 @@ impl Backend {
             "user root;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
              http {{ access_log off; server {{ listen 127.0.0.1:{port}; root {d}/www;\n\
                location = /health {{ return 200 \"ok\\n\"; }}\n\
-               location /echo {{ return 200 \"{name} xff=$http_x_forwarded_for proto=$http_x_forwarded_proto host=$host xfh=$http_x_forwarded_host fwd=$http_forwarded uri=$request_uri\\n\"; }}\n\
+               location /base/ {{ return 200 \"base uri=$request_uri\\n\"; }}\n\
+               location /echo {{ return 200 \"{name} xff=$http_x_forwarded_for proto=$http_x_forwarded_proto host=$host xfh=$http_x_forwarded_host fwd=$http_forwarded uri=$request_uri \
+               cookie=$http_cookie ru=$http_remote_user xfu=$http_x_forwarded_user xri=$http_x_real_ip \
+               pa=$http_proxy_authorization up=$http_upgrade xfp=$http_x_forwarded_prefix end\\n\"; }}\n\
              }} }}\n",
             d = dir.path().display()
         );
@@ -148,7 +151,7 @@ async fn routes_balance_fail_over_and_forward_headers() {
         assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
         assert!(r.header("x-request-id").is_some());
     }
-    assert_eq!(seen, ["backend A", "backend B"].iter().map(|s| s.to_string()).collect(), "round-robin");
+    assert_eq!(seen, ["backend A", "backend B"].iter().map(|s| s.to_string()).collect::<std::collections::HashSet<_>>(), "round-robin");
 
     // forwarding headers, and the path route with its prefix stripped
     let r = curl(
@@ -422,6 +425,272 @@ async fn route_api_validates_and_persists() {
     assert!(r.text().await.unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
 }
 
+/// Issue 20 items 0–2, 4, 9, 10, 14: the front door as an attacker on the LAN tries it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_front_door_refuses_what_an_attacker_tries() {
+    use base64::Engine;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let a = Backend::start("A");
+    let hash = hearth::auth::hash_password("s3cret pass").unwrap();
+    let extra = format!(
+        "[proxy]\n\
+         [[proxy.routes]]\nhosts = [\"basic.home.arpa\"]\npath_prefix = \"/admin\"\nupstreams = [\"{a}\"]\ntls = \"internal\"\n\
+         basic_auth = [\"alice:{hash}\"]\n\n\
+         [[proxy.routes]]\nhosts = [\"basic.home.arpa\"]\nupstreams = [\"{a}\"]\ntls = \"internal\"\n\n\
+         [[proxy.routes]]\nhosts = [\"fwd.home.arpa\"]\npath_prefix = \"/app\"\nupstreams = [\"{a}\"]\ntls = \"internal\"\n\
+         forward_auth = true\nstrip_prefix = true\n\n\
+         [[proxy.routes]]\nhosts = [\"strip.home.arpa\"]\npath_prefix = \"/api\"\nstrip_prefix = true\n\
+         upstreams = [\"{a}/base/\"]\ntls = \"internal\"\n\n\
+         [[proxy.routes]]\nhosts = [\"down.home.arpa\"]\nupstreams = [\"http://127.0.0.1:9\"]\ntls = \"internal\"\n",
+        a = a.url()
+    );
+    let inst = Instance::start_with(
+        |_| "admin_hosts = [\"hearth.home.arpa\"]\nadmin_allow = [\"127.0.0.1/32\", \"::1/128\"]\n".into(),
+        &extra,
+    )
+    .await;
+    let (c, _) = admin_session(&inst).await;
+    let pa = ["--path-as-is"];
+
+    // 1. basic auth: every malformed or wrong credential is 401 with a challenge; only the right one passes
+    let good = format!("Basic {}", b64(b"alice:s3cret pass"));
+    let bad = [
+        None,
+        Some("x".to_string()),
+        Some("Bearer abc".into()),
+        Some("Basic !!!".into()),
+        Some(format!("Basic {}", b64(b"alice"))),
+        Some(format!("Basic {}", b64(&[0xff, 0xfe, b':', b'a']))),
+        Some(format!("Basic {}", b64(b":s3cret pass"))),
+        Some(format!("Basic {}", b64(b"alice:wrong"))),
+        Some(format!("Basic {}", b64(b"bob:s3cret pass"))),
+    ];
+    for h in &bad {
+        let hv = h.as_ref().map(|h| format!("Authorization: {h}"));
+        let args: Vec<&str> = hv.iter().flat_map(|h| ["-H", h.as_str()]).collect();
+        let r = curl(&inst, "basic.home.arpa", "/admin/x", &args);
+        assert_eq!(r.status, 401, "{h:?}: {}", r.body);
+        assert!(r.header("www-authenticate").is_some_and(|w| w.starts_with("Basic")), "{h:?}");
+    }
+    let auth = format!("Authorization: {good}");
+    // the right credential reaches the backend (which has no /admin: its own 404)
+    let r = curl(&inst, "basic.home.arpa", "/admin/echo", &["-H", &auth]);
+    assert!(r.status == 404 && r.body.contains("nginx"), "{}: {}", r.status, r.body);
+
+    // 9. the path is normalised before matching: no spelling of /admin gets past its basic auth …
+    for p in ["/%61dmin/x", "//admin/x", "/x/../admin/x", "/./admin/x", "/%2e/admin/x", "/admin/./x"] {
+        let r = curl(&inst, "basic.home.arpa", p, &pa);
+        assert_eq!(r.status, 401, "{p}: {}", r.body);
+    }
+    // … what cannot be normalised safely is refused …
+    for p in ["/admin%2fx", "/x%5cadmin", "/../admin/x", "/a/%2e%2e/%2e%2e/admin"] {
+        let r = curl(&inst, "basic.home.arpa", p, &pa);
+        assert_eq!(r.status, 400, "{p}: {}", r.body);
+    }
+    // … and the backend gets the normalised path; with strip_prefix `..` cannot leave the upstream's base path
+    let r = curl(&inst, "strip.home.arpa", "/api/./x//y/%7Efoo?q=1", &pa);
+    assert_eq!((r.status, r.body.trim()), (200, "base uri=/base/x/y/~foo?q=1"), "{}", r.body);
+    let r = curl(&inst, "strip.home.arpa", "/api/../base/x", &pa);
+    assert_eq!(r.status, 404, "not under /api once normalised, so no route: {}", r.body);
+
+    // 10. forwarding, identity and proxy headers from the client do not reach the backend; hearth's cookies neither
+    let r = curl(
+        &inst,
+        "basic.home.arpa",
+        "/echo",
+        &[
+            "-H", "X-Real-IP: 6.6.6.6",
+            "-H", "Remote-User: admin",
+            "-H", "X-Forwarded-User: admin",
+            "-H", "X-Forwarded-Prefix: /evil",
+            "-H", "Forwarded: for=6.6.6.6",
+            "-H", "Proxy-Authorization: Basic eDp5",
+            "-H", "Cookie: hearth_session=abc; theirs=1; __Host-hearth_session=x; hearth_fwd=y",
+            "-H", "Connection: Upgrade",
+            "-H", "Upgrade: h2c",
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    for gone in ["xri= ", "ru= ", "xfu= ", "pa= ", "up= ", "xfp= ", "cookie=theirs=1 "] {
+        assert!(r.body.contains(gone), "{gone}: {}", r.body);
+    }
+    assert!(r.body.contains("fwd=for=127.0.0.1;host="), "{}", r.body);
+
+    // 14. a backend that is down: the client learns a request id, not the backend's address or the OS error
+    let r = curl(&inst, "down.home.arpa", "/", &[]);
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains("request id") && !r.body.contains("127.0.0.1") && !r.body.contains("refused"), "{}", r.body);
+
+    // 2. forward auth: the login form on the route's host whatever the prefix, its own cookie, a safe `next`
+    let r = curl(&inst, "fwd.home.arpa", "/app/echo", &[]);
+    assert_eq!(r.status, 302);
+    assert!(r.header("location").unwrap().starts_with("/.hearth/login?next="), "{:?}", r.header("location"));
+    assert_eq!(curl(&inst, "fwd.home.arpa", "/.hearth/login", &[]).status, 200, "served outside /app too");
+    let login = |next: &str, pw: &str| {
+        curl(
+            &inst,
+            "fwd.home.arpa",
+            &format!("/.hearth/login?next={next}"),
+            &["--data", &format!("username=admin&password={pw}")],
+        )
+    };
+    assert_eq!(login("/app/echo", "wrong").status, 401);
+    for evil in ["/%5Cevil.com", "//evil.com", "https://evil.com", "/%5C%5Cevil.com", "/x:y@evil.com"] {
+        let r = login(evil, "correct+horse");
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location").as_deref(), Some("/"), "next={evil}");
+    }
+    let r = login("/app/echo", "correct+horse");
+    assert_eq!((r.status, r.header("location").as_deref()), (303, Some("/app/echo")));
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.starts_with("__Host-hearth_fwd=") && cookie.contains("Secure"), "{cookie}");
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let r = curl(&inst, "fwd.home.arpa", "/app/echo", &["-H", &format!("Cookie: {pair}; theirs=2"), "-H", "Remote-User: root"]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("ru=admin xfu=admin") && r.body.contains("cookie=theirs=2 "), "{}", r.body);
+    // a forward-auth session is not an admin session, under either cookie name
+    let id = pair.split_once('=').unwrap().1;
+    for name in ["hearth_session", "__Host-hearth_session"] {
+        let r = common::client()
+            .get(inst.url("/api/v1/auth/session"))
+            .header("cookie", format!("{name}={id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{name}");
+    }
+
+    // 4. the admin answers only for its names, never on a route's host, and only to admin_allow clients
+    let admin = |host: &str, path: &str, extra: &[&str]| {
+        curl_raw(&[&["-H", &format!("Host: {host}")], extra, &[inst.url(path).as_str()]].concat())
+    };
+    assert_eq!(admin("evil.example", "/api/v1/setup", &[]).status, 421, "DNS rebinding");
+    assert_eq!(admin("evil.example", "/", &[]).status, 421);
+    assert_eq!(admin("192.168.77.1", "/", &[]).status, 421, "not an address of this box");
+    assert_eq!(admin("fwd.home.arpa", "/api/v1/setup", &[]).status, 404, "a route's host");
+    assert_eq!(admin("hearth.home.arpa", "/api/v1/setup", &[]).status, 200);
+    assert_eq!(admin("localhost", "/api/v1/setup", &[]).status, 200);
+    assert_eq!(admin(&inst.http.to_string(), "/api/v1/setup", &[]).status, 200);
+    assert_eq!(admin("evil.example", "/healthz", &[]).status, 200, "liveness answers for any name");
+    // from a client outside admin_allow (127.0.0.2 is not in it here)
+    let other = ["--interface", "127.0.0.2"];
+    assert_eq!(admin("hearth.home.arpa", "/api/v1/setup", &other).status, 403);
+    assert_eq!(admin("hearth.home.arpa", "/", &other).status, 403);
+    assert_eq!(admin("hearth.home.arpa", "/healthz", &other).status, 200);
+    let m = admin("hearth.home.arpa", "/metrics", &other);
+    assert!(m.status == 401 || m.status == 403, "/metrics needs a metrics token from outside: {}", m.status);
+    let r = admin("hearth.home.arpa", "/readyz", &other);
+    assert!(!r.body.contains("subsystems") && !r.body.contains("\"dns\""), "no details: {}", r.body);
+    let m = c.get(inst.url("/metrics")).send().await.unwrap();
+    assert_eq!(m.status(), 200, "an admin_allow client reads /metrics");
+}
+
+/// Item 0: the UI's edit form sends the whole route; a PATCH merges; nothing the form does not show is lost,
+/// secrets come back redacted and keep their value, and `headers` never corrupts hearth.toml.
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_route_keeps_every_key_and_the_file_loads() {
+    let inst = Instance::start("").await;
+    let (c, csrf) = admin_session(&inst).await;
+    let hash = hearth::auth::hash_password("s3cret pass").unwrap();
+    let full = serde_json::json!({
+        "hosts": ["full.home.arpa"], "path_prefix": "/app", "upstreams": ["http://127.0.0.1:1"], "tls": "internal",
+        "strategy": "least_conn", "strip_prefix": true, "health_path": "/h", "max_fails": 5, "fail_timeout": "1m",
+        "timeout": "2m", "connect_timeout": "3s", "hsts": false, "rate_limit": 7, "rate_limit_burst": 9,
+        "basic_auth": [format!("alice:{hash}")], "forward_auth": true, "forward_auth_users": ["admin"],
+        "allow": ["127.0.0.0/8"], "deny": ["127.0.0.9"],
+        "headers": {"X-Robots-Tag": "noindex", "X-Frame-Options": ""}
+    });
+    let r = c.post(inst.url("/api/v1/proxy/routes")).header("x-csrf-token", &csrf).json(&full).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // the file reads back as the running config (the headers table once landed under [server])
+    let out = common::cli_in(inst.dir.path(), &["check-config", inst.config_path().to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let route = routes_state(&c, &inst).await[0]["route"].clone();
+    assert_eq!(route["basic_auth"][0], "alice:(redacted)", "hashes are write-only");
+    // what the UI does on Edit → Save without changes: send back what it read, with the form's six keys
+    let mut edited = route.clone();
+    edited["upstreams"] = serde_json::json!(["http://127.0.0.1:2"]);
+    let r = c.put(inst.url("/api/v1/proxy/routes/0")).header("x-csrf-token", &csrf).json(&edited).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // a partial change merges
+    let r = c
+        .patch(inst.url("/api/v1/proxy/routes/0"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"health_path": "/health"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let text = std::fs::read_to_string(inst.config_path()).unwrap();
+    let cfg: toml::Value = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let saved = &cfg["proxy"]["routes"][0];
+    for (k, v) in full.as_object().unwrap() {
+        let want = match k.as_str() {
+            "upstreams" => serde_json::json!(["http://127.0.0.1:2"]),
+            "health_path" => serde_json::json!("/health"),
+            _ => v.clone(),
+        };
+        let got = serde_json::to_value(&saved[k.as_str()]).unwrap();
+        assert_eq!(got, want, "{k} in\n{text}");
+    }
+    let out = common::cli_in(inst.dir.path(), &["check-config", inst.config_path().to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // and the route still asks for credentials (basic auth first, then the forward-auth login)
+    let r = curl(&inst, "full.home.arpa", "/app/x", &[]);
+    assert_eq!(r.status, 401, "{}", r.body);
+}
+
+/// Item 8: 2 000 connections that send half a request are closed (the per-client cap at once, the rest by the
+/// header-read timeout) while /healthz, a proxied route and DNS keep answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_while_everything_keeps_answering() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = Backend::start("A");
+    let extra = format!(
+        "[proxy]\n[[proxy.routes]]\nhosts = [\"app.home.arpa\"]\nupstreams = [\"{}\"]\ntls = \"internal\"\n",
+        a.url()
+    );
+    let inst =
+        Instance::start_with(|_| "header_read_timeout = \"2s\"\nmax_connections_per_client = 500\n".into(), &extra).await;
+    let started = Instant::now();
+    let mut conns = Vec::new();
+    for i in 0..2000 {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        // the attacker's address; the checks below come from 127.0.0.1
+        sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        // half a request header on HTTP; on HTTPS a TLS handshake that never starts
+        let target = if i % 2 == 0 { inst.http } else { inst.https };
+        let Ok(mut s) = sock.connect(target).await else { continue };
+        if i % 2 == 0 {
+            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: app.home.arpa\r\nX-Slow: ").await;
+        }
+        conns.push(s);
+    }
+    assert!(conns.len() >= 1900, "{} connected", conns.len());
+    // everything answers meanwhile
+    assert_eq!(reqwest::get(inst.url("/healthz")).await.unwrap().status(), 200);
+    assert_eq!(curl(&inst, "app.home.arpa", "/", &[]).status, 200);
+    let dig = Command::new("dig")
+        .args(["+short", "+time=2", "-p", &inst.dns.port().to_string(), "@127.0.0.1", "app.home.arpa", "A"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&dig.stdout).trim(), "127.0.0.1");
+    // every slow connection ends: refused over the cap, or closed by the timeout
+    let mut closed = 0;
+    for s in &mut conns {
+        let mut buf = [0u8; 256];
+        let left = Duration::from_secs(6).saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            Ok(Ok(_)) => closed += 1, // a 408/400 answer, then the close
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, conns.len(), "all slow connections closed within 6 s");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(reqwest::get(inst.url("/healthz")).await.unwrap().status(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_to_an_h2c_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -468,4 +737,65 @@ async fn http2_to_an_h2c_backend() {
         ["HTTP/2.0 h2.home.arpa"; 3],
         "an HTTP/1.1 client, HTTP/2 with the client's host to the backend"
     );
+}
+
+/// The internal CA: a name-constrained root (what `/ca.crt` serves) and an intermediate that signs the leaves, served
+/// as leaf + intermediate; a route with tls = "internal" and a public name widens the constraints; a change of the
+/// constraint set (admin hosts) replaces the root live, keeping the old one as root.crt.old.
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_ca_is_name_constrained_and_replaced_when_its_names_change() {
+    let a = Backend::start("A");
+    let extra = format!(
+        "[[proxy.routes]]\nhosts = [\"app.home.arpa\"]\nupstreams = [\"{0}\"]\ntls = \"internal\"\n\n\
+         [[proxy.routes]]\nhosts = [\"wiki.example.net\"]\nupstreams = [\"{0}\"]\ntls = \"internal\"\n",
+        a.url()
+    );
+    let inst = Instance::start(&extra).await;
+    let ca = inst.dir.path().join("data/ca");
+    let served = reqwest::get(inst.url("/ca.crt")).await.unwrap().text().await.unwrap();
+    assert_eq!(served, std::fs::read_to_string(ca.join("root.crt")).unwrap(), "/ca.crt is the root");
+    assert!(!ca.join("root.key").exists(), "the root's key is not kept");
+    for host in ["app.home.arpa", "wiki.example.net"] {
+        let r = curl(&inst, host, "/", &[]);
+        assert_eq!((r.status, r.body.as_str()), (200, "backend A\n"), "{host}");
+    }
+
+    // the handshake sends leaf + intermediate, and openssl checks them against the constrained root
+    let s_client = |host: &str, root: &std::path::Path| {
+        let out = Command::new("openssl")
+            .args(["s_client", "-showcerts", "-verify_return_error", "-connect"])
+            .arg(inst.https.to_string())
+            .args(["-servername", host, "-verify_hostname", host, "-CAfile"])
+            .arg(root)
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl is needed");
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let text = s_client("app.home.arpa", &ca.join("root.crt"));
+    assert_eq!(text.matches("-----BEGIN CERTIFICATE-----").count(), 2, "{text}");
+    assert!(text.contains("Verify return code: 0 (ok)"), "{text}");
+    assert!(text.contains("hearth Intermediate CA"), "{text}");
+
+    // another admin host changes what the root may certify: a new root, live
+    let old_root = served;
+    let (c, csrf) = admin_session(&inst).await;
+    let r = c
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"server": {"admin_hosts": ["hearth.example.org"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let new_root = reqwest::get(inst.url("/ca.crt")).await.unwrap().text().await.unwrap();
+    assert_ne!(new_root, old_root, "replaced");
+    assert_eq!(std::fs::read_to_string(ca.join("root.crt.old")).unwrap(), old_root);
+    assert!(inst.log_text().contains("devices must install the new root"), "{}", inst.log_text());
+    let r = curl(&inst, "app.home.arpa", "/", &[]);
+    assert_eq!((r.status, r.body.as_str()), (200, "backend A\n"), "trusting the new root");
+    let text = s_client("app.home.arpa", &ca.join("root.crt.old"));
+    assert!(!text.contains("Verify return code: 0 (ok)"), "the old root no longer verifies: {text}");
+    let text = s_client("hearth.example.org", &ca.join("root.crt"));
+    assert!(text.contains("Verify return code: 0 (ok)"), "the new admin host: {text}");
 }

@@ -5,7 +5,8 @@
 # image's firmware partition names in config.txt, with the kernel command line from its cmdline.txt, on a copy of
 # the image grown by 1 GiB, and forwards loopback ports to the guest's DNS, HTTP and SSH. Passes when: first boot
 # grew the root filesystem and made SSH host keys, hearth answers DNS over UDP and TCP, /healthz is 200, the admin
-# UI is served and the setup wizard is waiting (no admin account exists), and SSH refuses passwords.
+# UI is served and the setup wizard is waiting (no admin account exists) with its setup code copied to the boot
+# partition, and SSH refuses passwords.
 # Takes 3–10 minutes under software emulation. Needs: qemu-system-arm, mtools, dig, curl, ssh-keyscan.
 set -euo pipefail
 img_xz=${1:?usage: $0 dist/hearth-<version>-rpi-arm64.img.xz}
@@ -91,6 +92,10 @@ curl -sf "http://127.0.0.1:$http/" | grep -qi '<html' || fail "the admin UI is n
 setup=$(curl -sf "http://127.0.0.1:$http/api/v1/setup") || fail "GET /api/v1/setup"
 echo "$setup" | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin)[\"needs_setup\"] is True else 1)" || fail "the setup wizard is not waiting: $setup"
 echo "the admin UI is served and the setup wizard waits"
+# the one-time setup code the wizard asks for is copied to the boot partition (hearth-setup-code.txt)
+for _ in $(seq 1 24); do grep -q 'hearth-setup-code: setup code copied' "$work/console.log" && break; sleep 5; done
+grep -q 'hearth-setup-code: setup code copied' "$work/console.log" || fail "the setup code was not copied to the boot partition"
+echo "the setup code is on the boot partition"
 
 # SSH: host keys exist (made on first boot), passwords are refused
 keys=

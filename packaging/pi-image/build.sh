@@ -58,6 +58,7 @@ mmdebstrap --architectures=arm64 --variant=minbase --components=main,non-free-fi
   --customize-hook='chroot "$1" dpkg -i /tmp/hearth.deb && rm "$1/tmp/hearth.deb"' \
   --customize-hook="cp '$here/files/hearth-firstboot' \"\$1/usr/local/sbin/\" && chmod 0755 \"\$1/usr/local/sbin/hearth-firstboot\"" \
   --customize-hook="cp '$here/files/hearth-firstboot.service' \"\$1/etc/systemd/system/\"" \
+  --customize-hook="cp '$here/files/hearth-setup-code' \"\$1/usr/local/sbin/\" && chmod 0755 \"\$1/usr/local/sbin/hearth-setup-code\" && cp '$here/files/hearth-setup-code.service' '$here/files/hearth-setup-code.path' \"\$1/etc/systemd/system/\"" \
   --customize-hook="cp '$here/files/50-wired.network' \"\$1/etc/systemd/network/\"" \
   --customize-hook="mkdir -p \"\$1/etc/ssh/sshd_config.d\" \"\$1/etc/systemd/journald.conf.d\" && cp '$here/files/sshd-hearth.conf' \"\$1/etc/ssh/sshd_config.d/hearth.conf\" && cp '$here/files/journald-hearth.conf' \"\$1/etc/systemd/journald.conf.d/hearth.conf\"" \
   --customize-hook="$here/customize.sh \"\$1\"" \

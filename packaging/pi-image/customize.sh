@@ -38,9 +38,10 @@ DEFAULTS
 chroot "$r" update-initramfs -c -k all
 chroot "$r" env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware
 
-# services: networking, first boot, hearth (enabled by its package), mDNS, SSH, time
+# services: networking, first boot, hearth (enabled by its package), mDNS, SSH, time, and the copy of hearth's
+# one-time setup code to the boot partition (hearth-setup-code.txt, removed once the admin account exists)
 chroot "$r" systemctl enable systemd-networkd.service systemd-timesyncd.service hearth-firstboot.service \
-	avahi-daemon.service ssh.service hearth.service
+	avahi-daemon.service ssh.service hearth.service hearth-setup-code.service hearth-setup-code.path
 
 # first boot must not stop at a console prompt (locale, time zone, root password): there is no one at the console
 chroot "$r" systemctl mask systemd-firstboot.service >/dev/null 2>&1 || true

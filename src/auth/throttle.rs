@@ -79,6 +79,27 @@ impl LoginThrottle {
         }
     }
 
+    /// Check and count an attempt in one step, before the (slow) verification: `Err(wait)` when this client or
+    /// this user must wait; otherwise the attempt is recorded as a failure up front, so attempts made in parallel
+    /// cannot all pass [`check`](Self::check) before any failure is recorded. A success then calls
+    /// [`record_success`](Self::record_success), which clears the records.
+    pub fn reserve(&mut self, client: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+        self.check(client, user, now)?;
+        self.record_failure(client, user, now);
+        Ok(())
+    }
+
+    /// A reserved attempt turned out wrong at `now` (after its hash): the wait it imposes counts from now, as if the
+    /// failure had been recorded only now (the count is not raised again).
+    pub fn failed_at(&mut self, client: IpAddr, user: &str, now: Instant) {
+        for k in Self::keys(client, user) {
+            if let Some(r) = self.records.get_mut(&k) {
+                r.last = r.last.max(now);
+                r.blocked_until = r.blocked_until.max(now + self.policy.delay_after(r.failures));
+            }
+        }
+    }
+
     /// A successful login clears the user's record and the client's.
     pub fn record_success(&mut self, client: IpAddr, user: &str) {
         for k in Self::keys(client, user) {
@@ -142,6 +163,24 @@ mod tests {
         // success clears
         t.record_success(a, "admin");
         assert!(t.check(a, "admin", later).is_ok());
+    }
+
+    #[test]
+    fn reservations_count_before_the_outcome_is_known() {
+        let mut t = LoginThrottle::new(policy());
+        let now = Instant::now();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        // three attempts in flight at once are allowed, the fourth must wait, whatever their outcomes
+        for _ in 0..3 {
+            assert!(t.reserve(a, "admin", now).is_ok());
+        }
+        assert_eq!(t.reserve(a, "admin", now), Err(Duration::from_secs(1)));
+        // the wait runs from when the (slow) check failed
+        let later = now + Duration::from_millis(800);
+        t.failed_at(a, "admin", later);
+        assert_eq!(t.check(a, "admin", now + Duration::from_secs(1)), Err(Duration::from_millis(800)));
+        t.record_success(a, "admin");
+        assert!(t.reserve(a, "admin", now).is_ok());
     }
 
     #[test]

@@ -115,6 +115,8 @@ impl LiveConfig {
         let old = self.current();
         let mut json = serde_json::to_value(&*old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
         merge_patch(&mut json, patch);
+        // secrets the client read redacted and sent back unchanged keep their value
+        super::unredact(&mut json, &old);
         let new = Config::from_json(json)?;
         // the file gets exactly the keys that changed, relative to what it says now (without CLI overrides)
         let text = self.source.read_text()?;
@@ -129,7 +131,8 @@ impl LiveConfig {
             target.server.data_dir = on_disk.server.data_dir.clone();
         }
         persist::update_document(&mut doc, &on_disk, &target)?;
-        self.apply(new, Some(doc.to_string()))
+        let text = persist::render_checked(&doc, &target)?;
+        self.apply(new, Some(text))
     }
 
     fn apply(&self, new: Config, persist_text: Option<String>) -> Result<ApplyReport, ConfigError> {

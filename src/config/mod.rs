@@ -94,8 +94,25 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     pub max_body_bytes: u64,
     pub request_timeout: Duration,
-    /// Host names that reach the admin UI (requests by IP address or for names no route claims do too).
+    /// Host names the admin UI answers for (besides the box's IP literals, `localhost` and `<hostname>.local`).
     pub admin_hosts: Vec<String>,
+    /// Clients (addresses or CIDR prefixes) that may reach the admin UI/API, `/metrics` and `/readyz` details.
+    pub admin_allow: Vec<String>,
+    /// A connection that has not sent a whole request header within this time is closed.
+    pub header_read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this time.
+    pub idle_timeout: Duration,
+    /// Open HTTP(S) connections at most, over all listeners; further ones are closed at once.
+    pub max_connections: usize,
+    /// Open HTTP(S) connections at most from one client address.
+    pub max_connections_per_client: usize,
+}
+
+/// Loopback, RFC 1918, CGNAT-free private ranges, ULA and link-local: the LAN.
+pub fn private_networks() -> Vec<String> {
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "169.254.0.0/16", "fe80::/10"]
+        .map(String::from)
+        .to_vec()
 }
 
 impl Default for ServerConfig {
@@ -108,6 +125,11 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             admin_hosts: vec![],
+            admin_allow: private_networks(),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_connections_per_client: 256,
         }
     }
 }
@@ -152,6 +174,9 @@ pub struct ProxyConfig {
     /// The address hearth's DNS gives for route hosts that are local names; empty: the HTTPS listener's address,
     /// or the address of the interface that carries the default route.
     pub address: String,
+    /// Clients (addresses or CIDR prefixes) whose `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and identity headers
+    /// are passed on; every other client's copies are removed.
+    pub trusted_proxies: Vec<String>,
     pub routes: Vec<ProxyRoute>,
 }
 
@@ -391,6 +416,14 @@ pub struct DnsConfig {
     pub rate_limit: u32,
     pub rate_limit_burst: u32,
     pub rate_limit_exempt: Vec<String>,
+    /// Clients (addresses or CIDR prefixes) that may query; others get REFUSED (like Unbound's access-control).
+    pub allow_clients: Vec<String>,
+    /// Recursive mode: drop answers and glue that put a public name on a loopback or private address.
+    pub rebinding_protection: bool,
+    /// Domains whose names may resolve to private addresses despite `rebinding_protection`.
+    pub rebinding_allow: Vec<String>,
+    /// Upstream queries in flight at most; identical questions in flight share one upstream query.
+    pub max_inflight: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -481,6 +514,10 @@ impl Default for DnsConfig {
             rate_limit: 100,
             rate_limit_burst: 1000,
             rate_limit_exempt: vec!["127.0.0.1".into(), "::1".into()],
+            allow_clients: private_networks(),
+            rebinding_protection: true,
+            rebinding_allow: vec![],
+            max_inflight: 1024,
         }
     }
 }
@@ -677,6 +714,27 @@ impl Config {
         if self.auth.login_free_attempts > 100 {
             return Err(ConfigError::invalid("auth.login_free_attempts", "must be at most 100"));
         }
+        check_cidrs("server.admin_allow", &s.admin_allow)?;
+        in_range("server.header_read_timeout", s.header_read_timeout, 1, 600)?;
+        in_range("server.idle_timeout", s.idle_timeout, 1, 3600)?;
+        if !(16..=1_000_000).contains(&s.max_connections) {
+            return Err(ConfigError::invalid("server.max_connections", "must be between 16 and 1000000"));
+        }
+        if !(1..=s.max_connections).contains(&s.max_connections_per_client) {
+            return Err(ConfigError::invalid(
+                "server.max_connections_per_client",
+                "must be between 1 and server.max_connections",
+            ));
+        }
+        check_cidrs("proxy.trusted_proxies", &self.proxy.trusted_proxies)?;
+        check_cidrs("dns.allow_clients", &self.dns.allow_clients)?;
+        if !(1..=1_000_000).contains(&self.dns.max_inflight) {
+            return Err(ConfigError::invalid("dns.max_inflight", "must be between 1 and 1000000"));
+        }
+        for (i, d) in self.dns.rebinding_allow.iter().enumerate() {
+            crate::proxy::table::normalize_host(d.trim_start_matches("*."))
+                .map_err(|e| ConfigError::invalid(format!("dns.rebinding_allow[{i}]"), e))?;
+        }
         in_range("storage.busy_timeout", self.storage.busy_timeout, 1, 600)?;
         in_range("storage.maintenance_interval", self.storage.maintenance_interval, 60, 7 * 24 * 3600)?;
         check_unique("dns.listen", &self.dns.listen)?;
@@ -843,6 +901,89 @@ fn absolute(p: &Path) -> PathBuf {
     };
     // drops interior "." segments: /srv/./data → /srv/data
     joined.components().collect()
+}
+
+/// What secrets look like in the API's view of the configuration (`GET /api/v1/config`, the proxy routes).
+pub const REDACTED: &str = "(redacted)";
+
+/// Hide the secrets of a config's JSON form: `tls.dns01_tsig_key` keeps its name and algorithm, a route's
+/// `basic_auth` entries keep their user. [`unredact`] puts them back, so a client can send back what it read.
+pub fn redact(json: &mut serde_json::Value) {
+    if let Some(k) = json.pointer_mut("/tls/dns01_tsig_key") {
+        *k = redact_tsig(k.as_str().unwrap_or(""));
+    }
+    if let Some(routes) = json.pointer_mut("/proxy/routes").and_then(|r| r.as_array_mut()) {
+        for r in routes {
+            redact_route(r);
+        }
+    }
+}
+
+/// A route's JSON form with its `basic_auth` hashes hidden.
+pub fn redact_route(route: &mut serde_json::Value) {
+    if let Some(list) = route.get_mut("basic_auth").and_then(|b| b.as_array_mut()) {
+        for e in list {
+            if let Some((user, _)) = e.as_str().and_then(|s| s.split_once(':')) {
+                *e = serde_json::Value::String(format!("{user}:{REDACTED}"));
+            }
+        }
+    }
+}
+
+fn redact_tsig(key: &str) -> serde_json::Value {
+    if key.is_empty() {
+        return serde_json::Value::String(String::new());
+    }
+    match key.rsplit_once(':') {
+        Some((name_alg, _)) => serde_json::Value::String(format!("{name_alg}:{REDACTED}")),
+        None => serde_json::Value::String(REDACTED.into()),
+    }
+}
+
+/// Undo [`redact`] on a JSON config about to be applied: every value still redacted takes the running value.
+pub fn unredact(json: &mut serde_json::Value, current: &Config) {
+    if let Some(k) = json.pointer_mut("/tls/dns01_tsig_key")
+        && k.as_str().is_some_and(|s| s.ends_with(REDACTED))
+    {
+        *k = serde_json::Value::String(current.tls.dns01_tsig_key.clone());
+    }
+    if let Some(routes) = json.pointer_mut("/proxy/routes").and_then(|r| r.as_array_mut()) {
+        for r in routes {
+            unredact_route(r, &current.proxy.routes);
+        }
+    }
+}
+
+/// A route's redacted `basic_auth` entries take the hash the running config has for that user (in any route with
+/// the same hosts and path, else in any route); an entry whose user has no hash is left as it is and then fails
+/// validation with the key named.
+pub fn unredact_route(route: &mut serde_json::Value, current: &[ProxyRoute]) {
+    let hosts: Vec<String> = route
+        .get("hosts")
+        .and_then(|h| h.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    let prefix = route.get("path_prefix").and_then(|p| p.as_str()).unwrap_or("/").to_string();
+    let Some(list) = route.get_mut("basic_auth").and_then(|b| b.as_array_mut()) else { return };
+    for e in list {
+        let Some(user) = e.as_str().and_then(|s| s.strip_suffix(REDACTED)?.strip_suffix(':')).map(String::from) else {
+            continue;
+        };
+        fn find<'a>(r: &'a ProxyRoute, user: &str) -> Option<&'a String> {
+            r.basic_auth.iter().find(|b| b.split_once(':').is_some_and(|(u, _)| u == user))
+        }
+        let same = current.iter().filter(|r| r.hosts == hosts && r.path_prefix == prefix).find_map(|r| find(r, &user));
+        if let Some(real) = same.or_else(|| current.iter().find_map(|r| find(r, &user))) {
+            *e = serde_json::Value::String(real.clone());
+        }
+    }
+}
+
+fn check_cidrs(key: &str, list: &[String]) -> Result<(), ConfigError> {
+    for (i, c) in list.iter().enumerate() {
+        crate::dns::groups::Cidr::parse(c).map_err(|e| ConfigError::invalid(format!("{key}[{i}]"), e))?;
+    }
+    Ok(())
 }
 
 fn check_unique(key: &str, addrs: &[ListenAddr]) -> Result<(), ConfigError> {

@@ -66,18 +66,28 @@ impl Security {
 
 /// The time signatures are checked against. `check_times` is false while the system clock is not plausible
 /// (before the binary was built: a Pi without RTC before NTP has synced); signatures are then verified
-/// cryptographically but their validity periods are not enforced.
+/// cryptographically and their validity periods are checked against `floor` instead — the build date, a time
+/// the real clock is surely past —, so a signature that had expired before hearth was built is still refused
+/// (an attacker cannot replay old signed data to a resolver that has just booted in 1970).
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     pub now: u32,
     pub check_times: bool,
+    /// The earliest time the real clock can show (Unix seconds, the build date); 0 = no floor.
+    pub floor: u32,
 }
 
 impl Clock {
-    /// The system clock, plausible when not before `not_before` (Unix seconds, the build date).
+    /// The system clock, plausible when not before `not_before` (Unix seconds, the build date), which is also the
+    /// floor while it is not.
     pub fn system(not_before: u64) -> Clock {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Clock { now: now as u32, check_times: now >= not_before }
+        Clock::at(now, not_before)
+    }
+
+    /// The clock at `now` (Unix seconds) for a binary built at `not_before`.
+    pub fn at(now: u64, not_before: u64) -> Clock {
+        Clock { now: now as u32, check_times: now >= not_before, floor: not_before.min(u64::from(u32::MAX)) as u32 }
     }
 }
 
@@ -149,6 +159,14 @@ pub fn verify_rrset(set: &RrSet<'_>, zone: &Name, keys: &[DNSKEY], clock: Clock)
         }
         if usize::from(input.num_labels) > usize::from(set.name.num_labels()) {
             keep(bogus(ede::DNSSEC_BOGUS, format!("{what}: signature has too many labels")), &mut err);
+            continue;
+        }
+        if !clock.check_times && clock.floor != 0 && serial_lt(input.sig_expiration.get(), clock.floor) {
+            // the clock is not plausible, but the signature expired before this binary was built
+            keep(
+                bogus(ede::SIGNATURE_EXPIRED, format!("the signature of {what} expired before hearth was built")),
+                &mut err,
+            );
             continue;
         }
         if clock.check_times {
@@ -1019,7 +1037,7 @@ mod tests {
     fn signatures_verify_and_failures_name_their_ede() {
         let zone = name("example.");
         let now = 1_800_000_000;
-        let clock = Clock { now, check_times: true };
+        let clock = Clock { now, check_times: true, floor: 0 };
         let (key, records, sig) = signed(now - 3600, now + 3600);
         assert_eq!(verify_rrset(&set(&records, &sig), &zone, std::slice::from_ref(&key), clock), Ok(()));
         // a different record set under the same signature
@@ -1048,8 +1066,8 @@ mod tests {
         let now = 1_800_000_000;
         let (key, records, expired) = signed(now - 7200, now - 3600);
         let (_, _, future) = signed(now + 3600, now + 7200);
-        let checked = Clock { now, check_times: true };
-        let relaxed = Clock { now, check_times: false };
+        let checked = Clock { now, check_times: true, floor: 0 };
+        let relaxed = Clock { now, check_times: false, floor: 0 };
         let keys = [key];
         assert_eq!(
             verify_rrset(&set(&records, &expired), &zone, &keys, checked).unwrap_err().ede,
@@ -1061,6 +1079,32 @@ mod tests {
         assert_eq!(verify_rrset(&set(&records, &expired), &zone, &keys, relaxed), Ok(()));
         assert!(!Clock::system(u64::MAX).check_times);
         assert!(Clock::system(0).check_times);
+    }
+
+    #[test]
+    fn an_implausible_clock_still_refuses_signatures_expired_before_the_build() {
+        let zone = name("example.");
+        let built = 1_800_000_000u64;
+        // a Pi booted in 1970 (no RTC, no NTP yet): the clock is before the build date, so not plausible
+        let clock = Clock::at(86_400, built);
+        assert!(!clock.check_times);
+        assert_eq!(clock.floor, built as u32);
+        let b = built as u32;
+        // expired a year before the build: refused all the same
+        let (key, records, old) = signed(b - 2 * 31_536_000, b - 31_536_000);
+        let keys = [key];
+        let err = verify_rrset(&set(&records, &old), &zone, &keys, clock).unwrap_err();
+        assert_eq!(err.ede, ede::SIGNATURE_EXPIRED, "{}", err.why);
+        // valid around the build date, or expiring after it: accepted while the clock is implausible
+        let (key, records, current) = signed(b - 3600, b + 30 * 86_400);
+        assert_eq!(verify_rrset(&set(&records, &current), &zone, std::slice::from_ref(&key), clock), Ok(()));
+        // and with a plausible clock the usual rules apply
+        let later = Clock::at(built + 60 * 86_400, built);
+        assert!(later.check_times);
+        assert_eq!(
+            verify_rrset(&set(&records, &current), &zone, &[key], later).unwrap_err().ede,
+            ede::SIGNATURE_EXPIRED
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! DNS: the filtering resolver. A query runs through one visible list of stages: [`Dns::answer_local`] (1. parse
-//! and rate limit, 2. local records and local domains, 3. filter — blocklists, allow beats block —, 4. cache) and, for what is
-//! left, [`Dns::forward`] (5. upstream — UDP with TCP fallback, failover, serve-stale —, 6. cache store,
-//! 7. account). Transports (`server.rs`) only move bytes; the blocklist engine, the local zone, the cache policy
-//! and the wire helpers are pure cores.
+//! DNS: the filtering resolver. A query runs through one visible list of stages: [`Dns::answer_local`] (1. parse,
+//! the client allow list (`dns.allow_clients`: REFUSED outside) and the rate limit, 2. local records and local
+//! domains, 3. filter — blocklists, allow beats block —, 3b. ANY answered minimally (RFC 8482), 4. cache, 4b. a
+//! place among the queries in flight (`dns.max_inflight`: SERVFAIL when full)) and, for what is left,
+//! [`Dns::forward`] (identical questions in flight share one upstream query; 5. upstream — UDP with TCP fallback,
+//! failover, serve-stale —, 6. cache store, 7. account). Every transport (UDP, TCP, DoT, DoH) goes through the
+//! same stages; UDP answers are cut to the client's EDNS size, at most 1232 bytes. Transports (`server.rs`) only
+//! move bytes; the blocklist engine, the local zone, the cache policy and the wire helpers are pure cores.
 
 pub mod blocklist;
 pub mod cache;
 pub mod dnssec;
 pub mod groups;
+pub mod inflight;
 pub mod lists;
 pub mod local;
 pub mod querylog;
@@ -69,6 +73,11 @@ pub struct Settings {
     /// Queries per second per client (0: no limit), burst, and the clients never limited.
     pub rate_limit: (u32, u32),
     pub rate_limit_exempt: Vec<groups::Cidr>,
+    /// The clients that may query at all (others get REFUSED).
+    pub allow_clients: Vec<groups::Cidr>,
+    /// Places for queries waiting on the network (`dns.max_inflight`): one per query past the cache, followers of
+    /// a coalesced question included, so tasks, sockets and upstream queries are all bounded by it.
+    pub inflight: Arc<tokio::sync::Semaphore>,
     pub log_queries: bool,
     /// The DNSSEC validator (None: `dns.dnssec = false`).
     pub dnssec: Option<Arc<dnssec::Validator>>,
@@ -138,6 +147,12 @@ impl Settings {
             .map(|e| groups::Cidr::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ("dns.rate_limit_exempt".to_string(), e))?;
+        let allow_clients = c
+            .allow_clients
+            .iter()
+            .enumerate()
+            .map(|(i, e)| groups::Cidr::parse(e).map_err(|e| (format!("dns.allow_clients[{i}]"), e)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut forward_zones: Vec<(String, Arc<upstream::Pool>)> = vec![];
         for (i, z) in c.forward_zones.iter().enumerate() {
             let key = || format!("dns.forward_zones[{i}].domain");
@@ -197,7 +212,10 @@ impl Settings {
                     std::fs::read_to_string(&c.root_hints).map_err(|e| (key(), format!("{}: {e}", c.root_hints)))?;
                 recursor::parse_hints(&text).map_err(|e| (key(), format!("{}: {e}", c.root_hints)))?
             };
-            Some(Arc::new(recursor::Recursor::new(hints, c.upstream_timeout.as_std())))
+            // the owner's own names may point at private addresses: local domains and the listed ones
+            let allowed: Vec<String> = c.local_domains.iter().chain(&c.rebinding_allow).cloned().collect();
+            let rebinding = recursor::Rebinding::new(c.rebinding_protection, &allowed);
+            Some(Arc::new(recursor::Recursor::new(hints, c.upstream_timeout.as_std()).with_rebinding(rebinding)))
         } else {
             None
         };
@@ -207,6 +225,10 @@ impl Settings {
             dnssec,
             rate_limit: (c.rate_limit, c.rate_limit_burst),
             rate_limit_exempt,
+            allow_clients,
+            inflight: Arc::new(tokio::sync::Semaphore::new(
+                c.max_inflight.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             upstreams: Arc::new(upstream::Pool::new(upstreams, strategy, c.upstream_timeout.as_std())),
             blocking,
             blocked_ttl: c.blocked_ttl.as_std().as_secs() as u32,
@@ -276,6 +298,8 @@ pub enum Transport {
     Tls,
     /// DNS over HTTPS (RFC 8484).
     Https,
+    /// hearth's own lookups ([`SelfResolver`]): never refused by `dns.allow_clients` nor rate-limited.
+    Internal,
 }
 
 /// The outcome of a query, for metrics (and the query log to come). The discriminant indexes `Meters::outcomes`.
@@ -291,6 +315,8 @@ pub enum Outcome {
     RateLimited = 7,
     /// DNSSEC validation failed: SERVFAIL with an EDE code.
     Bogus = 8,
+    /// The client is not in `dns.allow_clients`.
+    Refused = 9,
 }
 
 impl Outcome {
@@ -305,13 +331,14 @@ impl Outcome {
             Outcome::Local => "local",
             Outcome::RateLimited => "ratelimited",
             Outcome::Bogus => "bogus",
+            Outcome::Refused => "refused",
         }
     }
 }
 
 /// Metric handles registered once, so that answering costs atomic increments, not registry lookups.
 struct Meters {
-    outcomes: [metrics::Counter; 9],
+    outcomes: [metrics::Counter; 10],
     /// DNSSEC verdicts: secure, insecure, bogus.
     dnssec: [metrics::Counter; 3],
     prefetch: metrics::Counter,
@@ -319,10 +346,22 @@ struct Meters {
     cache_miss: metrics::Counter,
     cache_entries: metrics::Gauge,
     forwarded_latency: metrics::Histogram,
+    /// Queries that found no place in flight (`dns.max_inflight`) and got SERVFAIL.
+    overload: metrics::Counter,
+    /// Queries answered by another's upstream query for the same question.
+    coalesced: metrics::Counter,
 }
 
 impl Meters {
     fn new() -> Self {
+        metrics::describe_counter!(
+            "hearth_dns_inflight_rejected_total",
+            "DNS queries answered SERVFAIL at once because dns.max_inflight queries were already waiting upstream."
+        );
+        metrics::describe_counter!(
+            "hearth_dns_coalesced_total",
+            "DNS queries answered by another query's upstream answer to the same question (in flight together)."
+        );
         let outcome = |o: Outcome| metrics::counter!("hearth_dns_queries_total", "outcome" => o.as_str());
         Meters {
             outcomes: [
@@ -335,6 +374,7 @@ impl Meters {
                 Outcome::Local,
                 Outcome::RateLimited,
                 Outcome::Bogus,
+                Outcome::Refused,
             ]
             .map(outcome),
             dnssec: ["secure", "insecure", "bogus"]
@@ -344,6 +384,8 @@ impl Meters {
             cache_miss: metrics::counter!("hearth_dns_cache_total", "result" => "miss"),
             cache_entries: metrics::gauge!("hearth_dns_cache_entries"),
             forwarded_latency: metrics::histogram!("hearth_dns_query_duration_seconds", "outcome" => "forwarded"),
+            overload: metrics::counter!("hearth_dns_inflight_rejected_total"),
+            coalesced: metrics::counter!("hearth_dns_coalesced_total"),
         }
     }
 
@@ -368,6 +410,8 @@ pub struct Dns {
     /// Refreshes the cache asked for (see [`Dns::take_prefetches`]).
     prefetch: tokio::sync::mpsc::Sender<Pending>,
     prefetch_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Pending>>>,
+    /// The questions being asked upstream, with the queries waiting for the same answer.
+    inflight: inflight::Inflight<CacheKey, Arc<Fetched>>,
 }
 
 /// After the synchronous stages: either the answer, or a query that must go upstream.
@@ -386,6 +430,21 @@ pub struct Pending {
     client: IpAddr,
     /// A background refresh of a cached answer: stored, not sent, not logged.
     prefetch: bool,
+    /// Its place among the queries in flight (`dns.max_inflight`), given back when it is answered.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// What the network gave for a question: shared by every query that asked it meanwhile.
+#[derive(Debug)]
+enum Fetched {
+    /// The answer as the leader's client gets it, before its id, question case and size are fitted to each client.
+    Answer { resp: Vec<u8>, from: String, security: Option<&'static str> },
+    /// No server answered.
+    Failed(String),
+    /// DNSSEC validation failed (EDE code, why).
+    Bogus { code: u16, why: String, from: String },
+    /// Refused by policy (DNS rebinding protection): SERVFAIL with EDE 15 "Blocked".
+    Blocked(String),
 }
 
 impl Dns {
@@ -403,6 +462,7 @@ impl Dns {
             cache: Mutex::new(Cache::new(policy)),
             meters: Meters::new(),
             log,
+            inflight: inflight::Inflight::default(),
         }
     }
 
@@ -456,6 +516,15 @@ impl Dns {
     /// receive loop; what is left is [`Dns::forward`].
     pub fn answer_local(&self, query: &[u8], client: IpAddr, transport: Transport) -> Step {
         let started = Instant::now();
+        let settings = self.settings.load();
+        // 1a. the clients allowed (like Unbound's access-control): others get REFUSED, garbage from them nothing
+        if transport != Transport::Internal && !settings.allow_clients.iter().any(|c| c.contains(client)) {
+            let Ok(q) = wire::parse_query(query) else { return Step::Done(None) };
+            self.meters.count(Outcome::Refused);
+            let answer = wire::synthesize(&q, query, 5, &[], None);
+            self.log(client, Some(&q), Outcome::Refused, Some(&answer), None, None, None, started, None);
+            return Step::Done(Some(answer));
+        }
         // 1. parse
         let q = match wire::parse_query(query) {
             Ok(q) => q,
@@ -467,12 +536,13 @@ impl Dns {
             }
         };
         let limit = match transport {
-            Transport::Udp => usize::from(q.edns_payload.unwrap_or(512)),
-            Transport::Tcp | Transport::Tls | Transport::Https => usize::from(u16::MAX),
+            // RFC 6891 §6.2.5 and DNS Flag Day 2020: the client's size, at most 1232 bytes; 512 without EDNS
+            Transport::Udp => wire::udp_limit(&q),
+            Transport::Tcp | Transport::Tls | Transport::Https | Transport::Internal => usize::from(u16::MAX),
         };
-        // 1b. per-client rate limit
-        let settings = self.settings.load();
+        // 1b. per-client rate limit (every transport: UDP, TCP, DoT and DoH all pass here)
         if settings.rate_limit.0 > 0
+            && transport != Transport::Internal
             && !settings.rate_limit_exempt.iter().any(|c| c.contains(client))
             && !self.limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(client, started)
         {
@@ -494,7 +564,7 @@ impl Dns {
             let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
             tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
             self.meters.count(Outcome::Blocked);
-            let answer = blocked_answer(query, &q, &settings, list, &m.rule);
+            let answer = blocked_answer(query, &q, &settings, list, &m.rule).map(|a| fit(a, &q, limit));
             self.log(
                 client,
                 Some(&q),
@@ -508,6 +578,14 @@ impl Dns {
             );
             return Step::Done(answer);
         }
+        // 3b. ANY (RFC 8482): one small synthesized record, never a forwarded query with a big answer (ANY is the
+        // favourite of amplification attacks, and its answers were never complete anyway)
+        if q.qtype == wire::TYPE_ANY {
+            let answer = wire::synthesize(&q, query, 0, &[(None, wire::TYPE_HINFO, 3600, wire::RFC8482_HINFO)], None);
+            self.meters.count(Outcome::Local);
+            self.log(client, Some(&q), Outcome::Local, Some(&answer), None, None, None, started, None);
+            return Step::Done(Some(fit(answer, &q, limit)));
+        }
         // 4. cache
         let key = CacheKey::of(&q);
         let hit = {
@@ -516,10 +594,22 @@ impl Dns {
         };
         if let Some((hit, due)) = hit {
             if let Some(key) = due {
-                // refreshed in the background (the task in app.rs); when the queue is full, the next hit asks again
-                let p = Pending { query: query.to_vec(), q: q.clone(), key, limit, started, client, prefetch: true };
-                if self.prefetch.try_send(p).is_ok() {
-                    self.meters.prefetch.increment(1);
+                // refreshed in the background (the task in app.rs); when the queue is full or no place is free in
+                // flight, the next hit asks again
+                if let Ok(permit) = settings.inflight.clone().try_acquire_owned() {
+                    let p = Pending {
+                        query: query.to_vec(),
+                        q: q.clone(),
+                        key,
+                        limit,
+                        started,
+                        client,
+                        prefetch: true,
+                        _permit: permit,
+                    };
+                    if self.prefetch.try_send(p).is_ok() {
+                        self.meters.prefetch.increment(1);
+                    }
                 }
             }
             self.meters.cache_hit.increment(1);
@@ -529,14 +619,67 @@ impl Dns {
             return Step::Done(Some(answer));
         }
         self.meters.cache_miss.increment(1);
-        Step::Forward(Pending { query: query.to_vec(), q, key, limit, started, client, prefetch: false })
+        // 4b. a place among the queries in flight: a flood of distinct names must not grow tasks and sockets
+        // without bound (nor hold up the answers from the cache); over the bound, SERVFAIL at once
+        let Ok(permit) = settings.inflight.clone().try_acquire_owned() else {
+            self.meters.overload.increment(1);
+            self.meters.count(Outcome::Failed);
+            let why = "too many queries in flight (dns.max_inflight)";
+            let answer = wire::synthesize(&q, query, 2, &[], Some((0, why)));
+            self.log(client, Some(&q), Outcome::Failed, Some(&answer), None, Some(why), None, started, None);
+            return Step::Done(Some(answer));
+        };
+        Step::Forward(Pending {
+            query: query.to_vec(),
+            q,
+            key,
+            limit,
+            started,
+            client,
+            prefetch: false,
+            _permit: permit,
+        })
     }
 
-    /// The stages that wait for the network: 5. upstream, 6. cache store, 7. account.
+    /// The stages that wait for the network: 5. upstream, 6. cache store, 7. account. Identical questions in
+    /// flight (same cache key) share one upstream query: the first leads, the others wait for its answer and get
+    /// it with their own id, question case and size.
     pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
+        loop {
+            match self.inflight.join(&p.key) {
+                inflight::Role::Follow(rx) => {
+                    if p.prefetch {
+                        return None; // the refresh is on its way already
+                    }
+                    match rx.await {
+                        Ok(fetched) => {
+                            self.meters.coalesced.increment(1);
+                            return self.finish(p, &fetched);
+                        }
+                        Err(_) => continue, // the leader was cancelled: ask again (likely leading now)
+                    }
+                }
+                inflight::Role::Lead(lead) => {
+                    let fetched = Arc::new(self.fetch(&p).await);
+                    // 6. cache store, before the key is freed: a query arriving now hits the cache
+                    if let Fetched::Answer { resp, .. } = fetched.as_ref() {
+                        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                        if cache.insert(p.key.clone(), resp.clone(), p.started).is_ok() {
+                            self.meters.cache_entries.set(cache.len() as f64);
+                        }
+                    }
+                    lead.finish(fetched.clone());
+                    return self.finish(p, &fetched);
+                }
+            }
+        }
+    }
+
+    /// Stage 5, upstream (forward mode) or the authoritative servers (recursive mode), and 5b, DNSSEC validation
+    /// and shaping. With DNSSEC on, hearth asks with DO and CD and judges the signatures itself; a client that sets
+    /// CD gets the data unchecked, as it asked.
+    async fn fetch(&self, p: &Pending) -> Fetched {
         let settings = self.settings.load_full();
-        // 5. upstream (forward mode) or the authoritative servers (recursive mode). With DNSSEC on, hearth asks with
-        // DO and CD and judges the signatures itself; a client that sets CD gets the data unchecked, as it asked.
         let qtype = RecordType::from(p.q.qtype);
         // A name in a forward zone goes to that zone's servers as the client asked, and is not validated: such
         // zones are the LAN's private, unsigned ones (like Unbound's forward-zone with domain-insecure).
@@ -547,7 +690,7 @@ impl Dns {
             Some(name) if zone.is_none() && (validator.is_some() || settings.recursor.is_some()) => Some(name),
             _ => None,
         };
-        let fetched: Result<(Vec<u8>, String), String> = match (zone, &settings.recursor, &shaped) {
+        let fetched: Result<(Vec<u8>, String), Fetched> = match (zone, &settings.recursor, &shaped) {
             (Some(pool), _, _) => pool
                 .exchange(&p.query)
                 .await
@@ -555,48 +698,32 @@ impl Dns {
                     wire::clear_ad(&mut r); // another server's AD bit is not hearth's verdict
                     (r, u.to_string())
                 })
-                .map_err(|e| e.to_string()),
+                .map_err(|e| Fetched::Failed(e.to_string())),
             (None, Some(r), Some(name)) => match r.resolve(name, qtype).await {
                 Ok(mut m) => {
                     m.metadata.id = p.q.id;
-                    m.to_vec().map(|b| (b, "recursive".to_string())).map_err(|e| e.to_string())
+                    m.to_vec().map(|b| (b, "recursive".to_string())).map_err(|e| Fetched::Failed(e.to_string()))
                 }
-                Err(e) => Err(e),
+                Err(recursor::Failure::Rebinding(why)) => Err(Fetched::Blocked(why)),
+                Err(recursor::Failure::Failed(e)) => Err(Fetched::Failed(e)),
             },
-            (None, Some(_), None) => Err(format!("unusable name {:?}", p.q.name)),
+            (None, Some(_), None) => Err(Fetched::Failed(format!("unusable name {:?}", p.q.name))),
             (None, None, _) => {
                 let sent = match &shaped {
                     Some(name) => dnssec::upstream_query(p.q.id, name, qtype),
                     None => p.query.clone(),
                 };
-                settings.upstreams.exchange(&sent).await.map(|(r, u)| (r, u.to_string())).map_err(|e| e.to_string())
+                settings
+                    .upstreams
+                    .exchange(&sent)
+                    .await
+                    .map(|(r, u)| (r, u.to_string()))
+                    .map_err(|e| Fetched::Failed(e.to_string()))
             }
         };
         let (mut resp, from) = match fetched {
             Ok(r) => r,
-            Err(_) if p.prefetch => return None, // the cached answer lives on until it expires
-            Err(e) => {
-                // serve-stale (RFC 8767): an expired answer beats no answer
-                let stale = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get_stale(
-                    &p.key,
-                    &p.q,
-                    &p.query,
-                    Instant::now(),
-                );
-                if let Some(mut answer) = stale {
-                    tracing::info!(name = %p.q.name, error = %e, "no upstream answered; serving a stale answer");
-                    wire::clear_ad(&mut answer);
-                    self.meters.count(Outcome::Stale);
-                    let answer = fit(answer, &p.q, p.limit);
-                    self.log(p.client, Some(&p.q), Outcome::Stale, Some(&answer), None, None, None, p.started, None);
-                    return Some(answer);
-                }
-                tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");
-                self.meters.count(Outcome::Failed);
-                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
-                self.log(p.client, Some(&p.q), Outcome::Failed, answer.as_deref(), None, None, None, p.started, None);
-                return answer;
-            }
+            Err(f) => return f,
         };
         // 5b. DNSSEC validation
         let mut security = None;
@@ -640,60 +767,107 @@ impl Dns {
                 }
                 Err(s) => {
                     let (code, why) = match &s {
-                        dnssec::Security::Bogus(b) => (b.ede, b.why.as_str()),
-                        _ => (0, "the answer could not be shaped"),
+                        dnssec::Security::Bogus(b) => (b.ede, b.why.clone()),
+                        _ => (0, "the answer could not be shaped".to_string()),
                     };
                     tracing::info!(name = %p.q.name, ede = code, why, "DNSSEC validation failed");
-                    if p.prefetch {
-                        return None;
+                    if !p.prefetch {
+                        self.meters.dnssec[2].increment(1);
                     }
-                    self.meters.dnssec[2].increment(1);
-                    self.meters.count(Outcome::Bogus);
-                    let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((code, why)));
-                    self.log(
-                        p.client,
-                        Some(&p.q),
-                        Outcome::Bogus,
-                        answer.as_deref(),
-                        None,
-                        Some(why),
-                        Some(from.to_string()),
-                        p.started,
-                        Some("bogus"),
-                    );
-                    return answer.map(|a| fit(a, &p.q, p.limit));
+                    return Fetched::Bogus { code, why, from };
                 }
             }
         } else {
             wire::clear_ad(&mut resp);
         }
         wire::copy_question(&mut resp, &p.query, p.q.question_end);
-        // 6. cache store
-        {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.insert(p.key, resp.clone(), p.started).is_ok() {
-                self.meters.cache_entries.set(cache.len() as f64);
+        Fetched::Answer { resp, from, security: security.as_ref().map(dnssec::Security::as_str) }
+    }
+
+    /// Serve what the network gave to one query (the leader's or a follower's): its id and question case, its
+    /// size limit, counted and logged. A prefetch answers nobody.
+    fn finish(&self, p: Pending, fetched: &Fetched) -> Option<Vec<u8>> {
+        if p.prefetch {
+            return None; // the cached answer lives on until it expires (or was just refreshed)
+        }
+        match fetched {
+            Fetched::Answer { resp, from, security } => {
+                let mut answer = resp.clone();
+                wire::set_id(&mut answer, p.q.id);
+                wire::copy_question(&mut answer, &p.query, p.q.question_end);
+                // 7. account
+                self.meters.count(Outcome::Forwarded);
+                self.meters.forwarded_latency.record(p.started.elapsed().as_secs_f64());
+                let answer = fit(answer, &p.q, p.limit);
+                self.log(
+                    p.client,
+                    Some(&p.q),
+                    Outcome::Forwarded,
+                    Some(&answer),
+                    None,
+                    None,
+                    Some(from.clone()),
+                    p.started,
+                    *security,
+                );
+                Some(answer)
+            }
+            Fetched::Failed(e) => {
+                // serve-stale (RFC 8767): an expired answer beats no answer
+                let stale = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get_stale(
+                    &p.key,
+                    &p.q,
+                    &p.query,
+                    Instant::now(),
+                );
+                if let Some(mut answer) = stale {
+                    tracing::info!(name = %p.q.name, error = %e, "no upstream answered; serving a stale answer");
+                    wire::clear_ad(&mut answer);
+                    self.meters.count(Outcome::Stale);
+                    let answer = fit(answer, &p.q, p.limit);
+                    self.log(p.client, Some(&p.q), Outcome::Stale, Some(&answer), None, None, None, p.started, None);
+                    return Some(answer);
+                }
+                tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");
+                self.meters.count(Outcome::Failed);
+                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
+                self.log(p.client, Some(&p.q), Outcome::Failed, answer.as_deref(), None, None, None, p.started, None);
+                answer
+            }
+            Fetched::Bogus { code, why, from } => {
+                self.meters.count(Outcome::Bogus);
+                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((*code, why)));
+                self.log(
+                    p.client,
+                    Some(&p.q),
+                    Outcome::Bogus,
+                    answer.as_deref(),
+                    None,
+                    Some(why),
+                    Some(from.clone()),
+                    p.started,
+                    Some("bogus"),
+                );
+                answer.map(|a| fit(a, &p.q, p.limit))
+            }
+            Fetched::Blocked(why) => {
+                // EDE 15 "Blocked": refused by the operator's security policy, with the reason
+                self.meters.count(Outcome::Blocked);
+                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((15, why)));
+                self.log(
+                    p.client,
+                    Some(&p.q),
+                    Outcome::Blocked,
+                    answer.as_deref(),
+                    Some("rebinding protection"),
+                    Some(why),
+                    Some("recursive".into()),
+                    p.started,
+                    None,
+                );
+                answer.map(|a| fit(a, &p.q, p.limit))
             }
         }
-        if p.prefetch {
-            return None;
-        }
-        // 7. account
-        self.meters.count(Outcome::Forwarded);
-        self.meters.forwarded_latency.record(p.started.elapsed().as_secs_f64());
-        let answer = fit(resp, &p.q, p.limit);
-        self.log(
-            p.client,
-            Some(&p.q),
-            Outcome::Forwarded,
-            Some(&answer),
-            None,
-            None,
-            Some(from.to_string()),
-            p.started,
-            security.as_ref().map(dnssec::Security::as_str),
-        );
-        Some(answer)
     }
 
     /// The queue of cache refreshes, for the task that runs them (once).
@@ -777,7 +951,7 @@ impl reqwest::dns::Resolve for SelfResolver {
                 m.metadata.recursion_desired = true;
                 m.add_query(hickory_proto::op::Query::query(qname.clone(), qtype));
                 let query = m.to_vec().map_err(|e| e.to_string())?;
-                let Some(answer) = dns.handle(&query, IpAddr::from([127, 0, 0, 1]), Transport::Tcp).await else {
+                let Some(answer) = dns.handle(&query, IpAddr::from([127, 0, 0, 1]), Transport::Internal).await else {
                     continue;
                 };
                 let Ok(resp) = Message::from_vec(&answer) else { continue };
@@ -797,9 +971,10 @@ impl reqwest::dns::Resolve for SelfResolver {
     }
 }
 
-/// Keep a UDP answer within the client's limit: cut it to a truncated one (the client retries over TCP).
+/// Keep a UDP answer within the client's limit: cut it to a truncated one that keeps its OPT record (the client
+/// retries over TCP).
 fn fit(resp: Vec<u8>, q: &wire::QueryInfo, limit: usize) -> Vec<u8> {
-    if resp.len() > limit { wire::truncated(&resp, q.question_end) } else { resp }
+    if resp.len() > limit { wire::truncated(&resp, q) } else { resp }
 }
 
 fn local_answer(query: &[u8], q: &wire::QueryInfo, ans: &local::LocalAnswer) -> Vec<u8> {
@@ -887,6 +1062,153 @@ mod tests {
         assert_eq!(BlockingMode::parse("custom:10.0.0.1"), Ok(BlockingMode::Custom("10.0.0.1".parse().unwrap())));
         assert!(BlockingMode::parse("custom:nope").is_err());
         assert!(BlockingMode::parse("sinkhole").is_err());
+    }
+
+    fn dns_with(f: impl FnOnce(&mut DnsConfig)) -> Dns {
+        let mut c = DnsConfig { dnssec: false, ..DnsConfig::default() };
+        f(&mut c);
+        Dns::new(Settings::from_config(&c).unwrap(), cache_policy(&c), None)
+    }
+
+    fn query(name: &str, qtype: RecordType) -> Vec<u8> {
+        let mut m = Message::new(0x4242, hickory_proto::op::MessageType::Query, hickory_proto::op::OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(hickory_proto::op::Query::query(Name::from_ascii(name).unwrap(), qtype));
+        m.to_vec().unwrap()
+    }
+
+    /// The answer of a step that must be done: (rcode, message).
+    fn done(step: Step) -> Message {
+        match step {
+            Step::Done(Some(a)) => Message::from_vec(&a).unwrap(),
+            Step::Done(None) => panic!("no answer"),
+            Step::Forward(_) => panic!("forwarded"),
+        }
+    }
+
+    #[test]
+    fn clients_outside_the_allow_list_are_refused_on_every_transport() {
+        let dns = dns_with(|c| c.allow_clients = vec!["10.9.9.0/24".into(), "fd00:9::/32".into()]);
+        let q = query("www.example.com.", RecordType::A);
+        for t in [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Https] {
+            for outside in ["127.0.0.1", "192.168.1.5", "10.9.8.1", "::1", "::ffff:10.9.8.1"] {
+                let m = done(dns.answer_local(&q, outside.parse().unwrap(), t));
+                assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{outside} over {t:?}");
+                assert_eq!(m.metadata.id, 0x4242);
+            }
+            for inside in ["10.9.9.7", "fd00:9::1", "::ffff:10.9.9.7"] {
+                assert!(matches!(dns.answer_local(&q, inside.parse().unwrap(), t), Step::Forward(_)), "{inside}");
+            }
+        }
+        // hearth's own lookups are never refused
+        let own = dns.answer_local(&q, "127.0.0.1".parse().unwrap(), Transport::Internal);
+        assert!(matches!(own, Step::Forward(_)));
+        // garbage from outside gets nothing at all
+        assert!(matches!(
+            dns.answer_local(b"\x01\x02garbage", "127.0.0.1".parse().unwrap(), Transport::Udp),
+            Step::Done(None)
+        ));
+        // the default: the LAN and loopback
+        let dns = dns_with(|_| {});
+        for ip in ["127.0.0.1", "192.168.1.5", "10.1.2.3", "fd12::1", "fe80::1"] {
+            assert!(matches!(dns.answer_local(&q, ip.parse().unwrap(), Transport::Udp), Step::Forward(_)), "{ip}");
+        }
+        let m = done(dns.answer_local(&q, "8.8.8.8".parse().unwrap(), Transport::Udp));
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    }
+
+    #[test]
+    fn any_gets_the_rfc8482_answer_and_is_never_forwarded() {
+        let dns = dns_with(|_| {});
+        let m = done(dns.answer_local(
+            &query("example.com.", RecordType::ANY),
+            "127.0.0.1".parse().unwrap(),
+            Transport::Udp,
+        ));
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(m.answers.len(), 1);
+        match &m.answers[0].data {
+            hickory_proto::rr::RData::HINFO(h) => {
+                assert_eq!(&*h.cpu, b"RFC8482");
+                assert!(h.os.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn queries_past_the_cache_are_bounded_in_flight() {
+        let dns = dns_with(|c| c.max_inflight = 2);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let a = dns.answer_local(&query("a.example.", RecordType::A), ip, Transport::Udp);
+        let b = dns.answer_local(&query("b.example.", RecordType::A), ip, Transport::Tcp);
+        assert!(matches!((&a, &b), (Step::Forward(_), Step::Forward(_))));
+        // the third finds no place: SERVFAIL at once, with the reason
+        let m = done(dns.answer_local(&query("c.example.", RecordType::A), ip, Transport::Udp));
+        assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+        // an answered query gives its place back
+        drop(a);
+        assert!(matches!(dns.answer_local(&query("c.example.", RecordType::A), ip, Transport::Udp), Step::Forward(_)));
+        drop(b);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A query-shaped prefix (header with one question) then anything: reaches past the parser more often
+        /// than bytes alone.
+        fn message() -> impl Strategy<Value = Vec<u8>> {
+            let head = (any::<u16>(), any::<u8>(), 0u16..3, 0u16..3, 0u16..3);
+            let labels = prop::collection::vec(prop::collection::vec(any::<u8>(), 0..70), 0..5);
+            (head, labels, any::<u16>(), prop::collection::vec(any::<u8>(), 0..600)).prop_map(
+                |((id, flags, an, ns, ar), labels, qtype, tail)| {
+                    let mut m = id.to_be_bytes().to_vec();
+                    m.extend_from_slice(&[flags & 0x79, 0, 0, 1]);
+                    for n in [an, ns, ar] {
+                        m.extend_from_slice(&n.to_be_bytes());
+                    }
+                    for l in labels {
+                        m.push(l.len() as u8);
+                        m.extend_from_slice(&l);
+                    }
+                    m.push(0);
+                    m.extend_from_slice(&qtype.to_be_bytes());
+                    m.extend_from_slice(&[0, 1]);
+                    m.extend_from_slice(&tail);
+                    m
+                },
+            )
+        }
+
+        proptest! {
+            /// The same property as the fuzz target `tests/fuzz/fuzz_targets/dns_message.rs`, on stable: no bytes
+            /// make the local stages or the wire helpers panic, and UDP answers stay within the client's limit.
+            #[test]
+            fn answer_local_never_panics_and_udp_answers_fit(
+                data in prop_oneof![prop::collection::vec(any::<u8>(), 0..700), message()]
+            ) {
+                let dns = dns_with(|c| c.rate_limit = 0);
+                for (client, t) in [("127.0.0.1", Transport::Udp), ("192.168.1.2", Transport::Tcp),
+                    ("203.0.113.9", Transport::Tls), ("::1", Transport::Https)]
+                {
+                    if let Step::Done(Some(answer)) = dns.answer_local(&data, client.parse().unwrap(), t) {
+                        let _ = wire::parse_response(&answer);
+                        if t == Transport::Udp && let Ok(q) = wire::parse_query(&data) {
+                            prop_assert!(answer.len() <= wire::udp_limit(&q));
+                        }
+                    }
+                }
+                if let Ok(q) = wire::parse_query(&data) {
+                    prop_assert!(wire::truncated(&data, &q).len() <= 512);
+                }
+                if let Ok(info) = wire::parse_response(&data) {
+                    let mut copy = data.clone();
+                    wire::age_ttls(&mut copy, &info.ttl_offsets, 5, 0);
+                }
+                let _ = wire::find_opt(&data);
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,17 @@
 //! Pure core: [`next_name`] (the minimised name to ask), [`classify`] (answer, referral or lame), [`parse_hints`].
 //! Shell: [`Recursor`] sends the queries (through `upstream::exchange_one`, UDP with TCP on truncation) and
 //! remembers delegations (zone → server addresses) until their NS TTL runs out.
+//!
+//! Hardening (pure: [`scrub`], [`private_answer`], [`is_private`], [`Rebinding`]): every response keeps only the
+//! records its server is authoritative for (in bailiwick: at or below the zone asked), so a server cannot slip
+//! another zone's data into a CNAME chain; and with rebinding protection, a *public* server (one not on a
+//! loopback, private, link-local or ULA address itself) may not put a name on such an address — neither in an
+//! answer nor in glue — unless the name is under a domain the owner allowed (`dns.local_domains`,
+//! `dns.rebinding_allow`). Servers on private addresses are the owner's own (reached only through configured root
+//! hints or referrals by other private servers, since public referrers cannot hand out private glue), so their
+//! data is trusted: a LAN's private tree works as it is. A refused answer is an error ([`Failure::Rebinding`]),
+//! which the pipeline turns into SERVFAIL with EDE 15 (Blocked); stripping the records instead would leave an
+//! answer that claims no data without proof (bogus in a signed zone, a silent NODATA otherwise).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -139,6 +150,90 @@ pub fn classify(resp: &Message, zone: &Name, asked: &Name) -> Step {
     Step::Referral { zone: child, ns: ns_names, glue, ttl }
 }
 
+/// Loopback, unspecified, RFC 1918, link-local, ULA (and IPv4-mapped forms of these): addresses on the owner's
+/// own networks, which public names must not point at (DNS rebinding).
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_broadcast() || v4.octets()[0] == 0 // 0.0.0.0/8, "this network"
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback() || v6.is_unspecified() || first & 0xfe00 == 0xfc00 || first & 0xffc0 == 0xfe80
+        }
+    }
+}
+
+/// The rebinding policy: on or off, and the domains whose names may point at private addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Rebinding {
+    pub enabled: bool,
+    pub allow: Vec<Name>,
+}
+
+impl Rebinding {
+    /// From domain names as written in the config ("home.example", "*.lab.example"); unusable ones are skipped.
+    pub fn new(enabled: bool, allow: &[String]) -> Rebinding {
+        let allow = allow
+            .iter()
+            .map(|d| d.trim().trim_start_matches("*.").trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty()) // never the root: that would allow every name
+            .filter_map(|d| super::dnssec::fqdn(&d))
+            .collect();
+        Rebinding { enabled, allow }
+    }
+
+    /// Whether `name` may resolve to a private address.
+    pub fn allows(&self, name: &Name) -> bool {
+        !self.enabled || self.allow.iter().any(|d| d.zone_of(name))
+    }
+}
+
+/// Keep only what a server of `zone` is authoritative for (its bailiwick): answer and authority records at or
+/// below `zone`. Returns how many records were dropped. The additional section is left alone (the recursor
+/// reads only glue from it, checked against the referral's own names, and clears it in answers).
+pub fn scrub(resp: &mut Message, zone: &Name) -> usize {
+    let before = resp.answers.len() + resp.authorities.len();
+    resp.answers.retain(|r| zone.zone_of(&r.name));
+    resp.authorities.retain(|r| zone.zone_of(&r.name));
+    before - resp.answers.len() - resp.authorities.len()
+}
+
+/// The first address record of the answer section that points at a private address, as (owner, address).
+pub fn private_answer(resp: &Message) -> Option<(Name, IpAddr)> {
+    resp.answers.iter().find_map(|r| match &r.data {
+        RData::A(a) if is_private(IpAddr::V4(a.0)) => Some((r.name.clone(), IpAddr::V4(a.0))),
+        RData::AAAA(a) if is_private(IpAddr::V6(a.0)) => Some((r.name.clone(), IpAddr::V6(a.0))),
+        _ => None,
+    })
+}
+
+/// Why a resolution gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// No usable answer from the servers (timeouts, lame servers, loops, limits).
+    Failed(String),
+    /// A public server put the name on a private address (DNS rebinding protection).
+    Rebinding(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Failed(e) | Failure::Rebinding(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Failure {
+        Failure::Failed(e)
+    }
+}
+
 /// Limits that keep one query from wandering (RFC 9156 §2.3 caps minimisation; loops and chains are bounded).
 const MAX_STEPS: usize = 40;
 const MAX_CNAMES: usize = 8;
@@ -150,6 +245,7 @@ pub struct Recursor {
     timeout: Duration,
     delegations: Mutex<HashMap<Name, (Vec<SocketAddr>, Instant)>>,
     max_delegations: usize,
+    rebinding: Rebinding,
 }
 
 impl std::fmt::Debug for Recursor {
@@ -171,7 +267,19 @@ fn query_bytes(name: &Name, qtype: RecordType) -> Vec<u8> {
 
 impl Recursor {
     pub fn new(roots: Vec<SocketAddr>, timeout: Duration) -> Recursor {
-        Recursor { roots, timeout, delegations: Mutex::default(), max_delegations: 10_000 }
+        Recursor {
+            roots,
+            timeout,
+            delegations: Mutex::default(),
+            max_delegations: 10_000,
+            rebinding: Rebinding::default(),
+        }
+    }
+
+    /// The same with a rebinding policy.
+    pub fn with_rebinding(mut self, rebinding: Rebinding) -> Recursor {
+        self.rebinding = rebinding;
+        self
     }
 
     /// Forget the learned delegations.
@@ -213,7 +321,7 @@ impl Recursor {
 
     /// Resolve `name`/`qtype` from the root: the final authoritative response, with the answers of a CNAME chain
     /// across zones gathered in front.
-    pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Message, String> {
+    pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Message, Failure> {
         self.resolve_depth(name, qtype, 0).await
     }
 
@@ -222,15 +330,31 @@ impl Recursor {
         name: &'a Name,
         qtype: RecordType,
         depth: u8,
-    ) -> BoxFuture<'a, Result<Message, String>> {
+    ) -> BoxFuture<'a, Result<Message, Failure>> {
         Box::pin(async move {
             if depth > MAX_DEPTH {
-                return Err(format!("{name}: name server lookups nest too deep"));
+                return Err(format!("{name}: name server lookups nest too deep").into());
             }
             let mut chain: Vec<Record> = vec![];
             let mut target = name.clone();
             for _ in 0..MAX_CNAMES {
-                let mut resp = self.iterate(&target, qtype, depth).await?;
+                let (mut resp, zone, server) = self.iterate(&target, qtype, depth).await?;
+                // only what the server speaks for: another zone's records in a CNAME chain are dropped (and the
+                // chain is followed to that zone's own servers below)
+                let dropped = scrub(&mut resp, &zone);
+                if dropped > 0 {
+                    tracing::debug!(name = %target, %zone, %server, dropped, "out-of-bailiwick records dropped");
+                }
+                // the name the client asked is what a browser trusts as its origin: it decides
+                if !is_private(server.ip())
+                    && !self.rebinding.allows(name)
+                    && let Some((owner, ip)) = private_answer(&resp)
+                {
+                    tracing::info!(%name, %owner, %ip, %server, "DNS rebinding protection: private address refused");
+                    return Err(Failure::Rebinding(format!(
+                        "rebinding protection: {owner} points to the private address {ip} (allow the domain in dns.rebinding_allow)"
+                    )));
+                }
                 // follow the CNAMEs this response already holds
                 let mut t = target.clone();
                 for _ in 0..MAX_CNAMES {
@@ -270,12 +394,13 @@ impl Recursor {
                 }
                 target = t;
             }
-            Err(format!("{name}: CNAME chain too long"))
+            Err(format!("{name}: CNAME chain too long").into())
         })
     }
 
-    /// Walk down from the closest known delegation to the servers of `qname` and ask them.
-    async fn iterate(&self, qname: &Name, qtype: RecordType, depth: u8) -> Result<Message, String> {
+    /// Walk down from the closest known delegation to the servers of `qname` and ask them: the final response,
+    /// the zone whose server gave it, and that server.
+    async fn iterate(&self, qname: &Name, qtype: RecordType, depth: u8) -> Result<(Message, Name, SocketAddr), String> {
         // DS records live in the parent zone: start above the name and stop at its cut
         let start = if qtype == RecordType::DS && !qname.is_root() { qname.base_name() } else { qname.clone() };
         let (mut zone, mut servers) = self.closest(&start);
@@ -285,12 +410,22 @@ impl Recursor {
             let full = asked == *qname;
             // minimised queries ask for A (RFC 9156 §2.1 recommends it over NS: fewer broken servers)
             let ask_type = if full { qtype } else { RecordType::A };
-            let (resp, step) = self.ask(&servers, &zone, &asked, ask_type).await?;
+            let (resp, step, server) = self.ask(&servers, &zone, &asked, ask_type).await?;
             match step {
-                Step::Referral { zone: child, ns, glue, ttl } => {
+                Step::Referral { zone: child, ns, mut glue, ttl } => {
                     if qtype == RecordType::DS && child == *qname {
                         // the parent answers for the DS of its child
-                        return self.ask(&servers, &zone, qname, qtype).await.map(|(m, _)| m);
+                        return self.ask(&servers, &zone, qname, qtype).await.map(|(m, _, a)| (m, zone, a));
+                    }
+                    if !is_private(server.ip()) && !self.rebinding.allows(&child) {
+                        // a public server may not send us to the owner's own networks
+                        glue.retain(|(n, ip)| {
+                            let keep = !is_private(*ip) || self.rebinding.allows(n);
+                            if !keep {
+                                tracing::info!(zone = %child, ns = %n, %ip, %server, "private glue from a public server ignored");
+                            }
+                            keep
+                        });
                     }
                     let addrs = self.addresses(&ns, &glue, depth).await?;
                     self.remember(&child, &addrs, ttl);
@@ -298,11 +433,11 @@ impl Recursor {
                     zone = child;
                     servers = addrs;
                 }
-                Step::Final if full => return Ok(resp),
+                Step::Final if full => return Ok((resp, zone, server)),
                 Step::Final if resp.metadata.response_code == ResponseCode::NXDomain => {
                     // nothing exists below a name that does not exist (RFC 8020); ask for the full name anyway so
                     // the answer carries the denial proof for it
-                    return self.ask(&servers, &zone, qname, qtype).await.map(|(m, _)| m);
+                    return self.ask(&servers, &zone, qname, qtype).await.map(|(m, _, a)| (m, zone, a));
                 }
                 Step::Final => cursor = asked,
                 Step::Lame(why) => return Err(format!("{asked}: {why}")),
@@ -318,7 +453,7 @@ impl Recursor {
         zone: &Name,
         name: &Name,
         qtype: RecordType,
-    ) -> Result<(Message, Step), String> {
+    ) -> Result<(Message, Step, SocketAddr), String> {
         let query = query_bytes(name, qtype);
         let mut errors = vec![];
         // spread the load: start at a random server
@@ -329,7 +464,7 @@ impl Recursor {
                 Ok(bytes) => match Message::from_vec(&bytes) {
                     Ok(m) => match classify(&m, zone, name) {
                         Step::Lame(why) => errors.push(format!("{addr}: {why}")),
-                        step => return Ok((m, step)),
+                        step => return Ok((m, step, addr)),
                     },
                     Err(e) => errors.push(format!("{addr}: {e}")),
                 },
@@ -366,7 +501,7 @@ impl Recursor {
 
 impl Fetch for Recursor {
     fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> BoxFuture<'a, Result<Message, String>> {
-        Box::pin(self.resolve(name, rtype))
+        Box::pin(async move { self.resolve(name, rtype).await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -401,6 +536,95 @@ mod tests {
         assert!(parse_hints("; nothing\n").is_err());
         assert!(parse_hints("x. 1 IN A not-an-ip\n").unwrap_err().starts_with("line 1"));
         assert_eq!(builtin_hints().len(), 26);
+    }
+
+    #[test]
+    fn private_addresses() {
+        for a in [
+            "127.0.0.1",
+            "127.0.1.3",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "::1",
+            "::",
+            "fd00::1",
+            "fc12::1",
+            "fe80::1",
+            "::ffff:192.168.1.1",
+        ] {
+            assert!(is_private(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "8.8.8.8",
+            "192.0.2.1",
+            "172.32.0.1",
+            "100.64.0.1",
+            "198.18.0.53",
+            "2001:db8::1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_private(a.parse().unwrap()), "{a}");
+        }
+    }
+
+    #[test]
+    fn rebinding_policy_allows_listed_domains_only() {
+        let r = Rebinding::new(true, &["Home.Example.".into(), "*.lab.example".into(), "".into()]);
+        assert!(r.allows(&name("home.example.")));
+        assert!(r.allows(&name("nas.home.example.")));
+        assert!(r.allows(&name("x.lab.example.")));
+        assert!(!r.allows(&name("example.")));
+        assert!(!r.allows(&name("evilhome.example.")));
+        assert!(Rebinding::new(false, &[]).allows(&name("anything.example.")));
+        assert!(!Rebinding::new(true, &[]).allows(&name("anything.example.")));
+        // the default (a recursor built without a policy) is off
+        assert!(Rebinding::default().allows(&name("x.")));
+    }
+
+    #[test]
+    fn scrub_drops_out_of_bailiwick_records_and_finds_private_answers() {
+        let zone = name("attacker.example.");
+        let mut m = response(ResponseCode::NoError);
+        m.add_query(Query::query(name("www.attacker.example."), RecordType::A));
+        m.answers.push(Record::from_rdata(
+            name("www.attacker.example."),
+            300,
+            RData::CNAME(hickory_proto::rr::rdata::CNAME(name("www.bank.example."))),
+        ));
+        // the attacker's server answers for the bank's name too: out of bailiwick
+        m.answers.push(Record::from_rdata(name("www.bank.example."), 86400, RData::A(A::new(6, 6, 6, 6))));
+        m.authorities.push(Record::from_rdata(
+            name("bank.example."),
+            86400,
+            RData::NS(NS(name("ns.attacker.example."))),
+        ));
+        m.authorities.push(Record::from_rdata(zone.clone(), 300, RData::NS(NS(name("ns.attacker.example.")))));
+        assert_eq!(scrub(&mut m, &zone), 2);
+        assert_eq!(m.answers.len(), 1);
+        assert_eq!(m.answers[0].record_type(), RecordType::CNAME);
+        assert_eq!(m.authorities.len(), 1);
+        assert_eq!(private_answer(&m), None);
+        // everything in bailiwick stays
+        assert_eq!(scrub(&mut m, &Name::root()), 0);
+
+        let mut p = response(ResponseCode::NoError);
+        p.answers.push(Record::from_rdata(name("a.example."), 60, RData::A(A::new(192, 0, 2, 1))));
+        assert_eq!(private_answer(&p), None);
+        p.answers.push(Record::from_rdata(name("a.example."), 60, RData::A(A::new(192, 168, 1, 1))));
+        assert_eq!(private_answer(&p), Some((name("a.example."), "192.168.1.1".parse().unwrap())));
+        let mut v6 = response(ResponseCode::NoError);
+        v6.answers.push(Record::from_rdata(
+            name("b.example."),
+            60,
+            RData::AAAA(hickory_proto::rr::rdata::AAAA("fd00::5".parse().unwrap())),
+        ));
+        assert!(private_answer(&v6).is_some());
     }
 
     fn response(rcode: ResponseCode) -> Message {

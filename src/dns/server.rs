@@ -10,8 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Dns, Step, Transport};
 
-/// Answer UDP queries on `sock` until `stop` fires. Local answers (blocked, cached) are sent from the loop itself;
-/// queries that go upstream get their own task, so a slow upstream never holds up the rest.
+/// Answer UDP queries on `sock` until `stop` fires. Local answers (blocked, cached, refused, over the in-flight
+/// bound) are sent from the loop itself; queries that go upstream get their own task, so a slow upstream never
+/// holds up the rest. Such a task exists only with a place in flight (`dns.max_inflight`, taken in
+/// [`Dns::answer_local`]), so a flood of cache misses cannot grow tasks and sockets without bound.
 pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];

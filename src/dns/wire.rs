@@ -215,13 +215,77 @@ pub fn copy_question(resp: &mut [u8], query: &[u8], question_end: usize) {
     }
 }
 
-/// The response cut to header + question with TC set, for a UDP client whose limit it exceeds.
-pub fn truncated(resp: &[u8], question_end: usize) -> Vec<u8> {
-    let mut out = resp[..question_end.min(resp.len())].to_vec();
+/// The largest UDP answer hearth sends: the DNS Flag Day 2020 size, which fits the common 1280-byte IPv6 MTU
+/// without fragmentation, whatever larger size a client advertises.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// The most a UDP answer to `q` may weigh: the client's EDNS payload size capped at [`MAX_UDP_PAYLOAD`], or 512
+/// bytes without EDNS (RFC 1035 §4.2.1).
+pub fn udp_limit(q: &QueryInfo) -> usize {
+    usize::from(q.edns_payload.map_or(512, |p| p.clamp(512, MAX_UDP_PAYLOAD)))
+}
+
+/// The byte range of the OPT pseudo-record in a message's additional section, if it has one.
+pub fn find_opt(b: &[u8]) -> Option<std::ops::Range<usize>> {
+    let (qd, an, ns, ar) = (u16_at(b, 4).ok()?, u16_at(b, 6).ok()?, u16_at(b, 8).ok()?, u16_at(b, 10).ok()?);
+    let mut i = HEADER;
+    for _ in 0..qd {
+        i = skip_name(b, i).ok()? + 4;
+    }
+    for n in 0..(an as usize + ns as usize + ar as usize) {
+        let start = i;
+        let after_name = skip_name(b, i).ok()?;
+        let rtype = u16_at(b, after_name).ok()?;
+        let rdlen = u16_at(b, after_name + 8).ok()? as usize;
+        i = after_name + 10 + rdlen;
+        if i > b.len() {
+            return None;
+        }
+        if rtype == TYPE_OPT && n >= an as usize + ns as usize {
+            return Some(start..i);
+        }
+    }
+    None
+}
+
+/// The response cut to header + question with TC set, for a UDP client whose limit it exceeds. The OPT record
+/// stays (RFC 6891 §7: a truncated answer still carries EDNS, so the client keeps its payload size and sees the
+/// extended rcode and EDE options): the response's own when the result stays within 512 bytes, else — when the
+/// client sent EDNS — a plain one like [`synthesize`] writes. The result never exceeds 512 bytes.
+pub fn truncated(resp: &[u8], q: &QueryInfo) -> Vec<u8> {
+    if resp.len() < HEADER {
+        return resp.to_vec();
+    }
+    let question_end = q.question_end.min(resp.len()).max(HEADER);
+    let mut out = resp[..question_end].to_vec();
     out[2] |= 0x02;
     out[6..12].fill(0);
+    if q.edns_payload.is_none() {
+        return out;
+    }
+    // the response's OPT when the cut answer stays within 512 bytes with it (a long EDE text could push it over)
+    match find_opt(resp).filter(|r| question_end + r.len() <= 512) {
+        Some(r) => out.extend_from_slice(&resp[r]),
+        None => {
+            out.push(0);
+            out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+            out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
+            out.extend_from_slice(&0u16.to_be_bytes());
+        }
+    }
+    out[10..12].copy_from_slice(&1u16.to_be_bytes());
     out
 }
+
+/// Query type ANY (RFC 1035 "*").
+pub const TYPE_ANY: u16 = 255;
+/// HINFO: the record type of the RFC 8482 answer to ANY.
+pub const TYPE_HINFO: u16 = 13;
+
+/// The RDATA of RFC 8482's minimal answer to ANY: HINFO with CPU "RFC8482" and an empty OS (as Cloudflare and
+/// Unbound answer).
+pub const RFC8482_HINFO: &[u8] = b"\x07RFC8482\x00";
 
 /// One answer record for [`synthesize`]: owner (wire form; `None` = the question's name), type, TTL, RDATA.
 pub type Answer<'a> = (Option<&'a [u8]>, u16, u32, &'a [u8]);
@@ -381,10 +445,68 @@ mod tests {
         resp[2] |= 0x80;
         copy_question(&mut resp, &q, info.question_end);
         assert_eq!(&resp[12..info.question_end], &q[12..info.question_end]);
-        let t = truncated(&resp, info.question_end);
+        let t = truncated(&resp, &info);
         let m = Message::from_vec(&t).unwrap();
         assert!(m.metadata.truncation);
         assert_eq!(m.queries.len(), 1);
-        assert!(m.answers.is_empty() && m.additionals.is_empty());
+        assert!(m.answers.is_empty() && m.additionals.is_empty() && m.edns.is_none());
+    }
+
+    /// A response with `n` TXT records of 200 bytes and an OPT record with an EDE option.
+    fn big_response(n: usize) -> Vec<u8> {
+        let name = Name::from_ascii("big.example.").unwrap();
+        let mut m = Message::new(0x1234, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name.clone(), RecordType::TXT));
+        for i in 0..n {
+            let txt = hickory_proto::rr::rdata::TXT::new(vec![format!("{i}").repeat(200)]);
+            m.add_answer(Record::from_rdata(name.clone(), 300, RData::TXT(txt)));
+        }
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(true);
+        m.set_edns(e);
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn truncated_answers_keep_their_opt_record() {
+        let mut q = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        q.add_query(Query::query(Name::from_ascii("big.example.").unwrap(), RecordType::TXT));
+        let mut e = Edns::new();
+        e.set_max_payload(4096);
+        e.set_dnssec_ok(true);
+        q.set_edns(e);
+        let qb = q.to_vec().unwrap();
+        let info = parse_query(&qb).unwrap();
+        // the client offers 4096 bytes; hearth sends at most 1232 over UDP
+        assert_eq!(udp_limit(&info), 1232);
+        let resp = big_response(8);
+        assert!(resp.len() > 1232);
+        let t = truncated(&resp, &info);
+        assert!(t.len() <= 1232);
+        let m = Message::from_vec(&t).unwrap();
+        assert!(m.metadata.truncation && m.answers.is_empty());
+        let edns = m.edns.expect("the OPT record is kept (RFC 6891 §7)");
+        assert_eq!(edns.max_payload(), 1232);
+        assert!(edns.flags().dnssec_ok);
+        // an upstream answer without OPT to an EDNS client: hearth adds its own
+        let mut plain = big_response(2);
+        let opt = find_opt(&plain).unwrap();
+        plain.truncate(opt.start);
+        plain[10..12].copy_from_slice(&0u16.to_be_bytes());
+        assert_eq!(find_opt(&plain), None);
+        let m = Message::from_vec(&truncated(&plain, &info)).unwrap();
+        assert!(m.metadata.truncation && m.edns.is_some_and(|e| e.flags().dnssec_ok));
+        // limits: 512 without EDNS, the client's size below 1232, never under 512
+        let mut small = info.clone();
+        small.edns_payload = None;
+        assert_eq!(udp_limit(&small), 512);
+        small.edns_payload = Some(800);
+        assert_eq!(udp_limit(&small), 800);
+        small.edns_payload = Some(100);
+        assert_eq!(udp_limit(&small), 512);
+        // garbage in, no panic
+        assert_eq!(truncated(&[1, 2, 3], &info), vec![1, 2, 3]);
+        let _ = truncated(&resp[..40], &info);
     }
 }

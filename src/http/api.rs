@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -15,10 +15,11 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::auth::{AdminAuth, AuthVia, clear_session_cookie, set_session_cookie};
+use super::auth::{AdminAuth, AuthVia, authenticate, clear_session_cookie, set_session_cookie};
 use super::error::{ApiError, ApiJson, ErrorBody};
-use super::{AppState, ConnInfo};
-use crate::auth::{self as core, TokenInfo, User};
+use super::{AdminClient, AppState, ConnInfo};
+use crate::auth::verifier::Throttled;
+use crate::auth::{self as core, Scope, SessionKind, SessionListing, TokenInfo, User, log_name};
 use crate::config::live::ApplyReport;
 use crate::supervisor::TaskStatus;
 use crate::telemetry::{ProcessStats, Sample};
@@ -28,8 +29,11 @@ use crate::util::unix_now;
 #[openapi(
     info(
         title = "hearth admin API",
-        description = "Authenticate with the session cookie from `POST /api/v1/auth/login` (and send its CSRF token \
-                       in `X-CSRF-Token` on changes) or with `Authorization: Bearer hth_…` API tokens. Errors are \
+        description = "Authenticate with the session cookie from `POST /api/v1/auth/login` (`hearth_session` over \
+                       HTTP, `__Host-hearth_session` over HTTPS; send its CSRF token in `X-CSRF-Token` on changes) \
+                       or with `Authorization: Bearer hth_…` API tokens. A token has scopes: `admin` (everything), \
+                       `memory`, `metrics`, `dns:read`; an operation's `token` requirement names the scope it needs \
+                       besides `admin`. A token without it gets 403 `insufficient_scope`. Errors are \
                        `{\"error\":{\"code\",\"message\",\"id\"}}`."
     ),
     modifiers(&SecuritySchemes),
@@ -67,6 +71,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(login))
         .routes(routes!(logout))
         .routes(routes!(session))
+        .routes(routes!(list_sessions))
+        .routes(routes!(revoke_session))
+        .routes(routes!(change_password))
         .routes(routes!(status))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
@@ -91,18 +98,37 @@ async fn healthz() -> &'static str {
 
 #[derive(Serialize, ToSchema)]
 struct Readiness {
-    /// `ready` when every subsystem is ready or degraded, else `not_ready`.
-    status: &'static str,
-    subsystems: BTreeMap<&'static str, TaskStatus>,
+    /// True when every subsystem is ready or degraded (the status code says the same: 200 or 503).
+    ready: bool,
+    /// `ready` or `not_ready`. This and the fields below are shown only to admin clients (`server.admin_allow`)
+    /// and to an admin session or a `metrics`/`admin` token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subsystems: Option<BTreeMap<&'static str, TaskStatus>>,
     /// Conditions that do not stop serving but need the owner's attention (e.g. an implausible clock).
-    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<String>>,
 }
 
-/// Readiness: 200 when every subsystem serves, 503 otherwise, with each subsystem's state.
+fn is_admin_client(ext: &Extensions) -> bool {
+    ext.get::<AdminClient>().is_some_and(|a| a.0)
+}
+
+/// Readiness: 200 when every subsystem serves, 503 otherwise. Admin clients (and callers with an admin session or
+/// a `metrics` token) also get each subsystem's state; everybody else gets `{"ready": bool}` only.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Readiness), (status = 503, body = Readiness)))]
-async fn readyz(State(s): State<AppState>) -> Response {
+async fn readyz(State(s): State<AppState>, headers: HeaderMap, ext: Extensions) -> Response {
     let ready = s.health.is_ready();
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    // (the credential check only when there are credentials: health probes stay cheap)
+    let detailed = is_admin_client(&ext)
+        || ((headers.contains_key(header::AUTHORIZATION) || headers.contains_key(header::COOKIE))
+            && authenticate(&headers, &ext, &Method::GET, &s, Scope::Metrics).await.is_ok());
+    if !detailed {
+        return (code, Json(Readiness { ready, status: None, subsystems: None, warnings: None })).into_response();
+    }
     let mut warnings = vec![];
     if s.config.current().dns.dnssec && !crate::dns::dnssec::Clock::system(crate::build_epoch()).check_times {
         warnings.push(format!(
@@ -111,18 +137,26 @@ async fn readyz(State(s): State<AppState>) -> Response {
             crate::BUILD_DATE
         ));
     }
-    let body =
-        Readiness { status: if ready { "ready" } else { "not_ready" }, subsystems: s.health.snapshot(), warnings };
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Readiness {
+        ready,
+        status: Some(if ready { "ready" } else { "not_ready" }),
+        subsystems: Some(s.health.snapshot()),
+        warnings: Some(warnings),
+    };
     (code, Json(body)).into_response()
 }
 
-/// Prometheus metrics (text format 0.0.4).
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, body = String)))]
-async fn metrics(State(s): State<AppState>) -> Response {
+/// Prometheus metrics (text format 0.0.4): open to admin clients (`server.admin_allow`); other clients need an
+/// admin session or a token with the `metrics` scope (401 without, 403 with a token lacking it).
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn metrics(State(s): State<AppState>, headers: HeaderMap, ext: Extensions) -> Result<Response, ApiError> {
+    if !is_admin_client(&ext) {
+        authenticate(&headers, &ext, &Method::GET, &s, Scope::Metrics).await?;
+    }
     let body =
         tokio::task::spawn_blocking(move || crate::telemetry::render(s.metrics.as_ref())).await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }
 
 /// This document.
@@ -136,20 +170,26 @@ async fn openapi_json(State(s): State<AppState>) -> Response {
 struct SetupState {
     /// True until the first admin account exists: the UI then shows the setup wizard.
     needs_setup: bool,
+    /// While setup is needed: `POST /api/v1/setup` wants the one-time setup code hearth printed to its log at
+    /// start-up (`journalctl -u hearth | grep setup`), also shown by `hearth admin setup-code` and kept in this file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    setup_code_file: Option<String>,
     /// While setup is needed: systemd-resolved's stub listener holds port 53, where hearth's DNS is configured
     /// (the wizard explains it; the fix waits for the admin's consent after login).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     port53_held_by_resolved: bool,
 }
 
-/// Whether first-run setup is still needed.
+/// Whether first-run setup is still needed (and where the setup code is).
 #[utoipa::path(get, path = "/api/v1/setup", tag = "auth", responses((status = 200, body = SetupState)))]
 async fn setup_state(State(s): State<AppState>) -> Result<Json<SetupState>, ApiError> {
     let n = s.db.call(|c| core::user_count(c)).await?;
     let on_53 = s.config.current().dns.listen.iter().any(|a| a.0.port() == 53);
     let port53_held_by_resolved =
         n == 0 && on_53 && tokio::task::spawn_blocking(crate::sysdns::stub_listening).await.unwrap_or(false);
-    Ok(Json(SetupState { needs_setup: n == 0, port53_held_by_resolved }))
+    let setup_code_file =
+        (n == 0).then(|| core::setup_code::path(&s.config.current().data_dir()).display().to_string());
+    Ok(Json(SetupState { needs_setup: n == 0, setup_code_file, port53_held_by_resolved }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -159,20 +199,83 @@ struct Credentials {
     password: String,
 }
 
-/// Create the first admin account (only while none exists).
-#[utoipa::path(post, path = "/api/v1/setup", tag = "auth", request_body = Credentials, responses(
-    (status = 201, body = User), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn setup(State(s): State<AppState>, ApiJson(body): ApiJson<Credentials>) -> Result<Response, ApiError> {
-    core::validate_username(&body.username)?;
-    core::validate_password(&body.password)?;
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SetupRequest {
+    username: String,
+    password: String,
+    /// The one-time setup code (`XXXX-XXXX-XXXX`; case, spaces and dashes do not matter).
+    #[serde(default)]
+    setup_code: Option<String>,
+}
+
+fn throttled(t: Throttled, what: &str) -> ApiError {
+    let secs = t.retry_after_secs.max(1);
+    ApiError {
+        retry_after: Some(secs),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many {what}; try again in {secs} s"),
+        )
+    }
+}
+
+/// Create the first admin account (only while none exists), with the one-time setup code from the log or
+/// `hearth admin setup-code`. A missing code is 403 `setup_code_required`, a wrong one 403 `invalid_setup_code`
+/// (repeated wrong codes are slowed down like logins: 429).
+#[utoipa::path(post, path = "/api/v1/setup", tag = "auth", request_body = SetupRequest, responses(
+    (status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn setup(
+    State(s): State<AppState>,
+    axum::Extension(conn): axum::Extension<ConnInfo>,
+    ApiJson(body): ApiJson<SetupRequest>,
+) -> Result<Response, ApiError> {
     if s.db.call(|c| core::user_count(c)).await? > 0 {
         return Err(core::AuthError::AlreadySetUp.into());
     }
-    let pw = body.password;
-    let phc = tokio::task::spawn_blocking(move || core::hash_password(&pw)).await.map_err(ApiError::internal)??;
+    let dir = s.config.current().data_dir();
+    let file = core::setup_code::path(&dir);
+    let d = dir.clone();
+    // the code file is made at start-up; should it have gone missing, a new one is made (and logged) now
+    let expected = tokio::task::spawn_blocking(move || core::setup_code::ensure(&d))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("setup code file {}: {e}", file.display())))?;
+    let Some(given) = body.setup_code.filter(|c| !c.trim().is_empty()) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "setup_code_required",
+            format!(
+                "enter the setup code: it is in hearth's log (journalctl -u hearth | grep setup), shown by \
+                 `sudo hearth admin setup-code`, and in {}",
+                file.display()
+            ),
+        ));
+    };
+    let (expected, given) = (core::setup_code::normalize(&expected), core::setup_code::normalize(&given));
+    match s.verifier.check_setup_code(conn.peer.ip(), &expected, &given, Instant::now()) {
+        Err(t) => return Err(throttled(t, "wrong setup codes")),
+        Ok(false) => {
+            tracing::warn!(client = %conn.peer.ip(), "wrong setup code");
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_setup_code", "the setup code is wrong"));
+        }
+        Ok(true) => {}
+    }
+    core::validate_username(&body.username)?;
+    core::validate_password(&body.password)?;
+    let phc = s.verifier.hash(body.password).await?;
     let name = body.username;
     let user = s.db.call(move |c| core::create_first_admin(c, &name, &phc, unix_now())).await?;
-    tracing::info!(user = %user.username, "first admin account created");
+    if let Err(e) = tokio::task::spawn_blocking(move || core::setup_code::remove(&dir))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+    {
+        tracing::error!(error = %e, "could not delete the setup code file");
+    }
+    tracing::info!(user = %user.username, client = %conn.peer.ip(), "first admin account created");
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
@@ -183,64 +286,63 @@ struct SessionView {
     /// Send this in `X-CSRF-Token` with every cookie-authenticated change.
     csrf_token: Option<String>,
     expires_at: Option<i64>,
+    /// The session's public id (as in `GET /api/v1/auth/sessions`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<String>,
+    /// A token's scopes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    scopes: Vec<Scope>,
 }
 
-/// Log in: sets the session cookie (HttpOnly, SameSite=Strict, Secure over HTTPS). Repeated failures are slowed
-/// down per client and per user (429 with Retry-After).
+/// Log in: sets the session cookie (`__Host-hearth_session` over HTTPS, `hearth_session` over HTTP; HttpOnly,
+/// SameSite=Strict). Repeated failures are slowed down per client and per user (429 with Retry-After); an attempt
+/// counts before its password is checked, so parallel guesses get no more tries.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials, responses(
     (status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn login(
     State(s): State<AppState>,
     axum::Extension(conn): axum::Extension<ConnInfo>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let client: IpAddr = conn.peer.ip();
-    let user_key = body.username.to_lowercase();
-    if let Err(wait) = s.throttle.lock().unwrap_or_else(|p| p.into_inner()).check(client, &user_key, Instant::now()) {
-        metrics::counter!("hearth_login_attempts_total", "result" => "throttled").increment(1);
-        let secs = wait.as_secs().max(1);
-        return Err(ApiError {
-            retry_after: Some(secs),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("too many failed logins; try again in {secs} s"),
-            )
-        });
-    }
-    let name = body.username.clone();
-    let found = s.db.call(move |c| core::find_user(c, &name)).await?;
-    let pw = body.password;
-    let (user, ok) = tokio::task::spawn_blocking(move || match found {
-        Some((user, phc)) => {
-            let ok = core::verify_password(&pw, &phc);
-            (Some(user), ok)
+    // no user name is longer than 64 characters: a longer one is cut for the lookup and the throttle's key
+    let name: String = body.username.chars().take(65).collect();
+    let n = name.clone();
+    let found = s.db.call(move |c| core::find_user(c, &n)).await?;
+    let (user, phc) = match found {
+        Some((u, h)) => (Some(u), Some(h)),
+        None => (None, None),
+    };
+    let ok = match s.verifier.verify(client, &name, body.password, phc, Instant::now()).await {
+        Ok(ok) => ok,
+        Err(t) => {
+            metrics::counter!("hearth_login_attempts_total", "result" => "throttled").increment(1);
+            return Err(throttled(t, "failed logins"));
         }
-        None => {
-            core::verify_password(&pw, core::dummy_hash());
-            (None, false)
-        }
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    };
     let Some(user) = user.filter(|_| ok) else {
-        s.throttle.lock().unwrap_or_else(|p| p.into_inner()).record_failure(client, &user_key, Instant::now());
         metrics::counter!("hearth_login_attempts_total", "result" => "failure").increment(1);
-        tracing::warn!(user = %body.username, client = %client, "failed login");
+        tracing::warn!(user = %log_name(&body.username), client = %client, "failed login");
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong user name or password"));
     };
-    s.throttle.lock().unwrap_or_else(|p| p.into_inner()).record_success(client, &user_key);
     metrics::counter!("hearth_login_attempts_total", "result" => "success").increment(1);
     let ttl = s.config.current().auth.session_ttl.as_std().as_secs() as i64;
     let client_s = client.to_string();
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let u = user.clone();
-    let sess = s.db.call(move |c| core::create_session(c, &u, ttl, &client_s, unix_now())).await?;
+    let sess = s
+        .db
+        .call(move |c| core::create_session_with_agent(c, &u, ttl, &client_s, &agent, unix_now(), SessionKind::Admin))
+        .await?;
     tracing::info!(user = %user.username, client = %client, "login");
     let view = SessionView {
         user: user.username,
         via: AuthVia::Session,
         csrf_token: Some(sess.csrf_token),
         expires_at: Some(sess.expires_at),
+        session_id: Some(sess.public_id),
+        scopes: vec![],
     };
     Ok(([(header::SET_COOKIE, set_session_cookie(&sess.id, ttl, &conn))], Json(view)).into_response())
 }
@@ -270,7 +372,101 @@ async fn session(auth: AdminAuth) -> Json<SessionView> {
         via: auth.via,
         csrf_token: auth.session.map(|(_, csrf)| csrf),
         expires_at: auth.expires_at,
+        session_id: auth.session_id,
+        scopes: auth.scopes,
     })
+}
+
+/// The live sessions of every account (all accounts are admins): admin UI logins and forward-auth logins of
+/// proxied sites, newest first; `current` marks the caller's own.
+#[utoipa::path(get, path = "/api/v1/auth/sessions", tag = "auth",
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [SessionListing]), (status = 401, body = ErrorBody)))]
+async fn list_sessions(auth: AdminAuth, State(s): State<AppState>) -> Result<Json<Vec<SessionListing>>, ApiError> {
+    let me = auth.session_id;
+    Ok(Json(s.db.call(move |c| core::list_sessions(c, None, me.as_deref(), unix_now())).await?))
+}
+
+/// End a session by its public id (from `GET /api/v1/auth/sessions`). Ending one's own session logs out.
+#[utoipa::path(delete, path = "/api/v1/auth/sessions/{id}", tag = "auth",
+    params(("id" = String, Path, description = "the session's public id")),
+    security(("session" = []), ("token" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_session(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    axum::Extension(conn): axum::Extension<ConnInfo>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let target = id.clone();
+    if !s.db.call(move |c| core::revoke_session(c, &target, None)).await? {
+        return Err(ApiError::not_found("no live session with this id"));
+    }
+    tracing::info!(session = %log_name(&id), by = %auth.principal, "session revoked");
+    if auth.session_id.as_deref() == Some(id.as_str()) {
+        return Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear_session_cookie(&conn))]).into_response());
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+    /// Also revoke the API tokens this user created.
+    #[serde(default)]
+    revoke_tokens: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PasswordChanged {
+    /// How many API tokens were revoked (with `revoke_tokens`).
+    revoked_tokens: usize,
+}
+
+/// Change the logged-in user's password (a session is needed: tokens have no password). Every session of the
+/// user ends, this one included (log in again); with `revoke_tokens` the tokens the user created are revoked too.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange,
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = PasswordChanged), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+async fn change_password(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    axum::Extension(conn): axum::Extension<ConnInfo>,
+    ApiJson(body): ApiJson<PasswordChange>,
+) -> Result<Response, ApiError> {
+    let Some(user) = auth.user else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_required",
+            "log in as the user to change its password (or use `hearth admin set-password`)",
+        ));
+    };
+    core::validate_password(&body.new_password)?;
+    let n = user.username.clone();
+    let phc = s.db.call(move |c| core::find_user(c, &n)).await?.map(|(_, h)| h);
+    let client = conn.peer.ip();
+    match s.verifier.verify(client, &user.username, body.current_password, phc, Instant::now()).await {
+        Err(t) => return Err(throttled(t, "wrong passwords")),
+        Ok(false) => {
+            tracing::warn!(user = %user.username, client = %client, "wrong current password when changing it");
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_credentials", "the current password is wrong"));
+        }
+        Ok(true) => {}
+    }
+    let phc = s.verifier.hash(body.new_password).await?;
+    let (name, revoke) = (user.username.clone(), body.revoke_tokens);
+    let revoked_tokens =
+        s.db.call(move |c| {
+            core::set_password(c, &name, &phc, unix_now())?;
+            if revoke { core::revoke_user_tokens(c, &name) } else { Ok(0) }
+        })
+        .await?;
+    tracing::info!(user = %user.username, client = %client, revoked_tokens, "password changed; the user's sessions ended");
+    Ok((StatusCode::OK, [(header::SET_COOKIE, clear_session_cookie(&conn))], Json(PasswordChanged { revoked_tokens }))
+        .into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -321,6 +517,13 @@ async fn list_tokens(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
+    /// What the token may do: `admin` (everything, the default), `memory`, `metrics`, `dns:read`.
+    #[serde(default = "admin_scope")]
+    scopes: Vec<Scope>,
+}
+
+fn admin_scope() -> Vec<Scope> {
+    vec![Scope::Admin]
 }
 
 #[derive(Serialize, ToSchema)]
@@ -330,18 +533,24 @@ struct CreatedToken {
     info: TokenInfo,
 }
 
-/// Create an API token; the answer is the only time its secret is shown.
+/// Create an API token with scopes (default `["admin"]`); the answer is the only time its secret is shown.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
     security(("session" = []), ("token" = [])),
-    responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 async fn create_token(
     auth: AdminAuth,
     State(s): State<AppState>,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
+    if body.scopes.is_empty() {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "choose at least one scope"));
+    }
     let by = auth.principal.clone();
-    let (token, info) = s.db.call(move |c| core::create_token(c, body.name.trim(), &by, unix_now())).await?;
-    tracing::info!(token = %info.name, by = %auth.principal, "API token created");
+    let scopes = body.scopes;
+    let (token, info) = s.db.call(move |c| core::create_token(c, body.name.trim(), &scopes, &by, unix_now())).await?;
+    let scopes: Vec<&str> = info.scopes.iter().map(|s| s.as_str()).collect();
+    tracing::info!(token = %info.name, scopes = %scopes.join(","), by = %auth.principal, "API token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })).into_response())
 }
 
@@ -365,7 +574,8 @@ async fn revoke_token(
 
 #[derive(Serialize, ToSchema)]
 struct ConfigView {
-    /// The running configuration.
+    /// The running configuration; secrets (`tls.dns01_tsig_key`'s key, routes' `basic_auth` hashes) read
+    /// `(redacted)` and keep their value when sent back so.
     #[schema(value_type = Object)]
     config: serde_json::Value,
     /// The file it is read from and written to.
@@ -374,9 +584,13 @@ struct ConfigView {
     file_exists: bool,
 }
 
+/// The running configuration with its secrets redacted (`crate::config::redact`; a PATCH that sends them back
+/// unchanged keeps them).
 fn config_view(s: &AppState) -> Result<ConfigView, ApiError> {
+    let mut config = serde_json::to_value(&*s.config.current()).map_err(ApiError::internal)?;
+    crate::config::redact(&mut config);
     Ok(ConfigView {
-        config: serde_json::to_value(&*s.config.current()).map_err(ApiError::internal)?,
+        config,
         path: s.config.source().path.display().to_string(),
         file_exists: s.config.source().exists(),
     })
@@ -409,7 +623,9 @@ async fn patch_config(
     ApiJson(patch): ApiJson<serde_json::Value>,
 ) -> Result<Json<ConfigChange>, ApiError> {
     let report = s.config.patch(&patch).await?;
-    tracing::info!(by = %auth.principal, change = %patch, "configuration changed through the API");
+    let mut logged = patch.clone();
+    crate::config::redact(&mut logged);
+    tracing::info!(by = %auth.principal, change = %logged, "configuration changed through the API");
     Ok(Json(ConfigChange { view: config_view(&s)?, report }))
 }
 

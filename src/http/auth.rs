@@ -1,17 +1,45 @@
-//! The auth extractor (security-critical): a handler that takes [`AdminAuth`] cannot run without a valid API token
-//! (`Authorization: Bearer hth_…`) or session cookie; cookie-authenticated writes also need the session's CSRF token
-//! in `X-CSRF-Token`.
+//! The auth extractors (security-critical): a handler that takes [`AdminAuth`] cannot run without an API token with
+//! the `admin` scope (`Authorization: Bearer hth_…`) or an admin session cookie; [`ScopedAuth`] (`MemoryAuth`,
+//! `DnsReadAuth`, `MetricsAuth`) also accepts a token holding that one scope. Cookie-authenticated writes need the
+//! session's CSRF token in `X-CSRF-Token`. Forward-auth sessions (the reverse proxy's login form) never reach the
+//! admin API.
+//!
+//! The admin session cookie is `__Host-hearth_session` over HTTPS (Secure, Path=/, no Domain: no other host and no
+//! plain-HTTP page can set or shadow it) and `hearth_session` over plain HTTP.
+
+use std::marker::PhantomData;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
 
 use super::{AppState, ConnInfo, error::ApiError};
-use crate::auth;
+use crate::auth::{self, Scope, SessionKind, TokenInfo};
 use crate::util::{ct_eq, unix_now};
 
+/// The admin session cookie over plain HTTP.
 pub const SESSION_COOKIE: &str = "hearth_session";
+/// The admin session cookie over HTTPS.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-hearth_session";
+/// The reverse proxy's forward-auth session cookie (plain HTTP / HTTPS).
+pub const FORWARD_COOKIE: &str = "hearth_fwd";
+pub const SECURE_FORWARD_COOKIE: &str = "__Host-hearth_fwd";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Whether a cookie is one of hearth's own session cookies (the proxy strips them before forwarding a request).
+pub fn is_hearth_cookie(name: &str) -> bool {
+    [SESSION_COOKIE, SECURE_SESSION_COOKIE, FORWARD_COOKIE, SECURE_FORWARD_COOKIE].contains(&name)
+}
+
+/// The admin session cookie's name for a connection.
+pub fn session_cookie_name(tls: bool) -> &'static str {
+    if tls { SECURE_SESSION_COOKIE } else { SESSION_COOKIE }
+}
+
+/// The forward-auth session cookie's name for a connection.
+pub fn forward_cookie_name(tls: bool) -> &'static str {
+    if tls { SECURE_FORWARD_COOKIE } else { FORWARD_COOKIE }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -20,7 +48,7 @@ pub enum AuthVia {
     Token,
 }
 
-/// An authenticated admin.
+/// An authenticated admin: an admin session, or a token with the `admin` scope.
 #[derive(Debug, Clone)]
 pub struct AdminAuth {
     /// The user name, or `token:<name>` for API tokens.
@@ -29,17 +57,30 @@ pub struct AdminAuth {
     /// The session cookie value (for logout) and the session's CSRF token.
     pub session: Option<(String, String)>,
     pub expires_at: Option<i64>,
+    /// The logged-in user (sessions only).
+    pub user: Option<auth::User>,
+    /// The session's public id (sessions only), as listed by `GET /api/v1/auth/sessions`.
+    pub session_id: Option<String>,
+    /// The token's scopes (tokens only).
+    pub scopes: Vec<Scope>,
 }
 
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The value of cookie `name`.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_string())
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The admin session cookie of a request: over TLS only `__Host-hearth_session` counts (a plain `hearth_session`
+/// may have been planted over HTTP or by a sibling host), over plain HTTP `hearth_session`.
+pub fn session_cookie(headers: &HeaderMap, tls: bool) -> Option<String> {
+    cookie(headers, session_cookie_name(tls)).filter(|v| !v.is_empty())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -48,57 +89,148 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+fn insufficient_scope(t: &TokenInfo, need: Scope) -> ApiError {
+    let has: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "insufficient_scope",
+        format!("this API token lacks the {need} scope (it has: {})", has.join(", ")),
+    )
+}
+
+/// Check the bearer token of a request for `scope`: `Ok(None)` without a bearer token, 401 for an unknown token,
+/// 403 `insufficient_scope` for one without the scope (`admin` tokens have every scope).
+pub async fn bearer_with_scope(
+    headers: &HeaderMap,
+    state: &AppState,
+    scope: Scope,
+) -> Result<Option<TokenInfo>, ApiError> {
+    let Some(token) = bearer(headers) else {
+        return Ok(None);
+    };
+    let token = token.to_string();
+    let now = unix_now();
+    match state.db.call(move |c| auth::check_token(c, &token, now)).await? {
+        Some(t) if t.allows(scope) => Ok(Some(t)),
+        Some(t) => Err(insufficient_scope(&t, scope)),
+        None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the API token is invalid or revoked")),
+    }
+}
+
+/// Authenticate a request for an endpoint that needs `scope`: a token with that scope (or `admin`), or an admin
+/// session (with the CSRF header on unsafe methods). What the extractors run; handlers that serve the public too
+/// (`/metrics`, `/readyz`) call it themselves.
+pub async fn authenticate(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    method: &Method,
+    state: &AppState,
+    scope: Scope,
+) -> Result<AdminAuth, ApiError> {
+    if let Some(t) = bearer_with_scope(headers, state, scope).await? {
+        return Ok(AdminAuth {
+            principal: format!("token:{}", t.name),
+            via: AuthVia::Token,
+            session: None,
+            expires_at: None,
+            user: None,
+            session_id: None,
+            scopes: t.scopes,
+        });
+    }
+    let tls = extensions.get::<ConnInfo>().is_some_and(|c| c.tls);
+    let Some(sid) = session_cookie(headers, tls) else {
+        return Err(ApiError::unauthenticated("log in or send an API token"));
+    };
+    let now = unix_now();
+    let lookup_id = sid.clone();
+    let Some(session) = state.db.call(move |c| auth::lookup_session(c, &lookup_id, now)).await? else {
+        return Err(ApiError::unauthenticated("the session has expired; log in again"));
+    };
+    if session.kind != SessionKind::Admin {
+        return Err(ApiError::unauthenticated("this session is for proxied sites only; log in to the admin UI"));
+    }
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !ct_eq(sent, &session.csrf_token) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf_failed",
+                "missing or wrong X-CSRF-Token header for a cookie-authenticated change",
+            ));
+        }
+    }
+    Ok(AdminAuth {
+        principal: session.user.username.clone(),
+        via: AuthVia::Session,
+        session: Some((sid, session.csrf_token)),
+        expires_at: Some(session.expires_at),
+        user: Some(session.user),
+        session_id: Some(session.public_id),
+        scopes: vec![],
+    })
+}
+
 impl FromRequestParts<AppState> for AdminAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let now = unix_now();
-        if let Some(token) = bearer(&parts.headers) {
-            let token = token.to_string();
-            let found = state.db.call(move |c| auth::check_token(c, &token, now)).await?;
-            return match found {
-                Some(t) => Ok(AdminAuth {
-                    principal: format!("token:{}", t.name),
-                    via: AuthVia::Token,
-                    session: None,
-                    expires_at: None,
-                }),
-                None => {
-                    Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the API token is invalid or revoked"))
-                }
-            };
-        }
-        let Some(sid) = session_cookie(&parts.headers) else {
-            return Err(ApiError::unauthenticated("log in or send an API token"));
-        };
-        let lookup_id = sid.clone();
-        let Some(session) = state.db.call(move |c| auth::lookup_session(c, &lookup_id, now)).await? else {
-            return Err(ApiError::unauthenticated("the session has expired; log in again"));
-        };
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe {
-            let sent = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-            if !ct_eq(sent, &session.csrf_token) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "csrf_failed",
-                    "missing or wrong X-CSRF-Token header for a cookie-authenticated change",
-                ));
-            }
-        }
-        Ok(AdminAuth {
-            principal: session.user.username,
-            via: AuthVia::Session,
-            session: Some((sid, session.csrf_token)),
-            expires_at: Some(session.expires_at),
-        })
+        authenticate(&parts.headers, &parts.extensions, &parts.method, state, Scope::Admin).await
     }
 }
 
-/// `Set-Cookie` for a new session (Secure when the request came over TLS).
+/// The scope an endpoint needs, as a type for [`ScopedAuth`].
+pub trait NeedsScope: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+/// `memory`: embeddings and collections.
+pub struct MemoryScope;
+impl NeedsScope for MemoryScope {
+    const SCOPE: Scope = Scope::Memory;
+}
+
+/// `dns:read`: the read-only DNS endpoints.
+pub struct DnsReadScope;
+impl NeedsScope for DnsReadScope {
+    const SCOPE: Scope = Scope::DnsRead;
+}
+
+/// `metrics`: `GET /metrics`.
+pub struct MetricsScope;
+impl NeedsScope for MetricsScope {
+    const SCOPE: Scope = Scope::Metrics;
+}
+
+/// An admin session, or a token holding `S::SCOPE` (or `admin`). Wrong-scope tokens get 403 `insufficient_scope`.
+#[derive(Debug, Clone)]
+pub struct ScopedAuth<S> {
+    /// The user name, or `token:<name>` for API tokens.
+    pub principal: String,
+    pub via: AuthVia,
+    _scope: PhantomData<fn() -> S>,
+}
+
+pub type MemoryAuth = ScopedAuth<MemoryScope>;
+pub type DnsReadAuth = ScopedAuth<DnsReadScope>;
+pub type MetricsAuth = ScopedAuth<MetricsScope>;
+
+impl<S: NeedsScope> FromRequestParts<AppState> for ScopedAuth<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let a = authenticate(&parts.headers, &parts.extensions, &parts.method, state, S::SCOPE).await?;
+        Ok(ScopedAuth { principal: a.principal, via: a.via, _scope: PhantomData })
+    }
+}
+
+/// `Set-Cookie` for a new admin session: `__Host-hearth_session` with Secure over TLS, `hearth_session` over
+/// plain HTTP. Never a Domain attribute.
 pub fn set_session_cookie(id: &str, max_age: i64, conn: &ConnInfo) -> String {
+    let name = session_cookie_name(conn.tls);
     let secure = if conn.tls { "; Secure" } else { "" };
-    format!("{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
+    format!("{name}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
 }
 
 pub fn clear_session_cookie(conn: &ConnInfo) -> String {
@@ -109,14 +241,57 @@ pub fn clear_session_cookie(conn: &ConnInfo) -> String {
 mod tests {
     use super::*;
 
+    fn conn(tls: bool) -> ConnInfo {
+        let a = "127.0.0.1:1".parse().unwrap();
+        ConnInfo { peer: a, local: a, tls }
+    }
+
     #[test]
     fn parses_cookie_and_bearer() {
         let mut h = HeaderMap::new();
         h.insert(header::COOKIE, "a=1; hearth_session=abc ; b=2".parse().unwrap());
         h.insert(header::AUTHORIZATION, "bearer hth_x".parse().unwrap());
-        assert_eq!(session_cookie(&h).as_deref(), Some("abc"));
+        assert_eq!(session_cookie(&h, false).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
         assert_eq!(bearer(&h), Some("hth_x"));
-        let c = set_session_cookie("v", 60, &ConnInfo { peer: "127.0.0.1:1".parse().unwrap(), tls: true });
-        assert_eq!(c, "hearth_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure");
+    }
+
+    #[test]
+    fn host_prefixed_cookie_over_https() {
+        let c = set_session_cookie("v", 60, &conn(true));
+        assert_eq!(c, "__Host-hearth_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60; Secure");
+        assert!(!c.to_lowercase().contains("domain"));
+        let c = set_session_cookie("v", 60, &conn(false));
+        assert_eq!(c, "hearth_session=v; Path=/; HttpOnly; SameSite=Strict; Max-Age=60");
+        assert_eq!(
+            clear_session_cookie(&conn(true)),
+            "__Host-hearth_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
+        );
+    }
+
+    #[test]
+    fn tls_requests_read_only_the_host_prefixed_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "hearth_session=planted; __Host-hearth_session=real".parse().unwrap());
+        assert_eq!(session_cookie(&h, true).as_deref(), Some("real"));
+        assert_eq!(session_cookie(&h, false).as_deref(), Some("planted"));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "hearth_session=planted".parse().unwrap());
+        assert_eq!(session_cookie(&h, true), None);
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "__Host-hearth_session=".parse().unwrap());
+        assert_eq!(session_cookie(&h, true), None, "a cleared cookie is no session");
+    }
+
+    #[test]
+    fn hearth_cookies_are_recognised() {
+        for n in ["hearth_session", "__Host-hearth_session", "hearth_fwd", "__Host-hearth_fwd"] {
+            assert!(is_hearth_cookie(n), "{n}");
+        }
+        for n in ["hearth", "session", "__Host-hearth_sessions", "HEARTH_SESSION", "__Secure-hearth_session"] {
+            assert!(!is_hearth_cookie(n), "{n}");
+        }
+        assert_eq!(forward_cookie_name(true), "__Host-hearth_fwd");
+        assert_eq!(forward_cookie_name(false), "hearth_fwd");
     }
 }

@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::auth::AdminAuth;
+use super::auth::{AdminAuth, DnsReadAuth};
 use super::error::{ApiError, ErrorBody};
 use crate::dns::querylog::{Entry, Filter, Stats};
 
@@ -150,9 +150,9 @@ fn list_views(s: &AppState) -> Vec<ListView> {
 
 /// The configured lists with their counts, errors and last download.
 #[utoipa::path(get, path = "/api/v1/dns/lists", tag = "dns",
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["dns:read"])),
     responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody)))]
-async fn lists(_auth: AdminAuth, State(s): State<AppState>) -> Json<Vec<ListView>> {
+async fn lists(_auth: DnsReadAuth, State(s): State<AppState>) -> Json<Vec<ListView>> {
     Json(list_views(&s))
 }
 
@@ -174,10 +174,10 @@ async fn update_lists(auth: AdminAuth, State(s): State<AppState>) -> Result<Json
 
 /// The query log, newest first, filtered; page backwards with `before`.
 #[utoipa::path(get, path = "/api/v1/dns/querylog", tag = "dns", params(Filter),
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["dns:read"])),
     responses((status = 200, body = [Entry]), (status = 401, body = ErrorBody)))]
 async fn querylog(
-    _auth: AdminAuth,
+    _auth: DnsReadAuth,
     State(s): State<AppState>,
     Query(f): Query<Filter>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
@@ -186,10 +186,10 @@ async fn querylog(
 
 /// Live tail of the query log (Server-Sent Events, one `query` event per entry as it is written).
 #[utoipa::path(get, path = "/api/v1/dns/querylog/stream", tag = "dns",
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["dns:read"])),
     responses((status = 200, description = "text/event-stream of Entry objects"), (status = 401, body = ErrorBody)))]
 async fn querylog_stream(
-    _auth: AdminAuth,
+    _auth: DnsReadAuth,
     State(s): State<AppState>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = s.querylog.subscribe();
@@ -217,10 +217,10 @@ struct StatsParams {
 
 /// Totals, percentage blocked, top domains, top blocked, top clients and an hourly series.
 #[utoipa::path(get, path = "/api/v1/dns/stats", tag = "dns", params(StatsParams),
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["dns:read"])),
     responses((status = 200, body = Stats), (status = 401, body = ErrorBody)))]
 async fn stats(
-    _auth: AdminAuth,
+    _auth: DnsReadAuth,
     State(s): State<AppState>,
     Query(p): Query<StatsParams>,
 ) -> Result<Json<Stats>, ApiError> {
@@ -273,9 +273,9 @@ struct Resolution {
 
 /// How names are resolved: mode, DNSSEC, and each upstream's health and latency.
 #[utoipa::path(get, path = "/api/v1/dns/upstreams", tag = "dns",
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["dns:read"])),
     responses((status = 200, body = Resolution), (status = 401, body = ErrorBody)))]
-async fn upstreams(_auth: AdminAuth, State(s): State<AppState>) -> Json<Resolution> {
+async fn upstreams(_auth: DnsReadAuth, State(s): State<AppState>) -> Json<Resolution> {
     let settings = s.dns.settings.load();
     Json(Resolution {
         mode: if settings.recursor.is_some() { "recursive" } else { "forward" },

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::AppState;
-use super::auth::AdminAuth;
+use super::auth::{AdminAuth, MemoryAuth};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::memory::store::{CollectionInfo, Doc, Hit, IndexPolicy, Query};
 use crate::memory::{Embedding, MemoryError, ModelState, model};
@@ -116,12 +116,12 @@ fn model_matches(asked: &str, loaded: &str) -> bool {
 
 /// OpenAI-compatible embeddings (normalised vectors).
 #[utoipa::path(post, path = "/v1/embeddings", tag = "memory", request_body = OpenAiRequest,
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn openai_embeddings(
-    _auth: AdminAuth,
+    _auth: MemoryAuth,
     State(s): State<AppState>,
     ApiJson(req): ApiJson<OpenAiRequest>,
 ) -> Result<Json<Value>, ApiError> {
@@ -173,9 +173,9 @@ async fn openai_embeddings(
 }
 
 /// The models served (OpenAI shape).
-#[utoipa::path(get, path = "/v1/models", tag = "memory", security(("session" = []), ("token" = [])),
+#[utoipa::path(get, path = "/v1/models", tag = "memory", security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
-async fn openai_models(_auth: AdminAuth, State(s): State<AppState>) -> Json<Value> {
+async fn openai_models(_auth: MemoryAuth, State(s): State<AppState>) -> Json<Value> {
     let data: Vec<Value> = s
         .memory
         .engine()
@@ -209,11 +209,11 @@ fn yes() -> bool {
 
 /// Text-embeddings-inference-compatible embeddings: a list of vectors.
 #[utoipa::path(post, path = "/api/v1/embed", tag = "memory", request_body = TeiRequest,
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Vec<Vec<f32>>), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn tei_embed(
-    _auth: AdminAuth,
+    _auth: MemoryAuth,
     State(s): State<AppState>,
     ApiJson(req): ApiJson<TeiRequest>,
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
@@ -269,9 +269,9 @@ async fn memory_status(_auth: AdminAuth, State(s): State<AppState>) -> Json<Memo
 }
 
 /// Collections with their size and index state.
-#[utoipa::path(get, path = "/api/v1/collections", tag = "memory", security(("session" = []), ("token" = [])),
+#[utoipa::path(get, path = "/api/v1/collections", tag = "memory", security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = [CollectionInfo]), (status = 401, body = ErrorBody)))]
-async fn list_collections(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json<Vec<CollectionInfo>>, ApiError> {
+async fn list_collections(_auth: MemoryAuth, State(s): State<AppState>) -> Result<Json<Vec<CollectionInfo>>, ApiError> {
     let mut out = vec![];
     for n in s.memory.store.names().await? {
         out.push(s.memory.store.info(&n).await?);
@@ -290,11 +290,11 @@ pub struct NewCollection {
 
 /// Create a collection.
 #[utoipa::path(post, path = "/api/v1/collections", tag = "memory", request_body = NewCollection,
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["memory"])),
     responses((status = 201, body = CollectionInfo), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn create_collection(
-    auth: AdminAuth,
+    auth: MemoryAuth,
     State(s): State<AppState>,
     ApiJson(req): ApiJson<NewCollection>,
 ) -> Result<(StatusCode, Json<CollectionInfo>), ApiError> {
@@ -312,10 +312,10 @@ async fn create_collection(
 
 /// One collection's statistics.
 #[utoipa::path(get, path = "/api/v1/collections/{name}", tag = "memory", params(("name" = String, Path)),
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = CollectionInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_collection(
-    _auth: AdminAuth,
+    _auth: MemoryAuth,
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
@@ -324,10 +324,10 @@ async fn get_collection(
 
 /// Delete a collection and its documents.
 #[utoipa::path(delete, path = "/api/v1/collections/{name}", tag = "memory", params(("name" = String, Path)),
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["memory"])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn drop_collection(
-    auth: AdminAuth,
+    auth: MemoryAuth,
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -339,10 +339,10 @@ async fn drop_collection(
 /// Upkeep now: build the ANN index if the collection is past `memory.index_threshold` rows, compact, refresh
 /// indexes, prune old versions.
 #[utoipa::path(post, path = "/api/v1/collections/{name}/optimize", tag = "memory", params(("name" = String, Path)),
-    security(("session" = []), ("token" = [])),
+    security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = CollectionInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn optimize_collection(
-    _auth: AdminAuth,
+    _auth: MemoryAuth,
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
@@ -376,11 +376,11 @@ const MAX_DOCS: usize = 1000;
 
 /// Insert or replace documents by id, embedding their text (or storing the `vector` given).
 #[utoipa::path(post, path = "/api/v1/collections/{name}/documents", tag = "memory", params(("name" = String, Path)),
-    request_body = Vec<DocIn>, security(("session" = []), ("token" = [])),
+    request_body = Vec<DocIn>, security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Upserted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn upsert_documents(
-    _auth: AdminAuth,
+    _auth: MemoryAuth,
     State(s): State<AppState>,
     Path(name): Path<String>,
     ApiJson(mut req): ApiJson<Value>,
@@ -456,11 +456,11 @@ pub struct DeleteDocs {
 
 /// Delete documents by ids and/or a metadata filter.
 #[utoipa::path(delete, path = "/api/v1/collections/{name}/documents", tag = "memory", params(("name" = String, Path)),
-    request_body = DeleteDocs, security(("session" = []), ("token" = [])),
+    request_body = DeleteDocs, security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn delete_documents(
-    _auth: AdminAuth,
+    _auth: MemoryAuth,
     State(s): State<AppState>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<DeleteDocs>,
@@ -500,11 +500,11 @@ fn ten() -> usize {
 
 /// Nearest documents by cosine similarity, optionally filtered, optionally hybrid.
 #[utoipa::path(post, path = "/api/v1/collections/{name}/query", tag = "memory", params(("name" = String, Path)),
-    request_body = QueryIn, security(("session" = []), ("token" = [])),
+    request_body = QueryIn, security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = [Hit]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn query_collection(
-    _auth: AdminAuth,
+    _auth: MemoryAuth,
     State(s): State<AppState>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<QueryIn>,

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod conn;
 pub mod dns_api;
 pub mod doh;
 pub mod error;
@@ -31,7 +32,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::throttle::LoginThrottle;
 use crate::config::live::LiveConfig;
 use crate::storage::Db;
 use crate::supervisor::Health;
@@ -44,7 +44,7 @@ pub struct AppState {
     pub db: Db,
     pub health: Health,
     pub config: Arc<LiveConfig>,
-    pub throttle: Arc<Mutex<LoginThrottle>>,
+    pub verifier: Arc<crate::auth::verifier::Verifier>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub requests: RequestCounter,
     pub series: Arc<Mutex<Series>>,
@@ -62,8 +62,15 @@ pub struct AppState {
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The box's address the client connected to (an IP literal `Host` must be this one to reach the admin).
+    pub local: SocketAddr,
     pub tls: bool,
 }
+
+/// Inserted by the front door into every request the admin router serves: whether the client's address is in
+/// `server.admin_allow` (the UI and API need it; `/metrics` and `/readyz` details check it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminClient(pub bool);
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -199,24 +206,57 @@ pub async fn serve(
                 }
             },
         };
+        let limits = front.proxy.table.load().conn_limits;
+        let Some(permit) = front.conns.admit(crate::proxy::canonical(peer.ip()), &limits) else {
+            // over server.max_connections or max_connections_per_client: closed at once
+            metrics::counter!("hearth_http_connections_refused_total").increment(1);
+            tracing::debug!(peer = %peer, "connection refused: too many open connections");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { peer, tls: tls.is_some() };
+        let local = stream.local_addr().unwrap_or(peer);
+        let info = ConnInfo { peer, local, tls: tls.is_some() };
+        let act = Arc::new(conn::Activity::default());
         let front = front.clone();
+        let svc_act = act.clone();
         let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
             let front = front.clone();
-            async move { Ok::<_, std::convert::Infallible>(front.handle(req, info).await) }
+            let act = svc_act.clone();
+            let guard = act.begin();
+            async move {
+                let resp = guarded(front.handle(req, info)).await;
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    act.upgraded();
+                    return Ok::<_, std::convert::Infallible>(resp);
+                }
+                // the request counts as in flight until its response body is done
+                Ok(resp.map(|b| {
+                    Body::new(http_body_util::BodyExt::map_frame(b, move |f| {
+                        let _ = &guard;
+                        f
+                    }))
+                }))
+            }
         });
         let builder = builder.clone();
         match &tls {
             None => {
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                tokio::spawn(graceful.watch(conn));
+                let io = TokioIo::new(conn::Watched::new(stream, act, limits));
+                let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
+                let watched = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let _ = watched.await;
+                });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let stream = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    let _permit = permit;
+                    let handshake = limits.header_read_timeout.min(Duration::from_secs(10));
+                    let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             return tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
@@ -227,7 +267,8 @@ pub async fn serve(
                     if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
                         return tracing::info!(peer = %peer, "answered an ACME TLS-ALPN-01 challenge");
                     }
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    let io = TokioIo::new(conn::Watched::new(stream, act, limits));
+                    let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
                     let _ = watcher.watch(conn).await;
                 });
             }
@@ -236,6 +277,28 @@ pub async fn serve(
     drop(listener);
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         tracing::warn!("open connections did not finish in time");
+    }
+}
+
+/// Run one request's handling; a panic in it becomes a 500 for that request alone (the process and every other
+/// connection go on; `panic = "unwind"` in the release profile).
+async fn guarded(fut: impl std::future::Future<Output = Response<Body>>) -> Response<Body> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let id = uuid::Uuid::new_v4().to_string();
+            metrics::counter!("hearth_panics_total", "where" => "request").increment(1);
+            tracing::error!(panic = %what, error_id = %id, "a request handler panicked");
+            let mut r = Response::new(Body::from(format!("500 Internal Server Error (error id {id})\n")));
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
     }
 }
 

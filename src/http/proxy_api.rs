@@ -20,7 +20,7 @@ use crate::tls::acme::CertStatus;
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_routes, create_route))
-        .routes(routes!(replace_route, delete_route))
+        .routes(routes!(replace_route, patch_route, delete_route))
         .routes(routes!(test_upstream))
         .routes(routes!(access_log))
         .routes(routes!(certificates))
@@ -31,9 +31,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Serialize, ToSchema)]
 pub struct RouteView {
     pub index: usize,
-    /// The route exactly as in hearth.toml.
+    /// The route as in hearth.toml, with its `basic_auth` hashes redacted (`user:(redacted)`; sent back as they
+    /// are, they keep their value).
     #[schema(value_type = Object)]
-    pub route: ProxyRoute,
+    pub route: serde_json::Value,
     pub upstreams: Vec<UpstreamStatus>,
 }
 
@@ -49,7 +50,11 @@ async fn list_routes(_auth: AdminAuth, State(s): State<AppState>) -> Json<Vec<Ro
             .routes
             .iter()
             .enumerate()
-            .map(|(index, r)| RouteView { index, route: r.cfg.clone(), upstreams: r.pool.status(now) })
+            .map(|(index, r)| {
+                let mut route = serde_json::to_value(&r.cfg).unwrap_or_default();
+                crate::config::redact_route(&mut route);
+                RouteView { index, route, upstreams: r.pool.status(now) }
+            })
             .collect(),
     )
 }
@@ -60,7 +65,8 @@ async fn save_routes(s: &AppState, routes: Vec<ProxyRoute>, who: &str) -> Result
     Ok(())
 }
 
-fn parse_route(v: serde_json::Value) -> Result<ProxyRoute, ApiError> {
+fn parse_route(mut v: serde_json::Value, current: &[ProxyRoute]) -> Result<ProxyRoute, ApiError> {
+    crate::config::unredact_route(&mut v, current);
     serde_path_to_error::deserialize(v).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", format!("{}: {}", e.path(), e.inner()))
     })
@@ -75,8 +81,8 @@ async fn create_route(
     State(s): State<AppState>,
     ApiJson(v): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<Vec<RouteView>>), ApiError> {
-    let route = parse_route(v)?;
     let mut routes = s.config.current().proxy.routes.clone();
+    let route = parse_route(v, &routes)?;
     routes.push(route);
     save_routes(&s, routes, &auth.principal).await?;
     Ok((StatusCode::CREATED, list_routes(auth, State(s)).await))
@@ -86,7 +92,8 @@ fn no_route(index: usize) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no route {index}"))
 }
 
-/// Replace route `index`.
+/// Replace route `index` with the route sent, whole: keys left out take their defaults (send what
+/// `GET /api/v1/proxy/routes` gave, changed; or use `PATCH` to change some keys only).
 #[utoipa::path(put, path = "/api/v1/proxy/routes/{index}", tag = "proxy", request_body = Object,
     params(("index" = usize, Path)), security(("session" = []), ("token" = [])),
     responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -96,9 +103,32 @@ async fn replace_route(
     Path(index): Path<usize>,
     ApiJson(v): ApiJson<serde_json::Value>,
 ) -> Result<Json<Vec<RouteView>>, ApiError> {
-    let route = parse_route(v)?;
     let mut routes = s.config.current().proxy.routes.clone();
+    let route = parse_route(v, &routes)?;
     *routes.get_mut(index).ok_or_else(|| no_route(index))? = route;
+    save_routes(&s, routes, &auth.principal).await?;
+    Ok(list_routes(auth, State(s)).await)
+}
+
+/// Change some keys of route `index` (RFC 7396 merge patch of its JSON form): every key not sent keeps its value.
+#[utoipa::path(patch, path = "/api/v1/proxy/routes/{index}", tag = "proxy", request_body = Object,
+    params(("index" = usize, Path)), security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn patch_route(
+    auth: AdminAuth,
+    State(s): State<AppState>,
+    Path(index): Path<usize>,
+    ApiJson(patch): ApiJson<serde_json::Value>,
+) -> Result<Json<Vec<RouteView>>, ApiError> {
+    if !patch.is_object() {
+        return Err(ApiError::bad_request("invalid_patch", "a route change must be a JSON object (RFC 7396)"));
+    }
+    let mut routes = s.config.current().proxy.routes.clone();
+    let old = routes.get(index).ok_or_else(|| no_route(index))?;
+    let mut merged = serde_json::to_value(old).map_err(|e| ApiError::internal(e.to_string()))?;
+    crate::config::merge_patch(&mut merged, &patch);
+    let route = parse_route(merged, &routes)?;
+    routes[index] = route;
     save_routes(&s, routes, &auth.principal).await?;
     Ok(list_routes(auth, State(s)).await)
 }

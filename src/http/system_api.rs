@@ -94,10 +94,12 @@ async fn resolved_change(
     if let Some(why) = refusal {
         return Err(ApiError::new(StatusCode::CONFLICT, "conflict", why));
     }
-    let file = s.config.current().data_dir().join(sysdns::REQUEST_FILE);
-    tokio::fs::write(&file, format!("{}\n", req.as_str()))
+    // whole (temporary file + rename), so the path unit never starts the helper on a half-written request
+    let dir = s.config.current().data_dir();
+    tokio::task::spawn_blocking(move || sysdns::write_request(&dir, req))
         .await
-        .map_err(|e| ApiError::internal(format!("writing {}: {e}", file.display())))?;
+        .map_err(|e| ApiError::internal(format!("writing the request: {e}")))?
+        .map_err(|e| ApiError::internal(format!("writing the request: {e}")))?;
     tracing::info!(by = %auth.principal, request = req.as_str(), "systemd-resolved change requested");
     Ok((StatusCode::ACCEPTED, Json(view(&s).await)))
 }

@@ -17,6 +17,7 @@
 
 pub mod health;
 pub mod mw;
+pub mod path;
 pub mod pool;
 pub mod table;
 
@@ -38,6 +39,7 @@ use tracing::Instrument;
 use crate::config::{Config, ProxyRoute, RouteTls};
 use crate::dns::groups::Cidr;
 use crate::http::ConnInfo;
+use crate::http::conn::ConnLimits;
 use crate::ratelimit::RateLimiter;
 use crate::storage::Db;
 use pool::{Pool, Strategy, UpstreamAddr};
@@ -179,6 +181,46 @@ pub struct Table {
     /// The port of the first HTTPS listener, for redirects (None: 443).
     https_port: Option<u16>,
     session_ttl: i64,
+    /// Connection limits and timeouts of the HTTP(S) listeners (`server.*`).
+    pub conn_limits: ConnLimits,
+    has_https: bool,
+    admin: AdminGate,
+    /// `proxy.trusted_proxies`: clients whose forwarding headers are passed on.
+    trusted: Vec<Cidr>,
+}
+
+/// Who reaches the admin UI/API: by Host (`server.admin_hosts`, `localhost`, `<hostname>.local`, the IP address the
+/// client connected to) and by client address (`server.admin_allow`).
+struct AdminGate {
+    hosts: Vec<String>,
+    allow: Vec<Cidr>,
+    local_name: Option<String>,
+}
+
+impl AdminGate {
+    fn host_ok(&self, host: &str, conn: &ConnInfo) -> bool {
+        if host == "localhost" || self.hosts.iter().any(|h| h == host) || self.local_name.as_deref() == Some(host) {
+            return true;
+        }
+        match host.parse::<IpAddr>() {
+            Ok(ip) => {
+                let (ip, local) = (canonical(ip), canonical(conn.local.ip()));
+                ip == local || (ip.is_loopback() && local.is_loopback())
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn client_ok(&self, ip: IpAddr) -> bool {
+        self.allow.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// `<hostname>.local`, the name mDNS gives this machine.
+fn mdns_name() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim().trim_end_matches(".local").to_ascii_lowercase();
+    (!h.is_empty() && h != "localhost").then(|| format!("{h}.local"))
 }
 
 impl Table {
@@ -204,7 +246,22 @@ impl Table {
             })
             .collect();
         let https_port = cfg.server.https_listen.first().map(|a| a.0.port()).filter(|p| *p != 443);
-        Ok(Table { lookup, routes, https_port, session_ttl: cfg.auth.session_ttl.as_std().as_secs() as i64 })
+        let cidrs = |l: &[String]| l.iter().filter_map(|c| Cidr::parse(c).ok()).collect::<Vec<_>>();
+        let admin = AdminGate {
+            hosts: cfg.server.admin_hosts.iter().filter_map(|h| table::normalize_host(h).ok()).collect(),
+            allow: cidrs(&cfg.server.admin_allow),
+            local_name: mdns_name(),
+        };
+        Ok(Table {
+            lookup,
+            routes,
+            https_port,
+            session_ttl: cfg.auth.session_ttl.as_std().as_secs() as i64,
+            conn_limits: ConnLimits::from_config(&cfg.server),
+            admin,
+            trusted: cidrs(&cfg.proxy.trusted_proxies),
+            has_https: !cfg.server.https_listen.is_empty(),
+        })
     }
 }
 
@@ -212,6 +269,8 @@ pub struct Proxy {
     pub table: ArcSwap<Table>,
     pub acme: Arc<crate::tls::acme::Acme>,
     db: Db,
+    /// Password checks (basic auth, the forward-auth form) share the admin login's throttle and argon2 bound.
+    verifier: Arc<crate::auth::verifier::Verifier>,
     roots: rustls::RootCertStore,
     /// The most recent proxied requests, for the UI's access log (the full log goes through `tracing`).
     access: Mutex<std::collections::VecDeque<AccessEntry>>,
@@ -250,8 +309,9 @@ impl Proxy {
     }
 }
 
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
+    header::PROXY_AUTHORIZATION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -274,7 +334,50 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
+/// Forwarding and identity headers a client may not set for the backend (unless it is a trusted proxy; the
+/// identity headers only hearth sets, on forward-auth routes).
+const CLIENT_FORWARDING: [&str; 6] =
+    ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix", "forwarded", "x-real-ip"];
+const IDENTITY: [&str; 2] = ["remote-user", "x-forwarded-user"];
+
+/// Remove hearth's own cookies (admin and forward-auth sessions) from the `Cookie` headers going to a backend.
+fn strip_hearth_cookies(h: &mut HeaderMap) {
+    let kept: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .filter(|kv| !crate::http::auth::is_hearth_cookie(kv.split_once('=').map(|(k, _)| k).unwrap_or(kv).trim()))
+        .map(str::to_string)
+        .collect();
+    h.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::try_from(kept.join("; "))
+    {
+        h.insert(header::COOKIE, v);
+    }
+}
+
+/// A `Host` value fit to quote in `Forwarded` (RFC 7239: a quoted-string; only host syntax is let through).
+fn forwarded_host(h: &str) -> Option<&str> {
+    (!h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))).then_some(h)
+}
+
+/// A same-origin path to go to after login: `/…`, not `//…` (another host), no `\` (browsers read it as `/`),
+/// no scheme, no control characters.
+fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.bytes().any(|b| b.is_ascii_control())
+        && !next.split(['?', '#']).next().unwrap_or("").contains(':');
+    ok.then_some(next)
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
@@ -294,13 +397,15 @@ fn is_health_path(route: &ProxyRoute, path: &str) -> bool {
         || matches!(path, "/healthz" | "/readyz" | "/health" | "/livez" | "/ping")
 }
 
+/// The `Upgrade` to pass on: only `websocket` (an `h2c` or other upgrade is dropped with the hop-by-hop headers).
 fn upgrade_of(h: &HeaderMap) -> Option<HeaderValue> {
     let wants = h
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")));
-    if wants { h.get(header::UPGRADE).cloned() } else { None }
+    let up = h.get(header::UPGRADE)?;
+    (wants && up.to_str().is_ok_and(|u| u.trim().eq_ignore_ascii_case("websocket"))).then(|| up.clone())
 }
 
 impl Proxy {
@@ -308,6 +413,7 @@ impl Proxy {
         cfg: &Config,
         acme: Arc<crate::tls::acme::Acme>,
         db: Db,
+        verifier: Arc<crate::auth::verifier::Verifier>,
         extra_roots: Option<&str>,
     ) -> anyhow::Result<Proxy> {
         let mut roots = rustls::RootCertStore::empty();
@@ -319,7 +425,7 @@ impl Proxy {
             }
         }
         let table = Table::build(cfg, None, &roots).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
-        Ok(Proxy { table: ArcSwap::from_pointee(table), acme, db, roots, access: Mutex::default() })
+        Ok(Proxy { table: ArcSwap::from_pointee(table), acme, db, verifier, roots, access: Mutex::default() })
     }
 
     /// Swap in the routes of a new config.
@@ -372,16 +478,15 @@ impl Proxy {
         }
         // 4. authentication
         if !route.basic.is_empty()
-            && let Some(denied) = self.check_basic(&route, req.headers()).await
+            && let Some(denied) = self.check_basic(&route, req.headers(), client_ip).await
         {
             return (denied, String::new());
         }
+        let mut user = None;
         if cfg.forward_auth {
-            if path.starts_with("/.hearth/") {
-                return (self.login_page(&route, req, conn, client_ip).await, String::new());
-            }
-            if let Some(denied) = self.check_session(&route, &req, conn).await {
-                return (denied, String::new());
+            match self.check_session(&route, &req, conn).await {
+                Ok(u) => user = Some(u),
+                Err(denied) => return (denied, String::new()),
             }
         }
         // 5. body size
@@ -396,7 +501,7 @@ impl Proxy {
             );
         }
         // 6. backend
-        let (resp, upstream) = self.send(&route, req, conn, client_ip, rid).await;
+        let (resp, upstream) = self.send(&route, req, conn, client_ip, user.as_deref(), rid).await;
         let mut resp = resp;
         // 7. response headers
         let h = resp.headers_mut();
@@ -425,7 +530,9 @@ impl Proxy {
         (resp, upstream)
     }
 
-    async fn check_basic(&self, route: &Route, headers: &HeaderMap) -> Option<Response<Body>> {
+    /// Basic auth: anything but a well-formed `Basic` credential of a listed user with the right password gets 401
+    /// + `WWW-Authenticate` (no header, another scheme, bad base64, no colon, non-UTF-8, empty user, wrong password).
+    async fn check_basic(&self, route: &Route, headers: &HeaderMap, client: IpAddr) -> Option<Response<Body>> {
         let deny = || {
             let mut r = text(StatusCode::UNAUTHORIZED, "401 Unauthorized");
             r.headers_mut().insert(
@@ -437,19 +544,22 @@ impl Proxy {
         let Some(raw) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
             return deny();
         };
+        let Some((user, pw)) = mw::basic_credentials(raw).filter(|(u, _)| !u.is_empty()) else {
+            return deny();
+        };
         let key = crate::util::sha256_hex(raw);
         let now = Instant::now();
         if route.basic_ok.lock().unwrap_or_else(|p| p.into_inner()).get(&key).is_some_and(|t| *t > now) {
             return None;
         }
-        let (user, pw) = mw::basic_credentials(raw)?;
         let hash = route.basic.iter().find(|(u, _)| *u == user).map(|(_, h)| h.clone());
-        // unknown users cost the same work as known ones
-        let hash = hash.unwrap_or_else(|| crate::auth::dummy_hash().to_string());
-        let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &hash)).await.unwrap_or(false)
-            && route.basic.iter().any(|(u, _)| *u == user);
-        if !ok {
-            return deny();
+        match self.verify(client, &user, pw, hash).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(user = crate::auth::log_name(&user), client = %client, route = %route.name, "basic auth failed");
+                return deny();
+            }
+            Err(retry) => return Some(throttled(retry)),
         }
         let mut cache = route.basic_ok.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 1000 {
@@ -459,7 +569,22 @@ impl Proxy {
         None
     }
 
-    async fn check_session(&self, route: &Route, req: &Request<Incoming>, conn: ConnInfo) -> Option<Response<Body>> {
+    /// A password check through the shared login throttle and the bound on concurrent argon2 hashes; `hash` None
+    /// (unknown user) costs the same work. Err: throttled, retry after that many seconds.
+    async fn verify(&self, client: IpAddr, user: &str, pw: String, hash: Option<String>) -> Result<bool, u64> {
+        self.verifier
+            .verify(client, user, pw, hash, std::time::Instant::now())
+            .await
+            .map_err(|t| t.retry_after_secs)
+    }
+
+    /// A forward-auth route's session: Ok(user name), or the answer to send (302 to the login form, 403).
+    async fn check_session(
+        &self,
+        route: &Route,
+        req: &Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<String, Response<Body>> {
         let login = || {
             let next = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
             let loc = format!("/.hearth/login?next={}", urlencode(next));
@@ -468,24 +593,23 @@ impl Proxy {
                 header::LOCATION,
                 HeaderValue::try_from(loc).unwrap_or(HeaderValue::from_static("/.hearth/login")),
             );
-            Some(r)
+            r
         };
-        let _ = conn;
-        let Some(id) = crate::http::auth::session_cookie(req.headers()) else {
-            return login();
+        let Some(id) = crate::http::auth::cookie(req.headers(), crate::http::auth::forward_cookie_name(conn.tls)) else {
+            return Err(login());
         };
         let now = crate::util::unix_now();
         let found = self.db.call(move |c| crate::auth::lookup_session(c, &id, now)).await.ok().flatten();
-        match found {
-            None => login(),
-            Some(s)
-                if !route.cfg.forward_auth_users.is_empty()
-                    && !route.cfg.forward_auth_users.contains(&s.user.username) =>
-            {
-                Some(text(StatusCode::FORBIDDEN, format!("403 Forbidden: {} may not use this site", s.user.username)))
-            }
-            Some(_) => None,
+        let Some(s) = found.filter(|s| s.kind == crate::auth::SessionKind::Forward) else {
+            return Err(login());
+        };
+        if !route.cfg.forward_auth_users.is_empty() && !route.cfg.forward_auth_users.contains(&s.user.username) {
+            return Err(text(
+                StatusCode::FORBIDDEN,
+                format!("403 Forbidden: {} may not use this site", s.user.username),
+            ));
         }
+        Ok(s.user.username)
     }
 
     /// hearth's own login form on a forward-auth route's host: the session cookie then belongs to that host.
@@ -501,7 +625,7 @@ impl Proxy {
             .query()
             .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("next=")))
             .map(urldecode)
-            .filter(|n| n.starts_with('/') && !n.starts_with("//"))
+            .filter(|n| safe_next(n).is_some())
             .unwrap_or_else(|| "/".into());
         let form = |msg: &str| {
             let html = format!(
@@ -529,6 +653,12 @@ impl Proxy {
         if req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed");
         }
+        let agent: String = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(256).collect())
+            .unwrap_or_default();
         let body = match http_body_util::Limited::new(req.into_body(), 8192).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "413: the form is too large"),
@@ -545,31 +675,38 @@ impl Proxy {
         let u = user.clone();
         let found = self.db.call(move |c| crate::auth::find_user(c, &u)).await.ok().flatten();
         let (account, hash) = match found {
-            Some((a, h)) => (Some(a), h),
-            None => (None, crate::auth::dummy_hash().to_string()),
+            Some((a, h)) => (Some(a), Some(h)),
+            None => (None, None),
         };
-        let ok = tokio::task::spawn_blocking(move || crate::auth::verify_password(&pw, &hash)).await.unwrap_or(false);
+        let ok = match self.verify(client, &user, pw, hash).await {
+            Ok(ok) => ok,
+            Err(retry) => {
+                let mut r = form(&format!("Too many failed logins: try again in {retry} s."));
+                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry.max(1)));
+                return r;
+            }
+        };
         let Some(account) = account.filter(|_| ok) else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            tracing::warn!(user, client = %client, "forward-auth login failed");
+            tracing::warn!(user = crate::auth::log_name(&user), client = %client, "forward-auth login failed");
             let mut r = form("Wrong user name or password.");
             *r.status_mut() = StatusCode::UNAUTHORIZED;
             return r;
         };
         let peer = client.to_string();
-        let session = match self.db.call(move |c| crate::auth::create_session(c, &account, ttl, &peer, now)).await {
+        let kind = crate::auth::SessionKind::Forward;
+        let created =
+            self.db.call(move |c| crate::auth::create_session_with_agent(c, &account, ttl, &peer, &agent, now, kind));
+        let session = match created.await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "could not create a session");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "500: could not create a session");
             }
         };
+        let name = crate::http::auth::forward_cookie_name(conn.tls);
         let secure = if conn.tls { "; Secure" } else { "" };
-        let cookie = format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}",
-            crate::http::auth::SESSION_COOKIE,
-            session.id
-        );
+        let cookie = format!("{name}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}", session.id);
         let mut r = text(StatusCode::SEE_OTHER, "303: logged in");
         r.headers_mut().insert(header::LOCATION, HeaderValue::try_from(next).unwrap_or(HeaderValue::from_static("/")));
         if let Ok(v) = HeaderValue::try_from(cookie) {
@@ -585,9 +722,11 @@ impl Proxy {
         req: Request<Incoming>,
         conn: ConnInfo,
         client_ip: IpAddr,
+        user: Option<&str>,
         rid: &str,
     ) -> (Response<Body>, String) {
         let cfg = &route.cfg;
+        let trusted = self.table.load().trusted.iter().any(|c| c.contains(client_ip));
         let (mut parts, body) = req.into_parts();
         let upgrade = upgrade_of(&parts.headers);
         let client_upgrade = upgrade.as_ref().map(|_| {
@@ -605,6 +744,26 @@ impl Proxy {
             .unwrap_or_default();
         let mut headers = std::mem::take(&mut parts.headers);
         strip_hop_by_hop(&mut headers);
+        strip_hearth_cookies(&mut headers);
+        // what a client says about forwarding or identity reaches the backend only from a trusted proxy;
+        // identity headers only hearth sets (below, for forward-auth users)
+        let prior_for = if trusted {
+            headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_string)
+        } else {
+            for h in CLIENT_FORWARDING {
+                headers.remove(h);
+            }
+            None
+        };
+        if !trusted || user.is_some() {
+            for h in IDENTITY {
+                headers.remove(h);
+            }
+        }
+        if let Some(u) = user.and_then(|u| HeaderValue::try_from(u).ok()) {
+            headers.insert(HeaderName::from_static("remote-user"), u.clone());
+            headers.insert(HeaderName::from_static("x-forwarded-user"), u);
+        }
         if let Some(u) = &upgrade {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, u.clone());
@@ -614,33 +773,49 @@ impl Proxy {
             IpAddr::V6(v6) => format!("\"[{v6}]\""),
             v4 => v4.to_string(),
         };
-        headers.insert(
-            HeaderName::from_static("x-forwarded-for"),
-            HeaderValue::try_from(client_ip.to_string()).expect("ip"),
-        );
-        headers.insert(
-            HeaderName::from_static("x-forwarded-proto"),
-            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-        );
-        if let Ok(v) = HeaderValue::try_from(original_host.as_str()) {
+        let xff = match prior_for {
+            Some(p) if !p.trim().is_empty() => format!("{p}, {client_ip}"),
+            _ => client_ip.to_string(),
+        };
+        if let Ok(v) = HeaderValue::try_from(xff) {
+            headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        if !(trusted && headers.contains_key("x-forwarded-proto")) {
+            headers.insert(
+                HeaderName::from_static("x-forwarded-proto"),
+                HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+            );
+        }
+        if !(trusted && headers.contains_key("x-forwarded-host"))
+            && let Ok(v) = HeaderValue::try_from(original_host.as_str())
+        {
             headers.insert(HeaderName::from_static("x-forwarded-host"), v);
         }
         // The client's host travels as the request URI's authority: hyper sends it as `Host` over HTTP/1 and
         // as `:authority` over HTTP/2 (where a second, `Host`, header is an error to nginx and others).
         headers.remove(header::HOST);
         let authority = original_host.parse::<axum::http::uri::Authority>().ok();
-        if let Ok(v) = HeaderValue::try_from(format!("for={for_};host=\"{original_host}\";proto={proto}")) {
+        let mut fwd = format!("for={for_}");
+        if let Some(h) = forwarded_host(&original_host) {
+            fwd.push_str(&format!(";host=\"{h}\""));
+        }
+        fwd.push_str(&format!(";proto={proto}"));
+        let fwd = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()).filter(|_| trusted) {
+            Some(prior) => format!("{prior}, {fwd}"),
+            None => fwd,
+        };
+        if let Ok(v) = HeaderValue::try_from(fwd) {
             headers.insert(header::FORWARDED, v);
         }
         if let Ok(v) = HeaderValue::try_from(rid) {
             headers.insert(HeaderName::from_static("x-request-id"), v);
         }
-        let path_q = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
-        let path_q = if cfg.strip_prefix && cfg.path_prefix != "/" {
-            let rest = path_q.strip_prefix(cfg.path_prefix.trim_end_matches('/')).unwrap_or(&path_q);
-            if rest.starts_with('/') { rest.to_string() } else { format!("/{rest}") }
-        } else {
-            path_q
+        // the path was normalised by `Front::handle` before the route was looked up
+        let path = parts.uri.path();
+        let path = if cfg.strip_prefix && cfg.path_prefix != "/" { path::strip_prefix(path, &cfg.path_prefix) } else { path.to_string() };
+        let path_q = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
         };
         let replayable =
             matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT)
@@ -725,22 +900,20 @@ impl Proxy {
                 Err(_) => {
                     last_error = format!("no response within {}", cfg.timeout);
                     route.pool.failure(i, Instant::now(), last_error.clone());
-                    return (
-                        text(
-                            StatusCode::GATEWAY_TIMEOUT,
-                            format!("504 Gateway Timeout: {last_upstream}: {last_error}"),
-                        ),
-                        last_upstream,
-                    );
+                    tracing::warn!(upstream = %u.addr, error = %last_error, "backend timed out");
+                    // the client learns the request id; the backend and the error are in hearth's log
+                    let msg = format!("504 Gateway Timeout: the site did not answer in time (request id {rid})");
+                    return (text(StatusCode::GATEWAY_TIMEOUT, msg), last_upstream);
                 }
             }
         }
         let status = if tried.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::BAD_GATEWAY };
-        let msg = if tried.is_empty() {
-            format!("{status}: no healthy backend for {} (see the Proxy page of hearth's admin UI)", route.name)
+        if tried.is_empty() {
+            tracing::warn!(route = %route.name, "no healthy backend");
         } else {
-            format!("{status}: {last_upstream}: {last_error}")
-        };
+            tracing::warn!(upstream = %last_upstream, error = %last_error, "backend unreachable");
+        }
+        let msg = format!("{status}: the site is not reachable right now (request id {rid})");
         (text(status, msg), last_upstream)
     }
 }
@@ -784,6 +957,13 @@ impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.pool.upstreams[self.1].active.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// 429 for a password check the login throttle refused.
+fn throttled(retry_after: u64) -> Response<Body> {
+    let mut r = text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests: too many failed logins, wait a little");
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    r
 }
 
 fn set_limit_headers(h: &mut HeaderMap, d: &crate::ratelimit::Decision) {
@@ -849,9 +1029,67 @@ fn html_escape(s: &str) -> String {
 pub struct Front {
     pub admin: axum::Router,
     pub proxy: Arc<Proxy>,
+    /// Open connections of every HTTP(S) listener (`server.max_connections`, `max_connections_per_client`).
+    pub conns: Arc<crate::http::conn::ConnGate>,
+}
+
+/// Paths of the admin router that answer whatever the Host and client: liveness, DNS over HTTPS (its own
+/// `dns.allow_clients` applies) and `/metrics` (the handler asks a non-admin client for a `metrics` token).
+fn public_path(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/dns-query" | "/metrics")
+}
+
+/// Plain-HTTP paths not moved to HTTPS: liveness, and the root certificate a device needs before HTTPS can work.
+fn plain_http_ok(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/ca.crt" | "/dns-query" | "/metrics")
 }
 
 impl Front {
+    /// The admin router, for a request no route claims: only for the admin's names and from `server.admin_allow`
+    /// clients (both checks defeat DNS rebinding and keep the admin off the internet), over HTTPS except from
+    /// loopback; never on a host that routes claim (a route's origin must not share the admin's cookies).
+    async fn admin(
+        &self,
+        mut req: Request<Incoming>,
+        conn: ConnInfo,
+        host: Option<&str>,
+        table: &Table,
+    ) -> Response<Body> {
+        let path = req.uri().path();
+        let client = canonical(conn.peer.ip());
+        let client_ok = table.admin.client_ok(client);
+        if !public_path(path) {
+            let Some(host) = host else {
+                return text(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request: no Host");
+            };
+            if table.lookup.has_host(host) {
+                return text(StatusCode::NOT_FOUND, "404 Not Found");
+            }
+            if !table.admin.host_ok(host, &conn) {
+                return text(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "421 Misdirected Request: this name is not served here (server.admin_hosts)",
+                );
+            }
+            if !client_ok {
+                return text(StatusCode::FORBIDDEN, "403 Forbidden: the admin UI is not open to your address");
+            }
+            if !conn.tls && !client.is_loopback() && table.has_https && !plain_http_ok(path) {
+                let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+                let port = table.https_port.map(|p| format!(":{p}")).unwrap_or_default();
+                let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let mut r = text(StatusCode::PERMANENT_REDIRECT, "308: the admin UI is served over HTTPS");
+                if let Ok(v) = HeaderValue::try_from(format!("https://{host}{port}{pq}")) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                return r;
+            }
+        }
+        req.extensions_mut().insert(conn);
+        req.extensions_mut().insert(crate::http::AdminClient(client_ok));
+        tower::ServiceExt::oneshot(self.admin.clone(), req.map(Body::new)).await.unwrap_or_else(|e| match e {})
+    }
+
     pub async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         let path = req.uri().path();
         if !conn.tls
@@ -874,13 +1112,33 @@ impl Front {
             .and_then(|v| v.to_str().ok())
             .map(request_host)
             .or_else(|| req.uri().authority().map(|a| request_host(a.as_str())));
-        let route =
-            host.as_deref().and_then(|h| table.lookup.lookup(h, req.uri().path())).map(|i| table.routes[i].clone());
+        // every match below is on the normalised path, and that is the path that goes on (RFC 3986 §6)
+        match path::normalize(req.uri().path()) {
+            Ok(p) if p == req.uri().path() => {}
+            Ok(p) => {
+                let pq = match req.uri().query() {
+                    Some(q) => format!("{p}?{q}"),
+                    None => p,
+                };
+                let mut parts = req.uri().clone().into_parts();
+                parts.path_and_query = pq.parse().ok();
+                match Uri::from_parts(parts) {
+                    Ok(u) => *req.uri_mut() = u,
+                    Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request: the path cannot be read"),
+                }
+            }
+            Err(e) => return text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
+        }
+        let path = req.uri().path();
+        // the forward-auth login form, on every forward-auth host whatever its routes' path prefixes
+        let login_route = host.as_deref().filter(|_| path.starts_with("/.hearth/")).and_then(|h| {
+            table.lookup.host_routes(h).map(|i| &table.routes[i]).find(|r| r.cfg.forward_auth).cloned()
+        });
+        let route = login_route.clone().or_else(|| {
+            host.as_deref().and_then(|h| table.lookup.lookup(h, path)).map(|i| table.routes[i].clone())
+        });
         let Some(route) = route else {
-            req.extensions_mut().insert(conn);
-            return tower::ServiceExt::oneshot(self.admin.clone(), req.map(Body::new))
-                .await
-                .unwrap_or_else(|e| match e {});
+            return self.admin(req, conn, host.as_deref(), &table).await;
         };
         // 1. plain HTTP → HTTPS, unless the route is plain HTTP
         if !conn.tls && route.cfg.tls != RouteTls::None {
@@ -903,6 +1161,10 @@ impl Front {
             // a v4 UUID from the thread's CSPRNG (no getrandom syscall per request)
             .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
         let span = tracing::info_span!("proxy", request_id = %rid);
+        if login_route.is_some() {
+            let client = canonical(conn.peer.ip());
+            return self.proxy.login_page(&route, req, conn, client).instrument(span).await;
+        }
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
@@ -990,6 +1252,55 @@ mod tests {
         assert_eq!(upgrade_of(&h), None);
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         assert_eq!(upgrade_of(&h), Some(HeaderValue::from_static("websocket")));
+    }
+
+    #[test]
+    fn only_websocket_upgrades_pass() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert_eq!(upgrade_of(&h), None);
+        h.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(upgrade_of(&h).is_some());
+    }
+
+    #[test]
+    fn proxy_authorization_is_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic eDp5"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty());
+    }
+
+    #[test]
+    fn hearth_cookies_never_reach_a_backend() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; hearth_session=x"));
+        h.append(header::COOKIE, HeaderValue::from_static("__Host-hearth_fwd=y;b=2; __Host-hearth_session=z"));
+        strip_hearth_cookies(&mut h);
+        assert_eq!(h.get_all(header::COOKIE).iter().collect::<Vec<_>>(), ["a=1; b=2"]);
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("hearth_fwd=1"));
+        strip_hearth_cookies(&mut h);
+        assert!(h.get(header::COOKIE).is_none());
+    }
+
+    #[test]
+    fn login_targets_stay_on_the_site() {
+        for ok in ["/", "/app/x?y=1", "/a#b"] {
+            assert_eq!(safe_next(ok), Some(ok));
+        }
+        for bad in ["//evil.com", "/\\evil.com", "\\evil.com", "https://evil.com", "/x:y@evil.com", "evil", "/a\nb", ""] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn forwarded_host_is_only_host_syntax() {
+        assert_eq!(forwarded_host("app.home.arpa:8443"), Some("app.home.arpa:8443"));
+        assert_eq!(forwarded_host("[::1]:8443"), Some("[::1]:8443"));
+        assert_eq!(forwarded_host("a\";for=evil"), None);
+        assert_eq!(crate::auth::log_name(&"x".repeat(100)).chars().count(), 65);
     }
 
     #[test]

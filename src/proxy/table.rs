@@ -74,6 +74,12 @@ impl RouteTable {
             if !r.path_prefix.starts_with('/') {
                 return Err((key("path_prefix"), "must start with /".into()));
             }
+            // requests are matched on their normalised path, so a prefix must be normalised too
+            match super::path::normalize(&r.path_prefix) {
+                Ok(n) if n == r.path_prefix => {}
+                Ok(n) => return Err((key("path_prefix"), format!("must be written as {n:?} (normalised)"))),
+                Err(e) => return Err((key("path_prefix"), e.to_string())),
+            }
             for (j, h) in r.hosts.iter().enumerate() {
                 let h = normalize_host(h).map_err(|e| (key(&format!("hosts[{j}]")), e))?;
                 let (map, name) = match h.strip_prefix("*.") {
@@ -162,6 +168,12 @@ impl RouteTable {
     }
 
     /// Whether any route claims `host` (for any path).
+    /// The routes serving `host` (its exact entry, else its wildcard), longest path prefix first.
+    pub fn host_routes(&self, host: &str) -> impl Iterator<Item = usize> + '_ {
+        let list = self.exact.get(host).or_else(|| self.wildcard.get(host.split_once('.')?.1));
+        list.into_iter().flatten().map(|(_, i)| *i)
+    }
+
     pub fn has_host(&self, host: &str) -> bool {
         self.exact.contains_key(host) || host.split_once('.').is_some_and(|(_, p)| self.wildcard.contains_key(p))
     }

@@ -5,13 +5,17 @@
 //! 1. a pending TLS-ALPN-01 challenge for that name, when the client offers only `acme-tls/1`;
 //! 2. a valid ACME certificate for the name (exact, then `*.parent`);
 //! 3. with `tls.internal_ca`: an internal-CA certificate, issued on demand for names hearth serves — route hosts,
-//!    `server.admin_hosts`, local names (`localhost`, this host, `*.local`, `*.home.arpa`, `*.lan`, `*.internal`,
-//!    `dns.local_domains`) and IP addresses — and cached until two thirds of its lifetime;
+//!    `server.admin_hosts`, names of `dns.records`, the default names (`localhost`, this host, `<host>.local`,
+//!    `hearth.local`, the box's addresses) — when they lie inside the root's name constraints ([`ca::Constraints`]),
+//!    and cached until two thirds of its lifetime; the chain is leaf + intermediate;
 //! 4. otherwise the default certificate (internal-CA issued for the default names, or self-signed when the
 //!    internal CA is off).
 //!
 //! Invariant: issuance on demand is bounded (only names hearth serves, at most `MAX_INTERNAL` cached) so that
 //! random SNI values cannot make hearth mint certificates without end.
+//! Invariant: no lock shared between names is held while a certificate is issued in the handshake: each name has
+//! its own slot (single flight per name); the slot map's lock is held only to find or add a slot.
+//! Invariant: what the policy allows ⊆ the root's constraints; a changed set replaces root and intermediate.
 
 pub mod acme;
 pub mod ca;
@@ -21,10 +25,11 @@ pub mod renewal;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -45,6 +50,8 @@ pub enum TlsError {
     Pem { path: String, reason: String },
     #[error("certificate: {0}")]
     Parse(String),
+    #[error("{0} is outside the names hearth's internal CA may certify")]
+    NotPermitted(String),
 }
 
 pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
@@ -137,26 +144,33 @@ pub fn lan_address() -> Option<IpAddr> {
     s.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
 }
 
-/// Which names may get an internal certificate, and the names of the default certificate.
+/// Which names may get an internal certificate, the names of the default certificate, and what the internal CA's
+/// root may certify.
+///
+/// Invariant: every name [`NamePolicy::allows`] and every default name is inside `constraints`, so hearth never
+/// issues a certificate that its own root's name constraints make clients reject.
 #[derive(Debug, Clone, Default)]
 pub struct NamePolicy {
     pub internal_ca: bool,
     pub lifetime: Duration,
-    /// exact hosts and `*.parent` hosts of routes
+    /// Names hearth serves or answers for, exact or `*.parent`: route hosts, `server.admin_hosts`, the names of
+    /// `dns.records`.
     pub hosts: Vec<String>,
-    pub local_suffixes: Vec<String>,
+    /// The default certificate's names: `localhost`, this host (`<host>`, `<host>.local`, `hearth.local`), the box's
+    /// addresses, the admin hosts. They may also get their own certificate.
     pub default_names: Vec<String>,
+    /// The internal root's name constraints.
+    pub constraints: ca::Constraints,
 }
 
 impl NamePolicy {
     pub fn from_config(c: &crate::config::Config) -> NamePolicy {
-        let mut hosts: Vec<String> = c.server.admin_hosts.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+        let norm = |h: &String| h.trim().trim_end_matches('.').to_ascii_lowercase();
+        let mut hosts: Vec<String> = c.server.admin_hosts.iter().map(norm).collect();
         for r in &c.proxy.routes {
-            hosts.extend(r.hosts.iter().map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase()));
+            hosts.extend(r.hosts.iter().map(norm));
         }
-        let mut local_suffixes: Vec<String> =
-            ["local", "home.arpa", "lan", "internal", "localhost"].iter().map(|s| s.to_string()).collect();
-        local_suffixes.extend(c.dns.local_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()));
+        hosts.extend(c.dns.records.iter().map(|r| norm(&r.name)));
         let mut default_names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into(), "hearth.local".into()];
         let host = ca_host_name();
         if !host.is_empty() {
@@ -174,28 +188,43 @@ impl NamePolicy {
         if let Some(ip) = lan_address() {
             default_names.push(ip.to_string());
         }
-        default_names.extend(c.server.admin_hosts.iter().cloned());
+        default_names.extend(c.server.admin_hosts.iter().map(norm));
         let mut seen = std::collections::HashSet::new();
         default_names.retain(|n| seen.insert(n.clone()));
+
+        // what the root may certify: the local suffixes and private networks, and beyond them only what hearth
+        // itself serves under a name of its own: this host, its addresses, the admin hosts, routes with tls = "internal"
+        let mut permitted: Vec<String> =
+            ca::LOCAL_SUFFIXES.iter().chain(ca::PRIVATE_NETWORKS.iter()).map(|s| s.to_string()).collect();
+        permitted.extend(c.dns.local_domains.iter().map(norm));
+        permitted.extend(default_names.iter().cloned());
+        // routes whose certificates come from hearth: tls = "internal", and the local names (addresses among them)
+        // that tls = "acme" leaves to the internal CA
+        for r in &c.proxy.routes {
+            let hosts = r.hosts.iter().map(norm);
+            match r.tls {
+                crate::config::RouteTls::Internal => permitted.extend(hosts),
+                crate::config::RouteTls::Acme => permitted
+                    .extend(hosts.filter(|h| acme::is_local_name(h.trim_start_matches("*."), &c.dns.local_domains))),
+                crate::config::RouteTls::None => {}
+            }
+        }
         NamePolicy {
             internal_ca: c.tls.internal_ca,
             lifetime: c.tls.internal_lifetime.as_std(),
             hosts,
-            local_suffixes,
             default_names,
+            constraints: ca::Constraints::new(permitted),
         }
     }
 
-    /// Whether `name` may get its own internal certificate.
+    /// Whether `name` may get its own internal certificate: a name hearth serves, inside the root's constraints.
+    /// Names hearth merely could answer (any `*.home.arpa`) do not: random SNI values must not mint certificates.
     pub fn allows(&self, name: &str) -> bool {
-        if name.parse::<IpAddr>().is_ok() || self.default_names.iter().any(|d| d == name) {
-            return true;
-        }
         let parent = name.split_once('.').map(|(_, p)| p).unwrap_or("");
-        if self.hosts.iter().any(|h| h == name || h.strip_prefix("*.") == Some(parent)) {
-            return true;
-        }
-        self.local_suffixes.iter().any(|s| name == s || name.ends_with(&format!(".{s}")))
+        let served = self.default_names.iter().any(|d| d == name)
+            || self.hosts.iter().any(|h| h == name || h.strip_prefix("*.") == Some(parent));
+        served && self.constraints.permits(name)
     }
 }
 
@@ -203,14 +232,26 @@ fn ca_host_name() -> String {
     std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
 }
 
+/// One name's on-demand certificate: its own lock, so a handshake waits only for an issuance of the same name.
+type Slot = Mutex<Option<(Arc<CertifiedKey>, SystemTime)>>;
+
+/// What a config gives the resolver, swapped as a whole: a new policy starts with no cached leaves.
+struct Active {
+    policy: NamePolicy,
+    ca: Option<Arc<ca::InternalCa>>,
+    /// name → its slot; this map's lock is held only to find or add a slot, never while issuing
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
 /// The certificate store and SNI resolver shared by the HTTPS and DoT listeners.
 pub struct Certs {
-    ca: ArcSwapOption<ca::InternalCa>,
-    policy: ArcSwap<NamePolicy>,
+    active: ArcSwap<Active>,
+    /// serialises `set_policy` (CA replacement); never taken in a handshake
+    update: Mutex<()>,
     acme: RwLock<HashMap<String, Arc<CertifiedKey>>>,
-    internal: Mutex<HashMap<String, (Arc<CertifiedKey>, SystemTime)>>,
     challenges: Mutex<HashMap<String, Arc<CertifiedKey>>>,
     default: ArcSwap<CertifiedKey>,
+    issued: AtomicU64,
 }
 
 impl std::fmt::Debug for Certs {
@@ -225,23 +266,26 @@ impl Certs {
         let (chain, key) = crate::http::tls::load_or_create(&data_dir.join("tls"))?;
         let selfsigned = Arc::new(certified_key(chain, &key)?);
         let certs = Certs {
-            ca: ArcSwapOption::empty(),
-            policy: ArcSwap::from_pointee(NamePolicy::default()),
+            active: ArcSwap::from_pointee(Active { policy: NamePolicy::default(), ca: None, slots: Mutex::default() }),
+            update: Mutex::default(),
             acme: RwLock::default(),
-            internal: Mutex::default(),
             challenges: Mutex::default(),
             default: ArcSwap::new(selfsigned),
+            issued: AtomicU64::new(0),
         };
         certs.set_policy(data_dir, policy)?;
         Ok(certs)
     }
 
-    /// A new config: load the CA when it is switched on, re-issue the default certificate, forget cached leaves.
+    /// A new config: load the CA when it is switched on — replacing root and intermediate when the constraints
+    /// changed —, re-issue the default certificate, forget cached leaves.
     pub fn set_policy(&self, data_dir: &Path, policy: NamePolicy) -> Result<(), TlsError> {
-        if policy.internal_ca && self.ca.load().is_none() {
-            self.ca.store(Some(Arc::new(ca::InternalCa::load_or_create(&data_dir.join("ca"))?)));
+        let _serial = self.update.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ca = self.active.load().ca.clone();
+        if policy.internal_ca && ca.as_ref().is_none_or(|c| c.constraints != policy.constraints) {
+            ca = Some(Arc::new(ca::InternalCa::load_or_create(&data_dir.join("ca"), &policy.constraints)?));
         }
-        let default = match (&*self.ca.load(), policy.internal_ca) {
+        let default = match (&ca, policy.internal_ca) {
             (Some(ca), true) => {
                 let (chain, key) = ca.issue(&policy.default_names, policy.lifetime)?;
                 Arc::new(certified_key(chain, &key)?)
@@ -252,13 +296,18 @@ impl Certs {
             }
         };
         self.default.store(default);
-        self.policy.store(Arc::new(policy));
-        self.internal.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.active.store(Arc::new(Active { policy, ca, slots: Mutex::default() }));
         Ok(())
     }
 
+    /// The internal root (PEM) that devices trust, once the internal CA has been loaded.
     pub fn root_pem(&self) -> Option<String> {
-        self.ca.load().as_ref().map(|c| c.root_pem.clone())
+        self.active.load().ca.as_ref().map(|c| c.root_pem.clone())
+    }
+
+    /// How many certificates the internal CA issued on demand (the default certificates not counted).
+    pub fn internal_issued(&self) -> u64 {
+        self.issued.load(Ordering::Relaxed)
     }
 
     pub fn set_acme(&self, name: &str, key: Arc<CertifiedKey>) {
@@ -286,15 +335,35 @@ impl Certs {
         m.get(&format!("*.{parent}")).cloned()
     }
 
+    /// The name's slot in `active`, added when missing (the map stays under `MAX_INTERNAL` entries).
+    fn slot(active: &Active, name: &str, now: SystemTime) -> Arc<Slot> {
+        let mut slots = active.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = slots.get(name) {
+            return s.clone();
+        }
+        if slots.len() >= MAX_INTERNAL {
+            // keep the slots still valid and those being issued right now (locked)
+            slots.retain(|_, s| s.try_lock().map_or(true, |g| g.as_ref().is_some_and(|(_, at)| now < *at)));
+            if slots.len() >= MAX_INTERNAL {
+                slots.clear();
+            }
+        }
+        slots.entry(name.to_string()).or_default().clone()
+    }
+
+    /// An internal certificate for `name`, issued on first use under that name's own lock (single flight: two
+    /// handshakes for one new name issue once; handshakes for other names never wait for it).
     fn internal_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        let policy = self.policy.load();
+        let active = self.active.load_full();
+        let policy = &active.policy;
         if !policy.internal_ca || !policy.allows(name) {
             return None;
         }
-        let ca = self.ca.load_full()?;
+        let ca = active.ca.clone()?;
         let now = SystemTime::now();
-        let mut cache = self.internal.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((k, replace_at)) = cache.get(name)
+        let slot = Certs::slot(&active, name, now);
+        let mut cached = slot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((k, replace_at)) = &*cached
             && now < *replace_at
         {
             return Some(k.clone());
@@ -302,13 +371,8 @@ impl Certs {
         match ca.issue(&[name.to_string()], policy.lifetime).and_then(|(chain, key)| certified_key(chain, &key)) {
             Ok(k) => {
                 let k = Arc::new(k);
-                if cache.len() >= MAX_INTERNAL {
-                    cache.retain(|_, (_, at)| now < *at);
-                    if cache.len() >= MAX_INTERNAL {
-                        cache.clear();
-                    }
-                }
-                cache.insert(name.to_string(), (k.clone(), now + policy.lifetime * 2 / 3));
+                *cached = Some((k.clone(), now + policy.lifetime * 2 / 3));
+                self.issued.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("hearth_tls_internal_issued_total").increment(1);
                 Some(k)
             }
@@ -358,13 +422,24 @@ mod tests {
     use super::*;
 
     fn policy() -> NamePolicy {
-        NamePolicy {
+        let mut p = NamePolicy {
             internal_ca: true,
             lifetime: Duration::from_secs(3600),
-            hosts: vec!["app.example.com".into(), "*.svc.example.com".into()],
-            local_suffixes: vec!["home.arpa".into()],
-            default_names: vec!["localhost".into()],
-        }
+            hosts: vec![
+                "app.example.com".into(),
+                "*.svc.example.com".into(),
+                "nas.home.arpa".into(),
+                "other.home.arpa".into(),
+                "public.example.org".into(),
+            ],
+            default_names: vec!["localhost".into(), "127.0.0.1".into()],
+            constraints: ca::Constraints::default(),
+        };
+        let mut permitted: Vec<String> =
+            ca::LOCAL_SUFFIXES.iter().chain(ca::PRIVATE_NETWORKS.iter()).map(|s| s.to_string()).collect();
+        permitted.extend(["app.example.com".into(), "*.svc.example.com".into()]);
+        p.constraints = ca::Constraints::new(permitted);
+        p
     }
 
     #[test]
@@ -374,8 +449,88 @@ mod tests {
         assert!(p.allows("x.svc.example.com"));
         assert!(!p.allows("a.x.svc.example.com"));
         assert!(p.allows("nas.home.arpa"));
-        assert!(p.allows("10.1.2.3"));
+        assert!(p.allows("localhost") && p.allows("127.0.0.1"));
+        assert!(!p.allows("random.home.arpa"), "a local name nobody serves");
+        assert!(!p.allows("10.1.2.3"), "an address that is not the box's");
         assert!(!p.allows("random.example.org"));
+        assert!(!p.allows("public.example.org"), "served, but outside the root's constraints (an ACME route)");
+    }
+
+    #[test]
+    fn the_policy_of_a_config_stays_inside_the_constraints() {
+        let mut c = crate::config::Config::default();
+        c.server.admin_hosts = vec!["Hearth.Example.net".into()];
+        c.dns.local_domains = vec!["corp.test".into()];
+        c.dns.records = vec![
+            crate::config::DnsRecord {
+                name: "printer.home.arpa".into(),
+                r#type: "A".into(),
+                value: "192.168.1.9".into(),
+                ttl: crate::config::Duration::from_secs(60),
+            },
+            crate::config::DnsRecord {
+                name: "ads.example.test".into(),
+                r#type: "A".into(),
+                value: "10.9.9.9".into(),
+                ttl: crate::config::Duration::from_secs(60),
+            },
+        ];
+        let route = |hosts: &[&str], tls| crate::config::ProxyRoute {
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            tls,
+            ..Default::default()
+        };
+        use crate::config::RouteTls;
+        c.proxy.routes = vec![
+            route(&["app.home.arpa", "*.apps.example.net"], RouteTls::Internal),
+            route(&["www.example.com"], RouteTls::Acme),
+            route(&["media.lan"], RouteTls::Acme),
+            route(&["203.0.113.80"], RouteTls::Acme),
+            route(&["198.51.100.1", "plain.example.com"], RouteTls::None),
+        ];
+        let p = NamePolicy::from_config(&c);
+        let k = &p.constraints;
+        for d in [
+            "home.arpa",
+            "local",
+            "lan",
+            "internal",
+            "localhost",
+            "corp.test",
+            "hearth.example.net",
+            "apps.example.net",
+        ] {
+            assert!(k.dns.contains(&d.to_string()), "{d} in {:?}", k.dns);
+        }
+        assert!(!k.permits("www.example.com"), "ACME routes are not the internal CA's");
+        assert!(!k.permits("ads.example.test"), "a local record for a public name does not widen the root");
+        for ip in ca::PRIVATE_NETWORKS {
+            assert!(k.ip.contains(&ip.to_string()), "{ip}");
+        }
+        for n in [
+            "app.home.arpa",
+            "x.apps.example.net",
+            "hearth.example.net",
+            "printer.home.arpa",
+            "media.lan",
+            "localhost",
+            "203.0.113.80",
+        ] {
+            assert!(p.allows(n), "{n}");
+        }
+        for n in [
+            "www.example.com",
+            "ads.example.test",
+            "nobody.home.arpa",
+            "y.x.apps.example.net",
+            "198.51.100.1",
+            "plain.example.com",
+        ] {
+            assert!(!p.allows(n), "{n}");
+        }
+        for n in &p.default_names {
+            assert!(k.permits(n), "default name {n} inside the constraints");
+        }
     }
 
     #[test]
@@ -383,18 +538,106 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let certs = Certs::new(dir.path(), policy()).unwrap();
         let default = certs.pick(None, false);
+        assert_eq!(default.cert.len(), 2, "leaf + intermediate");
         assert!(Arc::ptr_eq(&default, &certs.pick(Some("random.example.org"), false)));
         let internal = certs.pick(Some("nas.home.arpa"), false);
         assert!(!Arc::ptr_eq(&default, &internal));
         assert!(Arc::ptr_eq(&internal, &certs.pick(Some("NAS.home.arpa."), false)), "cached");
         let info = cert_info(&internal.cert[0]).unwrap();
         assert_eq!(info.names, ["nas.home.arpa"]);
-        assert!(info.issuer.contains("hearth"));
+        assert!(info.issuer.contains("hearth Intermediate CA"), "{}", info.issuer);
         let acme = certs.pick(Some("other.home.arpa"), false);
         certs.set_acme("*.svc.example.com", acme.clone());
         assert!(Arc::ptr_eq(&acme, &certs.pick(Some("x.svc.example.com"), false)), "wildcard ACME certificate");
         certs.set_challenge("app.example.com", Some(default.clone()));
         assert!(Arc::ptr_eq(&default, &certs.pick(Some("app.example.com"), true)), "TLS-ALPN-01 answer");
         assert!(!Arc::ptr_eq(&default, &certs.pick(Some("app.example.com"), false)));
+        // /ca.crt serves the root, not the intermediate that signs the leaves
+        let root = certs.root_pem().unwrap();
+        let root_der = CertificateDer::from_pem_slice(root.as_bytes()).unwrap();
+        assert_ne!(root_der, internal.cert[1]);
+        assert!(cert_info(&root_der).unwrap().issuer.contains("hearth Local CA"));
+    }
+
+    #[test]
+    fn concurrent_handshakes_for_one_new_name_issue_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::new(dir.path(), policy()).unwrap();
+        let n = 16;
+        let barrier = std::sync::Barrier::new(n);
+        let keys: Vec<Arc<CertifiedKey>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        certs.pick(Some("x.svc.example.com"), false)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(certs.internal_issued(), 1, "one issuance for {n} handshakes");
+        assert!(keys.iter().all(|k| Arc::ptr_eq(k, &keys[0])));
+        assert_eq!(cert_info(&keys[0].cert[0]).unwrap().names, ["x.svc.example.com"]);
+
+        // names outside the policy issue nothing, however many handshakes ask
+        let default = certs.pick(None, false);
+        for name in ["random.example.org", "www.google.com", "nobody.home.arpa", "10.1.2.3", "public.example.org"] {
+            assert!(Arc::ptr_eq(&default, &certs.pick(Some(name), false)), "{name}");
+        }
+        assert_eq!(certs.internal_issued(), 1);
+        assert_eq!(certs.active.load().slots.lock().unwrap().len(), 1, "no slot for refused names");
+    }
+
+    #[test]
+    fn an_issuance_in_progress_blocks_only_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = Certs::new(dir.path(), policy()).unwrap();
+        // hold app.example.com's slot as an issuance in progress would
+        let active = certs.active.load_full();
+        let slot = Certs::slot(&active, "app.example.com", SystemTime::now());
+        let held = slot.lock().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = &certs;
+        std::thread::scope(|s| {
+            s.spawn(|| tx.send(c.pick(Some("nas.home.arpa"), false)).unwrap());
+            let other = rx.recv_timeout(Duration::from_secs(10)).expect("another name is not held up");
+            assert_eq!(cert_info(&other.cert[0]).unwrap().names, ["nas.home.arpa"]);
+            let (tx2, rx2) = std::sync::mpsc::channel();
+            s.spawn(move || tx2.send(c.pick(Some("app.example.com"), false)).unwrap());
+            assert!(rx2.recv_timeout(Duration::from_millis(300)).is_err(), "the same name waits for the issuance");
+            drop(held);
+            let same = rx2.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(cert_info(&same.cert[0]).unwrap().names, ["app.example.com"]);
+        });
+        assert_eq!(certs.internal_issued(), 2);
+    }
+
+    #[test]
+    fn a_changed_constraint_set_replaces_the_root_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = policy();
+        let certs = Certs::new(dir.path(), p.clone()).unwrap();
+        let first = certs.root_pem().unwrap();
+        let cached = certs.pick(Some("nas.home.arpa"), false);
+        certs.set_policy(dir.path(), p.clone()).unwrap();
+        assert_eq!(certs.root_pem().unwrap(), first, "same constraints: same root");
+        let mut q = p.clone();
+        q.hosts.push("admin.example.org".into());
+        q.constraints = ca::Constraints::new(
+            q.constraints.dns.iter().chain(&q.constraints.ip).cloned().chain(["admin.example.org".to_string()]),
+        );
+        certs.set_policy(dir.path(), q).unwrap();
+        let second = certs.root_pem().unwrap();
+        assert_ne!(second, first);
+        assert_eq!(std::fs::read_to_string(dir.path().join("ca/root.crt.old")).unwrap(), first);
+        let fresh = certs.pick(Some("nas.home.arpa"), false);
+        assert!(!Arc::ptr_eq(&cached, &fresh), "leaves of the old intermediate are forgotten");
+        assert!(
+            cert_info(&certs.pick(Some("admin.example.org"), false).cert[0]).unwrap().names == ["admin.example.org"]
+        );
+        // and a restart with the same policy keeps it
+        let again = Certs::new(dir.path(), certs.active.load().policy.clone()).unwrap();
+        assert_eq!(again.root_pem().unwrap(), second);
     }
 }

@@ -224,12 +224,18 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).build().unwrap()
 }
 
+/// The one-time setup code hearth wrote to its data dir at start (while no admin exists).
+pub fn setup_code(inst: &Instance) -> String {
+    let path = inst.dir.path().join("data/setup-code");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_string()
+}
+
 /// Create the admin, log in, return (client with session cookie, csrf token).
 pub async fn admin_session(inst: &Instance) -> (reqwest::Client, String) {
     let c = client();
     let r = c
         .post(inst.url("/api/v1/setup"))
-        .json(&serde_json::json!({"username": "admin", "password": "correct horse"}))
+        .json(&serde_json::json!({"username": "admin", "password": "correct horse", "setup_code": setup_code(inst)}))
         .send()
         .await
         .unwrap();

@@ -7,6 +7,9 @@
 #   insecure.test unsigned delegation (no DS in test.)
 #   bad.test      signed, the signature of www.bad.test corrupted
 #   expired.test  signed with signatures that expired in 2020
+#   rebind.test   unsigned, served from a *public* address (198.18.0.53, on lo; the leaf server listens there too):
+#                 www A 192.168.1.1 (DNS rebinding), pub A 192.0.2.20, and sub.rebind.test delegated to
+#                 ns.sub.rebind.test with loopback glue 127.0.1.2 (the TLD server, which serves sub.rebind.test)
 # Writes named-{root,tld,leaf}.conf, root.ds (the trust anchor) and root.hints. Usage: mktree.sh DIR
 set -eu
 D=$(cd "$1" && pwd)
@@ -90,6 +93,23 @@ awk '
   sig == 1 && / bad\.test\.$/ { sig = 2 }
   { print }' bad.test.zone.signed > bad.tmp && mv bad.tmp bad.test.zone.signed
 
+cat > rebind.test.zone <<Z
+\$ORIGIN rebind.test.
+$SOA
+@ 3600 IN NS ns.pub.test.
+www 3600 IN A 192.168.1.1
+pub 3600 IN A 192.0.2.20
+sub 3600 IN NS ns.sub
+ns.sub 3600 IN A 127.0.1.2
+Z
+cat > sub.rebind.test.zone <<Z
+\$ORIGIN sub.rebind.test.
+$SOA
+@ 3600 IN NS ns
+ns 3600 IN A 127.0.1.2
+www 3600 IN A 192.0.2.21
+Z
+
 cat > test.zone <<Z
 \$ORIGIN test.
 $SOA
@@ -102,6 +122,8 @@ optout 3600 IN NS ns.leaf.test.
 insecure 3600 IN NS ns.leaf.test.
 bad 3600 IN NS ns.leaf.test.
 expired 3600 IN NS ns.leaf.test.
+rebind 3600 IN NS ns.pub.test.
+ns.pub 3600 IN A 198.18.0.53
 $DS_SECURE
 $DS_NSEC3
 $DS_OPTOUT
@@ -134,5 +156,5 @@ conf() { # name address zones...
     } > "named-$name.conf"
 }
 conf root 127.0.1.1 root
-conf tld 127.0.1.2 test
-conf leaf 127.0.1.3 secure.test nsec3.test optout.test child.optout.test insecure.test bad.test expired.test
+conf tld 127.0.1.2 test sub.rebind.test
+conf leaf "127.0.1.3; 198.18.0.53" secure.test nsec3.test optout.test child.optout.test insecure.test bad.test expired.test rebind.test

@@ -78,14 +78,44 @@ export interface SessionView {
   via: 'session' | 'token';
   csrf_token: string | null;
   expires_at: number | null;
+  /** This session's public id (as in the sessions list). */
+  session_id?: string;
+  scopes?: Scope[];
 }
+/** What an API token may do; `admin` is everything. */
+export type Scope = 'admin' | 'memory' | 'metrics' | 'dns:read';
+export const SCOPES: { scope: Scope; label: string; help: string }[] = [
+  { scope: 'admin', label: 'admin', help: 'everything, like a logged-in admin' },
+  { scope: 'memory', label: 'memory', help: 'embeddings (/v1/*, /api/v1/embed) and collections' },
+  { scope: 'metrics', label: 'metrics', help: 'GET /metrics (Prometheus)' },
+  { scope: 'dns:read', label: 'dns:read', help: 'read the query log, DNS stats, lists and upstreams' },
+];
 export interface TokenInfo {
   id: number;
   name: string;
   prefix: string;
+  scopes: Scope[];
   created_by: string;
   created_at: number;
   last_used_at: number | null;
+}
+export interface SessionListing {
+  /** Public id (a prefix of the stored hash, never the secret). */
+  id: string;
+  user: string;
+  kind: 'admin' | 'forward';
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  client: string;
+  user_agent: string;
+  current: boolean;
+}
+export interface SetupState {
+  needs_setup: boolean;
+  /** Where the one-time setup code is kept while setup is needed. */
+  setup_code_file?: string;
+  port53_held_by_resolved?: boolean;
 }
 export interface QueryEntry {
   id: number;

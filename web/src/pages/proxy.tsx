@@ -33,7 +33,9 @@ const split = (s: string) =>
     .map((x) => x.trim())
     .filter(Boolean);
 
-function RouteForm({ initial, index, saved, cancel }: { initial: Draft; index: number | null; saved: () => void; cancel?: () => void }) {
+// `base` is the route as hearth has it: the form edits six of its keys and sends the whole route back, so keys the
+// form does not show (auth, headers, limits, timeouts, …) are kept; secrets come back redacted and the API keeps them.
+function RouteForm({ initial, base, index, saved, cancel }: { initial: Draft; base?: ProxyRoute; index: number | null; saved: () => void; cancel?: () => void }) {
   const [d, setD] = useState<Draft>(initial);
   const [error, setError] = useState('');
   const [test, setTest] = useState('');
@@ -44,7 +46,7 @@ function RouteForm({ initial, index, saved, cancel }: { initial: Draft; index: n
     e.preventDefault();
     setError('');
     setBusy(true);
-    const body = { hosts: split(d.hosts), path_prefix: d.path_prefix || '/', upstreams: split(d.upstreams), tls: d.tls, strategy: d.strategy, health_path: d.health_path };
+    const body = { ...(base ?? {}), hosts: split(d.hosts), path_prefix: d.path_prefix || '/', upstreams: split(d.upstreams), tls: d.tls, strategy: d.strategy, health_path: d.health_path };
     try {
       if (index === null) await api('POST', '/api/v1/proxy/routes', body);
       else await api('PUT', `/api/v1/proxy/routes/${index}`, body);
@@ -195,6 +197,7 @@ export function Proxy() {
                     <td colSpan={4}>
                       <RouteForm
                         initial={toDraft(r.route)}
+                        base={r.route}
                         index={r.index}
                         saved={() => {
                           setEditing(null);

@@ -1,7 +1,149 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, ConfigChange, ConfigView } from '../api';
+import { api, ApiError, ConfigChange, ConfigView, SessionListing } from '../api';
 import { Port53 } from '../port53';
 import { Alert } from '../alert';
+import { ago, date } from '../format';
+
+// Where a session's browser is, in a few words: "Firefox on Linux" from its user agent.
+function browserOf(ua: string): string {
+  if (!ua) return 'unknown client';
+  const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /Chrom(e|ium)\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : ua.split(/[ /]/)[0];
+  const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /Linux/.test(ua) ? 'Linux' : '';
+  return os ? `${browser} on ${os}` : browser;
+}
+
+// Sessions: every live login (admin UI and forward-auth logins of proxied sites), each revocable.
+function Sessions() {
+  const [list, setList] = useState<SessionListing[] | null>(null);
+  const [error, setError] = useState('');
+  const load = () =>
+    api<SessionListing[]>('GET', '/api/v1/auth/sessions')
+      .then(setList)
+      .catch((e: ApiError) => setError(e.message));
+  useEffect(() => {
+    load();
+  }, []);
+
+  async function revoke(s: SessionListing) {
+    const what = s.current ? 'This is your current session: you will be logged out.' : `${s.user} on ${browserOf(s.user_agent)} is logged out at once.`;
+    if (!confirm(`Revoke this session? ${what}`)) return;
+    setError('');
+    try {
+      await api('DELETE', `/api/v1/auth/sessions/${s.id}`);
+      if (s.current) window.dispatchEvent(new Event('hearth:unauthenticated'));
+      else load();
+    } catch (err) {
+      setError((err as ApiError).message);
+    }
+  }
+
+  return (
+    <section class="card">
+      <h2>Sessions</h2>
+      <p class="muted">Everyone logged in: to this admin UI, or through the login form of a proxied site (forward auth).</p>
+      <Alert>{error}</Alert>
+      {list === null ? (
+        <p>Loading…</p>
+      ) : (
+        <table class="table" data-testid="sessions">
+          <thead>
+            <tr>
+              <th scope="col">User</th>
+              <th scope="col">Client</th>
+              <th scope="col">Kind</th>
+              <th scope="col">Logged in</th>
+              <th scope="col">Last seen</th>
+              <th scope="col">Expires</th>
+              <th scope="col">
+                <span class="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {list.map((s) => (
+              <tr data-session={s.id} data-current={s.current ? 'true' : undefined}>
+                <th scope="row">
+                  {s.user} {s.current && <span class="badge ready">this session</span>}
+                </th>
+                <td data-label="Client" title={s.user_agent}>
+                  {browserOf(s.user_agent)} · {s.client || '?'}
+                </td>
+                <td data-label="Kind">{s.kind === 'admin' ? 'admin UI' : 'proxied site'}</td>
+                <td data-label="Logged in" title={date(s.created_at)}>
+                  {ago(s.created_at)}
+                </td>
+                <td data-label="Last seen" title={date(s.last_seen_at)}>
+                  {ago(s.last_seen_at)}
+                </td>
+                <td data-label="Expires">{date(s.expires_at)}</td>
+                <td>
+                  <button class="danger ghost" onClick={() => revoke(s)} aria-label={`Revoke session ${s.id} of ${s.user}${s.current ? ' (this session)' : ''}`}>
+                    Revoke
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+// Change the logged-in user's password: every session of the user ends (this one too); optionally its tokens.
+function Password() {
+  const [form, setForm] = useState({ current: '', next: '', confirm: '', revoke: false });
+  const [error, setError] = useState('');
+  const [busy, setBusy] = useState(false);
+
+  async function submit(e: Event) {
+    e.preventDefault();
+    setError('');
+    if (form.next.length < 8) return setError('The new password needs at least 8 characters.');
+    if (form.next !== form.confirm) return setError('The two new passwords differ.');
+    setBusy(true);
+    try {
+      await api('POST', '/api/v1/auth/password', { current_password: form.current, new_password: form.next, revoke_tokens: form.revoke });
+      window.dispatchEvent(new Event('hearth:unauthenticated'));
+    } catch (err) {
+      setError((err as ApiError).message);
+    } finally {
+      setBusy(false);
+    }
+  }
+  const set = (k: 'current' | 'next' | 'confirm') => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
+
+  return (
+    <form class="card" onSubmit={submit} aria-label="Change password">
+      <h2>Password</h2>
+      <p class="muted">Changing your password logs you out everywhere, here too: log in again with the new one.</p>
+      <div class="grid2">
+        <label>
+          Current password
+          <input name="current-password" type="password" value={form.current} onInput={set('current')} autoComplete="current-password" required />
+        </label>
+        <label>
+          New password <span class="muted">(at least 8 characters)</span>
+          <input name="new-password" type="password" value={form.next} onInput={set('next')} autoComplete="new-password" required />
+        </label>
+        <label>
+          Repeat the new password
+          <input name="confirm-password" type="password" value={form.confirm} onInput={set('confirm')} autoComplete="new-password" required />
+        </label>
+      </div>
+      <label class="check">
+        <input type="checkbox" name="revoke-tokens" checked={form.revoke} onChange={(e) => setForm({ ...form, revoke: e.currentTarget.checked })} />
+        Also revoke API tokens created by this user?
+      </label>
+      <Alert>{error}</Alert>
+      <div class="row">
+        <button type="submit" disabled={busy}>
+          {busy ? 'Changing…' : 'Change password'}
+        </button>
+      </div>
+    </form>
+  );
+}
 
 // Settings edit hearth.toml through the API: validated, applied live, written back keeping comments.
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
@@ -107,6 +249,8 @@ export function Settings() {
         </div>
       </form>
       <Port53 />
+      <Sessions />
+      <Password />
       <section class="card">
         <h2>Configuration file</h2>
         <p>

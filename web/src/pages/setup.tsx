@@ -1,29 +1,40 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
-import { api, ApiError } from '../api';
+import { api, ApiError, SetupState } from '../api';
 import { Alert } from '../alert';
 
-// First-run wizard: explain, then create the admin account.
+// First-run wizard: explain, then create the admin account with the one-time setup code hearth printed at start.
 export function Setup({ done, themeButton, port53 }: { done: () => void; themeButton: ComponentChildren; port53?: boolean }) {
   const [step, setStep] = useState(0);
+  const [code, setCode] = useState('');
+  const [codeFile, setCodeFile] = useState<string | undefined>(undefined);
   const [username, setUsername] = useState('admin');
   const [password, setPassword] = useState('');
   const [confirm, setConfirm] = useState('');
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
 
+  useEffect(() => {
+    api<SetupState>('GET', '/api/v1/setup')
+      .then((s) => setCodeFile(s.setup_code_file))
+      .catch(() => undefined);
+  }, []);
+
   async function submit(e: Event) {
     e.preventDefault();
     setError('');
+    if (!code.trim()) return setError('Enter the setup code (see where to find it above).');
     if (password.length < 8) return setError('The password needs at least 8 characters.');
     if (password !== confirm) return setError('The two passwords differ.');
     setBusy(true);
     try {
-      await api('POST', '/api/v1/setup', { username, password });
+      await api('POST', '/api/v1/setup', { username, password, setup_code: code });
       setStep(2);
     } catch (err) {
       const e = err as ApiError;
-      setError(e.status === 409 ? 'An admin account already exists: log in instead.' : e.message);
+      if (e.code === 'invalid_setup_code') setError('That setup code is wrong. Check it against the log or the file and try again.');
+      else if (e.code === 'setup_code_required') setError('Enter the setup code (see where to find it above).');
+      else setError(e.status === 409 ? 'An admin account already exists: log in instead.' : e.message);
       if (e.status === 409) done();
     } finally {
       setBusy(false);
@@ -63,9 +74,45 @@ export function Setup({ done, themeButton, port53 }: { done: () => void; themeBu
         )}
         {step === 1 && (
           <form onSubmit={submit}>
+            <div class="muted" data-testid="setup-code-help">
+              <p>
+                To prove this is your hearth, enter the one-time <strong>setup code</strong> it made when it started. Find it in
+                one of these places:
+              </p>
+              <ul>
+                <li>
+                  in hearth's log: <code>journalctl -u hearth | grep setup</code>
+                </li>
+                <li>
+                  over SSH: <code>sudo hearth admin setup-code --config /etc/hearth/hearth.toml</code>
+                </li>
+                <li>
+                  on the Raspberry Pi image: the file <code>hearth-setup-code.txt</code> on the SD card's boot partition
+                </li>
+                {codeFile && (
+                  <li>
+                    on this machine: the file <code>{codeFile}</code>
+                  </li>
+                )}
+              </ul>
+            </div>
+            <label>
+              Setup code
+              <input
+                name="setup_code"
+                value={code}
+                onInput={(e) => setCode(e.currentTarget.value)}
+                placeholder="XXXX-XXXX-XXXX"
+                autoComplete="off"
+                spellcheck={false}
+                autoCapitalize="characters"
+                required
+                autoFocus
+              />
+            </label>
             <label>
               User name
-              <input name="username" value={username} onInput={(e) => setUsername(e.currentTarget.value)} autoComplete="username" required autoFocus />
+              <input name="username" value={username} onInput={(e) => setUsername(e.currentTarget.value)} autoComplete="username" required />
             </label>
             <label>
               Password <span class="muted">(at least 8 characters)</span>

@@ -1,11 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, TokenInfo } from '../api';
+import { api, ApiError, Scope, SCOPES, TokenInfo } from '../api';
 import { ago, date } from '../format';
 import { Alert } from '../alert';
 
 export function Tokens() {
   const [tokens, setTokens] = useState<TokenInfo[] | null>(null);
   const [name, setName] = useState('');
+  const [scopes, setScopes] = useState<Scope[]>(['admin']);
   const [secret, setSecret] = useState<{ name: string; token: string } | null>(null);
   const [error, setError] = useState('');
   const [copied, setCopied] = useState(false);
@@ -21,11 +22,13 @@ export function Tokens() {
   async function create(e: Event) {
     e.preventDefault();
     setError('');
+    if (scopes.length === 0) return setError('Choose at least one scope.');
     try {
-      const r = await api<{ token: string; info: TokenInfo }>('POST', '/api/v1/tokens', { name });
+      const r = await api<{ token: string; info: TokenInfo }>('POST', '/api/v1/tokens', { name, scopes });
       setSecret({ name: r.info.name, token: r.token });
       setCopied(false);
       setName('');
+      setScopes(['admin']);
       load();
     } catch (err) {
       setError((err as ApiError).message);
@@ -47,15 +50,34 @@ export function Tokens() {
       <section class="card">
         <h2>Create a token</h2>
         <p class="muted">
-          Tokens let scripts and other programs use the API: send <code>Authorization: Bearer &lt;token&gt;</code>. A token has
-          full admin rights.
+          Tokens let scripts and other programs use the API: send <code>Authorization: Bearer &lt;token&gt;</code>. Give a token
+          only the scopes it needs: an <code>admin</code> token can do everything you can, a <code>memory</code> token only
+          embeddings and collections (e.g. as the OpenAI API key of an app).
         </p>
-        <form class="row" onSubmit={create}>
-          <label class="grow">
+        <form class="stack" onSubmit={create}>
+          <label>
             Name
             <input name="token-name" value={name} onInput={(e) => setName(e.currentTarget.value)} placeholder="e.g. backup script" maxLength={64} required />
           </label>
-          <button type="submit">Create token</button>
+          <fieldset class="inline" data-testid="token-scopes">
+            <legend>Scopes</legend>
+            {SCOPES.map((s) => (
+              <label class="check" title={s.help}>
+                <input
+                  type="checkbox"
+                  name={`scope-${s.scope}`}
+                  checked={scopes.includes(s.scope)}
+                  onChange={(e) =>
+                    setScopes(e.currentTarget.checked ? [...scopes, s.scope] : scopes.filter((x) => x !== s.scope))
+                  }
+                />
+                {s.label} <span class="muted small">{s.help}</span>
+              </label>
+            ))}
+          </fieldset>
+          <div class="row">
+            <button type="submit">Create token</button>
+          </div>
         </form>
         <Alert>{error}</Alert>
         {secret && (
@@ -90,6 +112,7 @@ export function Tokens() {
               <tr>
                 <th scope="col">Name</th>
                 <th scope="col">Token</th>
+                <th scope="col">Scopes</th>
                 <th scope="col">Created</th>
                 <th scope="col">Last used</th>
                 <th scope="col">
@@ -103,6 +126,11 @@ export function Tokens() {
                   <th scope="row">{t.name}</th>
                   <td data-label="Token">
                     <code>{t.prefix}…</code>
+                  </td>
+                  <td data-label="Scopes" data-testid="scopes">
+                    {(t.scopes ?? []).map((s) => (
+                      <span class={`badge ${s === 'admin' ? 'degraded' : 'cached'}`}>{s}</span>
+                    ))}
                   </td>
                   <td data-label="Created" title={date(t.created_at)}>
                     {ago(t.created_at)} by {t.created_by}

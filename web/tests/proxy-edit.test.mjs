@@ -1,0 +1,142 @@
+// Browser test for issue 20 item 0: editing a fully configured route in the Proxy page (Edit → change a backend →
+// Save) keeps every key the form does not show — auth, allow/deny, headers, limits, timeouts — and the file still
+// loads. Debian's Chromium driven by playwright-core against the real hearth binary; screenshots in
+// web/test-artifacts/ at desktop and phone widths.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BIN = process.env.HEARTH_BIN;
+const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+let hearth, dir, base, browser, logs = '';
+const HASH = () => execFileSync(BIN, ['admin', 'hash-password'], { input: 'route secret\n' }).toString().trim();
+
+// every key a route has, none at its default
+const ROUTE = (hash) => `[[proxy.routes]]
+hosts = ["full.home.arpa"]
+path_prefix = "/app"
+upstreams = ["http://127.0.0.1:9"]
+tls = "internal"
+strategy = "least_conn"
+strip_prefix = true
+health_path = "/health"
+health_interval = "5s"
+health_status = 204
+max_fails = 5
+fail_timeout = "1m"
+retries = 2
+connect_timeout = "3s"
+timeout = "2m"
+max_body_bytes = 4096
+hsts = false
+headers = { X-Robots-Tag = "noindex", X-Frame-Options = "" }
+rate_limit = 7
+rate_limit_burst = 9
+basic_auth = ["alice:${hash}"]
+forward_auth = true
+forward_auth_users = ["admin"]
+allow = ["127.0.0.0/8"]
+deny = ["127.0.0.9"]
+`;
+
+before(async () => {
+  assert.ok(BIN, 'set HEARTH_BIN to the hearth binary (tests/run.sh does)');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  dir = mkdtempSync(join(tmpdir(), 'hearth-proxy-edit-'));
+  const [http, https, dns] = [await freePort(), await freePort(), await freePort()];
+  base = `http://127.0.0.1:${http}`;
+  writeFileSync(
+    join(dir, 'hearth.toml'),
+    `# proxy edit test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n\n[memory]\nenabled = false\n\n[proxy]\n${ROUTE(HASH())}`,
+  );
+  hearth = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  hearth.stdout.on('data', (d) => (logs += d));
+  hearth.stderr.on('data', (d) => (logs += d));
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(base + '/readyz')).ok) break;
+    } catch {}
+    if (i > 600) throw new Error('hearth did not start:\n' + logs);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const code = readFileSync(join(dir, 'data', 'setup-code'), 'utf8').trim();
+  const r = await fetch(base + '/api/v1/setup', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: 'correct horse battery', setup_code: code }),
+  });
+  assert.equal(r.status, 201, await r.text());
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  hearth?.kill('SIGTERM');
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+async function routeJson(page) {
+  return page.evaluate(async () => (await (await fetch('/api/v1/proxy/routes')).json())[0].route);
+}
+
+for (const [label, viewport] of [
+  ['desktop', { width: 1366, height: 900 }],
+  ['phone', { width: 390, height: 844 }],
+]) {
+  test(`editing a fully configured route keeps every key (${label})`, async () => {
+    const context = await browser.newContext({ viewport });
+    const page = await context.newPage();
+    await page.goto(base + '/');
+    await page.getByLabel('User name').fill('admin');
+    await page.getByLabel('Password').fill('correct horse battery');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await page.getByRole('link', { name: 'Proxy' }).click();
+    await page.getByRole('heading', { name: 'Routes' }).waitFor();
+    const before = await routeJson(page);
+    assert.equal(before.basic_auth[0], 'alice:(redacted)', 'hashes never leave hearth');
+    const fileBefore = readFileSync(join(dir, 'hearth.toml'), 'utf8');
+
+    await page.getByTestId('routes').getByRole('button', { name: 'Edit' }).first().click();
+    const form = page.getByRole('form', { name: 'Edit route 0' });
+    const backend = label === 'desktop' ? 'http://127.0.0.1:10' : 'http://127.0.0.1:11';
+    await form.getByLabel('Backends').fill(backend);
+    await shot(page, `proxy-edit-${label}`);
+    await form.getByRole('button', { name: 'Save' }).click();
+    await page.getByTestId('routes').getByText(backend.replace('http://', '')).first().waitFor();
+
+    const after = await routeJson(page);
+    assert.deepEqual(after, { ...before, upstreams: [backend] }, 'every key but the edited one is unchanged');
+    const file = readFileSync(join(dir, 'hearth.toml'), 'utf8');
+    const hash = /alice:(\$argon2[^"]+)/.exec(fileBefore)[1];
+    assert.ok(file.includes(`alice:${hash}`), 'the basic-auth hash is kept in the file:\n' + file);
+    assert.ok(!file.includes('(redacted)'), file);
+    execFileSync(BIN, ['check-config', join(dir, 'hearth.toml')]);
+    await shot(page, `proxy-edited-${label}`);
+    await context.close();
+  });
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
