@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dns;
+pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod memory;

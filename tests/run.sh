@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): formatting, lints, unit + integration tests against the real binary,
-# and the browser tests in Debian's Chromium. Needs: cargo, node/npm, promtool, chromium (`.ci/deps` installs them).
+# the supply-chain gate (cargo-deny), and the browser tests in Debian's Chromium. Needs: cargo, cargo-deny, node/npm,
+# promtool, chromium (`.ci/deps` installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}
@@ -19,7 +20,10 @@ if [ ! -f web/node_modules/.package-lock.json ]; then (cd web && npm ci --no-aud
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
-step "cargo test (unit + integration tests against the real binary)"
+step "cargo deny check licenses bans sources (supply chain: deny.toml)"
+cargo deny --locked check licenses bans sources
+
+step "cargo test (unit + integration tests against the real binary; includes the fuzz targets' smoke runs)"
 cargo test
 
 step "packaging: the .deb is lintian-clean, systemd-analyze accepts the unit"

@@ -243,7 +243,7 @@ mod tests {
         full.path_prefix = "/app".into();
         full.strip_prefix = true;
         full.headers.insert("Cache-Control".into(), "no-store".into());
-        type Change = Box<dyn Fn(&mut Config)>;
+        type Change<'a> = Box<dyn Fn(&mut Config) + 'a>;
         let changes: Vec<Change> = vec![
             Box::new(|c| c.proxy.routes = vec![with_headers.clone()]),
             Box::new(|c| c.proxy.routes = vec![with_headers.clone(), full.clone(), route(&["d.home.arpa"])]),
