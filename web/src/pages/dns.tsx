@@ -11,7 +11,7 @@ const QTYPES: Record<number, string> = {
   1: 'A', 2: 'NS', 5: 'CNAME', 6: 'SOA', 12: 'PTR', 15: 'MX', 16: 'TXT', 28: 'AAAA', 33: 'SRV', 64: 'SVCB', 65: 'HTTPS', 255: 'ANY',
 };
 const qtype = (t: number) => QTYPES[t] ?? `TYPE${t}`;
-const OUTCOMES = ['blocked', 'local', 'cached', 'forwarded', 'stale', 'ratelimited', 'bogus', 'failed', 'malformed'];
+const OUTCOMES = ['blocked', 'local', 'cached', 'forwarded', 'stale', 'ratelimited', 'refused', 'bogus', 'failed', 'malformed'];
 const MAX_ROWS = 500;
 
 function Stats() {
