@@ -155,7 +155,9 @@ mod smoke {
                     2 if !d.is_empty() => {
                         d.remove(at);
                     }
-                    _ if !d.is_empty() => d[at] = [0, 0xff, b'.', b'/', b'%', b'"', b'[', b'=', 0xc0][rng.random_range(0..9)],
+                    _ if !d.is_empty() => {
+                        d[at] = [0, 0xff, b'.', b'/', b'%', b'"', b'[', b'=', 0xc0][rng.random_range(0..9)]
+                    }
                     _ => d.push(rng.random()),
                 }
             }
@@ -178,7 +180,8 @@ mod smoke {
     #[test]
     fn list_parser() {
         let seeds = vec![
-            b"0.0.0.0 ads.example\n||tracker.example^\n@@||ok.example^$important\n*.wild.example\n/ad[s]+\\./\n".to_vec(),
+            b"0.0.0.0 ads.example\n||tracker.example^\n@@||ok.example^$important\n*.wild.example\n/ad[s]+\\./\n"
+                .to_vec(),
             b"# comment\n! adblock comment\nexample.com\n127.0.0.1 localhost\n".to_vec(),
         ];
         run(&seeds, 20_000, super::list_parser);

@@ -151,7 +151,11 @@ async fn routes_balance_fail_over_and_forward_headers() {
         assert_eq!(r.header("x-content-type-options").as_deref(), Some("nosniff"));
         assert!(r.header("x-request-id").is_some());
     }
-    assert_eq!(seen, ["backend A", "backend B"].iter().map(|s| s.to_string()).collect::<std::collections::HashSet<_>>(), "round-robin");
+    assert_eq!(
+        seen,
+        ["backend A", "backend B"].iter().map(|s| s.to_string()).collect::<std::collections::HashSet<_>>(),
+        "round-robin"
+    );
 
     // forwarding headers, and the path route with its prefix stripped
     let r = curl(
@@ -499,15 +503,24 @@ async fn the_front_door_refuses_what_an_attacker_tries() {
         "basic.home.arpa",
         "/echo",
         &[
-            "-H", "X-Real-IP: 6.6.6.6",
-            "-H", "Remote-User: admin",
-            "-H", "X-Forwarded-User: admin",
-            "-H", "X-Forwarded-Prefix: /evil",
-            "-H", "Forwarded: for=6.6.6.6",
-            "-H", "Proxy-Authorization: Basic eDp5",
-            "-H", "Cookie: hearth_session=abc; theirs=1; __Host-hearth_session=x; hearth_fwd=y",
-            "-H", "Connection: Upgrade",
-            "-H", "Upgrade: h2c",
+            "-H",
+            "X-Real-IP: 6.6.6.6",
+            "-H",
+            "Remote-User: admin",
+            "-H",
+            "X-Forwarded-User: admin",
+            "-H",
+            "X-Forwarded-Prefix: /evil",
+            "-H",
+            "Forwarded: for=6.6.6.6",
+            "-H",
+            "Proxy-Authorization: Basic eDp5",
+            "-H",
+            "Cookie: hearth_session=abc; theirs=1; __Host-hearth_session=x; hearth_fwd=y",
+            "-H",
+            "Connection: Upgrade",
+            "-H",
+            "Upgrade: h2c",
         ],
     );
     assert_eq!(r.status, 200, "{}", r.body);
@@ -519,7 +532,11 @@ async fn the_front_door_refuses_what_an_attacker_tries() {
     // 14. a backend that is down: the client learns a request id, not the backend's address or the OS error
     let r = curl(&inst, "down.home.arpa", "/", &[]);
     assert_eq!(r.status, 502, "{}", r.body);
-    assert!(r.body.contains("request id") && !r.body.contains("127.0.0.1") && !r.body.contains("refused"), "{}", r.body);
+    assert!(
+        r.body.contains("request id") && !r.body.contains("127.0.0.1") && !r.body.contains("refused"),
+        "{}",
+        r.body
+    );
 
     // 2. forward auth: the login form on the route's host whatever the prefix, its own cookie, a safe `next`
     let r = curl(&inst, "fwd.home.arpa", "/app/echo", &[]);
@@ -545,7 +562,12 @@ async fn the_front_door_refuses_what_an_attacker_tries() {
     let cookie = r.header("set-cookie").unwrap();
     assert!(cookie.starts_with("__Host-hearth_fwd=") && cookie.contains("Secure"), "{cookie}");
     let pair = cookie.split(';').next().unwrap().to_string();
-    let r = curl(&inst, "fwd.home.arpa", "/app/echo", &["-H", &format!("Cookie: {pair}; theirs=2"), "-H", "Remote-User: root"]);
+    let r = curl(
+        &inst,
+        "fwd.home.arpa",
+        "/app/echo",
+        &["-H", &format!("Cookie: {pair}; theirs=2"), "-H", "Remote-User: root"],
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("ru=admin xfu=admin") && r.body.contains("cookie=theirs=2 "), "{}", r.body);
     // a forward-auth session is not an admin session, under either cookie name
@@ -651,7 +673,8 @@ async fn slow_clients_are_cut_off_while_everything_keeps_answering() {
         a.url()
     );
     let inst =
-        Instance::start_with(|_| "header_read_timeout = \"2s\"\nmax_connections_per_client = 500\n".into(), &extra).await;
+        Instance::start_with(|_| "header_read_timeout = \"2s\"\nmax_connections_per_client = 500\n".into(), &extra)
+            .await;
     let started = Instant::now();
     let mut conns = Vec::new();
     for i in 0..2000 {

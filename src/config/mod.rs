@@ -110,9 +110,18 @@ pub struct ServerConfig {
 
 /// Loopback, RFC 1918, CGNAT-free private ranges, ULA and link-local: the LAN.
 pub fn private_networks() -> Vec<String> {
-    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "169.254.0.0/16", "fe80::/10"]
-        .map(String::from)
-        .to_vec()
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+        "169.254.0.0/16",
+        "fe80::/10",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 impl Default for ServerConfig {

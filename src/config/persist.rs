@@ -56,7 +56,8 @@ fn set_path(doc: &mut DocumentMut, key: &str, value: &toml::Value) -> Result<(),
     if let Item::ArrayOfTables(aot) = &mut new_item
         && let Some(first) = aot.get_mut(0)
     {
-        let key_comment = table.key(last).and_then(|k| k.leaf_decor().prefix()).and_then(|p| p.as_str()).map(String::from);
+        let key_comment =
+            table.key(last).and_then(|k| k.leaf_decor().prefix()).and_then(|p| p.as_str()).map(String::from);
         let table_comment = table
             .get(last)
             .and_then(|i| i.as_array_of_tables())

@@ -572,10 +572,7 @@ impl Proxy {
     /// A password check through the shared login throttle and the bound on concurrent argon2 hashes; `hash` None
     /// (unknown user) costs the same work. Err: throttled, retry after that many seconds.
     async fn verify(&self, client: IpAddr, user: &str, pw: String, hash: Option<String>) -> Result<bool, u64> {
-        self.verifier
-            .verify(client, user, pw, hash, std::time::Instant::now())
-            .await
-            .map_err(|t| t.retry_after_secs)
+        self.verifier.verify(client, user, pw, hash, std::time::Instant::now()).await.map_err(|t| t.retry_after_secs)
     }
 
     /// A forward-auth route's session: Ok(user name), or the answer to send (302 to the login form, 403).
@@ -595,7 +592,8 @@ impl Proxy {
             );
             r
         };
-        let Some(id) = crate::http::auth::cookie(req.headers(), crate::http::auth::forward_cookie_name(conn.tls)) else {
+        let Some(id) = crate::http::auth::cookie(req.headers(), crate::http::auth::forward_cookie_name(conn.tls))
+        else {
             return Err(login());
         };
         let now = crate::util::unix_now();
@@ -812,7 +810,11 @@ impl Proxy {
         }
         // the path was normalised by `Front::handle` before the route was looked up
         let path = parts.uri.path();
-        let path = if cfg.strip_prefix && cfg.path_prefix != "/" { path::strip_prefix(path, &cfg.path_prefix) } else { path.to_string() };
+        let path = if cfg.strip_prefix && cfg.path_prefix != "/" {
+            path::strip_prefix(path, &cfg.path_prefix)
+        } else {
+            path.to_string()
+        };
         let path_q = match parts.uri.query() {
             Some(q) => format!("{path}?{q}"),
             None => path,
@@ -1131,12 +1133,13 @@ impl Front {
         }
         let path = req.uri().path();
         // the forward-auth login form, on every forward-auth host whatever its routes' path prefixes
-        let login_route = host.as_deref().filter(|_| path.starts_with("/.hearth/")).and_then(|h| {
-            table.lookup.host_routes(h).map(|i| &table.routes[i]).find(|r| r.cfg.forward_auth).cloned()
-        });
-        let route = login_route.clone().or_else(|| {
-            host.as_deref().and_then(|h| table.lookup.lookup(h, path)).map(|i| table.routes[i].clone())
-        });
+        let login_route = host
+            .as_deref()
+            .filter(|_| path.starts_with("/.hearth/"))
+            .and_then(|h| table.lookup.host_routes(h).map(|i| &table.routes[i]).find(|r| r.cfg.forward_auth).cloned());
+        let route = login_route
+            .clone()
+            .or_else(|| host.as_deref().and_then(|h| table.lookup.lookup(h, path)).map(|i| table.routes[i].clone()));
         let Some(route) = route else {
             return self.admin(req, conn, host.as_deref(), &table).await;
         };
@@ -1290,7 +1293,8 @@ mod tests {
         for ok in ["/", "/app/x?y=1", "/a#b"] {
             assert_eq!(safe_next(ok), Some(ok));
         }
-        for bad in ["//evil.com", "/\\evil.com", "\\evil.com", "https://evil.com", "/x:y@evil.com", "evil", "/a\nb", ""] {
+        for bad in ["//evil.com", "/\\evil.com", "\\evil.com", "https://evil.com", "/x:y@evil.com", "evil", "/a\nb", ""]
+        {
             assert_eq!(safe_next(bad), None, "{bad:?}");
         }
     }
