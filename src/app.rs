@@ -324,12 +324,21 @@ impl Applier for FrontApplier {
                 c.server.admin_hosts.clone(),
                 c.server.https_listen.clone(),
                 c.dns.local_domains.clone(),
+                c.dns.records.clone(),
             )
         };
-        if policy_inputs(old) != policy_inputs(new)
-            && let Err(e) = self.certs.set_policy(&new.data_dir(), crate::tls::NamePolicy::from_config(new))
-        {
-            tracing::error!(error = %e, "certificate settings not applied");
+        if policy_inputs(old) != policy_inputs(new) {
+            let root = self.certs.root_pem();
+            if let Err(e) = self.certs.set_policy(&new.data_dir(), crate::tls::NamePolicy::from_config(new)) {
+                tracing::error!(error = %e, "certificate settings not applied");
+            }
+            // a replaced internal root: backends serving hearth's certificates are trusted under the new one
+            let now = self.certs.root_pem();
+            if now != root
+                && let Err((key, e)) = self.proxy.set_internal_root(new, now.as_deref())
+            {
+                tracing::error!(key, error = %e, "proxy routes not rebuilt for the new internal root");
+            }
         }
     }
 }

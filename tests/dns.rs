@@ -961,6 +961,11 @@ async fn url_lists_download_update_and_survive_failures() {
     let v: serde_json::Value = update().await.unwrap().json().await.unwrap();
     assert_eq!(v[0]["download"]["result"], "not modified", "{v}");
     assert_eq!(v[0]["counts"]["rules"], 1, "{v}");
+    // nginx writes its log line after the response has gone out: give it a moment on a loaded machine
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !web.access_log().contains("\" 304 ") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(web.access_log().contains("\" 304 "), "{}", web.access_log());
     // a new version replaces the rules
     web.put("ads.txt", "# new\n||www.example.test^\n");

@@ -225,14 +225,20 @@ fn mdns_name() -> Option<String> {
 
 impl Table {
     /// Compile `cfg`'s routes; routes whose config did not change keep their pools (health, connections).
-    pub fn build(cfg: &Config, old: Option<&Table>, roots: &rustls::RootCertStore) -> Result<Table, (String, String)> {
+    /// `fresh`: build every route anew (new trust roots), only inheriting backend health.
+    pub fn build(
+        cfg: &Config,
+        old: Option<&Table>,
+        roots: &rustls::RootCertStore,
+        fresh: bool,
+    ) -> Result<Table, (String, String)> {
         let lookup = RouteTable::build(&cfg.proxy.routes)?;
         let routes = cfg
             .proxy
             .routes
             .iter()
             .map(|r| {
-                if let Some(same) = old.and_then(|o| o.routes.iter().find(|o| o.cfg == *r)) {
+                if let Some(same) = old.filter(|_| !fresh).and_then(|o| o.routes.iter().find(|o| o.cfg == *r)) {
                     return same.clone();
                 }
                 let new = Route::build(r, roots);
@@ -271,7 +277,8 @@ pub struct Proxy {
     db: Db,
     /// Password checks (basic auth, the forward-auth form) share the admin login's throttle and argon2 bound.
     verifier: Arc<crate::auth::verifier::Verifier>,
-    roots: rustls::RootCertStore,
+    /// Trusted by backend connections: webpki roots plus hearth's internal root (swapped when that is replaced).
+    roots: ArcSwap<rustls::RootCertStore>,
     /// The most recent proxied requests, for the UI's access log (the full log goes through `tracing`).
     access: Mutex<std::collections::VecDeque<AccessEntry>>,
 }
@@ -376,6 +383,19 @@ fn safe_next(next: &str) -> Option<&str> {
     ok.then_some(next)
 }
 
+/// webpki's roots plus the PEM certificates given (hearth's internal root).
+fn trust_store(extra: Option<&str>) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = extra {
+        use rustls::pki_types::pem::PemObject;
+        for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
+            let _ = roots.add(c);
+        }
+    }
+    roots
+}
+
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -416,22 +436,33 @@ impl Proxy {
         verifier: Arc<crate::auth::verifier::Verifier>,
         extra_roots: Option<&str>,
     ) -> anyhow::Result<Proxy> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(pem) = extra_roots {
-            use rustls::pki_types::pem::PemObject;
-            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
-                let _ = roots.add(c);
-            }
-        }
-        let table = Table::build(cfg, None, &roots).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
-        Ok(Proxy { table: ArcSwap::from_pointee(table), acme, db, verifier, roots, access: Mutex::default() })
+        let roots = trust_store(extra_roots);
+        let table = Table::build(cfg, None, &roots, false).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))?;
+        Ok(Proxy {
+            table: ArcSwap::from_pointee(table),
+            acme,
+            db,
+            verifier,
+            roots: ArcSwap::from_pointee(roots),
+            access: Mutex::default(),
+        })
     }
 
     /// Swap in the routes of a new config.
     pub fn reload(&self, cfg: &Config) -> Result<(), (String, String)> {
         let old = self.table.load_full();
-        let new = Table::build(cfg, Some(&old), &self.roots)?;
+        let new = Table::build(cfg, Some(&old), &self.roots.load(), false)?;
+        self.table.store(Arc::new(new));
+        Ok(())
+    }
+
+    /// The internal root was replaced: backend connections trust the new one (every route gets new clients; what
+    /// was learnt about its backends is kept).
+    pub fn set_internal_root(&self, cfg: &Config, pem: Option<&str>) -> Result<(), (String, String)> {
+        let roots = trust_store(pem);
+        let old = self.table.load_full();
+        let new = Table::build(cfg, Some(&old), &roots, true)?;
+        self.roots.store(Arc::new(roots));
         self.table.store(Arc::new(new));
         Ok(())
     }
@@ -444,7 +475,7 @@ impl Proxy {
             connect_timeout: crate::config::Duration::from_secs(5),
             ..Default::default()
         };
-        let client = client_for(&route, &addr, &self.roots);
+        let client = client_for(&route, &addr, &self.roots.load());
         health::probe(&client, &addr, path, Duration::from_secs(5)).await
     }
 
