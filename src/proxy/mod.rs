@@ -216,6 +216,53 @@ impl AdminGate {
     }
 }
 
+/// What the front door does with a request no route claims (pure: `Table::admin_door`).
+#[derive(Debug, PartialEq, Eq)]
+enum AdminDoor {
+    /// Into the admin router; `client_ok`: the client is in `server.admin_allow`.
+    Open {
+        client_ok: bool,
+    },
+    Refuse(StatusCode, &'static str),
+    /// Plain HTTP from a non-loopback client: to this HTTPS URL.
+    Redirect(String),
+}
+
+impl Table {
+    /// The front door of the admin router for a request no route claims: `path_q` is its normalised path and
+    /// query. Public paths pass for any name and client (their handlers check); other paths need an admin name
+    /// that no route claims, an `admin_allow` client, and HTTPS unless the client is loopback.
+    fn admin_door(&self, host: Option<&str>, path_q: &str, conn: &ConnInfo) -> AdminDoor {
+        let path = path_q.split('?').next().unwrap_or(path_q);
+        let client = canonical(conn.peer.ip());
+        let client_ok = self.admin.client_ok(client);
+        if public_path(path) {
+            return AdminDoor::Open { client_ok };
+        }
+        let Some(host) = host else {
+            return AdminDoor::Refuse(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request: no Host");
+        };
+        if self.lookup.has_host(host) {
+            return AdminDoor::Refuse(StatusCode::NOT_FOUND, "404 Not Found");
+        }
+        if !self.admin.host_ok(host, conn) {
+            return AdminDoor::Refuse(
+                StatusCode::MISDIRECTED_REQUEST,
+                "421 Misdirected Request: this name is not served here (server.admin_hosts)",
+            );
+        }
+        if !client_ok {
+            return AdminDoor::Refuse(StatusCode::FORBIDDEN, "403 Forbidden: the admin UI is not open to your address");
+        }
+        if !conn.tls && !client.is_loopback() && self.has_https && !plain_http_ok(path) {
+            let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+            let port = self.https_port.map(|p| format!(":{p}")).unwrap_or_default();
+            return AdminDoor::Redirect(format!("https://{host}{port}{path_q}"));
+        }
+        AdminDoor::Open { client_ok }
+    }
+}
+
 /// `<hostname>.local`, the name mDNS gives this machine.
 fn mdns_name() -> Option<String> {
     let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
@@ -1088,36 +1135,18 @@ impl Front {
         host: Option<&str>,
         table: &Table,
     ) -> Response<Body> {
-        let path = req.uri().path();
-        let client = canonical(conn.peer.ip());
-        let client_ok = table.admin.client_ok(client);
-        if !public_path(path) {
-            let Some(host) = host else {
-                return text(StatusCode::MISDIRECTED_REQUEST, "421 Misdirected Request: no Host");
-            };
-            if table.lookup.has_host(host) {
-                return text(StatusCode::NOT_FOUND, "404 Not Found");
-            }
-            if !table.admin.host_ok(host, &conn) {
-                return text(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "421 Misdirected Request: this name is not served here (server.admin_hosts)",
-                );
-            }
-            if !client_ok {
-                return text(StatusCode::FORBIDDEN, "403 Forbidden: the admin UI is not open to your address");
-            }
-            if !conn.tls && !client.is_loopback() && table.has_https && !plain_http_ok(path) {
-                let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
-                let port = table.https_port.map(|p| format!(":{p}")).unwrap_or_default();
-                let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let client_ok = match table.admin_door(host, pq, &conn) {
+            AdminDoor::Open { client_ok } => client_ok,
+            AdminDoor::Refuse(status, why) => return text(status, why),
+            AdminDoor::Redirect(location) => {
                 let mut r = text(StatusCode::PERMANENT_REDIRECT, "308: the admin UI is served over HTTPS");
-                if let Ok(v) = HeaderValue::try_from(format!("https://{host}{port}{pq}")) {
+                if let Ok(v) = HeaderValue::try_from(location) {
                     r.headers_mut().insert(header::LOCATION, v);
                 }
                 return r;
             }
-        }
+        };
         req.extensions_mut().insert(conn);
         req.extensions_mut().insert(crate::http::AdminClient(client_ok));
         tower::ServiceExt::oneshot(self.admin.clone(), req.map(Body::new)).await.unwrap_or_else(|e| match e {})
@@ -1286,6 +1315,56 @@ mod tests {
         assert_eq!(upgrade_of(&h), None);
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
         assert_eq!(upgrade_of(&h), Some(HeaderValue::from_static("websocket")));
+    }
+
+    #[test]
+    fn the_admin_door() {
+        let mut cfg = Config::default();
+        cfg.server.admin_hosts = vec!["hearth.home.arpa".into()];
+        cfg.server.https_listen = vec!["0.0.0.0:8443".parse().unwrap()];
+        cfg.proxy.routes = vec![ProxyRoute {
+            hosts: vec!["app.home.arpa".into()],
+            path_prefix: "/app".into(),
+            upstreams: vec!["http://127.0.0.1:1".into()],
+            ..Default::default()
+        }];
+        let t = Table::build(&cfg, None, &trust_store(None), false).unwrap();
+        let conn = |peer: &str, local: &str, tls: bool| ConnInfo {
+            peer: peer.parse().unwrap(),
+            local: local.parse().unwrap(),
+            tls,
+        };
+        let lan = conn("192.168.1.20:5000", "192.168.1.5:80", false);
+        let lan_tls = conn("192.168.1.20:5000", "192.168.1.5:8443", true);
+        let wan = conn("203.0.113.7:5000", "192.168.1.5:8443", true);
+        let lo = conn("127.0.0.1:5000", "127.0.0.1:80", false);
+        let open = AdminDoor::Open { client_ok: true };
+        // names: admin hosts, the address connected to, localhost; not another address, not a rebinding name
+        assert_eq!(t.admin_door(Some("hearth.home.arpa"), "/", &lan_tls), open);
+        assert_eq!(t.admin_door(Some("192.168.1.5"), "/api/v1/setup", &lan_tls), open);
+        assert_eq!(t.admin_door(Some("localhost"), "/", &lo), open);
+        assert!(matches!(t.admin_door(Some("192.168.1.6"), "/", &lan_tls), AdminDoor::Refuse(s, _) if s == 421));
+        assert!(matches!(t.admin_door(Some("evil.example"), "/", &lan_tls), AdminDoor::Refuse(s, _) if s == 421));
+        assert!(matches!(t.admin_door(None, "/", &lan_tls), AdminDoor::Refuse(s, _) if s == 421));
+        // a route's host never serves the admin, even where its routes leave paths unclaimed
+        assert!(
+            matches!(t.admin_door(Some("app.home.arpa"), "/api/v1/config", &lan_tls), AdminDoor::Refuse(s, _) if s == 404)
+        );
+        // clients outside admin_allow
+        assert!(matches!(t.admin_door(Some("hearth.home.arpa"), "/", &wan), AdminDoor::Refuse(s, _) if s == 403));
+        assert_eq!(t.admin_door(Some("evil.example"), "/healthz", &wan), AdminDoor::Open { client_ok: false });
+        assert_eq!(t.admin_door(Some("hearth.home.arpa"), "/metrics", &wan), AdminDoor::Open { client_ok: false });
+        // plain HTTP from the LAN goes to HTTPS (not from loopback; not the root certificate nor liveness)
+        assert_eq!(
+            t.admin_door(Some("hearth.home.arpa"), "/api/v1/setup?x=1", &lan),
+            AdminDoor::Redirect("https://hearth.home.arpa:8443/api/v1/setup?x=1".into())
+        );
+        assert_eq!(t.admin_door(Some("hearth.home.arpa"), "/ca.crt", &lan), open);
+        assert_eq!(t.admin_door(Some("hearth.home.arpa"), "/healthz", &lan), open);
+        assert_eq!(t.admin_door(Some("127.0.0.1"), "/", &lo), open);
+        // IPv4-mapped clients and IPv6 literals
+        let v6 = conn("[::ffff:192.168.1.20]:5000", "[fd00::5]:8443", true);
+        assert_eq!(t.admin_door(Some("fd00::5"), "/", &v6), open);
     }
 
     #[test]
