@@ -4,28 +4,12 @@
 // web/test-artifacts/ at desktop and phone widths.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { BIN, startHearth, launchBrowser, shot } from './harness.mjs';
 
-const BIN = process.env.HEARTH_BIN;
-const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-let hearth, dir, base, browser, logs = '';
+let h, dir, base, browser;
 const HASH = () => execFileSync(BIN, ['admin', 'hash-password'], { input: 'route secret\n' }).toString().trim();
 
 // every key a route has, none at its default
@@ -57,25 +41,8 @@ deny = ["127.0.0.9"]
 `;
 
 before(async () => {
-  assert.ok(BIN, 'set HEARTH_BIN to the hearth binary (tests/run.sh does)');
-  mkdirSync(ARTIFACTS, { recursive: true });
-  dir = mkdtempSync(join(tmpdir(), 'hearth-proxy-edit-'));
-  const [http, https, dns] = [await freePort(), await freePort(), await freePort()];
-  base = `http://127.0.0.1:${http}`;
-  writeFileSync(
-    join(dir, 'hearth.toml'),
-    `# proxy edit test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n\n[memory]\nenabled = false\n\n[proxy]\n${ROUTE(HASH())}`,
-  );
-  hearth = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  hearth.stdout.on('data', (d) => (logs += d));
-  hearth.stderr.on('data', (d) => (logs += d));
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(base + '/readyz')).ok) break;
-    } catch {}
-    if (i > 600) throw new Error('hearth did not start:\n' + logs);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  h = await startHearth('proxy-edit', `[proxy]\n${ROUTE(HASH())}`);
+  ({ dir, base } = h);
   const code = readFileSync(join(dir, 'data', 'setup-code'), 'utf8').trim();
   const r = await fetch(base + '/api/v1/setup', {
     method: 'POST',
@@ -83,16 +50,12 @@ before(async () => {
     body: JSON.stringify({ username: 'admin', password: 'correct horse battery', setup_code: code }),
   });
   assert.equal(r.status, 201, await r.text());
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  hearth?.kill('SIGTERM');
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  h?.stop();
 });
 
 async function routeJson(page) {
@@ -135,8 +98,4 @@ for (const [label, viewport] of [
     await shot(page, `proxy-edited-${label}`);
     await context.close();
   });
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }

@@ -1,0 +1,63 @@
+// Shared by the browser tests: a hearth on free loopback ports in a temp dir, Debian's Chromium, screenshots.
+// (Not a test file itself: node --test runs only *.test.mjs here.)
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+export const BIN = process.env.HEARTH_BIN;
+export const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/// Start hearth with the test's listeners and data dir, `extra` appended to the config; resolves once /readyz is 200.
+export async function startHearth(name, extra = '') {
+  assert.ok(BIN, 'set HEARTH_BIN to the hearth binary (tests/run.sh does)');
+  mkdirSync(ARTIFACTS, { recursive: true });
+  const dir = mkdtempSync(join(tmpdir(), `hearth-${name}-`));
+  const [http, https, dns] = [await freePort(), await freePort(), await freePort()];
+  const base = `http://127.0.0.1:${http}`;
+  writeFileSync(
+    join(dir, 'hearth.toml'),
+    `# ${name} ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n\n[memory]\nenabled = false\n\n${extra}`,
+  );
+  const h = { dir, base, logs: '' };
+  h.proc = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  h.proc.stdout.on('data', (d) => (h.logs += d));
+  h.proc.stderr.on('data', (d) => (h.logs += d));
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(base + '/readyz')).ok) break;
+    } catch {}
+    if (i > 600) throw new Error('hearth did not start:\n' + h.logs);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  h.stop = () => {
+    h.proc.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return h;
+}
+
+export function launchBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+}
+
+export async function shot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
