@@ -304,6 +304,27 @@ async fn guarded(fut: impl std::future::Future<Output = Response<Body>>) -> Resp
 
 #[cfg(test)]
 mod tests {
+    /// Item 15: a panic while handling one request is that request's 500 with an error id; the caller (the
+    /// connection, the process) goes on.
+    #[tokio::test]
+    async fn a_panicking_handler_is_one_500() {
+        use axum::body::Body;
+        use axum::http::StatusCode;
+        use axum::response::Response;
+        let boom = async {
+            if std::hint::black_box(true) {
+                panic!("a bug in a handler");
+            }
+            Response::new(Body::empty())
+        };
+        let r = super::guarded(boom).await;
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(r.into_body(), 1024).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("error id"), "{body:?}");
+        let ok = super::guarded(async { Response::new(Body::from("fine")) }).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+
     #[test]
     fn request_ids_are_sanitised() {
         assert!(super::valid_request_id("abc-123_x.y:z"));
