@@ -31,6 +31,11 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!("hearth_http_requests_total", "HTTP requests answered, by route, method and status.");
+    describe_counter!(
+        "hearth_http_connections_refused_total",
+        "HTTP(S) connections closed at accept: over server.max_connections or max_connections_per_client."
+    );
+    describe_counter!("hearth_panics_total", "Panics caught (a request answered 500), by where they happened.");
     describe_histogram!(
         "hearth_http_request_duration_seconds",
         Unit::Seconds,

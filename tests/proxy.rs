@@ -712,6 +712,15 @@ async fn slow_clients_are_cut_off_while_everything_keeps_answering() {
     assert_eq!(closed, conns.len(), "all slow connections closed within 6 s");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(reqwest::get(inst.url("/healthz")).await.unwrap().status(), 200);
+    // the connections over the per-client cap were counted
+    let m = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
+    let refused: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("hearth_http_connections_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(refused >= 1000.0, "{refused} refused");
+    common::promtool_check(&m);
 }
 
 #[tokio::test(flavor = "multi_thread")]
