@@ -118,7 +118,7 @@ pub fn parse_query(b: &[u8]) -> Result<QueryInfo, WireError> {
         let after_name = skip_name(b, j)?;
         let rtype = u16_at(b, after_name)?;
         let rdlen = u16_at(b, after_name + 8)? as usize;
-        if rtype == TYPE_OPT && n >= (an + ns) as usize {
+        if rtype == TYPE_OPT && n >= an as usize + ns as usize {
             info.edns_payload = Some(u16_at(b, after_name + 2)?.max(512));
             info.dnssec_ok = u32_at(b, after_name + 4)? & 0x8000 != 0;
         }
@@ -176,7 +176,7 @@ pub fn parse_response(b: &[u8]) -> Result<ResponseInfo, WireError> {
         }
         if n < an as usize {
             info.min_answer_ttl = Some(info.min_answer_ttl.map_or(ttl, |m| m.min(ttl)));
-        } else if n < (an + ns) as usize && rtype == TYPE_SOA {
+        } else if n < an as usize + ns as usize && rtype == TYPE_SOA {
             // SOA RDATA: MNAME, RNAME, SERIAL, REFRESH, RETRY, EXPIRE, MINIMUM
             let k = skip_name(b, skip_name(b, rdata)?)?;
             let minimum = u32_at(b, k + 16)?;
@@ -340,6 +340,24 @@ pub fn synthesize(q: &QueryInfo, query: &[u8], rcode: u8, answers: &[Answer<'_>]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the dns_message fuzz target: answer and authority counts whose sum overflows 16 bits panicked in
+    /// debug builds (and miscounted in release) while looking for the OPT record.
+    #[test]
+    fn record_counts_near_u16_max_do_not_overflow() {
+        use base64::Engine;
+        let q = base64::engine::general_purpose::STANDARD
+            .decode("EjQBAAABIADxAAABAXgDbGFuAAD/AAEAACkQQTV6AQAAAAA=")
+            .unwrap();
+        let _ = parse_query(&q);
+        let mut r = q.clone();
+        r[2] |= 0x80;
+        r[6..12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        let _ = parse_response(&r);
+        let _ = find_opt(&r);
+        crate::fuzzing::dns_message(&q);
+        crate::fuzzing::dns_message(&r);
+    }
     use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
     use hickory_proto::rr::rdata::{A, SOA};
     use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
