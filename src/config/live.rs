@@ -120,10 +120,7 @@ impl LiveConfig {
         let new = Config::from_json(json)?;
         // the file gets exactly the keys that changed, relative to what it says now (without CLI overrides)
         let text = self.source.read_text()?;
-        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| ConfigError::Syntax {
-            path: self.source.path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let mut doc = super::parse_document(&text, &self.source.path.display().to_string())?;
         super::migrate::migrate(&mut doc)?;
         let on_disk = Config::from_document(&doc)?;
         let mut target = new.clone();

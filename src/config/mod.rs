@@ -647,9 +647,7 @@ impl<'de> Deserialize<'de> for ListenAddr {
 impl Config {
     /// Parse, migrate and validate a configuration text. `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let mut doc: toml_edit::DocumentMut = text
-            .parse()
-            .map_err(|e: toml_edit::TomlError| ConfigError::Syntax { path: origin.into(), reason: e.to_string() })?;
+        let mut doc = parse_document(text, origin)?;
         migrate::migrate(&mut doc)?;
         Self::from_document(&doc)
     }
@@ -988,6 +986,18 @@ pub fn unredact_route(route: &mut serde_json::Value, current: &[ProxyRoute]) {
     }
 }
 
+/// A TOML text as an editable document, or the syntax error naming `origin`. The text is checked by `toml`'s
+/// parser first: toml_edit 0.23 panics ("all items have spans") on some invalid texts (found by the config_loader
+/// fuzz target), and a hand-edited hearth.toml must get an error, never a crash; the panic is also caught.
+pub fn parse_document(text: &str, origin: &str) -> Result<toml_edit::DocumentMut, ConfigError> {
+    let syntax = |reason: String| ConfigError::Syntax { path: origin.into(), reason };
+    toml::from_str::<toml::Table>(text).map_err(|e| syntax(e.to_string()))?;
+    match std::panic::catch_unwind(|| text.parse::<toml_edit::DocumentMut>()) {
+        Ok(r) => r.map_err(|e| syntax(e.to_string())),
+        Err(_) => Err(syntax("the TOML parser failed on this text".into())),
+    }
+}
+
 fn check_cidrs(key: &str, list: &[String]) -> Result<(), ConfigError> {
     for (i, c) in list.iter().enumerate() {
         crate::dns::groups::Cidr::parse(c).map_err(|e| ConfigError::invalid(format!("{key}[{i}]"), e))?;
@@ -1069,6 +1079,16 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the config_loader fuzz target: toml_edit 0.23.10 panics on this text ("all items have spans").
+    #[test]
+    fn a_text_that_crashed_the_toml_parser_is_a_syntax_error() {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD.decode("IyBoZWFydGgudG9tbDogdGhlIGNvbmZuLXVwZGF0ZXMsICJpcDpwb3J0IiAoZS5nLiBCSU5ELCBLbm90LCBQb3dlckROUykuCmRuczAxX3NlcnZlciA9ICIiCiMgRE5TLTAxOiB0aGVAcm9kdWN0aW9uOiBbIjo4MCJdLgo9PT09PT09PT1jdDB1Y3Rpb246IFsiOjgwIl0KLj09PT09PT09dHJvZHVjdDB1Y3Rpb246IFsiOjgwIl0uCj09PT09PT09PT09PWh0dHBfbGlzdGVuID0nWyIxMmFuZCBIVFRQLzIpIHNlcnZkIEFQSSwgL21ldHxvZHVjdDEuMTo4MGlvODBu").unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let e = Config::from_toml(text, "crash.toml").unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+    }
 
     #[test]
     fn default_file_is_the_default_config() {
