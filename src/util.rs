@@ -5,6 +5,12 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// Seconds since the Unix epoch (wall clock).
+/// This machine's host name (`/etc/hostname`, lower-cased; empty when unknown): the CA's default names and the
+/// admin's `<hostname>.local` both come from here, so they always agree.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
+}
+
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

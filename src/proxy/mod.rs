@@ -265,8 +265,8 @@ impl Table {
 
 /// `<hostname>.local`, the name mDNS gives this machine.
 fn mdns_name() -> Option<String> {
-    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    let h = h.trim().trim_end_matches(".local").to_ascii_lowercase();
+    let h = crate::util::host_name();
+    let h = h.trim_end_matches(".local");
     (!h.is_empty() && h != "localhost").then(|| format!("{h}.local"))
 }
 

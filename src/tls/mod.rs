@@ -172,7 +172,7 @@ impl NamePolicy {
         }
         hosts.extend(c.dns.records.iter().map(|r| norm(&r.name)));
         let mut default_names = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into(), "hearth.local".into()];
-        let host = ca_host_name();
+        let host = crate::util::host_name();
         if !host.is_empty() {
             default_names.push(host.clone());
             default_names.push(format!("{host}.local"));
@@ -226,10 +226,6 @@ impl NamePolicy {
             || self.hosts.iter().any(|h| h == name || h.strip_prefix("*.") == Some(parent));
         served && self.constraints.permits(name)
     }
-}
-
-fn ca_host_name() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
 }
 
 /// One name's on-demand certificate: its own lock, so a handshake waits only for an issuance of the same name.
