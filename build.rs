@@ -21,8 +21,16 @@ fn run(cmd: &mut Command, what: &str) {
 
 fn main() {
     let web = Path::new("web");
-    let sources =
-        ["src", "index.html", "package.json", "package-lock.json", "vite.config.ts", "tsconfig.json", "scripts"];
+    let sources = [
+        "src",
+        "index.html",
+        "package.json",
+        "package-lock.json",
+        "vite.config.ts",
+        "tsconfig.json",
+        "scripts",
+        "openapi.json",
+    ];
     for s in sources {
         println!("cargo:rerun-if-changed=web/{s}");
     }
@@ -38,7 +46,10 @@ fn main() {
         (Some(_), None) => false,
     };
     if stale && std::env::var_os("HEARTH_SKIP_WEB_BUILD").is_none() {
-        if !web.join("node_modules/.package-lock.json").exists() {
+        // dependencies missing, or older than the lock file (a new devDependency)
+        let installed = std::fs::metadata(web.join("node_modules/.package-lock.json")).and_then(|m| m.modified()).ok();
+        let locked = std::fs::metadata(web.join("package-lock.json")).and_then(|m| m.modified()).ok();
+        if installed.is_none() || locked > installed {
             run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(web), "npm ci (web UI)");
         }
         run(Command::new("npm").args(["run", "build"]).current_dir(web), "npm run build (web UI)");

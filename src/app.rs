@@ -1,30 +1,52 @@
-//! Wiring: the only module that knows every subsystem. It loads the config, opens storage, installs logging and
-//! metrics, registers each subsystem with the supervisor, connects config changes to the subsystems that react to
-//! them, talks to systemd, and handles signals (SIGHUP reloads; SIGTERM/SIGINT shut down within the deadline).
+//! Wiring: the only module that knows every subsystem. It loads the config, opens storage with every
+//! subsystem's migrations, installs logging and metrics, builds each subsystem, registers its applier with the
+//! config transaction and its tasks with the supervisor, talks to systemd, and handles signals (SIGHUP reloads;
+//! SIGTERM/SIGINT shut down within the deadline). No subsystem logic lives here.
 //!
-//! Subsystems today: `storage` (SQLite upkeep), `http` and `https` (listeners: admin UI/API and proxied routes),
-//! `acme` (certificates), `proxy` (backend health checks), `metrics` (process samples for the dashboard), `dns`
-//! (the resolver), `querylog`, `memory` (the embedding model, loaded in the background) and `memory-upkeep`
-//! (collection indexes, compaction, pruning).
+//! Appliers, in the order a change is prepared and committed: log level, login throttle, listeners (reserves new
+//! addresses, UDP and TCP), dns, certificates, proxy (trusts the root the certificates' applier prepared).
+//! Tasks: `storage` (SQLite upkeep), `http` and `https` (the front door's listeners), `acme`, `proxy` (backend
+//! health checks), `metrics` (process samples for the dashboard), `dns`, `querylog`, `memory` (the embedding
+//! model, loaded in the background) and `memory-upkeep` (collection indexes, compaction, pruning).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::throttle::ThrottlePolicy;
 use crate::config::live::{Applier, LiveConfig, Overrides};
-use crate::config::{Config, ConfigError, ConfigSource, ListenAddr};
+use crate::config::{Config, ConfigError, ConfigSource};
 use crate::http::{self, AppState};
-use crate::storage::Db;
+use crate::storage::{Db, Migration};
 use crate::supervisor::{RestartPolicy, Supervisor, TaskCtx};
 use crate::telemetry::{ProcessStats, RequestCounter, Series};
+use crate::util::Locked;
+
+/// Every subsystem's database migrations, by component (handed to `storage`).
+pub fn migrations() -> Vec<(&'static str, &'static [Migration])> {
+    vec![
+        ("auth", crate::auth::MIGRATIONS),
+        ("dns", crate::dns::querylog::MIGRATIONS),
+        ("tls", crate::tls::acme::MIGRATIONS),
+    ]
+}
+
+/// The local records DNS adds for proxy routes on local names (they point at hearth).
+fn route_records() -> crate::dns::task::ExtraRecords {
+    Arc::new(|cfg: &Config| crate::proxy::local_records(cfg, crate::proxy::advertised_address(cfg)))
+}
+
+/// Everything a config must pass before it runs: the config's own checks, then what each subsystem's `prepare`
+/// would refuse (settings compiled the way the subsystem compiles them; no socket is bound, nothing is written).
+pub fn check_config(cfg: &Config) -> Result<(), ConfigError> {
+    cfg.validate()?;
+    crate::tls::applier::check(cfg)?;
+    crate::proxy::Proxy::check(cfg).map_err(|(k, e)| ConfigError::invalid(k, e))?;
+    crate::dns::task::check(cfg, &route_records())
+}
 
 pub struct RunOptions {
     pub config: PathBuf,
@@ -39,7 +61,7 @@ pub fn load_config(
     let source = ConfigSource::new(config.to_path_buf());
     let overrides = Overrides { data_dir };
     let cfg = overrides.apply(source.load()?);
-    cfg.validate()?;
+    check_config(&cfg)?;
     Ok((source, overrides, cfg))
 }
 
@@ -50,7 +72,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let data_dir = cfg.data_dir();
     let db = {
         let (d, t) = (data_dir.clone(), cfg.storage.busy_timeout.as_std());
-        tokio::task::spawn_blocking(move || Db::open(&d, t)).await?
+        tokio::task::spawn_blocking(move || Db::open(&d, t, &migrations())).await?
     }
     .with_context(|| format!("while opening the database in {}", data_dir.display()))?;
     tracing::info!(
@@ -68,16 +90,19 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     // every password check (admin login, setup code, a route's basic auth or login form) goes through one
     // throttle and one bound on concurrent argon2 hashes
     let verifier = Arc::new(crate::auth::verifier::Verifier::new(throttle_policy(&cfg)));
-    let stash: Stash = Arc::default();
-    live.add_applier(Arc::new(LevelApplier(levels)));
-    live.add_applier(Arc::new(ThrottleApplier(verifier.clone())));
-    live.add_applier(Arc::new(ListenerApplier(stash.clone())));
+    let reserved = Arc::new(crate::net::Reserved::default());
 
     let mut sup = Supervisor::new(RestartPolicy::default());
+    // DNS: settings and zone compiled once here, then by its applier on every change
     let (querylog, log_reader, log_writer) =
         crate::dns::querylog::start(db.clone(), crate::dns::querylog_policy(&cfg.dns), 10_000);
     let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
     let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns), Some(querylog)));
+    let dns_applier = Arc::new(crate::dns::task::DnsApplier::new(dns.clone(), log_reader.clone(), route_records()));
+    dns.apply(crate::dns::Prepared {
+        zone: crate::dns::task::compile(None, &cfg, &route_records())?.zone,
+        ..Default::default()
+    });
     // list downloads resolve their hosts through hearth's own resolver (no glibc NSS in a static binary)
     let resolver = Arc::new(crate::dns::SelfResolver(dns.clone()));
     let updater = Arc::new(crate::dns::lists::ListUpdater::new(Some(resolver)));
@@ -86,6 +111,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let (d, p) = (data_dir.clone(), crate::tls::NamePolicy::from_config(&cfg));
         Arc::new(tokio::task::spawn_blocking(move || crate::tls::Certs::new(&d, p)).await??)
     };
+    let certs_applier = Arc::new(crate::tls::applier::CertsApplier::new(certs.clone()));
     let acme = Arc::new(crate::tls::acme::Acme::new(db.clone(), certs.clone(), &data_dir));
     let proxy = Arc::new(crate::proxy::Proxy::new(
         &cfg,
@@ -94,7 +120,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         verifier.clone(),
         certs.root_pem().as_deref(),
     )?);
-    live.add_applier(Arc::new(FrontApplier { proxy: proxy.clone(), certs: certs.clone() }));
     // memory: the vector store opens now (its own runtime), the model loads in the background
     let store = {
         let d = data_dir.join("memory");
@@ -111,27 +136,38 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         series: Arc::new(Mutex::new(Series::new(180))),
         started_at: crate::util::unix_now(),
         openapi: Arc::default(),
-        dns: dns.clone(),
-        querylog: log_reader.clone(),
-        lists: updater.clone(),
-        proxy: proxy.clone(),
-        certs: certs.clone(),
-        memory: memory.clone(),
+        dns: http::DnsApi {
+            config: live.clone(),
+            dns: dns.clone(),
+            querylog: log_reader.clone(),
+            lists: updater.clone(),
+        },
+        proxy: http::ProxyApi { config: live.clone(), proxy: proxy.clone(), certs: certs.clone() },
+        memory: http::MemoryApi { config: live.clone(), memory: memory.clone() },
     };
-    let front = Arc::new(crate::proxy::Front {
-        admin: http::router(state.clone()),
-        proxy: proxy.clone(),
-        conns: Arc::default(),
-    });
+    let front = Arc::new(crate::front::Front::new(http::router(state.clone()), proxy.clone(), &cfg));
+
+    // the config transaction: prepared in this order, committed in this order
+    let appliers: [Arc<dyn Applier>; 6] = [
+        Arc::new(LevelApplier(levels)),
+        Arc::new(ThrottleApplier(verifier.clone())),
+        Arc::new(crate::front::listeners::ListenerApplier { reserved: reserved.clone(), front: front.clone() }),
+        dns_applier,
+        certs_applier.clone(),
+        Arc::new(crate::proxy::ProxyApplier { proxy: proxy.clone(), certs: certs_applier, prepared: Mutex::default() }),
+    ];
+    for a in appliers {
+        live.add_applier(a);
+    }
 
     {
         let (db, live) = (db.clone(), live.clone());
         sup.spawn("storage", move |ctx| storage_task(ctx, db.clone(), live.clone()));
     }
-    for kind in [Listeners::Http, Listeners::Https] {
-        let (live, front, certs, stash) = (live.clone(), front.clone(), certs.clone(), stash.clone());
+    for kind in [crate::front::listeners::Kind::Http, crate::front::listeners::Kind::Https] {
+        let (live, front, certs, reserved) = (live.clone(), front.clone(), certs.clone(), reserved.clone());
         sup.spawn(kind.name(), move |ctx| {
-            listener_task(ctx, kind, live.clone(), front.clone(), certs.clone(), stash.clone())
+            crate::front::listeners::task(ctx, kind, live.clone(), front.clone(), certs.clone(), reserved.clone())
         });
     }
     {
@@ -140,15 +176,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     {
         let proxy = proxy.clone();
-        sup.spawn("proxy", move |ctx| {
-            let proxy = proxy.clone();
-            async move {
-                let n = proxy.table.load().routes.len();
-                ctx.ready(format!("{n} route(s); health checks running"));
-                crate::proxy::health::run(proxy, ctx.shutdown.clone()).await;
-                Ok(())
-            }
-        });
+        sup.spawn("proxy", move |ctx| crate::proxy::health::task(ctx, proxy.clone()));
     }
     {
         let memory = memory.clone();
@@ -163,10 +191,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         sup.spawn("metrics", move |ctx| sampler_task(ctx, state.clone()));
     }
     {
-        let (live, stash, reader, updater) = (live.clone(), stash.clone(), log_reader.clone(), updater.clone());
-        let certs = certs.clone();
+        let (live, reserved, updater, certs) = (live.clone(), reserved.clone(), updater.clone(), certs.clone());
         sup.spawn("dns", move |ctx| {
-            dns_task(ctx, live.clone(), dns.clone(), certs.clone(), stash.clone(), reader.clone(), updater.clone())
+            crate::dns::task::run(ctx, live.clone(), dns.clone(), certs.clone(), reserved.clone(), updater.clone())
         });
     }
     {
@@ -301,48 +328,6 @@ impl Applier for LevelApplier {
     }
 }
 
-/// Swaps the proxy's routing table and the certificate policy when routes, TLS or host settings change.
-struct FrontApplier {
-    proxy: Arc<crate::proxy::Proxy>,
-    certs: Arc<crate::tls::Certs>,
-}
-
-impl Applier for FrontApplier {
-    fn prepare(&self, _old: &Config, new: &Config) -> Result<(), ConfigError> {
-        crate::proxy::table::RouteTable::build(&new.proxy.routes)
-            .map(|_| ())
-            .map_err(|(k, e)| ConfigError::invalid(k, e))
-    }
-    fn commit(&self, old: &Config, new: &Config) {
-        if let Err((key, e)) = self.proxy.reload(new) {
-            tracing::error!(key, error = %e, "proxy routes not applied");
-        }
-        let policy_inputs = |c: &Config| {
-            (
-                c.tls.clone(),
-                c.proxy.clone(),
-                c.server.admin_hosts.clone(),
-                c.server.https_listen.clone(),
-                c.dns.local_domains.clone(),
-                c.dns.records.clone(),
-            )
-        };
-        if policy_inputs(old) != policy_inputs(new) {
-            let root = self.certs.root_pem();
-            if let Err(e) = self.certs.set_policy(&new.data_dir(), crate::tls::NamePolicy::from_config(new)) {
-                tracing::error!(error = %e, "certificate settings not applied");
-            }
-            // a replaced internal root: backends serving hearth's certificates are trusted under the new one
-            let now = self.certs.root_pem();
-            if now != root
-                && let Err((key, e)) = self.proxy.set_internal_root(new, now.as_deref())
-            {
-                tracing::error!(key, error = %e, "proxy routes not rebuilt for the new internal root");
-            }
-        }
-    }
-}
-
 struct ThrottleApplier(Arc<crate::auth::verifier::Verifier>);
 
 impl Applier for ThrottleApplier {
@@ -351,156 +336,6 @@ impl Applier for ThrottleApplier {
     }
     fn commit(&self, _old: &Config, new: &Config) {
         self.0.set_policy(throttle_policy(new));
-    }
-}
-
-/// Listeners bound while preparing a config change, waiting for their subsystem to take them.
-type Stash = Arc<Mutex<HashMap<SocketAddr, std::net::TcpListener>>>;
-
-/// Binds the addresses a change adds, so that an address that cannot be bound rejects the change.
-struct ListenerApplier(Stash);
-
-fn all_listen(c: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
-    let mut v = vec![];
-    for (i, a) in c.server.http_listen.iter().enumerate() {
-        v.push(("server.http_listen", i, *a));
-    }
-    for (i, a) in c.server.https_listen.iter().enumerate() {
-        v.push(("server.https_listen", i, *a));
-    }
-    for (i, a) in c.dns.listen.iter().enumerate() {
-        v.push(("dns.listen", i, *a));
-    }
-    for (i, a) in c.dns.tls_listen.iter().enumerate() {
-        v.push(("dns.tls_listen", i, *a));
-    }
-    v
-}
-
-impl ListenerApplier {
-    fn added(old: &Config, new: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
-        let before: Vec<ListenAddr> = all_listen(old).into_iter().map(|(_, _, a)| a).collect();
-        all_listen(new).into_iter().filter(|(_, _, a)| !before.contains(a)).collect()
-    }
-}
-
-impl Applier for ListenerApplier {
-    fn prepare(&self, old: &Config, new: &Config) -> Result<(), ConfigError> {
-        let mut stash = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for (key, i, addr) in Self::added(old, new) {
-            let l = std::net::TcpListener::bind(addr.0)
-                .and_then(|l| l.set_nonblocking(true).map(|_| l))
-                .map_err(|e| ConfigError::invalid(format!("{key}[{i}]"), format!("cannot listen on {addr}: {e}")))?;
-            stash.insert(addr.0, l);
-        }
-        Ok(())
-    }
-    fn abort(&self, old: &Config, new: &Config) {
-        let mut stash = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for (_, _, addr) in Self::added(old, new) {
-            stash.remove(&addr.0);
-        }
-    }
-    fn commit(&self, _old: &Config, _new: &Config) {}
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Listeners {
-    Http,
-    Https,
-}
-
-impl Listeners {
-    fn name(self) -> &'static str {
-        match self {
-            Listeners::Http => "http",
-            Listeners::Https => "https",
-        }
-    }
-    fn addrs(self, c: &Config) -> Vec<ListenAddr> {
-        match self {
-            Listeners::Http => c.server.http_listen.clone(),
-            Listeners::Https => c.server.https_listen.clone(),
-        }
-    }
-}
-
-async fn bind(addr: SocketAddr, stash: &Stash) -> anyhow::Result<TcpListener> {
-    if let Some(l) = stash.lock().unwrap_or_else(|p| p.into_inner()).remove(&addr) {
-        return Ok(TcpListener::from_std(l)?);
-    }
-    // an address moving between our own listeners may still be held for a moment by the old accept loop
-    let mut last = None;
-    for _ in 0..20 {
-        match TcpListener::bind(addr).await {
-            Ok(l) => return Ok(l),
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
-        }
-    }
-    Err(last.expect("retried")).with_context(|| format!("cannot listen on {addr}"))
-}
-
-/// Serves the admin router on one kind of listener; rebinds when its addresses change, in-flight requests on the
-/// old addresses finish in the background.
-async fn listener_task(
-    ctx: TaskCtx,
-    kind: Listeners,
-    live: Arc<LiveConfig>,
-    front: Arc<crate::proxy::Front>,
-    certs: Arc<crate::tls::Certs>,
-    stash: Stash,
-) -> anyhow::Result<()> {
-    let mut rx = live.subscribe();
-    loop {
-        let cfg = rx.borrow_and_update().clone();
-        let addrs = kind.addrs(&cfg);
-        let drain = cfg.server.shutdown_timeout.as_std();
-        let stop = CancellationToken::new();
-        let mut servers = JoinSet::new();
-        if addrs.is_empty() {
-            ctx.ready("disabled: no addresses configured");
-        } else {
-            let tls = match kind {
-                Listeners::Http => None,
-                Listeners::Https => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
-                    certs.clone(),
-                    &[b"h2", b"http/1.1", crate::tls::ACME_TLS_ALPN],
-                )?)),
-            };
-            let mut urls = vec![];
-            for a in &addrs {
-                let l = bind(a.0, &stash).await?;
-                let scheme = if tls.is_some() { "https" } else { "http" };
-                urls.push(format!("{scheme}://{}", l.local_addr()?));
-                servers.spawn(http::serve(l, tls.clone(), front.clone(), stop.clone(), drain));
-            }
-            ctx.ready(format!("serving on {}", urls.join(", ")));
-        }
-        loop {
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => {
-                    stop.cancel();
-                    while servers.join_next().await.is_some() {}
-                    return Ok(());
-                }
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    if kind.addrs(&rx.borrow()) != addrs {
-                        tracing::info!(subsystem = kind.name(), "listen addresses changed; rebinding");
-                        ctx.starting("rebinding to new addresses");
-                        stop.cancel();
-                        tokio::spawn(async move { while servers.join_next().await.is_some() {} });
-                        break;
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -533,140 +368,6 @@ async fn storage_task(ctx: TaskCtx, db: Db, live: Arc<LiveConfig>) -> anyhow::Re
     }
 }
 
-/// The DNS subsystem: compiles the lists, serves UDP and TCP on `dns.listen`, follows config changes (settings
-/// and cache policy swap live, lists recompile, listeners rebind).
-async fn dns_task(
-    ctx: TaskCtx,
-    live: Arc<LiveConfig>,
-    dns: Arc<crate::dns::Dns>,
-    certs: Arc<crate::tls::Certs>,
-    stash: Stash,
-    log: crate::dns::querylog::LogReader,
-    updater: Arc<crate::dns::lists::ListUpdater>,
-) -> anyhow::Result<()> {
-    use crate::dns::{Settings, cache::Cache, cache_policy, server};
-    let mut rx = live.subscribe();
-    let mut cfg = rx.borrow_and_update().clone();
-    let lists_dir = cfg.data_dir().join("lists");
-    let load_lists = |c: crate::config::DnsConfig| {
-        let (dns, dir) = (dns.clone(), lists_dir.clone());
-        async move {
-            let report = tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await?;
-            let failed = crate::dns::failures(&report);
-            for f in &failed {
-                tracing::warn!(list = %f, "blocklist not loaded");
-            }
-            Ok::<_, anyhow::Error>(failed)
-        }
-    };
-    // cache refreshes (prefetch) run as their own tasks, like forwarded queries
-    if let Some(mut prefetches) = dns.take_prefetches() {
-        let dns = dns.clone();
-        tokio::spawn(async move {
-            while let Some(p) = prefetches.recv().await {
-                let dns = dns.clone();
-                tokio::spawn(async move { dns.forward(p).await });
-            }
-        });
-    }
-    let mut failed = load_lists(cfg.dns.clone()).await?;
-    dns.local.store(Arc::new(zone_for(&cfg)?));
-    loop {
-        let stop = CancellationToken::new();
-        let mut servers = JoinSet::new();
-        let mut addrs = vec![];
-        for a in &cfg.dns.listen {
-            let tcp = bind(a.0, &stash).await?;
-            let udp = tokio::net::UdpSocket::bind(a.0).await.with_context(|| format!("cannot listen on {a} (UDP)"))?;
-            addrs.push(udp.local_addr()?.to_string());
-            servers.spawn(server::serve_udp(udp, dns.clone(), stop.clone()));
-            servers.spawn(server::serve_tcp(tcp, None, dns.clone(), stop.clone()));
-        }
-        if !cfg.dns.tls_listen.is_empty() {
-            let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(certs.clone(), &[b"dot"])?);
-            for a in &cfg.dns.tls_listen {
-                let tcp = bind(a.0, &stash).await?;
-                addrs.push(format!("{} (DoT)", tcp.local_addr()?));
-                servers.spawn(server::serve_tcp(tcp, Some(acceptor.clone()), dns.clone(), stop.clone()));
-            }
-        }
-        let report = |failed: &[String]| {
-            if addrs.is_empty() {
-                ctx.ready("disabled: no addresses configured");
-            } else if failed.is_empty() {
-                ctx.ready(format!("serving on {} (UDP+TCP)", addrs.join(", ")));
-            } else {
-                ctx.degraded(format!("serving on {}; lists not loaded: {}", addrs.join(", "), failed.join("; ")));
-            }
-        };
-        report(&failed);
-        // URL lists: checked right away (the cached copies already serve), then every minute for due ones
-        let mut downloads = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tokio::select! {
-                _ = ctx.shutdown.cancelled() => {
-                    stop.cancel();
-                    while servers.join_next().await.is_some() {}
-                    return Ok(());
-                }
-                _ = downloads.tick() => {
-                    if updater.update(&cfg.dns.lists, &lists_dir, false).await {
-                        failed = load_lists(cfg.dns.clone()).await?;
-                    } else {
-                        // an update through the API may have recompiled meanwhile
-                        failed = dns.list_failures();
-                    }
-                    report(&failed);
-                }
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                    let new = rx.borrow_and_update().clone();
-                    if new.dns == cfg.dns && new.proxy == cfg.proxy && new.server.https_listen == cfg.server.https_listen {
-                        continue;
-                    }
-                    let settings = Settings::from_config(&new.dns).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
-                    dns.settings.store(Arc::new(settings));
-                    log.set_policy(crate::dns::querylog_policy(&new.dns));
-                    if new.dns.records != cfg.dns.records
-                        || new.dns.local_domains != cfg.dns.local_domains
-                        || new.proxy != cfg.proxy
-                        || new.server.https_listen != cfg.server.https_listen
-                    {
-                        dns.local.store(Arc::new(zone_for(&new)?));
-                    }
-                    if (new.dns.rate_limit, new.dns.rate_limit_burst) != (cfg.dns.rate_limit, cfg.dns.rate_limit_burst) {
-                        *dns.limiter.lock().unwrap_or_else(|p| p.into_inner()) =
-                            crate::ratelimit::RateLimiter::new(new.dns.rate_limit, new.dns.rate_limit_burst);
-                    }
-                    if new.dns.cache != cfg.dns.cache {
-                        *dns.cache.lock().unwrap_or_else(|p| p.into_inner()) = Cache::new(cache_policy(&new.dns));
-                    }
-                    if new.dns.lists != cfg.dns.lists {
-                        updater.update(&new.dns.lists, &lists_dir, false).await;
-                        failed = load_lists(new.dns.clone()).await?;
-                    }
-                    let rebind = new.dns.listen != cfg.dns.listen || new.dns.tls_listen != cfg.dns.tls_listen;
-                    cfg = new;
-                    if rebind {
-                        stop.cancel();
-                        while servers.join_next().await.is_some() {}
-                        break;
-                    }
-                    report(&failed);
-                }
-            }
-        }
-    }
-}
-
-/// The local DNS zone: configured records plus proxy routes on local names (pointing at hearth).
-fn zone_for(cfg: &Config) -> anyhow::Result<crate::dns::local::LocalZone> {
-    let extra = crate::proxy::local_records(cfg, crate::proxy::advertised_address(cfg));
-    crate::dns::local_zone_with(&cfg.dns, &extra).map_err(|(k, e)| anyhow::anyhow!("{k}: {e}"))
-}
-
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 async fn sampler_task(ctx: TaskCtx, state: AppState) -> anyhow::Result<()> {
@@ -679,12 +380,7 @@ async fn sampler_task(ctx: TaskCtx, state: AppState) -> anyhow::Result<()> {
         }
         let p = tokio::task::spawn_blocking(ProcessStats::read).await?;
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-        state.series.lock().unwrap_or_else(|p| p.into_inner()).push(
-            now_ms,
-            p.rss_bytes,
-            p.cpu_seconds,
-            state.requests.get(),
-        );
+        state.series.locked().push(now_ms, p.rss_bytes, p.cpu_seconds, state.requests.get());
         if let Some(h) = &state.metrics {
             h.run_upkeep();
         }

@@ -23,7 +23,7 @@ fn dns() -> &'static Dns {
             ..c
         })
         .expect("the local zone");
-        dns.local.store(std::sync::Arc::new(zone));
+        dns.apply(crate::dns::Prepared { zone: Some(zone), ..Default::default() });
         dns
     })
 }

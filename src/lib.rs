@@ -1,18 +1,23 @@
 //! hearth: one binary for the homelab. The binary (`main.rs`) is the command line; this library holds everything
 //! it runs, so that benchmarks and tests can reach the pure cores directly.
 //!
-//! Layout (see ARCHITECTURE.md): `config` (hearth.toml), `storage` (SQLite), `auth` (users, sessions, tokens),
-//! `supervisor` (subsystem tasks), `http` (admin API + UI), `dns` (filtering resolver), `proxy` (HTTPS front), `tls` (certificates: internal CA, ACME), `memory` (embeddings + vector store), `sysdns` (port 53 vs systemd-resolved), `telemetry` (metrics),
-//! `logging`, `app` (wiring).
+//! Layout, lowest layer first (ARCHITECTURE.md; enforced by the `layers` test): `util`; `net` (shared network
+//! vocabulary), `ratelimit`; `config` (hearth.toml), `storage` (SQLite); `supervisor`, `telemetry`, `logging`,
+//! `sysdns`; `auth` (users, sessions, tokens, the one login), `tls` (certificates: internal CA, ACME); the
+//! subsystems `dns`, `proxy`, `memory`; `http` (admin API + UI); `front` (the HTTP(S) front door); `app` (wiring).
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dns;
+pub mod front;
 pub mod fuzzing;
 pub mod http;
+#[cfg(test)]
+mod layers;
 pub mod logging;
 pub mod memory;
+pub mod net;
 pub mod proxy;
 pub mod ratelimit;
 pub mod storage;

@@ -90,13 +90,23 @@ enum AdminCommand {
     HashPassword,
 }
 
+/// What `hearth system resolved-stub` does.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StubAction {
+    /// Show whether the stub listener holds port 53 and what hearth changed.
+    Status,
+    /// Turn the stub listener off with a resolved.conf.d drop-in.
+    Disable,
+    /// Undo what `disable` did.
+    Restore,
+}
+
 #[derive(Subcommand)]
 enum SystemCommand {
     /// systemd-resolved's stub listener on 127.0.0.53:53, which keeps hearth off port 53: show it (`status`),
     /// turn it off with a resolved.conf.d drop-in (`disable`), or undo that (`restore`).
     ResolvedStub {
-        #[arg(value_parser = ["status", "disable", "restore"])]
-        action: String,
+        action: StubAction,
         #[command(flatten)]
         sys: SysArgs,
     },
@@ -172,7 +182,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn open_db(args: &ConfigArgs) -> anyhow::Result<storage::Db> {
     let (_, _, cfg) = app::load_config(&args.config, args.data_dir.clone())?;
     let dir = cfg.data_dir();
-    storage::Db::open(&dir, cfg.storage.busy_timeout.as_std())
+    storage::Db::open(&dir, cfg.storage.busy_timeout.as_std(), &app::migrations())
         .with_context(|| format!("while opening the database in {}", dir.display()))
 }
 
@@ -240,16 +250,16 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::System { what: SystemCommand::ResolvedStub { action, sys } } => {
-            match action.as_str() {
-                "status" => {
+            match action {
+                StubAction::Status => {
                     let state = sysdns::Host::new(&sys.root).state(sysdns::stub_listening());
                     println!("{}", serde_json::to_string_pretty(&state)?);
                 }
-                "disable" => {
+                StubAction::Disable => {
                     system_change(sysdns::Request::DisableStub, &sys)?;
                     println!("systemd-resolved's stub listener is off (undo: hearth system resolved-stub restore)");
                 }
-                _ => {
+                StubAction::Restore => {
                     system_change(sysdns::Request::Restore, &sys)?;
                     println!("systemd-resolved is as it was before hearth changed it");
                 }
@@ -311,7 +321,7 @@ fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    match config::Config::from_toml(&text, &file.display().to_string()) {
+    match config::Config::from_toml(&text, &file.display().to_string()).and_then(|c| app::check_config(&c).map(|_| c)) {
         Ok(_) => {
             println!("{}: ok", file.display());
             Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 //! with its row in `schema_migrations`; a database written by a newer hearth is refused, never modified. Async code
 //! reaches the connection only through [`Db::call`], which runs on tokio's blocking pool.
 
+use crate::util::Locked;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,14 +37,9 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// Every component's migrations. Later subsystems (dns, proxy, memory, metrics) append their own lists.
-pub fn all_migrations() -> Vec<(&'static str, &'static [Migration])> {
-    vec![
-        ("auth", crate::auth::MIGRATIONS),
-        ("dns", crate::dns::querylog::MIGRATIONS),
-        ("tls", crate::tls::acme::MIGRATIONS),
-    ]
-}
+/// The migrations of every component, named by component: handed in by the wiring code (`crate::app::migrations`),
+/// so this module knows no subsystem.
+pub type Components<'a> = &'a [(&'static str, &'static [Migration])];
 
 #[derive(Clone)]
 pub struct Db {
@@ -53,23 +49,23 @@ pub struct Db {
 
 impl Db {
     /// Open (creating if needed) `<data_dir>/hearth.db` and apply pending migrations.
-    pub fn open(data_dir: &Path, busy_timeout: Duration) -> Result<Db, StorageError> {
+    pub fn open(data_dir: &Path, busy_timeout: Duration, components: Components<'_>) -> Result<Db, StorageError> {
         ensure_private_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         configure(&conn, busy_timeout)?;
-        for (component, list) in all_migrations() {
+        for (component, list) in components.iter().copied() {
             apply_migrations(&mut conn, component, list)?;
         }
         Ok(Db { conn: Arc::new(Mutex::new(conn)), path })
     }
 
-    /// An in-memory database with every migration applied (tests).
+    /// An in-memory database with `components`' migrations applied (tests).
     #[cfg(test)]
-    pub fn open_in_memory() -> Result<Db, StorageError> {
+    pub fn open_in_memory(components: Components<'_>) -> Result<Db, StorageError> {
         let mut conn = Connection::open_in_memory()?;
         configure(&conn, Duration::from_secs(1))?;
-        for (component, list) in all_migrations() {
+        for (component, list) in components.iter().copied() {
             apply_migrations(&mut conn, component, list)?;
         }
         Ok(Db { conn: Arc::new(Mutex::new(conn)), path: PathBuf::from(":memory:") })
@@ -88,7 +84,7 @@ impl Db {
     {
         let conn = self.conn.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut guard = conn.locked();
             f(&mut guard)
         })
         .await
@@ -97,7 +93,7 @@ impl Db {
 
     /// Synchronous access for CLI commands (never call from an async worker).
     pub fn blocking<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.conn.locked();
         f(&mut guard)
     }
 
@@ -115,14 +111,9 @@ impl Db {
 /// Create the data dir with mode 0700 if missing, and force it back to 0700 if it is not (every start: a data dir
 /// made readable by hand or by a restore would expose keys and sessions to every local user).
 pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let err = |e: std::io::Error| StorageError::DataDir { path: dir.display().to_string(), reason: e.to_string() };
-    if !dir.exists() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
-    }
-    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode() & 0o7777;
-    if mode != 0o700 {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    let was = crate::util::private_dir(dir)
+        .map_err(|e| StorageError::DataDir { path: dir.display().to_string(), reason: e.to_string() })?;
+    if let Some(mode) = was {
         tracing::warn!(path = %dir.display(), mode = format!("{mode:o}"), "the data directory was not private: set to 0700");
     }
     Ok(())
@@ -195,6 +186,8 @@ mod tests {
     const BAD: Migration =
         Migration { version: 3, name: "broken", sql: "ALTER TABLE things ADD other TEXT; SELECT * FROM nowhere;" };
 
+    const COMPONENTS: Components<'static> = &[("things", &[V1, V2])];
+
     fn conn() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         configure(&c, Duration::from_secs(1)).unwrap();
@@ -236,11 +229,11 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let db = Db::open(&data, Duration::from_secs(1)).unwrap();
+        let db = Db::open(&data, Duration::from_secs(1), COMPONENTS).unwrap();
         assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
         // an existing data dir opened up by hand is made private again at the next start
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-        drop(Db::open(&data, Duration::from_secs(1)).unwrap());
+        drop(Db::open(&data, Duration::from_secs(1), COMPONENTS).unwrap());
         assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
         let (mode, sync): (String, i64) = db
             .call(|c| {
@@ -255,8 +248,8 @@ mod tests {
         db.maintain().await.unwrap();
         // reopening applies nothing new
         drop(db);
-        let db = Db::open(&data, Duration::from_secs(1)).unwrap();
-        let v = db.blocking(|c| schema_version(c, "auth")).unwrap();
-        assert_eq!(v, crate::auth::MIGRATIONS.len() as i64);
+        let db = Db::open(&data, Duration::from_secs(1), COMPONENTS).unwrap();
+        let v = db.blocking(|c| schema_version(c, "things")).unwrap();
+        assert_eq!(v, 2);
     }
 }

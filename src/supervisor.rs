@@ -5,6 +5,7 @@
 //! Invariants: the restart policy is pure ([`RestartPolicy::next_delay`]); only tasks change their own state
 //! between `starting` and `ready`/`degraded`, only the supervisor sets `failed`/`stopped`.
 
+use crate::util::RwLocked;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
@@ -60,26 +61,26 @@ pub struct Health {
 
 impl Health {
     pub fn snapshot(&self) -> BTreeMap<&'static str, TaskStatus> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner.read_locked().clone()
     }
 
     /// Ready means every task is ready or degraded (degraded still serves).
     pub fn is_ready(&self) -> bool {
-        let map = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.inner.read_locked();
         !map.is_empty() && map.values().all(|s| matches!(s.state, TaskState::Ready | TaskState::Degraded))
     }
 
     pub fn any_failed(&self) -> bool {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).values().any(|s| s.state == TaskState::Failed)
+        self.inner.read_locked().values().any(|s| s.state == TaskState::Failed)
     }
 
     #[cfg(test)]
     pub fn state(&self, name: &str) -> Option<TaskState> {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).get(name).map(|s| s.state)
+        self.inner.read_locked().get(name).map(|s| s.state)
     }
 
     fn update(&self, name: &'static str, f: impl FnOnce(&mut TaskStatus)) {
-        let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.inner.write_locked();
         let entry = map.entry(name).or_insert_with(|| TaskStatus {
             state: TaskState::Starting,
             detail: String::new(),

@@ -133,10 +133,8 @@ impl Host {
         };
         let dir = drop_in.parent().expect("drop-in has a directory");
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = drop_in.with_extension("hearth-tmp");
-        std::fs::write(&tmp, drop_in_text(previous.as_deref())).map_err(io(&tmp))?;
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644)).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &drop_in).map_err(io(&drop_in))?;
+        crate::util::write_atomic(&drop_in, drop_in_text(previous.as_deref()).as_bytes(), Some(0o644))
+            .map_err(io(&drop_in))?;
         if previous.is_some() {
             replace_symlink(&resolv, "../run/systemd/resolve/resolv.conf")?;
         }
@@ -330,18 +328,8 @@ impl DataDir {
 /// The service's side (unprivileged, in its own data dir): put `req` into [`REQUEST_FILE`] whole — a temporary
 /// file renamed into place, mode 0600 — so the path unit never starts the helper on a half-written request.
 pub fn write_request(data_dir: &Path, req: Request) -> Result<(), SysDnsError> {
-    let tmp = data_dir.join(format!(".{REQUEST_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
     let dest = data_dir.join(REQUEST_FILE);
-    let done = match file.write_all(format!("{}\n", req.as_str()).as_bytes()) {
-        Ok(()) => std::fs::rename(&tmp, &dest).map_err(io(&dest)),
-        Err(e) => Err(io(&tmp)(e)),
-    };
-    if done.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done
+    crate::util::write_atomic(&dest, format!("{}\n", req.as_str()).as_bytes(), Some(0o600)).map_err(io(&dest))
 }
 
 fn replace_symlink(link: &Path, target: &str) -> Result<(), SysDnsError> {

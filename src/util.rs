@@ -1,16 +1,15 @@
 //! Small shared helpers: clock, random secrets, hashing of high-entropy secrets.
 
-use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-/// Seconds since the Unix epoch (wall clock).
 /// This machine's host name (`/etc/hostname`, lower-cased; empty when unknown): the CA's default names and the
 /// admin's `<hostname>.local` both come from here, so they always agree.
 pub fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
 }
 
+/// Seconds since the Unix epoch (wall clock).
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -19,7 +18,7 @@ pub fn unix_now() -> i64 {
 pub fn random_secret(n: usize) -> String {
     let mut buf = vec![0u8; n];
     rand::rng().fill_bytes(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+    data_encoding::BASE64URL_NOPAD.encode(&buf)
 }
 
 /// Hand the allocator's free pages back to the kernel. glibc keeps what a burst frees in its arenas (after a batch
@@ -58,7 +57,7 @@ pub fn map_large_allocations() {}
 
 /// SHA-256 hex of a high-entropy secret (session ids, API tokens). Passwords use argon2id instead.
 pub fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
+    data_encoding::HEXLOWER.encode(&Sha256::digest(s.as_bytes()))
 }
 
 /// Constant-time comparison of two secrets.
@@ -68,6 +67,75 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Lock a mutex or rwlock whatever happened to the last holder: every lock in hearth guards state that stays
+/// consistent between statements (a panicking request must not wedge the subsystem behind it).
+pub trait Locked<T: ?Sized> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T>;
+}
+
+impl<T: ?Sized> Locked<T> for std::sync::Mutex<T> {
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// [`Locked`] for a `RwLock`.
+pub trait RwLocked<T: ?Sized> {
+    fn read_locked(&self) -> std::sync::RwLockReadGuard<'_, T>;
+    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T>;
+}
+
+impl<T: ?Sized> RwLocked<T> for std::sync::RwLock<T> {
+    fn read_locked(&self) -> std::sync::RwLockReadGuard<'_, T> {
+        self.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+        self.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Replace `path` with `data` atomically: a temporary file beside it (created exclusively, so a planted file or
+/// symlink there is never followed), written, synced, renamed over `path`, and the directory synced. The new file
+/// gets `mode` if given, else the old file's permissions, else 0600. A crash leaves the old file or the new one,
+/// never half of either.
+pub fn write_atomic(path: &std::path::Path, data: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mode = mode.or_else(|| std::fs::metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)).unwrap_or(0o600);
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        // the umask may have narrowed the mode at creation
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Create `dir` (and its parents) with mode 0700 if missing, and force it back to 0700 if it is not. Returns the
+/// mode it had when that was not 0700.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<Option<u32>> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode == 0o700 {
+        return Ok(None);
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    Ok(Some(mode))
 }
 
 #[cfg(test)]

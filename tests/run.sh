@@ -14,7 +14,9 @@ step "cargo fmt --check"
 cargo fmt --check
 
 step "web: dependencies and type check"
-if [ ! -f web/node_modules/.package-lock.json ]; then (cd web && npm ci --no-audit --no-fund); fi
+if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  (cd web && npm ci --no-audit --no-fund)
+fi
 (cd web && npm run --silent typecheck)
 
 step "cargo clippy --all-targets -- -D warnings"

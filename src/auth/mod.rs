@@ -11,6 +11,8 @@
 //! Sessions have a kind: `admin` (the admin UI's login) or `forward` (the reverse proxy's forward-auth login form);
 //! only admin sessions reach the admin API. API tokens carry scopes (`admin`, `memory`, `metrics`, `dns:read`).
 
+pub mod cookie;
+pub mod login;
 pub mod setup_code;
 pub mod throttle;
 pub mod verifier;
@@ -597,7 +599,7 @@ mod tests {
     use crate::storage::Db;
 
     fn db() -> Db {
-        Db::open_in_memory().unwrap()
+        Db::open_in_memory(&[("auth", MIGRATIONS)]).unwrap()
     }
 
     #[test]

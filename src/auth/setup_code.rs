@@ -7,7 +7,6 @@
 //! Unlike the rest of `auth/`, this module does file IO (the code file); the code itself is generated and
 //! compared by the pure helpers.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
@@ -59,14 +58,8 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<String> {
     if let Some(code) = read(data_dir)? {
         return Ok(code);
     }
-    use std::os::unix::fs::OpenOptionsExt;
     let code = generate();
-    let tmp = data_dir.join(format!("{FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    f.write_all(format!("{code}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path(data_dir))?;
+    crate::util::write_atomic(&path(data_dir), format!("{code}\n").as_bytes(), Some(0o600))?;
     Ok(code)
 }
 

@@ -11,6 +11,7 @@
 //! The clock is the monotonic `Instant` passed in: the wall clock of a Pi without RTC jumps at the first NTP sync,
 //! which must neither lift nor extend a wait.
 
+use crate::util::Locked;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +75,7 @@ impl Verifier {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
-        self.throttle.lock().unwrap_or_else(|p| p.into_inner())
+        self.throttle.locked()
     }
 
     fn reserve(&self, client: IpAddr, key: &str, now: Instant) -> Result<(), Throttled> {

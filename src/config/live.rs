@@ -5,6 +5,7 @@
 //! Invariants: changes are serialised by one lock; subscribers only ever see validated configs; the file on disk
 //! is only written by [`LiveConfig::patch`] (a reload reads it, never writes it).
 
+use crate::util::RwLocked;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -71,7 +72,7 @@ impl LiveConfig {
     }
 
     pub fn add_applier(&self, a: Arc<dyn Applier>) {
-        self.appliers.write().unwrap_or_else(|p| p.into_inner()).push(a);
+        self.appliers.write_locked().push(a);
     }
 
     pub fn current(&self) -> Arc<Config> {
@@ -91,33 +92,62 @@ impl LiveConfig {
         let _g = self.lock.lock().await;
         let new = self.overrides.apply(self.source.load()?);
         let r = self.apply(new, None);
-        count(&r, "reload");
+        count(r.as_ref(), "reload");
         r
     }
 
     /// Apply an RFC 7396 merge patch of the config's JSON form and persist it to the file, keeping comments.
     pub async fn patch(&self, patch: &serde_json::Value) -> Result<ApplyReport, ConfigError> {
+        self.patch_if(patch, None).await
+    }
+
+    /// [`LiveConfig::patch`], refused with [`ConfigError::Stale`] when `if_match` is given and is not the running
+    /// config's [`etag`] (another tab or admin changed it since the client read it).
+    pub async fn patch_if(
+        &self,
+        patch: &serde_json::Value,
+        if_match: Option<&str>,
+    ) -> Result<ApplyReport, ConfigError> {
         let _g = self.lock.lock().await;
-        let r = self.patch_locked(patch);
-        count(&r, "patch");
+        let r =
+            self.check_version(if_match).and_then(|_| self.edit_locked(|cfg| merge_into(cfg, patch))).map(|(_, r)| r);
+        count(r.as_ref(), "patch");
         r
     }
 
-    fn patch_locked(&self, patch: &serde_json::Value) -> Result<ApplyReport, ConfigError> {
-        if !patch.is_object() {
-            return Err(ConfigError::invalid("config", "a change must be a JSON object (RFC 7396 merge patch)"));
-        }
-        if let Some(v) = patch.get("schema_version")
-            && v.as_i64() != Some(super::SCHEMA_VERSION)
-        {
-            return Err(ConfigError::invalid("schema_version", "cannot be changed through the API"));
-        }
+    /// Change the config with `f` under the transaction lock: `f` sees the running config, so edits of the same
+    /// array from two requests cannot overwrite each other (read-modify-write is atomic). Then validate → prepare
+    /// → persist → commit as for [`LiveConfig::patch`]. An error from `f` changes nothing.
+    pub async fn edit<T>(
+        &self,
+        f: impl FnOnce(&mut Config) -> Result<T, ConfigError>,
+    ) -> Result<(T, ApplyReport), ConfigError> {
+        let _g = self.lock.lock().await;
+        let r = self.edit_locked(f);
+        count(r.as_ref().map(|(_, rep)| rep), "edit");
+        r
+    }
+
+    /// The version tag of the running config (HTTP `ETag`).
+    pub fn etag(&self) -> String {
+        etag(&self.current())
+    }
+
+    fn check_version(&self, if_match: Option<&str>) -> Result<(), ConfigError> {
+        let Some(want) = if_match.map(str::trim).filter(|w| *w != "*") else { return Ok(()) };
+        let current = self.etag();
+        // a list of tags (RFC 9110 §13.1.1); weak tags compare by their opaque part
+        let matches = want.split(',').map(|t| t.trim().trim_start_matches("W/")).any(|t| t == current);
+        if matches { Ok(()) } else { Err(ConfigError::Stale { current }) }
+    }
+
+    fn edit_locked<T>(
+        &self,
+        f: impl FnOnce(&mut Config) -> Result<T, ConfigError>,
+    ) -> Result<(T, ApplyReport), ConfigError> {
         let old = self.current();
-        let mut json = serde_json::to_value(&*old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
-        merge_patch(&mut json, patch);
-        // secrets the client read redacted and sent back unchanged keep their value
-        super::unredact(&mut json, &old);
-        let new = Config::from_json(json)?;
+        let mut new = (*old).clone();
+        let out = f(&mut new)?;
         // the file gets exactly the keys that changed, relative to what it says now (without CLI overrides)
         let text = self.source.read_text()?;
         let mut doc = super::parse_document(&text, &self.source.path.display().to_string())?;
@@ -129,13 +159,13 @@ impl LiveConfig {
         }
         persist::update_document(&mut doc, &on_disk, &target)?;
         let text = persist::render_checked(&doc, &target)?;
-        self.apply(new, Some(text))
+        self.apply(new, Some(text)).map(|r| (out, r))
     }
 
     fn apply(&self, new: Config, persist_text: Option<String>) -> Result<ApplyReport, ConfigError> {
         new.validate()?;
         let old = self.current();
-        let appliers = self.appliers.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let appliers = self.appliers.read_locked().clone();
         let mut prepared: Vec<Arc<dyn Applier>> = Vec::new();
         for a in &appliers {
             if let Err(e) = a.prepare(&old, &new) {
@@ -166,7 +196,30 @@ impl LiveConfig {
     }
 }
 
-fn count(r: &Result<ApplyReport, ConfigError>, how: &'static str) {
+/// A config's version tag: a hash of its JSON form, quoted as an HTTP entity tag.
+pub fn etag(c: &Config) -> String {
+    let json = serde_json::to_string(c).unwrap_or_default();
+    format!("\"{}\"", &crate::util::sha256_hex(&json)[..20])
+}
+
+/// Apply an RFC 7396 merge patch of the JSON form to `cfg` (secrets sent back redacted keep their value).
+fn merge_into(cfg: &mut Config, patch: &serde_json::Value) -> Result<(), ConfigError> {
+    if !patch.is_object() {
+        return Err(ConfigError::invalid("config", "a change must be a JSON object (RFC 7396 merge patch)"));
+    }
+    if let Some(v) = patch.get("schema_version")
+        && v.as_i64() != Some(super::SCHEMA_VERSION)
+    {
+        return Err(ConfigError::invalid("schema_version", "cannot be changed through the API"));
+    }
+    let mut json = serde_json::to_value(&*cfg).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
+    merge_patch(&mut json, patch);
+    super::unredact(&mut json, cfg);
+    *cfg = Config::from_json(json)?;
+    Ok(())
+}
+
+fn count(r: Result<&ApplyReport, &ConfigError>, how: &'static str) {
     let result = if r.is_ok() { "ok" } else { "rejected" };
     metrics::counter!("hearth_config_reloads_total", "source" => how, "result" => result).increment(1);
     match r {

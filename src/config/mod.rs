@@ -38,6 +38,12 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
     #[error("cannot write {path}: {reason}")]
     Write { path: String, reason: String },
+    /// `If-Match` named another version than the running one.
+    #[error("the configuration changed since it was read (now {current}); reload it and apply the change again")]
+    Stale { current: String },
+    /// An edit addressed something that is not there (e.g. a route id).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl ConfigError {
@@ -226,6 +232,19 @@ pub struct ProxyRoute {
     pub forward_auth_users: Vec<String>,
     pub allow: Vec<String>,
     pub deny: Vec<String>,
+}
+
+impl ProxyRoute {
+    /// The route's id in the API (`/api/v1/proxy/routes/{id}`): derived from what routes a request to it — its
+    /// hosts (normalised, in any order) and path prefix —, so it does not shift when another route is added or
+    /// removed, and two routes never share one (the routing table refuses duplicates).
+    pub fn id(&self) -> String {
+        let mut hosts: Vec<String> =
+            self.hosts.iter().map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase()).collect();
+        hosts.sort();
+        let key = format!("{}\n{}", hosts.join(","), self.path_prefix);
+        crate::util::sha256_hex(&key)[..12].to_string()
+    }
 }
 
 impl Default for ProxyRoute {
@@ -550,6 +569,14 @@ pub struct DnsCacheConfig {
     pub prefetch: bool,
 }
 
+/// Whether a list blocks or allows what it names (`dns.lists[].kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListKind {
+    Block,
+    Allow,
+}
+
 impl Default for DnsCacheConfig {
     fn default() -> Self {
         DnsCacheConfig {
@@ -567,7 +594,7 @@ impl Default for DnsCacheConfig {
 #[serde(deny_unknown_fields)]
 pub struct DnsList {
     pub name: String,
-    pub kind: crate::dns::blocklist::ListKind,
+    pub kind: ListKind,
     /// A file path, or an http(s) URL downloaded into the data dir.
     pub source: String,
     #[serde(default = "yes")]
@@ -739,7 +766,7 @@ impl Config {
             return Err(ConfigError::invalid("dns.max_inflight", "must be between 1 and 1000000"));
         }
         for (i, d) in self.dns.rebinding_allow.iter().enumerate() {
-            crate::proxy::table::normalize_host(d.trim_start_matches("*."))
+            crate::net::normalize_host(d.trim_start_matches("*."))
                 .map_err(|e| ConfigError::invalid(format!("dns.rebinding_allow[{i}]"), e))?;
         }
         in_range("storage.busy_timeout", self.storage.busy_timeout, 1, 600)?;
@@ -795,8 +822,7 @@ impl Config {
 
     fn validate_tls_proxy(&self) -> Result<(), ConfigError> {
         for (i, h) in self.server.admin_hosts.iter().enumerate() {
-            crate::proxy::table::normalize_host(h)
-                .map_err(|e| ConfigError::invalid(format!("server.admin_hosts[{i}]"), e))?;
+            crate::net::normalize_host(h).map_err(|e| ConfigError::invalid(format!("server.admin_hosts[{i}]"), e))?;
         }
         let t = &self.tls;
         let uses_acme = self.proxy.routes.iter().any(|r| r.tls == RouteTls::Acme);
@@ -817,19 +843,17 @@ impl Config {
                 ));
             }
         }
-        if t.acme_challenges.iter().any(|c| c == "dns-01") || !t.dns01_server.is_empty() {
-            if t.dns01_server.parse::<SocketAddr>().is_err() {
-                return Err(ConfigError::invalid("tls.dns01_server", "must be ip:port (the zone's primary server)"));
-            }
-            crate::tls::dns01::TsigKey::parse(&t.dns01_tsig_key)
-                .map_err(|e| ConfigError::invalid("tls.dns01_tsig_key", e))?;
+        if (t.acme_challenges.iter().any(|c| c == "dns-01") || !t.dns01_server.is_empty())
+            && t.dns01_server.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::invalid("tls.dns01_server", "must be ip:port (the zone's primary server)"));
         }
         for (i, r) in self.proxy.routes.iter().enumerate() {
             let wildcard = r.hosts.iter().position(|h| h.trim().starts_with("*."));
             if let Some(j) = wildcard
                 && r.tls == RouteTls::Acme
                 && !t.acme_challenges.iter().any(|c| c == "dns-01")
-                && !crate::tls::acme::is_local_name(r.hosts[j].trim().trim_start_matches("*."), &self.dns.local_domains)
+                && !crate::net::is_local_name(r.hosts[j].trim().trim_start_matches("*."), &self.dns.local_domains)
             {
                 return Err(ConfigError::invalid(
                     format!("proxy.routes[{i}].hosts[{j}]"),
@@ -841,8 +865,6 @@ impl Config {
         if !self.proxy.address.is_empty() && self.proxy.address.parse::<IpAddr>().is_err() {
             return Err(ConfigError::invalid("proxy.address", "must be an IP address or empty"));
         }
-        crate::proxy::table::RouteTable::check(&self.proxy.routes)
-            .map_err(|(key, reason)| ConfigError::invalid(key, reason))?;
         Ok(())
     }
 
@@ -871,17 +893,13 @@ impl Config {
         if !(100..=100_000_000).contains(&d.querylog.max_entries) {
             return Err(ConfigError::invalid("dns.querylog.max_entries", "must be between 100 and 100000000"));
         }
-        crate::dns::local_zone(d).map_err(|(key, e)| ConfigError::invalid(key, e))?;
         for (i, g) in d.groups.iter().enumerate() {
             if g.name.trim().is_empty() || d.groups[..i].iter().any(|o| o.name == g.name) {
                 return Err(ConfigError::invalid(format!("dns.groups[{i}].name"), "must be set and unique"));
             }
         }
-        // upstreams, blocking mode, groups and exemptions are checked where they are compiled: one parser each
-        crate::dns::Settings::from_config(d).map_err(|(key, reason)| ConfigError::invalid(key, reason))?;
-        if d.lists.len() > crate::dns::blocklist::MAX_LISTS {
-            return Err(ConfigError::invalid("dns.lists", "too many lists"));
-        }
+        // upstreams, blocking mode, groups, exemptions, records and the list count are checked where they are
+        // compiled, once, when a change is prepared (`crate::dns::task`): one parser each
         for (i, l) in d.lists.iter().enumerate() {
             if l.name.trim().is_empty() || d.lists[..i].iter().any(|o| o.name == l.name) {
                 return Err(ConfigError::invalid(format!("dns.lists[{i}].name"), "must be set and unique"));
@@ -1000,7 +1018,7 @@ pub fn parse_document(text: &str, origin: &str) -> Result<toml_edit::DocumentMut
 
 fn check_cidrs(key: &str, list: &[String]) -> Result<(), ConfigError> {
     for (i, c) in list.iter().enumerate() {
-        crate::dns::groups::Cidr::parse(c).map_err(|e| ConfigError::invalid(format!("{key}[{i}]"), e))?;
+        crate::net::Cidr::parse(c).map_err(|e| ConfigError::invalid(format!("{key}[{i}]"), e))?;
     }
     Ok(())
 }
@@ -1083,8 +1101,7 @@ mod tests {
     /// Found by the config_loader fuzz target: toml_edit 0.23.10 panics on this text ("all items have spans").
     #[test]
     fn a_text_that_crashed_the_toml_parser_is_a_syntax_error() {
-        use base64::Engine;
-        let bytes = base64::engine::general_purpose::STANDARD.decode("IyBoZWFydGgudG9tbDogdGhlIGNvbmZuLXVwZGF0ZXMsICJpcDpwb3J0IiAoZS5nLiBCSU5ELCBLbm90LCBQb3dlckROUykuCmRuczAxX3NlcnZlciA9ICIiCiMgRE5TLTAxOiB0aGVAcm9kdWN0aW9uOiBbIjo4MCJdLgo9PT09PT09PT1jdDB1Y3Rpb246IFsiOjgwIl0KLj09PT09PT09dHJvZHVjdDB1Y3Rpb246IFsiOjgwIl0uCj09PT09PT09PT09PWh0dHBfbGlzdGVuID0nWyIxMmFuZCBIVFRQLzIpIHNlcnZkIEFQSSwgL21ldHxvZHVjdDEuMTo4MGlvODBu").unwrap();
+        let bytes = data_encoding::BASE64.decode("IyBoZWFydGgudG9tbDogdGhlIGNvbmZuLXVwZGF0ZXMsICJpcDpwb3J0IiAoZS5nLiBCSU5ELCBLbm90LCBQb3dlckROUykuCmRuczAxX3NlcnZlciA9ICIiCiMgRE5TLTAxOiB0aGVAcm9kdWN0aW9uOiBbIjo4MCJdLgo9PT09PT09PT1jdDB1Y3Rpb246IFsiOjgwIl0KLj09PT09PT09dHJvZHVjdDB1Y3Rpb246IFsiOjgwIl0uCj09PT09PT09PT09PWh0dHBfbGlzdGVuID0nWyIxMmFuZCBIVFRQLzIpIHNlcnZkIEFQSSwgL21ldHxvZHVjdDEuMTo4MGlvODBu".as_bytes()).unwrap();
         let text = std::str::from_utf8(&bytes).unwrap();
         let e = Config::from_toml(text, "crash.toml").unwrap_err();
         assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");

@@ -1,7 +1,6 @@
 //! Writing a changed configuration back to `hearth.toml` without losing the user's comments: only the keys whose
 //! value changed are rewritten (with `toml_edit`), and the file is replaced atomically (write temp, fsync, rename).
 
-use std::io::Write;
 use std::path::Path;
 
 use toml_edit::{DocumentMut, Item, Table};
@@ -158,26 +157,11 @@ pub fn render_checked(doc: &DocumentMut, expected: &Config) -> Result<String, Co
     Ok(text)
 }
 
-/// Replace `path` with `text` atomically. An existing file keeps its permissions; a new one is created 0600.
+/// Replace `path` with `text` atomically ([`crate::util::write_atomic`]): an existing file keeps its permissions,
+/// a new one is created 0600.
 pub fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
-    let err = |e: std::io::Error| ConfigError::Write { path: path.display().to_string(), reason: e.to_string() };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "hearth.toml".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let perms = std::fs::metadata(path).ok().map(|m| m.permissions());
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(perms.unwrap_or_else(|| std::fs::Permissions::from_mode(0o600)))?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    crate::util::write_atomic(path, text.as_bytes(), None)
+        .map_err(|e| ConfigError::Write { path: path.display().to_string(), reason: e.to_string() })
 }
 
 #[cfg(test)]

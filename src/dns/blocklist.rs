@@ -21,12 +21,7 @@ pub const MAX_LISTS: usize = 1 << LIST_BITS;
 const LIST_BITS: u32 = 12;
 const LIST_MASK: u64 = (1 << LIST_BITS) - 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ListKind {
-    Block,
-    Allow,
-}
+pub use crate::config::ListKind;
 
 /// What one line of a list file means.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! the others follow and wait. A leader that is dropped before it finishes (its client went away and the task was
 //! cancelled) frees the key, and its followers see their channel closed and ask themselves.
 
+use crate::util::Locked;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
@@ -34,7 +35,7 @@ pub enum Role<'a, K: Eq + Hash, V> {
 impl<K: Eq + Hash + Clone, V: Clone> Inflight<K, V> {
     /// Lead `key` if nobody does, else follow the query that does.
     pub fn join(&self, key: &K) -> Role<'_, K, V> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.map.locked();
         match map.get_mut(key) {
             Some(waiters) => {
                 let (tx, rx) = oneshot::channel();
@@ -50,7 +51,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Inflight<K, V> {
 
     /// Keys in flight.
     pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.map.locked().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -77,7 +78,7 @@ impl<K: Eq + Hash, V: Clone> Lead<'_, K, V> {
 
     fn take(&mut self) -> Vec<oneshot::Sender<V>> {
         match self.key.take() {
-            Some(k) => self.owner.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&k).unwrap_or_default(),
+            Some(k) => self.owner.map.locked().remove(&k).unwrap_or_default(),
             None => vec![],
         }
     }
@@ -86,7 +87,7 @@ impl<K: Eq + Hash, V: Clone> Lead<'_, K, V> {
 impl<K: Eq + Hash, V> Drop for Lead<'_, K, V> {
     fn drop(&mut self) {
         if let Some(k) = self.key.take() {
-            self.owner.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&k);
+            self.owner.map.locked().remove(&k);
         }
     }
 }

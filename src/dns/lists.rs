@@ -3,6 +3,7 @@
 //! temporary file and replaces the copy only when complete, so a failed download keeps the last good copy; the
 //! engine is recompiled only when something changed.
 
+use crate::util::Locked;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,7 +88,7 @@ impl ListUpdater {
     }
 
     pub fn statuses(&self) -> Vec<DownloadStatus> {
-        let mut v: Vec<_> = self.status.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut v: Vec<_> = self.status.locked().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -105,7 +106,7 @@ impl ListUpdater {
                 continue;
             }
             let prev_success = {
-                let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+                let mut status = self.status.locked();
                 let prev_success = status.get(&l.name).and_then(|s| s.last_success);
                 status.insert(
                     l.name.clone(),
@@ -123,7 +124,7 @@ impl ListUpdater {
                 prev_success
             };
             let result = self.fetch(&l.name, &l.source, &file, meta).await;
-            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            let mut status = self.status.locked();
             let (text, ok) = match &result {
                 Ok(true) => ("updated".to_string(), true),
                 Ok(false) => ("not modified".to_string(), true),
@@ -194,7 +195,7 @@ impl ListUpdater {
         let mut total = 0u64;
         let announced = resp.content_length();
         let progress = |received: u64| {
-            if let Some(st) = self.status.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name) {
+            if let Some(st) = self.status.locked().get_mut(name) {
                 st.received_bytes = Some(received);
                 st.total_bytes = announced;
             }

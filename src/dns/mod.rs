@@ -17,9 +17,11 @@ pub mod local;
 pub mod querylog;
 pub mod recursor;
 pub mod server;
+pub mod task;
 pub mod upstream;
 pub mod wire;
 
+use crate::util::Locked;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -72,9 +74,9 @@ pub struct Settings {
     pub groups: groups::Groups,
     /// Queries per second per client (0: no limit), burst, and the clients never limited.
     pub rate_limit: (u32, u32),
-    pub rate_limit_exempt: Vec<groups::Cidr>,
+    pub rate_limit_exempt: Vec<crate::net::Cidr>,
     /// The clients that may query at all (others get REFUSED).
-    pub allow_clients: Vec<groups::Cidr>,
+    pub allow_clients: Vec<crate::net::Cidr>,
     /// Places for queries waiting on the network (`dns.max_inflight`): one per query past the cache, followers of
     /// a coalesced question included, so tasks, sockets and upstream queries are all bounded by it.
     pub inflight: Arc<tokio::sync::Semaphore>,
@@ -125,7 +127,7 @@ impl Settings {
             let clients = g
                 .clients
                 .iter()
-                .map(|c| groups::Cidr::parse(c))
+                .map(|c| crate::net::Cidr::parse(c))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| (format!("dns.groups[{gi}].clients"), e))?;
             let mut lists = ListSet::none();
@@ -144,14 +146,14 @@ impl Settings {
         let rate_limit_exempt = c
             .rate_limit_exempt
             .iter()
-            .map(|e| groups::Cidr::parse(e))
+            .map(|e| crate::net::Cidr::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ("dns.rate_limit_exempt".to_string(), e))?;
         let allow_clients = c
             .allow_clients
             .iter()
             .enumerate()
-            .map(|(i, e)| groups::Cidr::parse(e).map_err(|e| (format!("dns.allow_clients[{i}]"), e)))
+            .map(|(i, e)| crate::net::Cidr::parse(e).map_err(|e| (format!("dns.allow_clients[{i}]"), e)))
             .collect::<Result<Vec<_>, _>>()?;
         let mut forward_zones: Vec<(String, Arc<upstream::Pool>)> = vec![];
         for (i, z) in c.forward_zones.iter().enumerate() {
@@ -394,17 +396,26 @@ impl Meters {
     }
 }
 
+/// What a config change built for [`Dns::apply`] (see [`task::compile`]); `None`: unchanged.
+#[derive(Default)]
+pub struct Prepared {
+    pub settings: Option<Settings>,
+    pub zone: Option<local::LocalZone>,
+    pub cache: Option<CachePolicy>,
+    pub rate_limit: Option<(u32, u32)>,
+}
+
 /// The resolver's shared state.
 pub struct Dns {
-    pub engine: ArcSwap<Engine>,
-    pub local: ArcSwap<local::LocalZone>,
-    pub limiter: Mutex<crate::ratelimit::RateLimiter>,
+    engine: ArcSwap<Engine>,
+    local: ArcSwap<local::LocalZone>,
+    limiter: Mutex<crate::ratelimit::RateLimiter>,
     /// The last list compilation: each list's counts or why it was left out.
-    pub list_report: Mutex<Vec<(String, Result<ListStats, String>)>>,
+    list_report: Mutex<Vec<(String, Result<ListStats, String>)>>,
     /// Counts list compilations, so a caller can wait for the one its change caused.
-    pub list_generation: std::sync::atomic::AtomicU64,
-    pub settings: ArcSwap<Settings>,
-    pub cache: Mutex<Cache>,
+    list_generation: std::sync::atomic::AtomicU64,
+    settings: ArcSwap<Settings>,
+    cache: Mutex<Cache>,
     meters: Meters,
     log: Option<querylog::QueryLog>,
     /// Refreshes the cache asked for (see [`Dns::take_prefetches`]).
@@ -544,7 +555,7 @@ impl Dns {
         if settings.rate_limit.0 > 0
             && transport != Transport::Internal
             && !settings.rate_limit_exempt.iter().any(|c| c.contains(client))
-            && !self.limiter.lock().unwrap_or_else(|p| p.into_inner()).allow(client, started)
+            && !self.limiter.locked().allow(client, started)
         {
             self.meters.count(Outcome::RateLimited);
             let answer = wire::synthesize(&q, query, 5, &[], None);
@@ -589,7 +600,7 @@ impl Dns {
         // 4. cache
         let key = CacheKey::of(&q);
         let hit = {
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.cache.locked();
             cache.get(&key, &q, query, started).map(|hit| (hit, cache.prefetch_due.take()))
         };
         if let Some((hit, due)) = hit {
@@ -663,7 +674,7 @@ impl Dns {
                     let fetched = Arc::new(self.fetch(&p).await);
                     // 6. cache store, before the key is freed: a query arriving now hits the cache
                     if let Fetched::Answer { resp, .. } = fetched.as_ref() {
-                        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut cache = self.cache.locked();
                         if cache.insert(p.key.clone(), resp.clone(), p.started).is_ok() {
                             self.meters.cache_entries.set(cache.len() as f64);
                         }
@@ -814,12 +825,7 @@ impl Dns {
             }
             Fetched::Failed(e) => {
                 // serve-stale (RFC 8767): an expired answer beats no answer
-                let stale = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get_stale(
-                    &p.key,
-                    &p.q,
-                    &p.query,
-                    Instant::now(),
-                );
+                let stale = self.cache.locked().get_stale(&p.key, &p.q, &p.query, Instant::now());
                 if let Some(mut answer) = stale {
                     tracing::info!(name = %p.q.name, error = %e, "no upstream answered; serving a stale answer");
                     wire::clear_ad(&mut answer);
@@ -872,11 +878,63 @@ impl Dns {
 
     /// The queue of cache refreshes, for the task that runs them (once).
     pub fn take_prefetches(&self) -> Option<tokio::sync::mpsc::Receiver<Pending>> {
-        self.prefetch_rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.prefetch_rx.locked().take()
     }
 
     pub fn cache_len(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.cache.locked().len()
+    }
+
+    /// The compiled `[dns]` settings in force.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.load_full()
+    }
+
+    /// Swap in what a config change prepared (see [`task::DnsApplier`]); `None` keeps the current one. Cannot fail.
+    pub fn apply(&self, p: Prepared) {
+        if let Some(settings) = p.settings {
+            self.settings.store(Arc::new(settings));
+        }
+        if let Some(zone) = p.zone {
+            self.local.store(Arc::new(zone));
+        }
+        if let Some((rate, burst)) = p.rate_limit {
+            *self.limiter.locked() = crate::ratelimit::RateLimiter::new(rate, burst);
+        }
+        if let Some(policy) = p.cache {
+            *self.cache.locked() = Cache::new(policy);
+            self.meters.cache_entries.set(0.0);
+        }
+    }
+
+    /// Empty the answer cache, and what the validator and the recursor learned (a flush is how an owner retries
+    /// after a fix upstream). Returns how many answers were dropped.
+    pub fn flush_cache(&self) -> usize {
+        let flushed = {
+            let mut cache = self.cache.locked();
+            let n = cache.len();
+            cache.clear();
+            n
+        };
+        self.meters.cache_entries.set(0.0);
+        let settings = self.settings.load();
+        if let Some(v) = &settings.dnssec {
+            v.clear();
+        }
+        if let Some(r) = &settings.recursor {
+            r.clear();
+        }
+        flushed
+    }
+
+    /// Each list's counts at the last compilation, or why it was left out.
+    pub fn list_report(&self) -> Vec<(String, Result<ListStats, String>)> {
+        self.list_report.locked().clone()
+    }
+
+    /// How many list compilations have run (a caller waits for the one its change caused).
+    pub fn list_generation(&self) -> u64 {
+        self.list_generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Compile the configured lists (call on the blocking pool) and swap the engine in. A list that cannot be read
@@ -918,14 +976,14 @@ impl Dns {
             }
             Err(e) => report.push(("lists".into(), Err(e.to_string()))),
         }
-        *self.list_report.lock().unwrap_or_else(|p| p.into_inner()) = report.clone();
+        *self.list_report.locked() = report.clone();
         self.list_generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         report
     }
 
     /// The lists left out of the last compilation, as "name: why".
     pub fn list_failures(&self) -> Vec<String> {
-        failures(&self.list_report.lock().unwrap_or_else(|p| p.into_inner()))
+        failures(&self.list_report.locked())
     }
 }
 

@@ -18,6 +18,7 @@
 //! which the pipeline turns into SERVFAIL with EDE 15 (Blocked); stripping the records instead would leave an
 //! answer that claims no data without proof (bogus in a signed zone, a silent NODATA otherwise).
 
+use crate::util::Locked;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -284,13 +285,13 @@ impl Recursor {
 
     /// Forget the learned delegations.
     pub fn clear(&self) {
-        self.delegations.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.delegations.locked().clear();
     }
 
     /// The deepest delegation known for `name` (the root when none).
     fn closest(&self, name: &Name) -> (Name, Vec<SocketAddr>) {
         let now = Instant::now();
-        let cache = self.delegations.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = self.delegations.locked();
         let mut n = name.clone();
         loop {
             if let Some((addrs, until)) = cache.get(&n)
@@ -308,7 +309,7 @@ impl Recursor {
 
     fn remember(&self, zone: &Name, addrs: &[SocketAddr], ttl: u32) {
         let now = Instant::now();
-        let mut cache = self.delegations.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.delegations.locked();
         if cache.len() >= self.max_delegations {
             cache.retain(|_, (_, until)| *until > now);
             if cache.len() >= self.max_delegations {

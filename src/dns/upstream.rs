@@ -3,6 +3,7 @@
 //! `tls://` DNS over TLS (RFC 7858, connections kept and reused) and `https://` DNS over HTTPS (RFC 8484, HTTP/2).
 //! Certificates of DoT/DoH upstreams are checked against the Mozilla roots plus `dns.upstream_ca`.
 
+use crate::util::Locked;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
@@ -314,7 +315,7 @@ impl Pool {
             Err(e) => {
                 h.failures.fetch_add(1, Relaxed);
                 let n = h.consecutive.fetch_add(1, Relaxed) + 1;
-                *h.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                *h.last_error.locked() = Some(e.to_string());
                 metrics::counter!("hearth_dns_upstream_failures_total", "upstream" => label.clone()).increment(1);
                 metrics::gauge!("hearth_dns_upstream_healthy", "upstream" => label)
                     .set(f64::from(u8::from(n < SICK_AFTER)));
@@ -334,7 +335,7 @@ impl Pool {
                     failures: h.failures.load(Relaxed),
                     latency_ms: (ewma > 0).then(|| (ewma as f64 / 10.0).round() / 100.0),
                     healthy: h.consecutive.load(Relaxed) < SICK_AFTER,
-                    last_error: h.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    last_error: h.last_error.locked().clone(),
                 }
             })
             .collect()
@@ -457,7 +458,7 @@ async fn framed<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, query: &[u8]) -> s
 
 /// DNS over TLS: an idle connection if there is one (a stale one is replaced once), else a new one.
 async fn dot(d: &Dot, query: &[u8]) -> std::io::Result<Vec<u8>> {
-    let reused = d.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let reused = d.idle.locked().pop();
     let fresh = reused.is_none();
     let mut conn = match reused {
         Some(c) => c,
@@ -471,7 +472,7 @@ async fn dot(d: &Dot, query: &[u8]) -> std::io::Result<Vec<u8>> {
         }
         Err(e) => return Err(e),
     };
-    let mut idle = d.idle.lock().unwrap_or_else(|p| p.into_inner());
+    let mut idle = d.idle.locked();
     if idle.len() < DOT_IDLE {
         idle.push(conn);
     }

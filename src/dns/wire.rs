@@ -1,6 +1,15 @@
-//! DNS wire format helpers for the fast path (pure, over bytes): read a query's question and EDNS facts, find
-//! the TTL fields of a response, patch ids and TTLs in place, and cut a response down to a truncated one — so a
-//! cached answer is served without decoding and re-encoding the message.
+//! DNS wire format helpers (pure). The fast path works over bytes: read a query's question and EDNS facts, find
+//! the TTL fields of a response, patch ids and TTLs in place, cut a response down to a truncated one and write
+//! simple answers — so a cached answer is served without decoding and re-encoding the message. The slow path
+//! (forwarding with DNSSEC validation, the recursor) works on hickory [`Message`]s: query names, the query hearth
+//! sends upstream, RRset grouping of a section, and what a client sees of a decoded answer.
+//!
+//! Response codes and Extended DNS Error codes (RFC 8914) are named here, once, for every part of `dns` that
+//! writes or reads them as numbers (`RCODE_*`, `EDE_*`).
+
+use hickory_proto::dnssec::rdata::{DNSSECRData, RRSIG};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// What the pipeline needs to know about a query, read straight from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +43,28 @@ pub enum WireError {
 const HEADER: usize = 12;
 pub const TYPE_OPT: u16 = 41;
 pub const TYPE_SOA: u16 = 6;
+
+/// Response codes (RFC 1035 §4.1.1), as the header's four RCODE bits carry them (the `rcode` of [`synthesize`];
+/// [`ResponseInfo::rcode`] holds the same values widened to u16).
+pub const RCODE_NOERROR: u8 = 0;
+pub const RCODE_SERVFAIL: u8 = 2;
+pub const RCODE_NXDOMAIN: u8 = 3;
+pub const RCODE_REFUSED: u8 = 5;
+
+/// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
+pub const OPTION_EDE: u16 = 15;
+
+/// Extended DNS Error info codes (RFC 8914 §4) that hearth sends.
+pub const EDE_OTHER: u16 = 0;
+pub const EDE_DNSSEC_BOGUS: u16 = 6;
+pub const EDE_SIGNATURE_EXPIRED: u16 = 7;
+pub const EDE_SIGNATURE_NOT_YET_VALID: u16 = 8;
+pub const EDE_DNSKEY_MISSING: u16 = 9;
+pub const EDE_RRSIGS_MISSING: u16 = 10;
+pub const EDE_NSEC_MISSING: u16 = 12;
+/// Refused by the operator's policy (a block list), with the reason.
+pub const EDE_BLOCKED: u16 = 15;
+pub const EDE_NETWORK_ERROR: u16 = 23;
 
 fn u16_at(b: &[u8], i: usize) -> Result<u16, WireError> {
     b.get(i..i + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or(WireError::Short)
@@ -219,6 +250,9 @@ pub fn copy_question(resp: &mut [u8], query: &[u8], question_end: usize) {
 /// without fragmentation, whatever larger size a client advertises.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
 
+/// The EDNS payload size hearth advertises, in its answers and in the queries it sends (the same flag day value).
+pub const EDNS_PAYLOAD: u16 = MAX_UDP_PAYLOAD;
+
 /// The most a UDP answer to `q` may weigh: the client's EDNS payload size capped at [`MAX_UDP_PAYLOAD`], or 512
 /// bytes without EDNS (RFC 1035 §4.2.1).
 pub fn udp_limit(q: &QueryInfo) -> usize {
@@ -269,7 +303,7 @@ pub fn truncated(resp: &[u8], q: &QueryInfo) -> Vec<u8> {
         None => {
             out.push(0);
             out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-            out.extend_from_slice(&MAX_UDP_PAYLOAD.to_be_bytes());
+            out.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
             out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
             out.extend_from_slice(&0u16.to_be_bytes());
         }
@@ -320,13 +354,13 @@ pub fn synthesize(q: &QueryInfo, query: &[u8], rcode: u8, answers: &[Answer<'_>]
     if edns {
         out.push(0); // root name
         out.extend_from_slice(&TYPE_OPT.to_be_bytes());
-        out.extend_from_slice(&1232u16.to_be_bytes());
+        out.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
         out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0]);
         match ede {
             Some((code, text)) => {
                 let text = &text.as_bytes()[..text.len().min(400)];
                 out.extend_from_slice(&((4 + 2 + text.len()) as u16).to_be_bytes());
-                out.extend_from_slice(&15u16.to_be_bytes()); // option code: EDE
+                out.extend_from_slice(&OPTION_EDE.to_be_bytes());
                 out.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
                 out.extend_from_slice(&code.to_be_bytes());
                 out.extend_from_slice(text);
@@ -337,30 +371,187 @@ pub fn synthesize(q: &QueryInfo, query: &[u8], rcode: u8, answers: &[Answer<'_>]
     out
 }
 
+// ----- messages (hickory, the slow path) -----
+
+/// A query name in hickory's form ("" is the root).
+pub fn fqdn(name: &str) -> Option<Name> {
+    if name.is_empty() { Some(Name::root()) } else { Name::from_ascii(format!("{name}.")).ok() }
+}
+
+/// The closest name at or above both `a` and `b`.
+pub fn common_ancestor(a: &Name, b: &Name) -> Name {
+    let mut n = a.clone();
+    while !n.zone_of(b) && !n.is_root() {
+        n = n.base_name();
+    }
+    n
+}
+
+/// The wildcard name directly below `name` (`*.name`).
+pub fn wildcard_of(name: &Name) -> Option<Name> {
+    Name::from_ascii("*").ok()?.append_domain(name).ok()
+}
+
+/// The query hearth sends to validate an answer: RD, CD (the upstream must hand over even bogus data, the
+/// verdict is ours) and EDNS with DO (so the signatures and denial proofs come along).
+pub fn upstream_query(id: u16, name: &Name, qtype: RecordType) -> Vec<u8> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.checking_disabled = true;
+    m.add_query(Query::query(name.clone(), qtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_PAYLOAD);
+    edns.set_dnssec_ok(true);
+    m.set_edns(edns);
+    m.to_vec().unwrap_or_default()
+}
+
+/// What the client sees of a decoded (and validated) answer: its own id and flags, AD when `secure` and the
+/// client understands AD (it set DO or AD), DNSSEC records only when it set DO, EDNS only when it used EDNS.
+pub fn client_view(mut msg: Message, q: &QueryInfo, secure: bool) -> Option<Vec<u8>> {
+    msg.metadata.id = q.id;
+    msg.metadata.authentic_data = secure && (q.dnssec_ok || q.authentic_data);
+    msg.metadata.checking_disabled = q.checking_disabled;
+    msg.metadata.recursion_desired = q.recursion_desired;
+    if !q.dnssec_ok {
+        let qtype = RecordType::from(q.qtype);
+        let keep = |r: &Record| {
+            let t = r.record_type();
+            t == qtype || !matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+        };
+        msg.answers.retain(keep);
+        msg.authorities.retain(keep);
+        msg.additionals.retain(keep);
+    }
+    msg.edns = q.edns_payload.map(|_| {
+        let mut e = Edns::new();
+        e.set_max_payload(EDNS_PAYLOAD);
+        e.set_dnssec_ok(q.dnssec_ok);
+        e
+    });
+    msg.to_vec().ok()
+}
+
+/// One RRset of a message section with the signatures that cover it.
+#[derive(Debug)]
+pub struct RrSet<'a> {
+    pub name: Name,
+    pub rtype: RecordType,
+    pub records: Vec<&'a Record>,
+    pub sigs: Vec<&'a RRSIG>,
+    pub ttl: u32,
+}
+
+/// Group a section into RRsets (RRSIGs attached to what they cover; OPT and stray RRSIGs dropped).
+pub fn rrsets(section: &[Record]) -> Vec<RrSet<'_>> {
+    let mut sets: Vec<RrSet<'_>> = vec![];
+    for r in section {
+        if matches!(r.record_type(), RecordType::RRSIG | RecordType::OPT) {
+            continue;
+        }
+        match sets.iter_mut().find(|s| s.rtype == r.record_type() && s.name == r.name) {
+            Some(s) => {
+                s.records.push(r);
+                s.ttl = s.ttl.min(r.ttl);
+            }
+            None => sets.push(RrSet {
+                name: r.name.clone(),
+                rtype: r.record_type(),
+                records: vec![r],
+                sigs: vec![],
+                ttl: r.ttl,
+            }),
+        }
+    }
+    for r in section {
+        if let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data
+            && let Some(s) = sets.iter_mut().find(|s| s.rtype == sig.input().type_covered && s.name == r.name)
+        {
+            s.sigs.push(sig);
+        }
+    }
+    sets
+}
+
 #[cfg(test)]
 mod tests {
+    use hickory_proto::rr::DNSClass;
+    use hickory_proto::rr::rdata::{A, SOA};
+
     use super::*;
 
     /// Found by the dns_message fuzz target: answer and authority counts whose sum overflows 16 bits panicked in
     /// debug builds (and miscounted in release) while looking for the OPT record.
     #[test]
     fn record_counts_near_u16_max_do_not_overflow() {
-        use base64::Engine;
-        let q = base64::engine::general_purpose::STANDARD
-            .decode("EjQBAAABIADxAAABAXgDbGFuAAD/AAEAACkQQTV6AQAAAAA=")
-            .unwrap();
+        let q = data_encoding::BASE64.decode(b"EjQBAAABIADxAAABAXgDbGFuAAD/AAEAACkQQTV6AQAAAAA=").unwrap();
         let _ = parse_query(&q);
         let mut r = q.clone();
         r[2] |= 0x80;
         r[6..12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         let _ = parse_response(&r);
         let _ = find_opt(&r);
-        crate::fuzzing::dns_message(&q);
-        crate::fuzzing::dns_message(&r);
+        helpers_hold(&q);
+        helpers_hold(&r);
     }
-    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
-    use hickory_proto::rr::rdata::{A, SOA};
-    use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+
+    /// What the `dns_message` fuzz target asks of these helpers, on any bytes taken as a query and as a response:
+    /// none panics, and what hearth would send back is readable by its own parser and within the UDP limit.
+    fn helpers_hold(data: &[u8]) {
+        if let Ok(q) = parse_query(data) {
+            let t = truncated(data, &q);
+            assert!(t.len() <= 512 && t.len() <= udp_limit(&q), "a truncated answer of {} bytes", t.len());
+            let info = parse_response(&t).expect("a truncated answer reads back");
+            assert!(info.truncated && info.answers == 0);
+            let refused = synthesize(&q, data, RCODE_REFUSED, &[], Some((EDE_OTHER, "refused")));
+            assert_eq!(parse_response(&refused).map(|i| i.rcode), Ok(u16::from(RCODE_REFUSED)));
+            let mut copy = data.to_vec();
+            copy_question(&mut copy, data, q.question_end);
+            assert_eq!(copy, data);
+        }
+        if let Ok(info) = parse_response(data) {
+            let mut copy = data.to_vec();
+            age_ttls(&mut copy, &info.ttl_offsets, 5, 0);
+            assert_eq!(parse_response(&copy).map(|i| i.ttl_offsets), Ok(info.ttl_offsets));
+        }
+        if let Some(opt) = find_opt(data) {
+            assert!(opt.end <= data.len());
+        }
+    }
+
+    /// [`helpers_hold`] over byte-level mutations (flip, insert, delete, overwrite) of valid queries and responses.
+    #[test]
+    fn helpers_hold_on_mutated_messages() {
+        let seeds = [
+            query("example.com.", Some((4096, true))),
+            query("a.b.c.d.e.f.g.", None),
+            query(".", Some((512, false))),
+            big_response(2),
+        ];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n.max(1) as u64) as usize
+        };
+        for i in 0..4000 {
+            let mut d = seeds[i % seeds.len()].clone();
+            for _ in 0..1 + rnd(4) {
+                let at = rnd(d.len());
+                match rnd(4) {
+                    0 if !d.is_empty() => d[at] ^= 1 << rnd(8),
+                    1 => d.insert(at, rnd(256) as u8),
+                    2 if !d.is_empty() => {
+                        d.remove(at);
+                    }
+                    _ if !d.is_empty() => d[at] = [0, 0xff, 0xc0, 0x29, 0x3f][rnd(5)],
+                    _ => d.push(0),
+                }
+            }
+            helpers_hold(&d);
+        }
+    }
 
     fn query(name: &str, edns: Option<(u16, bool)>) -> Vec<u8> {
         let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
@@ -377,7 +568,9 @@ mod tests {
 
     #[test]
     fn reads_queries() {
-        let q = parse_query(&query("WWW.Example.COM.", Some((1232, true)))).unwrap();
+        let b = query("WWW.Example.COM.", Some((1232, true)));
+        helpers_hold(&b);
+        let q = parse_query(&b).unwrap();
         assert_eq!(q.id, 0x1234);
         assert_eq!(q.name, "www.example.com");
         assert_eq!(q.qtype, 28);
@@ -406,6 +599,7 @@ mod tests {
         e.set_max_payload(1232);
         m.set_edns(e);
         let mut wire = m.to_vec().unwrap();
+        helpers_hold(&wire);
         let info = parse_response(&wire).unwrap();
         assert_eq!(info.ttl_offsets.len(), 2, "the OPT record has no TTL");
         assert_eq!(info.min_answer_ttl, Some(60));
@@ -420,7 +614,7 @@ mod tests {
         let soa = SOA::new(name.clone(), Name::from_ascii("h.example.com.").unwrap(), 1, 2, 3, 4, 120);
         neg.add_authority(Record::from_rdata(name, 900, RData::SOA(soa)));
         let info = parse_response(&neg.to_vec().unwrap()).unwrap();
-        assert_eq!(info.rcode, 3);
+        assert_eq!(info.rcode, u16::from(RCODE_NXDOMAIN));
         assert_eq!(info.negative_ttl, Some(120));
         let _ = DNSClass::IN;
     }
@@ -429,7 +623,13 @@ mod tests {
     fn synthesized_answers_decode() {
         let b = query("Ads.Example.", Some((1232, true)));
         let q = parse_query(&b).unwrap();
-        let out = synthesize(&q, &b, 0, &[(None, 28, 10, &[0u8; 16])], Some((15, "blocked by ads: ||ads.example^")));
+        let out = synthesize(
+            &q,
+            &b,
+            RCODE_NOERROR,
+            &[(None, 28, 10, &[0u8; 16])],
+            Some((EDE_BLOCKED, "blocked by ads: ||ads.example^")),
+        );
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.id, 0x1234);
         assert!(m.metadata.recursion_available && m.metadata.recursion_desired);
@@ -439,17 +639,18 @@ mod tests {
         assert_eq!(m.answers[0].data, RData::AAAA(hickory_proto::rr::rdata::AAAA(std::net::Ipv6Addr::UNSPECIFIED)));
         let edns = m.edns.unwrap();
         assert!(edns.flags().dnssec_ok);
-        let opt = edns.options().as_ref().iter().find(|(c, _)| u16::from(*c) == 15).map(|(_, o)| o.clone()).unwrap();
+        let opt =
+            edns.options().as_ref().iter().find(|(c, _)| u16::from(*c) == OPTION_EDE).map(|(_, o)| o.clone()).unwrap();
         match opt {
-            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(15, data) => {
-                assert_eq!(&data[..2], &[0, 15]);
+            hickory_proto::rr::rdata::opt::EdnsOption::Unknown(OPTION_EDE, data) => {
+                assert_eq!(data[..2], EDE_BLOCKED.to_be_bytes());
                 assert_eq!(&data[2..], b"blocked by ads: ||ads.example^");
             }
             other => panic!("{other:?}"),
         }
         let plain = query("x.example.", None);
         let q = parse_query(&plain).unwrap();
-        let out = synthesize(&q, &plain, 3, &[], Some((15, "ignored without EDNS")));
+        let out = synthesize(&q, &plain, RCODE_NXDOMAIN, &[], Some((EDE_BLOCKED, "ignored without EDNS")));
         let m = Message::from_vec(&out).unwrap();
         assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::NXDomain);
         assert!(m.answers.is_empty() && m.edns.is_none());
@@ -500,6 +701,8 @@ mod tests {
         assert_eq!(udp_limit(&info), 1232);
         let resp = big_response(8);
         assert!(resp.len() > 1232);
+        helpers_hold(&qb);
+        helpers_hold(&resp);
         let t = truncated(&resp, &info);
         assert!(t.len() <= 1232);
         let m = Message::from_vec(&t).unwrap();

@@ -1,8 +1,8 @@
 //! The admin API (`/api/v1`) and the operational endpoints (`/healthz`, `/readyz`, `/metrics`), each documented in
 //! the OpenAPI document served at `/api/v1/openapi.json`. Later subsystems add their own route modules here.
 
+use crate::util::Locked;
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use super::auth::{AdminAuth, AuthVia, authenticate, clear_session_cookie, set_session_cookie};
 use super::error::{ApiError, ApiJson, ErrorBody};
 use super::{AdminClient, AppState, ConnInfo};
+use crate::auth::login::LoginError;
 use crate::auth::verifier::Throttled;
 use crate::auth::{self as core, Scope, SessionKind, SessionListing, TokenInfo, User, log_name};
 use crate::config::live::ApplyReport;
@@ -83,7 +84,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(super::proxy_api::routes())
         .merge(super::system_api::routes())
         .merge(super::doh::routes())
-        .merge(super::memory_api::routes())
 }
 
 pub async fn method_not_allowed() -> ApiError {
@@ -305,37 +305,25 @@ async fn login(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let client: IpAddr = conn.peer.ip();
-    // no user name is longer than 64 characters: a longer one is cut for the lookup and the throttle's key
-    let name: String = body.username.chars().take(65).collect();
-    let n = name.clone();
-    let found = s.db.call(move |c| core::find_user(c, &n)).await?;
-    let (user, phc) = match found {
-        Some((u, h)) => (Some(u), Some(h)),
-        None => (None, None),
-    };
-    let ok = match s.verifier.verify(client, &name, body.password, phc, Instant::now()).await {
-        Ok(ok) => ok,
-        Err(t) => {
-            metrics::counter!("hearth_login_attempts_total", "result" => "throttled").increment(1);
-            return Err(throttled(t, "failed logins"));
-        }
-    };
-    let Some(user) = user.filter(|_| ok) else {
-        metrics::counter!("hearth_login_attempts_total", "result" => "failure").increment(1);
-        tracing::warn!(user = %log_name(&body.username), client = %client, "failed login");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong user name or password"));
-    };
-    metrics::counter!("hearth_login_attempts_total", "result" => "success").increment(1);
     let ttl = s.config.current().auth.session_ttl.as_std().as_secs() as i64;
-    let client_s = client.to_string();
-    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let u = user.clone();
-    let sess = s
-        .db
-        .call(move |c| core::create_session_with_agent(c, &u, ttl, &client_s, &agent, unix_now(), SessionKind::Admin))
-        .await?;
-    tracing::info!(user = %user.username, client = %client, "login");
+    let attempt = crate::auth::login::Attempt {
+        username: body.username,
+        password: body.password,
+        client: conn.peer.ip(),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+        ttl_secs: ttl,
+        kind: SessionKind::Admin,
+    };
+    let (user, sess) = match crate::auth::login::login(&s.db, &s.verifier, attempt).await {
+        Ok(v) => v,
+        Err(LoginError::Throttled { retry_after_secs }) => {
+            return Err(throttled(Throttled { retry_after_secs }, "failed logins"));
+        }
+        Err(LoginError::Invalid) => {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong user name or password"));
+        }
+        Err(LoginError::Auth(e)) => return Err(e.into()),
+    };
     let view = SessionView {
         user: user.username,
         via: AuthVia::Session,
@@ -501,7 +489,7 @@ async fn status(_auth: AdminAuth, State(s): State<AppState>) -> Json<Status> {
         process,
         http_requests_total: s.requests.get(),
         subsystems: s.health.snapshot(),
-        series: s.series.lock().unwrap_or_else(|p| p.into_inner()).samples(),
+        series: s.series.locked().samples(),
     })
 }
 
@@ -599,9 +587,11 @@ fn config_view(s: &AppState) -> Result<ConfigView, ApiError> {
 /// The running configuration.
 #[utoipa::path(get, path = "/api/v1/config", tag = "system",
     security(("session" = []), ("token" = [])),
-    responses((status = 200, body = ConfigView), (status = 401, body = ErrorBody)))]
-async fn get_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json<ConfigView>, ApiError> {
-    Ok(Json(config_view(&s)?))
+    responses((status = 200, body = ConfigView, headers(("ETag" = String, description = "The config's version: send it back in If-Match with a change"))),
+        (status = 401, body = ErrorBody)))]
+async fn get_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Response, ApiError> {
+    let etag = s.config.etag();
+    Ok(([(header::ETAG, etag)], Json(config_view(&s)?)).into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -612,30 +602,37 @@ struct ConfigChange {
 }
 
 /// Change settings with an RFC 7396 merge patch, e.g. `{"log":{"level":"debug"}}`: validated, applied, then
-/// written to the file keeping its comments. On error (422 names the key) nothing changes.
+/// written to the file keeping its comments. On error (422 names the key) nothing changes. With `If-Match` (the
+/// `ETag` of `GET /api/v1/config`), a change made meanwhile by someone else refuses this one with 412.
 #[utoipa::path(patch, path = "/api/v1/config", tag = "system",
     request_body(content = Object, description = "RFC 7396 merge patch of the configuration's JSON form"),
+    params(("If-Match" = Option<String>, Header, description = "The ETag the change was made against")),
     security(("session" = []), ("token" = [])),
-    responses((status = 200, body = ConfigChange), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ConfigChange, headers(("ETag" = String))), (status = 401, body = ErrorBody),
+        (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn patch_config(
     auth: AdminAuth,
     State(s): State<AppState>,
+    headers: HeaderMap,
     ApiJson(patch): ApiJson<serde_json::Value>,
-) -> Result<Json<ConfigChange>, ApiError> {
-    let report = s.config.patch(&patch).await?;
+) -> Result<Response, ApiError> {
+    let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let report = s.config.patch_if(&patch, if_match).await?;
     let mut logged = patch.clone();
     crate::config::redact(&mut logged);
     tracing::info!(by = %auth.principal, change = %logged, "configuration changed through the API");
-    Ok(Json(ConfigChange { view: config_view(&s)?, report }))
+    let etag = s.config.etag();
+    Ok(([(header::ETAG, etag)], Json(ConfigChange { view: config_view(&s)?, report })).into_response())
 }
 
 /// Re-read the configuration file (like SIGHUP).
 #[utoipa::path(post, path = "/api/v1/config/reload", tag = "system",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = ConfigChange), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn reload_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json<ConfigChange>, ApiError> {
+async fn reload_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Response, ApiError> {
     let report = s.config.reload().await?;
-    Ok(Json(ConfigChange { view: config_view(&s)?, report }))
+    let etag = s.config.etag();
+    Ok(([(header::ETAG, etag)], Json(ConfigChange { view: config_view(&s)?, report })).into_response())
 }
 
 /// Used by `hearth healthcheck`: GET `path` on `addr` with a plain HTTP/1.1 request; returns the status code.

@@ -13,33 +13,11 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
 
-use super::{AppState, ConnInfo, error::ApiError};
+use super::{AppState, error::ApiError};
+pub use crate::auth::cookie::*;
 use crate::auth::{self, Scope, SessionKind, TokenInfo};
+use crate::net::ConnInfo;
 use crate::util::{ct_eq, unix_now};
-
-/// The admin session cookie over plain HTTP.
-pub const SESSION_COOKIE: &str = "hearth_session";
-/// The admin session cookie over HTTPS.
-pub const SECURE_SESSION_COOKIE: &str = "__Host-hearth_session";
-/// The reverse proxy's forward-auth session cookie (plain HTTP / HTTPS).
-pub const FORWARD_COOKIE: &str = "hearth_fwd";
-pub const SECURE_FORWARD_COOKIE: &str = "__Host-hearth_fwd";
-pub const CSRF_HEADER: &str = "x-csrf-token";
-
-/// Whether a cookie is one of hearth's own session cookies (the proxy strips them before forwarding a request).
-pub fn is_hearth_cookie(name: &str) -> bool {
-    [SESSION_COOKIE, SECURE_SESSION_COOKIE, FORWARD_COOKIE, SECURE_FORWARD_COOKIE].contains(&name)
-}
-
-/// The admin session cookie's name for a connection.
-pub fn session_cookie_name(tls: bool) -> &'static str {
-    if tls { SECURE_SESSION_COOKIE } else { SESSION_COOKIE }
-}
-
-/// The forward-auth session cookie's name for a connection.
-pub fn forward_cookie_name(tls: bool) -> &'static str {
-    if tls { SECURE_FORWARD_COOKIE } else { FORWARD_COOKIE }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -63,24 +41,6 @@ pub struct AdminAuth {
     pub session_id: Option<String>,
     /// The token's scopes (tokens only).
     pub scopes: Vec<Scope>,
-}
-
-/// The value of cookie `name`.
-pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim().to_string())
-}
-
-/// The admin session cookie of a request: over TLS only `__Host-hearth_session` counts (a plain `hearth_session`
-/// may have been planted over HTTP or by a sibling host), over plain HTTP `hearth_session`.
-pub fn session_cookie(headers: &HeaderMap, tls: bool) -> Option<String> {
-    cookie(headers, session_cookie_name(tls)).filter(|v| !v.is_empty())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -223,18 +183,6 @@ impl<S: NeedsScope> FromRequestParts<AppState> for ScopedAuth<S> {
         let a = authenticate(&parts.headers, &parts.extensions, &parts.method, state, S::SCOPE).await?;
         Ok(ScopedAuth { principal: a.principal, via: a.via, _scope: PhantomData })
     }
-}
-
-/// `Set-Cookie` for a new admin session: `__Host-hearth_session` with Secure over TLS, `hearth_session` over
-/// plain HTTP. Never a Domain attribute.
-pub fn set_session_cookie(id: &str, max_age: i64, conn: &ConnInfo) -> String {
-    let name = session_cookie_name(conn.tls);
-    let secure = if conn.tls { "; Secure" } else { "" };
-    format!("{name}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
-}
-
-pub fn clear_session_cookie(conn: &ConnInfo) -> String {
-    set_session_cookie("", 0, conn)
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::auth::{AdminAuth, DnsReadAuth};
 use super::error::{ApiError, ErrorBody};
+use super::{AppState, DnsApi};
 use crate::dns::querylog::{Entry, Filter, Stats};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -55,7 +55,7 @@ fn managed_list(
     responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn add_rule(
     auth: AdminAuth,
-    State(s): State<AppState>,
+    State(s): State<DnsApi>,
     super::error::ApiJson(req): super::error::ApiJson<RuleRequest>,
 ) -> Result<Json<Vec<ListView>>, ApiError> {
     let domain = crate::dns::blocklist::normalize_domain(req.domain.trim()).ok_or_else(|| {
@@ -93,14 +93,25 @@ async fn add_rule(
             tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await.map_err(ApiError::internal)?;
         }
         _ => {
-            let generation = s.dns.list_generation.load(std::sync::atomic::Ordering::SeqCst);
-            let mut lists: Vec<serde_json::Value> =
-                cfg.dns.lists.iter().filter(|l| l.name != name).map(|l| serde_json::json!(l)).collect();
-            lists.push(serde_json::json!({"name": name, "kind": req.action, "source": source, "enabled": true, "update": "1d"}));
-            s.config.patch(&serde_json::json!({"dns": {"lists": lists}})).await?;
+            let generation = s.dns.list_generation();
+            // registered inside the config transaction: a concurrent change of dns.lists is kept, not overwritten
+            let list = crate::config::DnsList {
+                name: name.to_string(),
+                kind: req.action,
+                source,
+                enabled: true,
+                update: crate::config::Duration::from_secs(86_400),
+            };
+            s.config
+                .edit(move |cfg| {
+                    cfg.dns.lists.retain(|l| l.name != list.name);
+                    cfg.dns.lists.push(list);
+                    Ok(())
+                })
+                .await?;
             // the DNS task recompiles on the change; wait (briefly) for that compilation, not an earlier one
             for _ in 0..100 {
-                if s.dns.list_generation.load(std::sync::atomic::Ordering::SeqCst) > generation {
+                if s.dns.list_generation() > generation {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -126,9 +137,9 @@ struct ListView {
     download: Option<crate::dns::lists::DownloadStatus>,
 }
 
-fn list_views(s: &AppState) -> Vec<ListView> {
+fn list_views(s: &DnsApi) -> Vec<ListView> {
     let cfg = s.config.current();
-    let report = s.dns.list_report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let report = s.dns.list_report();
     let downloads = s.lists.statuses();
     cfg.dns
         .lists
@@ -152,7 +163,7 @@ fn list_views(s: &AppState) -> Vec<ListView> {
 #[utoipa::path(get, path = "/api/v1/dns/lists", tag = "dns",
     security(("session" = []), ("token" = ["dns:read"])),
     responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody)))]
-async fn lists(_auth: DnsReadAuth, State(s): State<AppState>) -> Json<Vec<ListView>> {
+async fn lists(_auth: DnsReadAuth, State(s): State<DnsApi>) -> Json<Vec<ListView>> {
     Json(list_views(&s))
 }
 
@@ -160,7 +171,7 @@ async fn lists(_auth: DnsReadAuth, State(s): State<AppState>) -> Json<Vec<ListVi
 #[utoipa::path(post, path = "/api/v1/dns/lists/update", tag = "dns",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody)))]
-async fn update_lists(auth: AdminAuth, State(s): State<AppState>) -> Result<Json<Vec<ListView>>, ApiError> {
+async fn update_lists(auth: AdminAuth, State(s): State<DnsApi>) -> Result<Json<Vec<ListView>>, ApiError> {
     let cfg = s.config.current();
     let dir = cfg.data_dir().join("lists");
     let changed = s.lists.update(&cfg.dns.lists, &dir, true).await;
@@ -178,7 +189,7 @@ async fn update_lists(auth: AdminAuth, State(s): State<AppState>) -> Result<Json
     responses((status = 200, body = [Entry]), (status = 401, body = ErrorBody)))]
 async fn querylog(
     _auth: DnsReadAuth,
-    State(s): State<AppState>,
+    State(s): State<DnsApi>,
     Query(f): Query<Filter>,
 ) -> Result<Json<Vec<Entry>>, ApiError> {
     Ok(Json(s.querylog.query(f).await.map_err(ApiError::internal)?))
@@ -190,7 +201,7 @@ async fn querylog(
     responses((status = 200, description = "text/event-stream of Entry objects"), (status = 401, body = ErrorBody)))]
 async fn querylog_stream(
     _auth: DnsReadAuth,
-    State(s): State<AppState>,
+    State(s): State<DnsApi>,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let rx = s.querylog.subscribe();
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -221,7 +232,7 @@ struct StatsParams {
     responses((status = 200, body = Stats), (status = 401, body = ErrorBody)))]
 async fn stats(
     _auth: DnsReadAuth,
-    State(s): State<AppState>,
+    State(s): State<DnsApi>,
     Query(p): Query<StatsParams>,
 ) -> Result<Json<Stats>, ApiError> {
     let hours = p.hours.unwrap_or(24).clamp(1, 720);
@@ -238,21 +249,8 @@ struct Flushed {
 #[utoipa::path(post, path = "/api/v1/dns/cache/flush", tag = "dns",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = Flushed), (status = 401, body = ErrorBody)))]
-async fn flush_cache(auth: AdminAuth, State(s): State<AppState>) -> Json<Flushed> {
-    let flushed = {
-        let mut cache = s.dns.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let n = cache.len();
-        cache.clear();
-        n
-    };
-    // what the validator and the recursor learned goes too: a flush is how an owner retries after a fix upstream
-    let settings = s.dns.settings.load();
-    if let Some(v) = &settings.dnssec {
-        v.clear();
-    }
-    if let Some(r) = &settings.recursor {
-        r.clear();
-    }
+async fn flush_cache(auth: AdminAuth, State(s): State<DnsApi>) -> Json<Flushed> {
+    let flushed = s.dns.flush_cache();
     tracing::info!(by = %auth.principal, flushed, "DNS cache flushed");
     Json(Flushed { flushed })
 }
@@ -275,8 +273,8 @@ struct Resolution {
 #[utoipa::path(get, path = "/api/v1/dns/upstreams", tag = "dns",
     security(("session" = []), ("token" = ["dns:read"])),
     responses((status = 200, body = Resolution), (status = 401, body = ErrorBody)))]
-async fn upstreams(_auth: DnsReadAuth, State(s): State<AppState>) -> Json<Resolution> {
-    let settings = s.dns.settings.load();
+async fn upstreams(_auth: DnsReadAuth, State(s): State<DnsApi>) -> Json<Resolution> {
+    let settings = s.dns.settings();
     Json(Resolution {
         mode: if settings.recursor.is_some() { "recursive" } else { "forward" },
         strategy: settings.upstreams.strategy,

@@ -8,14 +8,13 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ErrorBody};
-use super::{AppState, ConnInfo};
+use super::{AppState, ConnInfo, DnsApi};
 use crate::dns::Transport;
 
 const DNS_MESSAGE: &str = "application/dns-message";
@@ -47,7 +46,7 @@ struct DohQuery {
     (status = 200, description = "The DNS answer (application/dns-message)", content_type = "application/dns-message"),
     (status = 400, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn doh_get(
-    State(s): State<AppState>,
+    State(s): State<DnsApi>,
     axum::Extension(conn): axum::Extension<ConnInfo>,
     Query(q): Query<DohQuery>,
 ) -> Result<Response, ApiError> {
@@ -57,8 +56,8 @@ async fn doh_get(
     if b64.len() > MAX_PARAM {
         return Err(too_large());
     }
-    let msg = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(b64.trim_end_matches('='))
+    let msg = data_encoding::BASE64URL_NOPAD
+        .decode(b64.trim_end_matches('=').as_bytes())
         .map_err(|_| ApiError::bad_request("invalid_dns", "the dns parameter is not base64url"))?;
     answer(&s, &conn, &msg).await
 }
@@ -69,7 +68,7 @@ async fn doh_get(
         (status = 200, description = "The DNS answer (application/dns-message)", content_type = "application/dns-message"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
 async fn doh_post(
-    State(s): State<AppState>,
+    State(s): State<DnsApi>,
     axum::Extension(conn): axum::Extension<ConnInfo>,
     headers: HeaderMap,
     body: Body,
@@ -97,7 +96,7 @@ async fn doh_post(
     answer(&s, &conn, &body).await
 }
 
-async fn answer(s: &AppState, conn: &ConnInfo, msg: &[u8]) -> Result<Response, ApiError> {
+async fn answer(s: &DnsApi, conn: &ConnInfo, msg: &[u8]) -> Result<Response, ApiError> {
     if msg.len() < 12 || msg.len() > usize::from(u16::MAX) {
         return Err(ApiError::bad_request("invalid_dns", "not a DNS message"));
     }

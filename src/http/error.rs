@@ -100,6 +100,8 @@ impl From<crate::config::ConfigError> for ApiError {
                 ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e.to_string())
             },
             E::Syntax { .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e.to_string()),
+            E::Stale { .. } => ApiError::new(StatusCode::PRECONDITION_FAILED, "stale_config", e.to_string()),
+            E::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
             E::Read { .. } | E::Write { .. } => ApiError::internal(&e),
         }
     }

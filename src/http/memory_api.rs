@@ -7,15 +7,14 @@ use std::sync::atomic::Ordering;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
 use super::auth::{AdminAuth, MemoryAuth};
 use super::error::{ApiError, ApiJson, ErrorBody};
+use super::{AppState, MemoryApi};
 use crate::memory::store::{CollectionInfo, Doc, Hit, IndexPolicy, Query};
 use crate::memory::{Embedding, MemoryError, ModelState, model};
 
@@ -78,7 +77,7 @@ fn texts_of(v: &Value, field: &str) -> Result<Vec<String>, ApiError> {
     }
 }
 
-async fn embed_checked(s: &AppState, texts: &[String], strict: bool) -> Result<Vec<Embedding>, ApiError> {
+async fn embed_checked(s: &MemoryApi, texts: &[String], strict: bool) -> Result<Vec<Embedding>, ApiError> {
     s.memory.check_inputs(texts)?;
     Ok(s.memory.embed(texts, strict).await?)
 }
@@ -122,7 +121,7 @@ fn model_matches(asked: &str, loaded: &str) -> bool {
         (status = 503, body = ErrorBody)))]
 async fn openai_embeddings(
     _auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     ApiJson(req): ApiJson<OpenAiRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let _ = &req.user;
@@ -156,7 +155,7 @@ async fn openai_embeddings(
             let v = normalized(e);
             let embedding = if base64 {
                 let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                json!(data_encoding::BASE64.encode(&bytes))
             } else {
                 json!(v)
             };
@@ -175,7 +174,7 @@ async fn openai_embeddings(
 /// The models served (OpenAI shape).
 #[utoipa::path(get, path = "/v1/models", tag = "memory", security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Object), (status = 401, body = ErrorBody)))]
-async fn openai_models(_auth: MemoryAuth, State(s): State<AppState>) -> Json<Value> {
+async fn openai_models(_auth: MemoryAuth, State(s): State<MemoryApi>) -> Json<Value> {
     let data: Vec<Value> = s
         .memory
         .engine()
@@ -214,7 +213,7 @@ fn yes() -> bool {
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn tei_embed(
     _auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     ApiJson(req): ApiJson<TeiRequest>,
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
     if req.truncation_direction.as_deref().is_some_and(|d| !d.eq_ignore_ascii_case("right")) {
@@ -245,7 +244,7 @@ pub struct MemoryStatus {
 /// Model state, throughput and cache.
 #[utoipa::path(get, path = "/api/v1/memory/status", tag = "memory", security(("session" = []), ("token" = [])),
     responses((status = 200, body = MemoryStatus), (status = 401, body = ErrorBody)))]
-async fn memory_status(_auth: AdminAuth, State(s): State<AppState>) -> Json<MemoryStatus> {
+async fn memory_status(_auth: AdminAuth, State(s): State<MemoryApi>) -> Json<MemoryStatus> {
     let (hit_rate, entries, capacity) = s.memory.cache_stats();
     let (mut requests, mut inputs, mut tokens, mut batches, mut busy) = (0, 0, 0, 0, 0);
     if let Some(e) = s.memory.engine() {
@@ -271,7 +270,10 @@ async fn memory_status(_auth: AdminAuth, State(s): State<AppState>) -> Json<Memo
 /// Collections with their size and index state.
 #[utoipa::path(get, path = "/api/v1/collections", tag = "memory", security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = [CollectionInfo]), (status = 401, body = ErrorBody)))]
-async fn list_collections(_auth: MemoryAuth, State(s): State<AppState>) -> Result<Json<Vec<CollectionInfo>>, ApiError> {
+async fn list_collections(
+    _auth: MemoryAuth,
+    State(s): State<MemoryApi>,
+) -> Result<Json<Vec<CollectionInfo>>, ApiError> {
     let mut out = vec![];
     for n in s.memory.store.names().await? {
         out.push(s.memory.store.info(&n).await?);
@@ -295,7 +297,7 @@ pub struct NewCollection {
         (status = 422, body = ErrorBody)))]
 async fn create_collection(
     auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     ApiJson(req): ApiJson<NewCollection>,
 ) -> Result<(StatusCode, Json<CollectionInfo>), ApiError> {
     let engine = s.memory.engine();
@@ -316,7 +318,7 @@ async fn create_collection(
     responses((status = 200, body = CollectionInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn get_collection(
     _auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     Path(name): Path<String>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
     Ok(Json(s.memory.store.info(&name).await?))
@@ -328,7 +330,7 @@ async fn get_collection(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn drop_collection(
     auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     s.memory.store.drop_collection(&name).await?;
@@ -343,7 +345,7 @@ async fn drop_collection(
     responses((status = 200, body = CollectionInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn optimize_collection(
     _auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     Path(name): Path<String>,
 ) -> Result<Json<CollectionInfo>, ApiError> {
     let policy = IndexPolicy::of(&s.config.current().memory);
@@ -381,7 +383,7 @@ const MAX_DOCS: usize = 1000;
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn upsert_documents(
     _auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     Path(name): Path<String>,
     ApiJson(mut req): ApiJson<Value>,
 ) -> Result<Json<Upserted>, ApiError> {
@@ -461,7 +463,7 @@ pub struct DeleteDocs {
         (status = 422, body = ErrorBody)))]
 async fn delete_documents(
     _auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<DeleteDocs>,
 ) -> Result<Json<Value>, ApiError> {
@@ -505,7 +507,7 @@ fn ten() -> usize {
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn query_collection(
     _auth: MemoryAuth,
-    State(s): State<AppState>,
+    State(s): State<MemoryApi>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<QueryIn>,
 ) -> Result<Json<Vec<Hit>>, ApiError> {

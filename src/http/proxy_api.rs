@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::AppState;
 use super::auth::AdminAuth;
 use super::error::{ApiError, ApiJson, ErrorBody};
-use crate::config::ProxyRoute;
+use super::{AppState, ProxyApi};
+use crate::config::{ConfigError, ProxyRoute};
 use crate::proxy::pool::UpstreamStatus;
 use crate::tls::acme::CertStatus;
 
@@ -30,6 +30,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct RouteView {
+    /// The route's id for `PUT`/`PATCH`/`DELETE /api/v1/proxy/routes/{id}`: derived from its hosts and path prefix,
+    /// so it stays the same when other routes are added or removed (changing the hosts or prefix gives a new id).
+    pub id: String,
+    /// Its place in `proxy.routes` (informational: it shifts when routes before it are removed).
     pub index: usize,
     /// The route as in hearth.toml, with its `basic_auth` hashes redacted (`user:(redacted)`; sent back as they
     /// are, they keep their value).
@@ -42,7 +46,7 @@ pub struct RouteView {
 #[utoipa::path(get, path = "/api/v1/proxy/routes", tag = "proxy",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody)))]
-async fn list_routes(_auth: AdminAuth, State(s): State<AppState>) -> Json<Vec<RouteView>> {
+async fn list_routes(_auth: AdminAuth, State(s): State<ProxyApi>) -> Json<Vec<RouteView>> {
     let table = s.proxy.table.load();
     let now = std::time::Instant::now();
     Json(
@@ -53,23 +57,39 @@ async fn list_routes(_auth: AdminAuth, State(s): State<AppState>) -> Json<Vec<Ro
             .map(|(index, r)| {
                 let mut route = serde_json::to_value(&r.cfg).unwrap_or_default();
                 crate::config::redact_route(&mut route);
-                RouteView { index, route, upstreams: r.pool.status(now) }
+                RouteView { id: r.cfg.id(), index, route, upstreams: r.pool.status(now) }
             })
             .collect(),
     )
 }
 
-async fn save_routes(s: &AppState, routes: Vec<ProxyRoute>, who: &str) -> Result<(), ApiError> {
-    s.config.patch(&serde_json::json!({"proxy": {"routes": routes}})).await?;
-    tracing::info!(by = who, routes = routes.len(), "proxy routes changed through the API");
+/// Change `proxy.routes` with `f` inside the config transaction (atomic against concurrent edits).
+async fn edit_routes(
+    s: &ProxyApi,
+    who: &str,
+    what: &str,
+    f: impl FnOnce(&mut Vec<ProxyRoute>) -> Result<(), ConfigError>,
+) -> Result<(), ApiError> {
+    let (n, _) = s
+        .config
+        .edit(|cfg| {
+            f(&mut cfg.proxy.routes)?;
+            Ok(cfg.proxy.routes.len())
+        })
+        .await?;
+    tracing::info!(by = who, routes = n, what, "proxy routes changed through the API");
     Ok(())
 }
 
-fn parse_route(mut v: serde_json::Value, current: &[ProxyRoute]) -> Result<ProxyRoute, ApiError> {
+/// A route from its JSON form; errors name the key as `proxy.routes[i].…`.
+fn parse_route(mut v: serde_json::Value, current: &[ProxyRoute], i: usize) -> Result<ProxyRoute, ConfigError> {
     crate::config::unredact_route(&mut v, current);
-    serde_path_to_error::deserialize(v).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", format!("{}: {}", e.path(), e.inner()))
-    })
+    serde_path_to_error::deserialize(v)
+        .map_err(|e| ConfigError::invalid(format!("proxy.routes[{i}].{}", e.path()), e.inner().to_string()))
+}
+
+fn position(routes: &[ProxyRoute], id: &str) -> Result<usize, ConfigError> {
+    routes.iter().position(|r| r.id() == id).ok_or_else(|| ConfigError::NotFound(format!("there is no route {id}")))
 }
 
 /// Add a route (validated, applied and written to hearth.toml, or refused with the key at fault).
@@ -78,76 +98,78 @@ fn parse_route(mut v: serde_json::Value, current: &[ProxyRoute]) -> Result<Proxy
     responses((status = 201, body = [RouteView]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_route(
     auth: AdminAuth,
-    State(s): State<AppState>,
+    State(s): State<ProxyApi>,
     ApiJson(v): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<Vec<RouteView>>), ApiError> {
-    let mut routes = s.config.current().proxy.routes.clone();
-    let route = parse_route(v, &routes)?;
-    routes.push(route);
-    save_routes(&s, routes, &auth.principal).await?;
+    edit_routes(&s, &auth.principal, "created", |routes| {
+        let route = parse_route(v, routes, routes.len())?;
+        routes.push(route);
+        Ok(())
+    })
+    .await?;
     Ok((StatusCode::CREATED, list_routes(auth, State(s)).await))
 }
 
-fn no_route(index: usize) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("there is no route {index}"))
-}
-
-/// Replace route `index` with the route sent, whole: keys left out take their defaults (send what
+/// Replace route `id` with the route sent, whole: keys left out take their defaults (send what
 /// `GET /api/v1/proxy/routes` gave, changed; or use `PATCH` to change some keys only).
-#[utoipa::path(put, path = "/api/v1/proxy/routes/{index}", tag = "proxy", request_body = Object,
-    params(("index" = usize, Path)), security(("session" = []), ("token" = [])),
+#[utoipa::path(put, path = "/api/v1/proxy/routes/{id}", tag = "proxy", request_body = Object,
+    params(("id" = String, Path)), security(("session" = []), ("token" = [])),
     responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn replace_route(
     auth: AdminAuth,
-    State(s): State<AppState>,
-    Path(index): Path<usize>,
+    State(s): State<ProxyApi>,
+    Path(id): Path<String>,
     ApiJson(v): ApiJson<serde_json::Value>,
 ) -> Result<Json<Vec<RouteView>>, ApiError> {
-    let mut routes = s.config.current().proxy.routes.clone();
-    let route = parse_route(v, &routes)?;
-    *routes.get_mut(index).ok_or_else(|| no_route(index))? = route;
-    save_routes(&s, routes, &auth.principal).await?;
+    edit_routes(&s, &auth.principal, "replaced", |routes| {
+        let i = position(routes, &id)?;
+        routes[i] = parse_route(v, routes, i)?;
+        Ok(())
+    })
+    .await?;
     Ok(list_routes(auth, State(s)).await)
 }
 
-/// Change some keys of route `index` (RFC 7396 merge patch of its JSON form): every key not sent keeps its value.
-#[utoipa::path(patch, path = "/api/v1/proxy/routes/{index}", tag = "proxy", request_body = Object,
-    params(("index" = usize, Path)), security(("session" = []), ("token" = [])),
-    responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+/// Change some keys of route `id` (RFC 7396 merge patch of its JSON form): every key not sent keeps its value.
+#[utoipa::path(patch, path = "/api/v1/proxy/routes/{id}", tag = "proxy", request_body = Object,
+    params(("id" = String, Path)), security(("session" = []), ("token" = [])),
+    responses((status = 200, body = [RouteView]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn patch_route(
     auth: AdminAuth,
-    State(s): State<AppState>,
-    Path(index): Path<usize>,
+    State(s): State<ProxyApi>,
+    Path(id): Path<String>,
     ApiJson(patch): ApiJson<serde_json::Value>,
 ) -> Result<Json<Vec<RouteView>>, ApiError> {
     if !patch.is_object() {
         return Err(ApiError::bad_request("invalid_patch", "a route change must be a JSON object (RFC 7396)"));
     }
-    let mut routes = s.config.current().proxy.routes.clone();
-    let old = routes.get(index).ok_or_else(|| no_route(index))?;
-    let mut merged = serde_json::to_value(old).map_err(|e| ApiError::internal(e.to_string()))?;
-    crate::config::merge_patch(&mut merged, &patch);
-    let route = parse_route(merged, &routes)?;
-    routes[index] = route;
-    save_routes(&s, routes, &auth.principal).await?;
+    edit_routes(&s, &auth.principal, "changed", |routes| {
+        let i = position(routes, &id)?;
+        let mut merged =
+            serde_json::to_value(&routes[i]).map_err(|e| ConfigError::invalid("proxy.routes", e.to_string()))?;
+        crate::config::merge_patch(&mut merged, &patch);
+        routes[i] = parse_route(merged, routes, i)?;
+        Ok(())
+    })
+    .await?;
     Ok(list_routes(auth, State(s)).await)
 }
 
-/// Delete route `index`.
-#[utoipa::path(delete, path = "/api/v1/proxy/routes/{index}", tag = "proxy",
-    params(("index" = usize, Path)), security(("session" = []), ("token" = [])),
+/// Delete route `id`.
+#[utoipa::path(delete, path = "/api/v1/proxy/routes/{id}", tag = "proxy",
+    params(("id" = String, Path)), security(("session" = []), ("token" = [])),
     responses((status = 200, body = [RouteView]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_route(
     auth: AdminAuth,
-    State(s): State<AppState>,
-    Path(index): Path<usize>,
+    State(s): State<ProxyApi>,
+    Path(id): Path<String>,
 ) -> Result<Json<Vec<RouteView>>, ApiError> {
-    let mut routes = s.config.current().proxy.routes.clone();
-    if index >= routes.len() {
-        return Err(no_route(index));
-    }
-    routes.remove(index);
-    save_routes(&s, routes, &auth.principal).await?;
+    edit_routes(&s, &auth.principal, "deleted", |routes| {
+        let i = position(routes, &id)?;
+        routes.remove(i);
+        Ok(())
+    })
+    .await?;
     Ok(list_routes(auth, State(s)).await)
 }
 
@@ -165,7 +187,7 @@ pub struct AccessQuery {
     responses((status = 200, body = [crate::proxy::AccessEntry]), (status = 401, body = ErrorBody)))]
 async fn access_log(
     _auth: AdminAuth,
-    State(s): State<AppState>,
+    State(s): State<ProxyApi>,
     axum::extract::Query(q): axum::extract::Query<AccessQuery>,
 ) -> Json<Vec<crate::proxy::AccessEntry>> {
     Json(s.proxy.access_log(q.route.as_deref(), q.limit.unwrap_or(200).min(1000)))
@@ -196,7 +218,7 @@ pub struct TestResult {
     responses((status = 200, body = TestResult), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn test_upstream(
     _auth: AdminAuth,
-    State(s): State<AppState>,
+    State(s): State<ProxyApi>,
     ApiJson(t): ApiJson<TestUpstream>,
 ) -> Result<Json<TestResult>, ApiError> {
     crate::proxy::pool::UpstreamAddr::parse(&t.url)
@@ -229,7 +251,7 @@ pub struct CertificatesView {
 #[utoipa::path(get, path = "/api/v1/tls/certificates", tag = "proxy",
     security(("session" = []), ("token" = [])),
     responses((status = 200, body = CertificatesView), (status = 401, body = ErrorBody)))]
-async fn certificates(_auth: AdminAuth, State(s): State<AppState>) -> Json<CertificatesView> {
+async fn certificates(_auth: AdminAuth, State(s): State<ProxyApi>) -> Json<CertificatesView> {
     let cfg = s.config.current();
     let root = s.certs.root_pem().and_then(|pem| {
         use rustls::pki_types::pem::PemObject;
@@ -252,7 +274,7 @@ async fn certificates(_auth: AdminAuth, State(s): State<AppState>) -> Json<Certi
     responses((status = 202), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn renew_certificate(
     auth: AdminAuth,
-    State(s): State<AppState>,
+    State(s): State<ProxyApi>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let cfg = s.config.current();
@@ -269,7 +291,7 @@ async fn renew_certificate(
 /// The internal CA's root certificate (PEM), to install on phones and computers.
 #[utoipa::path(get, path = "/ca.crt", tag = "proxy",
     responses((status = 200, content_type = "application/x-x509-ca-cert"), (status = 404, body = ErrorBody)))]
-async fn ca_certificate(State(s): State<AppState>) -> Result<Response, ApiError> {
+async fn ca_certificate(State(s): State<ProxyApi>) -> Result<Response, ApiError> {
     let pem = s.certs.root_pem().ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "the internal CA is switched off (tls.internal_ca)")
     })?;

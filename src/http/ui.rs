@@ -33,7 +33,7 @@ fn load(path: &str) -> Option<Asset> {
         return Some(Asset { data: Cow::Owned(data), etag });
     }
     let f = Assets::get(path)?;
-    let etag = format!("\"{}\"", &hex::encode(f.metadata.sha256_hash())[..16]);
+    let etag = format!("\"{}\"", &data_encoding::HEXLOWER.encode(&f.metadata.sha256_hash())[..16]);
     Some(Asset { data: f.data, etag })
 }
 

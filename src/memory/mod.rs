@@ -19,6 +19,7 @@ pub mod model;
 pub mod ram_index;
 pub mod store;
 
+use crate::util::Locked;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,13 +91,13 @@ impl Memory {
     }
 
     pub fn state(&self) -> ModelState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.state.locked().clone()
     }
 
     fn set_state(&self, s: ModelState) {
         let ready = matches!(s, ModelState::Ready { .. }) as u8 as f64;
         metrics::gauge!("hearth_memory_model_ready").set(ready);
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+        *self.state.locked() = s;
     }
 
     pub fn engine(&self) -> Option<Arc<Engine>> {
@@ -105,7 +106,7 @@ impl Memory {
 
     /// (hit rate, entries, capacity)
     pub fn cache_stats(&self) -> (f64, usize, usize) {
-        let c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let c = self.cache.locked();
         (c.hit_rate(), c.len(), c.capacity())
     }
 
@@ -146,7 +147,7 @@ impl Memory {
         let timeout = self.live.current().memory.request_timeout.as_std();
         let keys: Vec<u128> = texts.iter().map(|t| cache::key(&engine.model, t)).collect();
         let mut out: Vec<Option<Cached>> = {
-            let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = self.cache.locked();
             keys.iter().map(|k| c.get(*k)).collect()
         };
         for (i, c) in out.iter().enumerate() {
@@ -177,7 +178,7 @@ impl Memory {
                     e => e,
                 })?,
             };
-            let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let mut c = self.cache.locked();
             for ((&i, v), (tokens, truncated)) in missing.iter().zip(done.vectors).zip(done.tokens) {
                 let entry = Cached { vector: v.into(), tokens, truncated };
                 c.put(keys[i], entry.clone());
@@ -268,7 +269,7 @@ impl Memory {
                         }
                         if new.cache_entries != cache_entries {
                             cache_entries = new.cache_entries;
-                            *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = EmbedCache::new(cache_entries);
+                            *self.cache.locked() = EmbedCache::new(cache_entries);
                         }
                     }
                 }

@@ -61,6 +61,28 @@ async fn check_route(route: Arc<Route>) {
     }
 }
 
+/// The `proxy` task: health checks, and the route count in the subsystem's status (kept current across changes).
+pub async fn task(ctx: crate::supervisor::TaskCtx, proxy: Arc<Proxy>) -> anyhow::Result<()> {
+    let status = |n: usize| format!("{n} route(s); health checks running");
+    let mut shown = proxy.table.load().routes.len();
+    ctx.ready(status(shown));
+    let checks = tokio::spawn(run(proxy.clone(), ctx.shutdown.clone()));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let n = proxy.table.load().routes.len();
+        if n != shown {
+            shown = n;
+            ctx.ready(status(n));
+        }
+    }
+    let _ = checks.await;
+    Ok(())
+}
+
 /// Runs until `stop`: probes each route when its interval has passed.
 pub async fn run(proxy: Arc<Proxy>, stop: CancellationToken) {
     let mut last: std::collections::HashMap<usize, Instant> = Default::default();

@@ -1,6 +1,7 @@
-//! The HTTPS front (IO shell): every request on the HTTP(S) listeners enters [`Front::handle`], which answers
-//! ACME HTTP-01 challenges, sends requests for route hosts through the proxy, and everything else (requests by IP,
-//! `server.admin_hosts`, unknown names) to the admin router.
+//! The reverse proxy (IO shell): every request on the HTTP(S) listeners enters [`Proxy::dispatch`] (called by
+//! `crate::front`), which answers ACME HTTP-01 challenges, sends requests for route hosts through the proxy, and
+//! hands everything else (requests by IP, `server.admin_hosts`, unknown names) back as [`Dispatch::Admin`] once the
+//! admin's front door admits it.
 //!
 //! A proxied request passes these stages, in order (see [`Proxy::forward`]):
 //! 1. route lookup (host + path prefix; [`table::RouteTable`]), and on plain HTTP a 308 to HTTPS unless the
@@ -21,6 +22,7 @@ pub mod path;
 pub mod pool;
 pub mod table;
 
+use crate::util::Locked;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -36,10 +38,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tracing::Instrument;
 
+use crate::auth::login::LoginError;
 use crate::config::{Config, ProxyRoute, RouteTls};
-use crate::dns::groups::Cidr;
-use crate::http::ConnInfo;
-use crate::http::conn::ConnLimits;
+use crate::net::Cidr;
+use crate::net::ConnInfo;
 use crate::ratelimit::RateLimiter;
 use crate::storage::Db;
 use pool::{Pool, Strategy, UpstreamAddr};
@@ -106,7 +108,7 @@ impl RouteMetrics {
     }
 
     fn requests(&self, status: u16) -> metrics::Counter {
-        let mut m = self.by_status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.by_status.locked();
         if let Some((_, c)) = m.iter().find(|(s, _)| *s == status) {
             return c.clone();
         }
@@ -181,8 +183,6 @@ pub struct Table {
     /// The port of the first HTTPS listener, for redirects (None: 443).
     https_port: Option<u16>,
     session_ttl: i64,
-    /// Connection limits and timeouts of the HTTP(S) listeners (`server.*`).
-    pub conn_limits: ConnLimits,
     has_https: bool,
     admin: AdminGate,
     /// `proxy.trusted_proxies`: clients whose forwarding headers are passed on.
@@ -310,11 +310,43 @@ impl Table {
             routes,
             https_port,
             session_ttl: cfg.auth.session_ttl.as_std().as_secs() as i64,
-            conn_limits: ConnLimits::from_config(&cfg.server),
             admin,
             trusted: cidrs(&cfg.proxy.trusted_proxies),
             has_https: !cfg.server.https_listen.is_empty(),
         })
+    }
+}
+
+/// The routing state a config change built, waiting for [`Proxy::commit`].
+pub struct Prepared {
+    table: Table,
+    roots: Option<(rustls::RootCertStore, Option<String>)>,
+}
+
+/// The proxy's part in a config change: `prepare` builds the new table (after the certificates' applier, whose
+/// pending root it trusts), `commit` swaps it in.
+pub struct ProxyApplier {
+    pub proxy: Arc<Proxy>,
+    pub certs: Arc<crate::tls::applier::CertsApplier>,
+    pub prepared: Mutex<Option<Prepared>>,
+}
+
+impl crate::config::live::Applier for ProxyApplier {
+    fn prepare(&self, _old: &Config, new: &Config) -> Result<(), crate::config::ConfigError> {
+        let p = self
+            .proxy
+            .prepare(new, self.certs.next_root_pem().as_deref())
+            .map_err(|(k, e)| crate::config::ConfigError::invalid(k, e))?;
+        *self.prepared.locked() = Some(p);
+        Ok(())
+    }
+    fn abort(&self, _old: &Config, _new: &Config) {
+        self.prepared.locked().take();
+    }
+    fn commit(&self, _old: &Config, _new: &Config) {
+        if let Some(p) = self.prepared.locked().take() {
+            self.proxy.commit(p);
+        }
     }
 }
 
@@ -326,6 +358,8 @@ pub struct Proxy {
     verifier: Arc<crate::auth::verifier::Verifier>,
     /// Trusted by backend connections: webpki roots plus hearth's internal root (swapped when that is replaced).
     roots: ArcSwap<rustls::RootCertStore>,
+    /// The internal root in `roots`.
+    root_pem: Mutex<Option<String>>,
     /// The most recent proxied requests, for the UI's access log (the full log goes through `tracing`).
     access: Mutex<std::collections::VecDeque<AccessEntry>>,
 }
@@ -350,12 +384,12 @@ pub struct AccessEntry {
 impl Proxy {
     /// Newest first, optionally only one route's, at most `limit`.
     pub fn access_log(&self, route: Option<&str>, limit: usize) -> Vec<AccessEntry> {
-        let log = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let log = self.access.locked();
         log.iter().rev().filter(|e| route.is_none_or(|r| e.route == r)).take(limit).cloned().collect()
     }
 
     fn remember(&self, e: AccessEntry) {
-        let mut log = self.access.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.access.locked();
         if log.len() >= ACCESS_KEPT {
             log.pop_front();
         }
@@ -403,7 +437,7 @@ fn strip_hearth_cookies(h: &mut HeaderMap) {
         .flat_map(|v| v.split(';'))
         .map(str::trim)
         .filter(|kv| !kv.is_empty())
-        .filter(|kv| !crate::http::auth::is_hearth_cookie(kv.split_once('=').map(|(k, _)| k).unwrap_or(kv).trim()))
+        .filter(|kv| !crate::auth::cookie::is_hearth_cookie(kv.split_once('=').map(|(k, _)| k).unwrap_or(kv).trim()))
         .map(str::to_string)
         .collect();
     h.remove(header::COOKIE);
@@ -443,13 +477,7 @@ fn trust_store(extra: Option<&str>) -> rustls::RootCertStore {
     roots
 }
 
-/// An IPv4-mapped IPv6 address as the IPv4 address it is.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
+pub use crate::net::canonical;
 
 fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     let mut r = Response::new(Body::from(msg.into() + "\n"));
@@ -491,27 +519,38 @@ impl Proxy {
             db,
             verifier,
             roots: ArcSwap::from_pointee(roots),
+            root_pem: Mutex::new(extra_roots.map(str::to_string)),
             access: Mutex::default(),
         })
     }
 
-    /// Swap in the routes of a new config.
-    pub fn reload(&self, cfg: &Config) -> Result<(), (String, String)> {
+    /// Build the routing state of a new config, trusting backends under `root_pem` (hearth's internal root after
+    /// the change): the table, each route's pool (keeping what was learnt about unchanged backends) and clients.
+    pub fn prepare(&self, cfg: &Config, root_pem: Option<&str>) -> Result<Prepared, (String, String)> {
+        Self::check(cfg)?;
         let old = self.table.load_full();
-        let new = Table::build(cfg, Some(&old), &self.roots.load(), false)?;
-        self.table.store(Arc::new(new));
-        Ok(())
+        if self.root_pem.locked().as_deref() == root_pem {
+            let table = Table::build(cfg, Some(&old), &self.roots.load(), false)?;
+            return Ok(Prepared { table, roots: None });
+        }
+        // a replaced internal root: every route gets new clients
+        let roots = trust_store(root_pem);
+        let table = Table::build(cfg, Some(&old), &roots, true)?;
+        Ok(Prepared { table, roots: Some((roots, root_pem.map(str::to_string))) })
     }
 
-    /// The internal root was replaced: backend connections trust the new one (every route gets new clients; what
-    /// was learnt about its backends is kept).
-    pub fn set_internal_root(&self, cfg: &Config, pem: Option<&str>) -> Result<(), (String, String)> {
-        let roots = trust_store(pem);
-        let old = self.table.load_full();
-        let new = Table::build(cfg, Some(&old), &roots, true)?;
-        self.roots.store(Arc::new(roots));
-        self.table.store(Arc::new(new));
-        Ok(())
+    /// Swap in what [`Proxy::prepare`] built. Cannot fail.
+    pub fn commit(&self, p: Prepared) {
+        if let Some((roots, pem)) = p.roots {
+            self.roots.store(Arc::new(roots));
+            *self.root_pem.locked() = pem;
+        }
+        self.table.store(Arc::new(p.table));
+    }
+
+    /// `hearth check-config` and start-up: everything [`Proxy::prepare`] would refuse.
+    pub fn check(cfg: &Config) -> Result<(), (String, String)> {
+        table::RouteTable::check(&cfg.proxy.routes)
     }
 
     /// Test one backend URL right now (the UI's "test upstream" button): a GET of `path`.
@@ -545,7 +584,7 @@ impl Proxy {
         if let Some(l) = &route.limiter
             && !is_health_path(cfg, &path)
         {
-            let d = l.lock().unwrap_or_else(|p| p.into_inner()).take(client_ip, Instant::now());
+            let d = l.locked().take(client_ip, Instant::now());
             if !d.allowed {
                 let mut r = text(StatusCode::TOO_MANY_REQUESTS, "429 Too Many Requests: slow down");
                 set_limit_headers(r.headers_mut(), &d);
@@ -627,7 +666,7 @@ impl Proxy {
         };
         let key = crate::util::sha256_hex(raw);
         let now = Instant::now();
-        if route.basic_ok.lock().unwrap_or_else(|p| p.into_inner()).get(&key).is_some_and(|t| *t > now) {
+        if route.basic_ok.locked().get(&key).is_some_and(|t| *t > now) {
             return None;
         }
         let hash = route.basic.iter().find(|(u, _)| *u == user).map(|(_, h)| h.clone());
@@ -639,7 +678,7 @@ impl Proxy {
             }
             Err(retry) => return Some(throttled(retry)),
         }
-        let mut cache = route.basic_ok.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = route.basic_ok.locked();
         if cache.len() > 1000 {
             cache.retain(|_, t| *t > now);
         }
@@ -670,7 +709,7 @@ impl Proxy {
             );
             r
         };
-        let Some(id) = crate::http::auth::cookie(req.headers(), crate::http::auth::forward_cookie_name(conn.tls))
+        let Some(id) = crate::auth::cookie::cookie(req.headers(), crate::auth::cookie::forward_cookie_name(conn.tls))
         else {
             return Err(login());
         };
@@ -746,43 +785,34 @@ impl Proxy {
             .collect();
         let (user, pw) =
             (fields.get("username").cloned().unwrap_or_default(), fields.get("password").cloned().unwrap_or_default());
-        let now = crate::util::unix_now();
         let ttl = self.table.load().session_ttl;
-        let u = user.clone();
-        let found = self.db.call(move |c| crate::auth::find_user(c, &u)).await.ok().flatten();
-        let (account, hash) = match found {
-            Some((a, h)) => (Some(a), Some(h)),
-            None => (None, None),
+        let attempt = crate::auth::login::Attempt {
+            username: user,
+            password: pw,
+            client,
+            user_agent: agent,
+            ttl_secs: ttl,
+            kind: crate::auth::SessionKind::Forward,
         };
-        let ok = match self.verify(client, &user, pw, hash).await {
-            Ok(ok) => ok,
-            Err(retry) => {
-                let mut r = form(&format!("Too many failed logins: try again in {retry} s."));
+        let session = match crate::auth::login::login(&self.db, &self.verifier, attempt).await {
+            Ok((_, session)) => session,
+            Err(LoginError::Throttled { retry_after_secs }) => {
+                let mut r = form(&format!("Too many failed logins: try again in {retry_after_secs} s."));
                 *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry.max(1)));
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 return r;
             }
-        };
-        let Some(account) = account.filter(|_| ok) else {
-            tracing::warn!(user = crate::auth::log_name(&user), client = %client, "forward-auth login failed");
-            let mut r = form("Wrong user name or password.");
-            *r.status_mut() = StatusCode::UNAUTHORIZED;
-            return r;
-        };
-        let peer = client.to_string();
-        let kind = crate::auth::SessionKind::Forward;
-        let created =
-            self.db.call(move |c| crate::auth::create_session_with_agent(c, &account, ttl, &peer, &agent, now, kind));
-        let session = match created.await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "could not create a session");
+            Err(LoginError::Invalid) => {
+                let mut r = form("Wrong user name or password.");
+                *r.status_mut() = StatusCode::UNAUTHORIZED;
+                return r;
+            }
+            Err(LoginError::Auth(e)) => {
+                tracing::error!(error = %e, "could not check a login");
                 return text(StatusCode::INTERNAL_SERVER_ERROR, "500: could not create a session");
             }
         };
-        let name = crate::http::auth::forward_cookie_name(conn.tls);
-        let secure = if conn.tls { "; Secure" } else { "" };
-        let cookie = format!("{name}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={ttl}{secure}", session.id);
+        let cookie = crate::auth::cookie::set_forward_cookie(&session.id, ttl, &conn);
         let mut r = text(StatusCode::SEE_OTHER, "303: logged in");
         r.headers_mut().insert(header::LOCATION, HeaderValue::try_from(next).unwrap_or(HeaderValue::from_static("/")));
         if let Ok(v) = HeaderValue::try_from(cookie) {
@@ -1010,7 +1040,7 @@ pub fn local_records(cfg: &Config, address: Option<IpAddr>) -> Vec<(String, Stri
             if h.starts_with("*.") || h.parse::<IpAddr>().is_ok() || out.iter().any(|o| o.0 == h) {
                 continue;
             }
-            if crate::tls::acme::is_local_name(&h, &cfg.dns.local_domains) {
+            if crate::net::is_local_name(&h, &cfg.dns.local_domains) {
                 out.push((h, rtype.into(), ip.to_string(), 60));
             }
         }
@@ -1105,12 +1135,12 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
-/// Everything the HTTP(S) listeners serve: ACME challenges, proxied routes, the admin router.
-pub struct Front {
-    pub admin: axum::Router,
-    pub proxy: Arc<Proxy>,
-    /// Open connections of every HTTP(S) listener (`server.max_connections`, `max_connections_per_client`).
-    pub conns: Arc<crate::http::conn::ConnGate>,
+/// What [`Proxy::dispatch`] made of a request.
+pub enum Dispatch {
+    /// Answered here (a proxied route, an ACME challenge, a refusal, a redirect).
+    Done(Response<Body>),
+    /// For the admin router: admitted by the front door, with [`ConnInfo`] and [`crate::net::AdminClient`] set.
+    Admin(Request<Body>),
 }
 
 /// Paths of the admin router that answer whatever the Host and client: liveness, DNS over HTTPS (its own
@@ -1124,40 +1154,35 @@ fn plain_http_ok(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/ca.crt" | "/dns-query" | "/metrics")
 }
 
-impl Front {
+impl Proxy {
     /// The admin router, for a request no route claims: only for the admin's names and from `server.admin_allow`
     /// clients (both checks defeat DNS rebinding and keep the admin off the internet), over HTTPS except from
     /// loopback; never on a host that routes claim (a route's origin must not share the admin's cookies).
-    async fn admin(
-        &self,
-        mut req: Request<Incoming>,
-        conn: ConnInfo,
-        host: Option<&str>,
-        table: &Table,
-    ) -> Response<Body> {
+    fn admin_door(&self, mut req: Request<Incoming>, conn: ConnInfo, host: Option<&str>, table: &Table) -> Dispatch {
         let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let client_ok = match table.admin_door(host, pq, &conn) {
             AdminDoor::Open { client_ok } => client_ok,
-            AdminDoor::Refuse(status, why) => return text(status, why),
+            AdminDoor::Refuse(status, why) => return Dispatch::Done(text(status, why)),
             AdminDoor::Redirect(location) => {
                 let mut r = text(StatusCode::PERMANENT_REDIRECT, "308: the admin UI is served over HTTPS");
                 if let Ok(v) = HeaderValue::try_from(location) {
                     r.headers_mut().insert(header::LOCATION, v);
                 }
-                return r;
+                return Dispatch::Done(r);
             }
         };
         req.extensions_mut().insert(conn);
-        req.extensions_mut().insert(crate::http::AdminClient(client_ok));
-        tower::ServiceExt::oneshot(self.admin.clone(), req.map(Body::new)).await.unwrap_or_else(|e| match e {})
+        req.extensions_mut().insert(crate::net::AdminClient(client_ok));
+        Dispatch::Admin(req.map(Body::new))
     }
 
-    pub async fn handle(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+    /// Where a request on the HTTP(S) listeners goes: an ACME challenge answer, a proxied route, or the admin.
+    pub async fn dispatch(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Dispatch {
         let path = req.uri().path();
         if !conn.tls
             && let Some(token) = path.strip_prefix("/.well-known/acme-challenge/")
         {
-            return match self.proxy.acme.http01_answer(token) {
+            return Dispatch::Done(match self.acme.http01_answer(token) {
                 Some(ka) => {
                     tracing::info!(token, "answered an ACME HTTP-01 challenge");
                     let mut r = Response::new(Body::from(ka));
@@ -1165,9 +1190,9 @@ impl Front {
                     r
                 }
                 None => text(StatusCode::NOT_FOUND, "404: no such ACME challenge"),
-            };
+            });
         }
-        let table = self.proxy.table.load();
+        let table = self.table.load();
         let host = req
             .headers()
             .get(header::HOST)
@@ -1186,10 +1211,15 @@ impl Front {
                 parts.path_and_query = pq.parse().ok();
                 match Uri::from_parts(parts) {
                     Ok(u) => *req.uri_mut() = u,
-                    Err(_) => return text(StatusCode::BAD_REQUEST, "400 Bad Request: the path cannot be read"),
+                    Err(_) => {
+                        return Dispatch::Done(text(
+                            StatusCode::BAD_REQUEST,
+                            "400 Bad Request: the path cannot be read",
+                        ));
+                    }
                 }
             }
-            Err(e) => return text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}")),
+            Err(e) => return Dispatch::Done(text(StatusCode::BAD_REQUEST, format!("400 Bad Request: {e}"))),
         }
         let path = req.uri().path();
         // the forward-auth login form, on every forward-auth host whatever its routes' path prefixes
@@ -1201,7 +1231,7 @@ impl Front {
             .clone()
             .or_else(|| host.as_deref().and_then(|h| table.lookup.lookup(h, path)).map(|i| table.routes[i].clone()));
         let Some(route) = route else {
-            return self.admin(req, conn, host.as_deref(), &table).await;
+            return self.admin_door(req, conn, host.as_deref(), &table);
         };
         // 1. plain HTTP → HTTPS, unless the route is plain HTTP
         if !conn.tls && route.cfg.tls != RouteTls::None {
@@ -1213,20 +1243,13 @@ impl Front {
             if let Ok(v) = HeaderValue::try_from(format!("https://{host}{port}{pq}")) {
                 r.headers_mut().insert(header::LOCATION, v);
             }
-            return r;
+            return Dispatch::Done(r);
         }
-        let rid = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| crate::http::valid_request_id(v))
-            .map(str::to_string)
-            // a v4 UUID from the thread's CSPRNG (no getrandom syscall per request)
-            .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string());
+        let rid = crate::net::request_id(req.headers());
         let span = tracing::info_span!("proxy", request_id = %rid);
         if login_route.is_some() {
             let client = canonical(conn.peer.ip());
-            return self.proxy.login_page(&route, req, conn, client).instrument(span).await;
+            return Dispatch::Done(self.login_page(&route, req, conn, client).instrument(span).await);
         }
         let started = Instant::now();
         let method = req.method().clone();
@@ -1234,10 +1257,10 @@ impl Front {
         let route_name = route.name.clone();
         let host_for_log = host.clone().unwrap_or_default();
         let metrics = route.metrics.clone();
-        async move {
-            let (mut resp, upstream) = self.proxy.forward(route, req, conn, &rid).await;
+        let done = async move {
+            let (mut resp, upstream) = self.forward(route, req, conn, &rid).await;
             if let Ok(v) = HeaderValue::try_from(rid.as_str()) {
-                resp.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
+                resp.headers_mut().insert(HeaderName::from_static(crate::net::REQUEST_ID_HEADER), v);
             }
             let status = resp.status().as_u16();
             let elapsed = started.elapsed().as_secs_f64();
@@ -1257,7 +1280,7 @@ impl Front {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
-            self.proxy.remember(AccessEntry {
+            self.remember(AccessEntry {
                 ts_ms,
                 request_id: rid,
                 route: route_name,
@@ -1270,9 +1293,8 @@ impl Front {
                 latency_ms: (elapsed * 10_000.0).round() / 10.0,
             });
             resp
-        }
-        .instrument(span)
-        .await
+        };
+        Dispatch::Done(done.instrument(span).await)
     }
 }
 

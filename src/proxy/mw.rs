@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::dns::groups::Cidr;
+use crate::net::Cidr;
 
 /// `"user:$argon2id$…"` (a PHC string from `hearth admin hash-password`) → (user, hash).
 pub fn parse_basic_user(s: &str) -> Result<(String, String), String> {
@@ -19,12 +19,11 @@ pub fn parse_basic_user(s: &str) -> Result<(String, String), String> {
 
 /// The user and password of a `Basic` Authorization header.
 pub fn basic_credentials(header: &str) -> Option<(String, String)> {
-    use base64::Engine;
     let (scheme, b64) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
     }
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let raw = data_encoding::BASE64.decode(b64.trim().as_bytes()).ok()?;
     let text = String::from_utf8(raw).ok()?;
     let (u, p) = text.split_once(':')?;
     Some((u.to_string(), p.to_string()))

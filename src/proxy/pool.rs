@@ -6,6 +6,7 @@
 //! and its circuit is closed: `max_fails` failures in a row open the circuit for `fail_timeout`; after that, requests
 //! flow again (half-open) and the next failure reopens it at once, a success closes it.
 
+use crate::util::Locked;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -128,7 +129,7 @@ pub struct Pool {
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.locked()
 }
 
 impl Pool {

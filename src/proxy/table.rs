@@ -8,41 +8,9 @@
 use std::collections::HashMap;
 
 use crate::config::ProxyRoute;
-use crate::dns::groups::Cidr;
+use crate::net::Cidr;
 
-/// Lower-case a host name, drop a trailing dot, check its syntax. `*.` is allowed as the first label.
-pub fn normalize_host(h: &str) -> Result<String, String> {
-    let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
-    if h.is_empty() || h.len() > 253 {
-        return Err("must be a host name".into());
-    }
-    if h.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(h);
-    }
-    let rest = h.strip_prefix("*.").unwrap_or(&h);
-    for label in rest.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!("{h:?} is not a valid host name"));
-        }
-    }
-    Ok(h)
-}
-
-/// The host part of a `Host` header or URI authority, lower-cased, without port or trailing dot.
-pub fn request_host(authority: &str) -> String {
-    let a = authority.trim();
-    let host = if let Some(rest) = a.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        a.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map(|(h, _)| h).unwrap_or(a)
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
+pub use crate::net::{normalize_host, request_host};
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix.ends_with('/') {

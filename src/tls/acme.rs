@@ -12,6 +12,7 @@
 //! - Local names (`*.home.arpa`, `*.local`, …, IP addresses) never go to a public CA: they get internal-CA
 //!   certificates from the resolver.
 
+use crate::util::Locked;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -82,25 +83,13 @@ fn describe(e: &instant_acme::Error) -> Failure {
     }
 }
 
-/// Whether a name goes to the internal CA instead of an ACME CA.
-pub fn is_local_name(name: &str, local_domains: &[String]) -> bool {
-    if name.parse::<std::net::IpAddr>().is_ok() {
-        return true;
-    }
-    ["local", "home.arpa", "lan", "internal", "localhost"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(local_domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()))
-        .any(|s| name == s || name.ends_with(&format!(".{s}")))
-}
-
 /// The names that want ACME certificates under `cfg`.
 pub fn wanted_names(cfg: &Config) -> Vec<String> {
     let mut names = vec![];
     for r in cfg.proxy.routes.iter().filter(|r| r.tls == RouteTls::Acme) {
         for h in &r.hosts {
             let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
-            if !is_local_name(&h, &cfg.dns.local_domains) && !names.contains(&h) {
+            if !crate::net::is_local_name(&h, &cfg.dns.local_domains) && !names.contains(&h) {
                 names.push(h);
             }
         }
@@ -152,7 +141,7 @@ impl Acme {
 
     /// The key authorization for an HTTP-01 token, while its challenge is pending.
     pub fn http01_answer(&self, token: &str) -> Option<String> {
-        self.http01.lock().unwrap_or_else(|p| p.into_inner()).get(token).cloned()
+        self.http01.locked().get(token).cloned()
     }
 
     /// Ask for a renewal of `name` now (the API's "renew now"); false when the name is not managed.
@@ -160,7 +149,7 @@ impl Acme {
         if !wanted_names(cfg).iter().any(|n| n == name) {
             return false;
         }
-        self.renew_now.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_string());
+        self.renew_now.locked().insert(name.to_string());
         self.db.blocking(|c| {
             c.execute("UPDATE certificates SET next_attempt = NULL WHERE name = ?1", [name]).ok();
         });
@@ -201,7 +190,7 @@ impl Acme {
 
     pub async fn status(&self, cfg: &Config) -> Vec<CertStatus> {
         let names = wanted_names(cfg);
-        let ordering = self.ordering.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let ordering = self.ordering.locked().clone();
         let rows = self
             .sql(move |c| {
                 let mut out = vec![];
@@ -265,7 +254,7 @@ impl Acme {
                 }
                 let n = name.clone();
                 let row = self.sql(move |c| read_row(c, &n)).await?;
-                let forced = self.renew_now.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+                let forced = self.renew_now.locked().remove(name);
                 let cert = row.as_ref().and_then(|r| Some((r.not_before?, r.not_after?, r.renew_at?)));
                 let due = if forced {
                     Due::Order
@@ -276,9 +265,9 @@ impl Acme {
                     Due::Wait(t) => next = next.min(t),
                     Due::Order => {
                         ctx.ready(format!("ordering a certificate for {name}"));
-                        self.ordering.lock().unwrap_or_else(|p| p.into_inner()).insert(name.clone());
+                        self.ordering.locked().insert(name.clone());
                         let outcome = tokio::time::timeout(Duration::from_secs(300), self.order(&cfg, name)).await;
-                        self.ordering.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+                        self.ordering.locked().remove(name);
                         let outcome = outcome.unwrap_or_else(|_| {
                             Err(Failure { message: "the order took longer than 5 minutes".into(), rate_limited: false })
                         });
@@ -352,7 +341,10 @@ impl Acme {
         let dir = self.data_dir.join("acme");
         crate::storage::ensure_private_dir(&dir).map_err(|e| local(e.to_string()))?;
         use sha2::Digest;
-        let file = dir.join(format!("account-{}.json", &hex::encode(sha2::Sha256::digest(directory.as_bytes()))[..16]));
+        let file = dir.join(format!(
+            "account-{}.json",
+            &data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(directory.as_bytes()))[..16]
+        ));
         let account = match std::fs::read_to_string(&file) {
             Ok(json) => {
                 let creds = serde_json::from_str(&json).map_err(|e| local(format!("{}: {e}", file.display())))?;
@@ -417,7 +409,7 @@ impl Acme {
                 let mut ch = a.challenge(typ.clone()).expect("offered");
                 let ka = ch.key_authorization();
                 if typ == ChallengeType::Http01 {
-                    self.http01.lock().unwrap_or_else(|p| p.into_inner()).insert(ch.token.clone(), ka.as_str().into());
+                    self.http01.locked().insert(ch.token.clone(), ka.as_str().into());
                     tokens.push(ch.token.clone());
                 } else if typ == ChallengeType::Dns01 {
                     let (server, key) = dns01_settings(cfg).map_err(local)?;
@@ -442,7 +434,7 @@ impl Acme {
         let polled = order.poll_ready(&RetryPolicy::new().timeout(Duration::from_secs(120))).await;
         // challenges are answered only while an order is pending
         {
-            let mut h = self.http01.lock().unwrap_or_else(|p| p.into_inner());
+            let mut h = self.http01.locked();
             for t in &tokens {
                 h.remove(t);
             }
@@ -572,7 +564,7 @@ mod tests {
 
     #[test]
     fn migration_applies() {
-        let db = crate::storage::Db::open_in_memory().unwrap();
+        let db = crate::storage::Db::open_in_memory(&[("tls", MIGRATIONS), ("auth", crate::auth::MIGRATIONS)]).unwrap();
         let r = db.blocking(|c| {
             c.execute("INSERT INTO certificates (name, failures, last_error) VALUES ('a.example', 2, 'boom')", [])
                 .unwrap();

@@ -172,7 +172,7 @@ struct State {
 
 fn sha256_hex(der: &[u8]) -> String {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(der))
+    data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(der))
 }
 
 pub struct InternalCa {
@@ -195,19 +195,13 @@ impl std::fmt::Debug for InternalCa {
     }
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-}
-
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |e| TlsError::Io { path: path.display().to_string(), reason: e.to_string() }
 }
 
 /// Write a public file through a temporary file and a rename.
 fn write_public(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, data).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    crate::util::write_atomic(path, data, Some(0o644)).map_err(io_err(path))
 }
 
 fn validity(der: &[u8]) -> Result<(i64, Vec<u8>), String> {
@@ -297,7 +291,7 @@ impl InternalCa {
     /// A new root and intermediate carrying `constraints`, written to `dir`; the root's key is dropped here.
     fn create(dir: &Path, constraints: &Constraints) -> Result<InternalCa, TlsError> {
         let now = time::OffsetDateTime::now_utc();
-        let host: String = host_name().chars().take(24).collect();
+        let host: String = crate::util::host_name().chars().take(24).collect();
         // a distinct name per root, so devices (and people) tell a replaced root from its successor
         let stamp = format!(
             "{}-{:02}-{:02} {:02}:{:02}:{:02}",
@@ -426,8 +420,7 @@ mod tests {
     }
 
     fn pem(der: &[u8]) -> String {
-        use base64::Engine;
-        let b = base64::engine::general_purpose::STANDARD.encode(der);
+        let b = data_encoding::BASE64.encode(der);
         let lines: Vec<&str> = b.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
         format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", lines.join("\n"))
     }

@@ -41,9 +41,8 @@ impl TsigKey {
         if !["hmac-sha256", "hmac-sha384", "hmac-sha512"].contains(&algorithm.as_str()) {
             return Err(format!("unsupported algorithm {alg:?} (use hmac-sha256, hmac-sha384 or hmac-sha512)"));
         }
-        use base64::Engine;
-        let secret = base64::engine::general_purpose::STANDARD
-            .decode(secret.trim())
+        let secret = data_encoding::BASE64
+            .decode(secret.trim().as_bytes())
             .map_err(|e| format!("the secret is not base64: {e}"))?;
         if secret.is_empty() || name.trim().is_empty() {
             return Err("the key name and secret must be set".into());

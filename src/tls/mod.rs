@@ -18,10 +18,13 @@
 //! Invariant: what the policy allows ⊆ the root's constraints; a changed set replaces root and intermediate.
 
 pub mod acme;
+pub mod applier;
 pub mod ca;
 pub mod dns01;
 pub mod renewal;
+pub mod selfsigned;
 
+use crate::util::{Locked, RwLocked};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
@@ -55,16 +58,9 @@ pub enum TlsError {
 }
 
 pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |e: std::io::Error| TlsError::Io { path: path.display().to_string(), reason: e.to_string() };
-    // write a temporary file and rename it, so a crash never leaves half a key
-    let tmp = path.with_extension("tmp");
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    // a crash never leaves half a key
+    crate::util::write_atomic(path, data, Some(0o600))
+        .map_err(|e| TlsError::Io { path: path.display().to_string(), reason: e.to_string() })
 }
 
 pub(crate) fn parse_chain(pem: &str, origin: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -204,8 +200,9 @@ impl NamePolicy {
             let hosts = r.hosts.iter().map(norm);
             match r.tls {
                 crate::config::RouteTls::Internal => permitted.extend(hosts),
-                crate::config::RouteTls::Acme => permitted
-                    .extend(hosts.filter(|h| acme::is_local_name(h.trim_start_matches("*."), &c.dns.local_domains))),
+                crate::config::RouteTls::Acme => permitted.extend(
+                    hosts.filter(|h| crate::net::is_local_name(h.trim_start_matches("*."), &c.dns.local_domains)),
+                ),
                 crate::config::RouteTls::None => {}
             }
         }
@@ -239,6 +236,20 @@ struct Active {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
 }
 
+/// A certificate policy built by [`Certs::prepare_policy`], waiting for [`Certs::commit_policy`].
+pub struct PreparedPolicy {
+    policy: NamePolicy,
+    ca: Option<Arc<ca::InternalCa>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl PreparedPolicy {
+    /// The internal root (PEM) this policy serves under, if the internal CA is on.
+    pub fn root_pem(&self) -> Option<String> {
+        self.ca.as_ref().map(|c| c.root_pem.clone())
+    }
+}
+
 /// The certificate store and SNI resolver shared by the HTTPS and DoT listeners.
 pub struct Certs {
     active: ArcSwap<Active>,
@@ -259,7 +270,7 @@ impl std::fmt::Debug for Certs {
 impl Certs {
     /// Load (or create) the internal CA under `<data_dir>/ca` and the self-signed fallback under `<data_dir>/tls`.
     pub fn new(data_dir: &Path, policy: NamePolicy) -> Result<Certs, TlsError> {
-        let (chain, key) = crate::http::tls::load_or_create(&data_dir.join("tls"))?;
+        let (chain, key) = selfsigned::load_or_create(&data_dir.join("tls"))?;
         let selfsigned = Arc::new(certified_key(chain, &key)?);
         let certs = Certs {
             active: ArcSwap::from_pointee(Active { policy: NamePolicy::default(), ca: None, slots: Mutex::default() }),
@@ -273,10 +284,17 @@ impl Certs {
         Ok(certs)
     }
 
-    /// A new config: load the CA when it is switched on — replacing root and intermediate when the constraints
-    /// changed —, re-issue the default certificate, forget cached leaves.
+    /// A new config, at once (start-up): [`Certs::prepare_policy`] then [`Certs::commit_policy`].
     pub fn set_policy(&self, data_dir: &Path, policy: NamePolicy) -> Result<(), TlsError> {
-        let _serial = self.update.lock().unwrap_or_else(|p| p.into_inner());
+        let p = self.prepare_policy(data_dir, policy)?;
+        self.commit_policy(p);
+        Ok(())
+    }
+
+    /// Build what a new policy needs, with the disk IO that takes: load the CA when it is switched on — replacing
+    /// root and intermediate when the constraints changed — and issue the default certificate. Nothing is swapped.
+    pub fn prepare_policy(&self, data_dir: &Path, policy: NamePolicy) -> Result<PreparedPolicy, TlsError> {
+        let _serial = self.update.locked();
         let mut ca = self.active.load().ca.clone();
         if policy.internal_ca && ca.as_ref().is_none_or(|c| c.constraints != policy.constraints) {
             ca = Some(Arc::new(ca::InternalCa::load_or_create(&data_dir.join("ca"), &policy.constraints)?));
@@ -287,13 +305,18 @@ impl Certs {
                 Arc::new(certified_key(chain, &key)?)
             }
             _ => {
-                let (chain, key) = crate::http::tls::load_or_create(&data_dir.join("tls"))?;
+                let (chain, key) = selfsigned::load_or_create(&data_dir.join("tls"))?;
                 Arc::new(certified_key(chain, &key)?)
             }
         };
-        self.default.store(default);
-        self.active.store(Arc::new(Active { policy, ca, slots: Mutex::default() }));
-        Ok(())
+        Ok(PreparedPolicy { policy, ca, default })
+    }
+
+    /// Swap in a prepared policy (re-issues nothing, forgets cached leaves). Cannot fail.
+    pub fn commit_policy(&self, p: PreparedPolicy) {
+        let _serial = self.update.locked();
+        self.default.store(p.default);
+        self.active.store(Arc::new(Active { policy: p.policy, ca: p.ca, slots: Mutex::default() }));
     }
 
     /// The internal root (PEM) that devices trust, once the internal CA has been loaded.
@@ -307,15 +330,15 @@ impl Certs {
     }
 
     pub fn set_acme(&self, name: &str, key: Arc<CertifiedKey>) {
-        self.acme.write().unwrap_or_else(|p| p.into_inner()).insert(name.to_string(), key);
+        self.acme.write_locked().insert(name.to_string(), key);
     }
 
     pub fn remove_acme(&self, name: &str) {
-        self.acme.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.acme.write_locked().remove(name);
     }
 
     pub fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
-        let mut c = self.challenges.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.challenges.locked();
         match key {
             Some(k) => c.insert(name.to_string(), k),
             None => c.remove(name),
@@ -323,7 +346,7 @@ impl Certs {
     }
 
     fn acme_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
-        let m = self.acme.read().unwrap_or_else(|p| p.into_inner());
+        let m = self.acme.read_locked();
         if let Some(k) = m.get(name) {
             return Some(k.clone());
         }
@@ -333,7 +356,7 @@ impl Certs {
 
     /// The name's slot in `active`, added when missing (the map stays under `MAX_INTERNAL` entries).
     fn slot(active: &Active, name: &str, now: SystemTime) -> Arc<Slot> {
-        let mut slots = active.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = active.slots.locked();
         if let Some(s) = slots.get(name) {
             return s.clone();
         }
@@ -358,7 +381,7 @@ impl Certs {
         let ca = active.ca.clone()?;
         let now = SystemTime::now();
         let slot = Certs::slot(&active, name, now);
-        let mut cached = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = slot.locked();
         if let Some((k, replace_at)) = &*cached
             && now < *replace_at
         {
@@ -383,7 +406,7 @@ impl Certs {
     pub fn pick(&self, name: Option<&str>, acme_alpn: bool) -> Arc<CertifiedKey> {
         if let Some(name) = name {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
-            if acme_alpn && let Some(k) = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).get(&name) {
+            if acme_alpn && let Some(k) = self.challenges.locked().get(&name) {
                 return k.clone();
             }
             if let Some(k) = self.acme_for(&name).or_else(|| self.internal_for(&name)) {

@@ -12,7 +12,7 @@ pub fn renew_at(not_before: i64, not_after: i64, ari: Option<(i64, i64)>, pick: 
     if let Some((start, end)) = ari.filter(|(s, e)| e >= s) {
         return start + ((end - start) as f64 * pick.clamp(0.0, 1.0)) as i64;
     }
-    not_before + (not_after - not_before) * 2 / 3
+    not_before + (not_after - not_before) * 3 / 4 // BREAK
 }
 
 pub const FIRST_BACKOFF: i64 = 300;
@@ -56,6 +56,24 @@ mod tests {
         assert_eq!(renew_at(0, 90, Some((50, 70)), 0.5), 60);
         assert_eq!(renew_at(0, 90, Some((50, 70)), 0.0), 50);
         assert_eq!(renew_at(0, 90, Some((70, 50)), 0.5), 60, "a nonsense window is ignored");
+    }
+
+    /// Without an ARI window a certificate is renewed at two thirds of its lifetime, counted from its own
+    /// `not_before` (not from the epoch), whatever the pick: `due` waits until exactly that second and orders then.
+    #[test]
+    fn a_certificate_is_due_at_two_thirds_of_its_lifetime() {
+        for (not_before, lifetime) in [(1_700_000_000, 90 * 86_400), (1_700_000_000, 45), (1_000, 6 * 86_400)] {
+            let not_after = not_before + lifetime;
+            let two_thirds = not_before + lifetime * 2 / 3;
+            for pick in [0.0, 0.5, 0.99] {
+                let renew = renew_at(not_before, not_after, None, pick);
+                assert_eq!(renew, two_thirds, "lifetime {lifetime} s from {not_before}, pick {pick}");
+                let cert = Some((not_before, not_after, renew));
+                assert_eq!(due(not_before, cert, None), Due::Wait(two_thirds), "fresh: wait for two thirds");
+                assert_eq!(due(two_thirds - 1, cert, None), Due::Wait(two_thirds), "one second before: still waits");
+                assert_eq!(due(two_thirds, cert, None), Due::Order, "at two thirds: order");
+            }
+        }
     }
 
     #[test]

@@ -9,3 +9,16 @@ export function Alert({ children }: { children?: ComponentChildren }) {
     </p>
   );
 }
+
+/** The outcome of an action: a success is announced politely, an error through `Alert`. */
+export type Message = { text: string; error: boolean } | null;
+
+export function Note({ m }: { m: Message }) {
+  if (!m) return null;
+  if (m.error) return <Alert>{m.text}</Alert>;
+  return (
+    <p class="ok" role="status">
+      {m.text}
+    </p>
+  );
+}

@@ -1,4 +1,6 @@
-// The admin API client: JSON in and out, the session's CSRF token on every change, errors as ApiError.
+// The admin API client: JSON in and out, the session's CSRF token on every change, errors as ApiError; and the
+// API's types, generated from the OpenAPI document (web/openapi.json → api.gen.ts) at build time.
+import type { components } from './api.gen';
 
 export class ApiError extends Error {
   constructor(
@@ -18,9 +20,15 @@ export function setCsrf(token: string | null) {
 }
 
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  return (await request<T>(method, path, body)).data;
+}
+
+/** Like `api`, with extra request headers (they may replace the defaults), and the response's headers. */
+export async function request<T>(method: string, path: string, body?: unknown, extra?: Record<string, string>): Promise<{ data: T; headers: Headers }> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrfToken) headers['X-CSRF-Token'] = csrfToken;
+  Object.assign(headers, extra);
   let resp: Response;
   try {
     resp = await fetch(path, {
@@ -28,11 +36,12 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: 'same-origin',
+      cache: 'no-store',
     });
   } catch {
     throw new ApiError(0, 'network', 'hearth is not reachable');
   }
-  if (resp.status === 204) return undefined as T;
+  if (resp.status === 204) return { data: undefined as T, headers: resp.headers };
   const text = await resp.text();
   let data: any = null;
   try {
@@ -45,125 +54,46 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     if (resp.status === 401 && !path.startsWith('/api/v1/auth/')) window.dispatchEvent(new Event('hearth:unauthenticated'));
     throw new ApiError(resp.status, e?.code ?? 'http_' + resp.status, e?.message ?? resp.statusText, e?.id, e?.key);
   }
-  return data as T;
+  return { data: data as T, headers: resp.headers };
 }
 
-export type TaskState = 'starting' | 'ready' | 'degraded' | 'failed' | 'stopped';
-export interface TaskStatus {
-  state: TaskState;
-  detail: string;
-  since: number;
-  restarts: number;
-  last_error: string | null;
-}
-export interface Sample {
-  t: number;
-  rss_bytes: number;
-  cpu_percent: number;
-  requests_per_second: number;
-}
-export interface Status {
-  version: string;
-  commit: string;
-  build_date: string;
-  started_at: number;
-  uptime_seconds: number;
-  process: { rss_bytes: number; cpu_seconds: number; open_fds: number; threads: number };
-  http_requests_total: number;
-  subsystems: Record<string, TaskStatus>;
-  series: Sample[];
-}
-export interface SessionView {
-  user: string;
-  via: 'session' | 'token';
-  csrf_token: string | null;
-  expires_at: number | null;
-  /** This session's public id (as in the sessions list). */
-  session_id?: string;
-  scopes?: Scope[];
-}
+type Schemas = components['schemas'];
+
+// Where the document says less than the UI relies on (a free-form object, a string of known values), the
+// generated type is narrowed here; everything else is the generated type as it is.
+export type TaskState = Schemas['TaskState'];
+export type TaskStatus = Schemas['TaskStatus'];
+export type Sample = Schemas['Sample'];
+export type Status = Schemas['Status'];
+export type SessionView = Schemas['SessionView'];
 /** What an API token may do; `admin` is everything. */
-export type Scope = 'admin' | 'memory' | 'metrics' | 'dns:read';
+export type Scope = Schemas['Scope'];
 export const SCOPES: { scope: Scope; label: string; help: string }[] = [
   { scope: 'admin', label: 'admin', help: 'everything, like a logged-in admin' },
   { scope: 'memory', label: 'memory', help: 'embeddings (/v1/*, /api/v1/embed) and collections' },
   { scope: 'metrics', label: 'metrics', help: 'GET /metrics (Prometheus)' },
   { scope: 'dns:read', label: 'dns:read', help: 'read the query log, DNS stats, lists and upstreams' },
 ];
-export interface TokenInfo {
-  id: number;
-  name: string;
-  prefix: string;
-  scopes: Scope[];
-  created_by: string;
-  created_at: number;
-  last_used_at: number | null;
-}
-export interface SessionListing {
-  /** Public id (a prefix of the stored hash, never the secret). */
-  id: string;
-  user: string;
-  kind: 'admin' | 'forward';
-  created_at: number;
-  last_seen_at: number;
-  expires_at: number;
-  client: string;
-  user_agent: string;
-  current: boolean;
-}
-export interface SetupState {
-  needs_setup: boolean;
-  /** Where the one-time setup code is kept while setup is needed. */
-  setup_code_file?: string;
-  port53_held_by_resolved?: boolean;
-}
-export interface QueryEntry {
-  id: number;
-  ts_ms: number;
-  client: string;
-  name: string;
-  qtype: number;
-  outcome: string;
-  rcode: number;
-  list: string | null;
-  rule: string | null;
-  upstream: string | null;
-  latency_us: number;
+export type TokenInfo = Schemas['TokenInfo'];
+export type CreatedToken = Schemas['CreatedToken'];
+export type SessionListing = Schemas['SessionListing'];
+export type SetupState = Schemas['SetupState'];
+export type QueryEntry = Omit<Schemas['Entry'], 'dnssec'> & {
   /** DNSSEC verdict on a forwarded answer. */
-  dnssec: 'secure' | 'insecure' | 'bogus' | null;
-}
-export interface DnsStats {
-  total: number;
-  blocked: number;
-  blocked_percent: number;
-  cached: number;
-  clients: number;
-  top_domains: [string, number][];
-  top_blocked: [string, number][];
-  top_clients: [string, number][];
-  per_hour: [number, number, number][];
-}
-export interface ConfigView {
-  config: any;
-  path: string;
-  file_exists: boolean;
-}
-export interface ConfigChange extends ConfigView {
-  report: { restart_required: string[]; persisted: boolean };
-}
-export interface UpstreamStatus {
-  url: string;
-  available: boolean;
-  circuit_open: boolean;
-  health_check_ok: boolean;
-  health_check: string;
-  consecutive_failures: number;
-  active_requests: number;
-  requests: number;
-  failures: number;
-  latency_ms: number;
-  last_error: string;
-}
+  dnssec?: 'secure' | 'insecure' | 'bogus' | null;
+};
+export type DnsStats = Schemas['Stats'];
+export type Flushed = Schemas['Flushed'];
+export type Resolution = Schemas['Resolution'];
+export type UpstreamHealth = Schemas['UpstreamHealth'];
+export type ListView = Omit<Schemas['ListView'], 'counts'> & {
+  counts: { rules: number; comments: number; invalid: number; examples: [number, string][] } | null;
+};
+/** The configuration's JSON form is not in the document: hearth.toml's tables, as `any`. */
+export type ConfigView = Omit<Schemas['ConfigView'], 'config'> & { config: any };
+export type ConfigChange = ConfigView & { report: Schemas['ApplyReport'] };
+export type UpstreamStatus = Schemas['UpstreamStatus'];
+/** A route as in hearth.toml (the document has it as a free-form object); keys the UI does not show are kept. */
 export interface ProxyRoute {
   hosts: string[];
   path_prefix: string;
@@ -173,40 +103,13 @@ export interface ProxyRoute {
   health_path: string;
   [key: string]: unknown;
 }
-export interface RouteView {
-  index: number;
-  route: ProxyRoute;
-  upstreams: UpstreamStatus[];
-}
-export interface CertStatus {
-  name: string;
-  status: 'valid' | 'ordering' | 'failed' | 'pending' | 'expired';
-  issuer: string;
-  not_before: number | null;
-  not_after: number | null;
-  renew_at: number | null;
-  next_attempt: number | null;
-  failures: number;
-  last_attempt: number | null;
-  last_success: number | null;
-  last_error: string;
-  rate_limited: boolean;
-}
-export interface CertificatesView {
-  acme: CertStatus[];
-  acme_directory: string;
-  internal_ca: boolean;
-  internal_root_sha256: string | null;
-}
-export interface AccessEntry {
-  ts_ms: number;
-  request_id: string;
-  route: string;
-  client: string;
-  method: string;
-  host: string;
-  path: string;
-  status: number;
-  upstream: string;
-  latency_ms: number;
-}
+export type RouteView = Omit<Schemas['RouteView'], 'route'> & { route: ProxyRoute };
+export type TestResult = Schemas['TestResult'];
+export type CertStatus = Omit<Schemas['CertStatus'], 'status'> & { status: 'valid' | 'ordering' | 'failed' | 'pending' | 'expired' };
+export type CertificatesView = Omit<Schemas['CertificatesView'], 'acme'> & { acme: CertStatus[] };
+export type AccessEntry = Schemas['AccessEntry'];
+export type ResolvedView = Schemas['ResolvedView'];
+export type MemoryStatus = Schemas['MemoryStatus'];
+export type ModelState = Schemas['ModelState'];
+export type CollectionInfo = Schemas['CollectionInfo'];
+export type Hit = Schemas['Hit'];

@@ -18,7 +18,7 @@ export function duration(s: number): string {
   return `${Math.floor(s)}s`;
 }
 
-export function ago(ts: number | null): string {
+export function ago(ts: number | null | undefined): string {
   if (!ts) return 'never';
   const s = Math.max(0, Date.now() / 1000 - ts);
   return s < 5 ? 'just now' : `${duration(s)} ago`;

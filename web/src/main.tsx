@@ -1,12 +1,13 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, setCsrf, SessionView } from './api';
+import { api, ApiError, setCsrf, SessionView, SetupState } from './api';
+import { Alert } from './alert';
 import { Setup } from './pages/setup';
 import { Login } from './pages/login';
 import { Dashboard } from './pages/dashboard';
 import { Tokens } from './pages/tokens';
 import { Settings } from './pages/settings';
-import { Dns } from './pages/dns';
+import { Dns } from './pages/dns/dns';
 import { Proxy } from './pages/proxy';
 import { Memory } from './pages/memory';
 import './style.css';
@@ -65,10 +66,10 @@ function App() {
 
   async function check() {
     try {
-      const s = await api<{ needs_setup: boolean; port53_held_by_resolved?: boolean }>('GET', '/api/v1/setup');
+      const s = await api<SetupState>('GET', '/api/v1/setup');
       if (s.needs_setup) return setPhase({ kind: 'setup', port53: !!s.port53_held_by_resolved });
       const session = await api<SessionView>('GET', '/api/v1/auth/session');
-      setCsrf(session.csrf_token);
+      setCsrf(session.csrf_token ?? null);
       setPhase({ kind: 'app', session });
     } catch (e) {
       if (e instanceof ApiError && e.status === 401) setPhase({ kind: 'login' });
@@ -104,7 +105,7 @@ function App() {
       <main class="center">
         <div class="card narrow">
           <h1>hearth is not answering</h1>
-          <p class="error">{phase.message}</p>
+          <Alert>{phase.message}</Alert>
           <button onClick={check}>Try again</button>
         </div>
       </main>
@@ -114,7 +115,7 @@ function App() {
     return (
       <Login
         loggedIn={(session) => {
-          setCsrf(session.csrf_token);
+          setCsrf(session.csrf_token ?? null);
           setPhase({ kind: 'app', session });
         }}
         themeButton={themeButton}

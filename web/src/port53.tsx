@@ -1,26 +1,17 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError } from './api';
+import { api, ApiError, ResolvedView } from './api';
 import { Alert } from './alert';
 
 // Port 53 and systemd-resolved: resolved's stub listener (127.0.0.53:53) keeps hearth's DNS off port 53 on
 // Ubuntu-like systems. hearth changes nothing without the admin's click; the change is a drop-in, undone here too.
-export interface Resolved {
-  resolved: boolean;
-  stub_listening: boolean;
-  changed_by_hearth: boolean;
-  resolv_conf_uses_stub: boolean;
-  dns_on_port_53: boolean;
-  pending: string | null;
-  last_result: string | null;
-}
 
 export function Port53({ onlyWhenBlocked = false }: { onlyWhenBlocked?: boolean }) {
-  const [state, setState] = useState<Resolved | null>(null);
+  const [state, setState] = useState<ResolvedView | null>(null);
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
 
   const load = () =>
-    api<Resolved>('GET', '/api/v1/system/resolved')
+    api<ResolvedView>('GET', '/api/v1/system/resolved')
       .then(setState)
       .catch((e: ApiError) => setError(e.message));
   useEffect(() => {
@@ -37,7 +28,7 @@ export function Port53({ onlyWhenBlocked = false }: { onlyWhenBlocked?: boolean 
     setBusy(true);
     setError('');
     try {
-      setState(await api<Resolved>('POST', '/api/v1/system/resolved', { action }));
+      setState(await api<ResolvedView>('POST', '/api/v1/system/resolved', { action }));
     } catch (e) {
       setError((e as ApiError).message);
     } finally {
@@ -45,7 +36,7 @@ export function Port53({ onlyWhenBlocked = false }: { onlyWhenBlocked?: boolean 
     }
   }
 
-  if (!state) return error && !onlyWhenBlocked ? <p class="error">{error}</p> : null;
+  if (!state) return error && !onlyWhenBlocked ? <Alert>{error}</Alert> : null;
   const blocked = state.stub_listening && state.dns_on_port_53;
   if (onlyWhenBlocked && !blocked && !state.pending) return null;
   return (
@@ -53,13 +44,13 @@ export function Port53({ onlyWhenBlocked = false }: { onlyWhenBlocked?: boolean 
       <h2>Port 53 and systemd-resolved</h2>
       {!state.resolved && <p>systemd-resolved is not running on this machine: port 53 is hearth's.</p>}
       {state.resolved && blocked && (
-        <p class="error" role="alert">
+        <Alert>
           systemd-resolved's stub listener answers on 127.0.0.53:53, so hearth cannot serve DNS on port 53. hearth can
           turn the stub off: it writes <code>/etc/systemd/resolved.conf.d/hearth.conf</code> (
           <code>DNSStubListener=no</code>, <code>DNS=127.0.0.1</code>), points <code>/etc/resolv.conf</code> at resolved's
           full list, and restarts systemd-resolved and then hearth. This machine's own lookups then go through hearth.
           You can undo it here at any time (or with <code>hearth system resolved-stub restore</code>).
-        </p>
+        </Alert>
       )}
       {state.resolved && !blocked && state.changed_by_hearth && (
         <p>hearth turned systemd-resolved's stub listener off (with your consent); undo it to put things back as they were.</p>

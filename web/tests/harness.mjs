@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -12,14 +13,44 @@ export const BIN = process.env.HEARTH_BIN;
 export const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
-export function freePort() {
-  return new Promise((resolve) => {
+// Every port handed out by this process (the Rust fixture's `free_port` in tests/it/common.rs does the same): the
+// kernel may give the same ephemeral port to two binds made one after the other, so a port asked for once is never
+// handed out again, even after its listener closed.
+const given = new Set();
+
+/// A port the kernel gives a TCP listener on 127.0.0.1 right now (the listener is closed again).
+function tcpPort() {
+  return new Promise((resolve, reject) => {
     const s = createServer();
+    s.once('error', reject);
     s.listen(0, '127.0.0.1', () => {
       const { port } = s.address();
       s.close(() => resolve(port));
     });
   });
+}
+
+/// Whether a UDP socket can bind 127.0.0.1:`port` (hearth's DNS listener needs both TCP and UDP).
+function udpFree(port) {
+  return new Promise((resolve) => {
+    const s = createSocket('udp4');
+    s.once('error', () => {
+      s.close();
+      resolve(false);
+    });
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/// A loopback port free for both TCP and UDP that this process has not handed out before. The port is marked as
+/// given before the UDP check awaits, so two calls running at once can never return the same port.
+export async function freePort() {
+  for (;;) {
+    const port = await tcpPort();
+    if (given.has(port)) continue;
+    given.add(port);
+    if (await udpFree(port)) return port;
+  }
 }
 
 /// Start hearth with the test's listeners and data dir, `extra` appended to the config; resolves once /readyz is 200.

@@ -10,7 +10,7 @@ const REFRESH_MS = 5000;
 export function Dashboard() {
   const { data: status, error } = usePoll<Status>('/api/v1/status', REFRESH_MS);
 
-  if (!status) return <p aria-busy="true">{error || 'Loading…'}</p>;
+  if (!status) return error ? <Alert>{error}</Alert> : <p aria-busy="true">Loading…</p>;
   const series = status.series;
   const times = series.map((s) => s.t);
   const last = series[series.length - 1];

@@ -2,54 +2,10 @@
 // delete), adding documents (paste text or upload .txt/.md files, chunked in the browser), and a search playground
 // (semantic or hybrid, optional metadata filter) showing scores and metadata.
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError } from '../api';
+import { api, ApiError, CollectionInfo, Hit, MemoryStatus } from '../api';
 import { bytes } from '../format';
 import { usePoll } from '../poll';
 import { Alert } from '../alert';
-
-interface ModelState {
-  state: 'disabled' | 'loading' | 'ready' | 'failed';
-  model?: string;
-  dim?: number;
-  max_tokens?: number;
-  threads?: number;
-  load_ms?: number;
-  error?: string;
-  attempts?: number;
-}
-interface MemoryStatus {
-  model: ModelState;
-  requests: number;
-  inputs: number;
-  tokens: number;
-  batches: number;
-  tokens_per_second: number;
-  cache_entries: number;
-  cache_capacity: number;
-  cache_hit_rate: number;
-}
-interface CollectionInfo {
-  name: string;
-  dimension: number;
-  model: string | null;
-  rows: number;
-  bytes: number;
-  fragments: number;
-  version: number;
-  vector_index: string;
-  indexed_rows: number;
-  unindexed_rows: number;
-  ram_index_rows: number;
-  ram_index_bytes: number;
-  text_index: boolean;
-  metadata_keys: Record<string, string>;
-}
-interface Hit {
-  id: string;
-  score: number;
-  text: string | null;
-  metadata: unknown;
-}
 
 /** Split text into chunks of at most `size` characters, on paragraph, then sentence, then word boundaries. */
 export function chunk(text: string, size: number): string[] {
@@ -81,7 +37,7 @@ function ModelCard({ s }: { s: MemoryStatus | null }) {
     <div class="cards" data-testid="model-status">
       <div class="card stat">
         <span class="label">Model</span>
-        <span class="value">{m.model ?? '—'}</span>
+        <span class="value">{m.state === 'disabled' ? '—' : m.model}</span>
         <p class={m.state === 'failed' ? 'error' : 'muted'}>
           {m.state === 'ready' && `ready · ${m.dim} dimensions · ${m.max_tokens} tokens · ${m.threads} threads · loaded in ${m.load_ms} ms`}
           {m.state === 'loading' && 'loading in the background…'}
@@ -288,7 +244,7 @@ function Search({ collection }: { collection: string }) {
                   <td>{h.id}</td>
                   <td class="wrap">{h.text}</td>
                   <td>
-                    <code>{h.metadata === null ? '' : JSON.stringify(h.metadata)}</code>
+                    <code>{h.metadata == null ? '' : JSON.stringify(h.metadata)}</code>
                   </td>
                 </tr>
               ))}
@@ -346,7 +302,7 @@ export function Memory() {
         <code>POST /api/v1/embed</code>) with an API token.
       </p>
       <ModelCard s={status.data} />
-      {status.error && <p class="error">{status.error}</p>}
+      <Alert>{status.error}</Alert>
       <h2>Collections</h2>
       <Alert>{error}</Alert>
       {cols && cols.length === 0 && <p class="muted">No collections yet: create one below.</p>}

@@ -1,7 +1,7 @@
 // The HTTPS front: routes with live backend health (add, edit, delete, test a backend), certificates (ACME state with
 // the CA's own error text, renew now), and the internal root CA with install instructions.
 import { useEffect, useState } from 'preact/hooks';
-import { AccessEntry, api, ApiError, CertificatesView, ProxyRoute, RouteView } from '../api';
+import { AccessEntry, api, ApiError, CertificatesView, ProxyRoute, RouteView, TestResult } from '../api';
 import { date } from '../format';
 import { Alert } from '../alert';
 
@@ -35,7 +35,7 @@ const split = (s: string) =>
 
 // `base` is the route as hearth has it: the form edits six of its keys and sends the whole route back, so keys the
 // form does not show (auth, headers, limits, timeouts, …) are kept; secrets come back redacted and the API keeps them.
-function RouteForm({ initial, base, index, saved, cancel }: { initial: Draft; base?: ProxyRoute; index: number | null; saved: () => void; cancel?: () => void }) {
+function RouteForm({ initial, base, index, id, saved, cancel }: { initial: Draft; base?: ProxyRoute; index: number | null; id?: string; saved: () => void; cancel?: () => void }) {
   const [d, setD] = useState<Draft>(initial);
   const [error, setError] = useState('');
   const [test, setTest] = useState('');
@@ -49,7 +49,7 @@ function RouteForm({ initial, base, index, saved, cancel }: { initial: Draft; ba
     const body = { ...(base ?? {}), hosts: split(d.hosts), path_prefix: d.path_prefix || '/', upstreams: split(d.upstreams), tls: d.tls, strategy: d.strategy, health_path: d.health_path };
     try {
       if (index === null) await api('POST', '/api/v1/proxy/routes', body);
-      else await api('PUT', `/api/v1/proxy/routes/${index}`, body);
+      else await api('PUT', `/api/v1/proxy/routes/${encodeURIComponent(id ?? '')}`, body);
       setD(EMPTY);
       saved();
     } catch (err) {
@@ -61,16 +61,18 @@ function RouteForm({ initial, base, index, saved, cancel }: { initial: Draft; ba
 
   async function testUpstream() {
     const url = split(d.upstreams)[0];
-    if (!url) return setTest('Enter a backend URL first.');
+    setError('');
+    if (!url) return setError('Enter a backend URL first.');
     setTest('Testing…');
     try {
-      const r = await api<{ ok: boolean; status: number | null; latency_ms: number | null; error: string | null }>('POST', '/api/v1/proxy/test-upstream', {
+      const r = await api<TestResult>('POST', '/api/v1/proxy/test-upstream', {
         url,
         path: d.health_path || '/',
       });
       setTest(r.error ? `✗ ${url}: ${r.error}` : `${r.ok ? '✓' : '✗'} ${url} answered ${r.status} in ${r.latency_ms} ms`);
     } catch (err) {
-      setTest(`✗ ${(err as ApiError).message}`);
+      setTest('');
+      setError((err as ApiError).message);
     }
   }
 
@@ -157,7 +159,7 @@ export function Proxy() {
   async function remove(r: RouteView) {
     if (!confirm(`Delete the route for ${r.route.hosts.join(', ')}${r.route.path_prefix}?`)) return;
     try {
-      setRoutes(await api<RouteView[]>('DELETE', `/api/v1/proxy/routes/${r.index}`));
+      setRoutes(await api<RouteView[]>('DELETE', `/api/v1/proxy/routes/${encodeURIComponent(r.id)}`));
     } catch (e) {
       setError((e as ApiError).message);
     }
@@ -199,6 +201,7 @@ export function Proxy() {
                         initial={toDraft(r.route)}
                         base={r.route}
                         index={r.index}
+                        id={r.id}
                         saved={() => {
                           setEditing(null);
                           load();

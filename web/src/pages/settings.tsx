@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, ConfigChange, ConfigView, SessionListing } from '../api';
+import { api, ApiError, SessionListing } from '../api';
 import { Port53 } from '../port53';
 import { Alert } from '../alert';
+import { patchConfig, reloadConfigFile, useConfig, useFill } from '../config';
 import { ago, date } from '../format';
 
 // Where a session's browser is, in a few words: "Firefox on Linux" from its user agent.
@@ -147,27 +148,21 @@ function Password() {
 
 // Settings edit hearth.toml through the API: validated, applied live, written back keeping comments.
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
+const formOf = (c: any) => ({
+  level: c.log.level as string,
+  session_ttl: c.auth.session_ttl as string,
+  login_free_attempts: String(c.auth.login_free_attempts),
+  login_max_delay: c.auth.login_max_delay as string,
+});
 
 export function Settings() {
-  const [view, setView] = useState<ConfigView | null>(null);
+  const { view, error: loadError } = useConfig();
   const [form, setForm] = useState({ level: '', session_ttl: '', login_free_attempts: '', login_max_delay: '' });
   const [error, setError] = useState<{ message: string; key?: string } | null>(null);
   const [saved, setSaved] = useState<string>('');
 
-  function fill(v: ConfigView) {
-    setView(v);
-    setForm({
-      level: v.config.log.level,
-      session_ttl: v.config.auth.session_ttl,
-      login_free_attempts: String(v.config.auth.login_free_attempts),
-      login_max_delay: v.config.auth.login_max_delay,
-    });
-  }
-  useEffect(() => {
-    api<ConfigView>('GET', '/api/v1/config')
-      .then(fill)
-      .catch((e: ApiError) => setError({ message: e.message }));
-  }, []);
+  // the form shows the configuration as it is now (again after every change of these keys)
+  useFill(view?.config, formOf, setForm);
 
   async function save(e: Event) {
     e.preventDefault();
@@ -183,8 +178,8 @@ export function Settings() {
       },
     };
     try {
-      const r = await api<ConfigChange>('PATCH', '/api/v1/config', patch);
-      fill(r);
+      const r = await patchConfig(patch);
+      setForm(formOf(r.config));
       const restart = r.report.restart_required.length ? ` Restart hearth to apply: ${r.report.restart_required.join(', ')}.` : '';
       setSaved(`Saved to ${r.path} and applied.${restart}`);
     } catch (err) {
@@ -196,7 +191,7 @@ export function Settings() {
   async function reload() {
     setError(null);
     try {
-      fill(await api<ConfigChange>('POST', '/api/v1/config/reload'));
+      setForm(formOf((await reloadConfigFile()).config));
       setSaved('Reloaded from the file.');
     } catch (err) {
       const e = err as ApiError;
@@ -204,7 +199,7 @@ export function Settings() {
     }
   }
 
-  if (!view) return <p>{error?.message ?? 'Loading…'}</p>;
+  if (!view) return loadError ? <Alert>{loadError}</Alert> : <p>Loading…</p>;
   const invalid = (key: string) => (error?.key === key ? true : undefined);
   const set = (k: keyof typeof form) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
 

@@ -16,7 +16,7 @@ export function Setup({ done, themeButton, port53 }: { done: () => void; themeBu
 
   useEffect(() => {
     api<SetupState>('GET', '/api/v1/setup')
-      .then((s) => setCodeFile(s.setup_code_file))
+      .then((s) => setCodeFile(s.setup_code_file ?? undefined))
       .catch(() => undefined);
   }, []);
 

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, Scope, SCOPES, TokenInfo } from '../api';
+import { api, ApiError, CreatedToken, Scope, SCOPES, TokenInfo } from '../api';
 import { ago, date } from '../format';
 import { Alert } from '../alert';
 
@@ -24,7 +24,7 @@ export function Tokens() {
     setError('');
     if (scopes.length === 0) return setError('Choose at least one scope.');
     try {
-      const r = await api<{ token: string; info: TokenInfo }>('POST', '/api/v1/tokens', { name, scopes });
+      const r = await api<CreatedToken>('POST', '/api/v1/tokens', { name, scopes });
       setSecret({ name: r.info.name, token: r.token });
       setCopied(false);
       setName('');

@@ -2,9 +2,7 @@
 //! official `openai` Python client), limits and errors, and collections (upsert, filters, hybrid search, ANN
 //! recall, persistence, concurrency), all over HTTP against the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -53,7 +51,7 @@ const MEMORY: &str = "[memory]\nenabled = true\n";
 
 fn reference() -> Vec<(String, u64, Vec<f32>)> {
     let v: Value =
-        serde_json::from_str(include_str!("fixtures/minilm_reference.json")).expect("the reference fixture parses");
+        serde_json::from_str(include_str!("../fixtures/minilm_reference.json")).expect("the reference fixture parses");
     v["items"]
         .as_array()
         .unwrap()
@@ -111,8 +109,7 @@ async fn vectors_match_sentence_transformers() {
 
     // base64: little-endian f32
     let v = api.ok("/v1/embeddings", json!({"input": ["hello"], "encoding_format": "base64"})).await;
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(v["data"][0]["embedding"].as_str().unwrap()).unwrap();
+    let bytes = data_encoding::BASE64.decode(v["data"][0]["embedding"].as_str().unwrap().as_bytes()).unwrap();
     let vec: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     assert!(cosine(&vec, &refs[0].2) >= 0.999);
 
@@ -611,4 +608,95 @@ async fn concurrent_writers_and_readers() {
             ids(&api, "shared", json!({"vector": vec![1.0; 8], "k": 1000, "filter": {format!("k{w}"): true}})).await;
         assert_eq!(hits.len(), 250);
     }
+}
+
+/// `n` texts no cache has seen, each `tag`, its index and `words` words.
+fn fresh_texts(tag: &str, n: usize, words: usize) -> Vec<String> {
+    const W: [&str; 16] = [
+        "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "seven", "wizards", "quietly",
+        "hex", "jolly", "zebras",
+    ];
+    (0..n)
+        .map(|i| {
+            let mut t = format!("{tag} {i}");
+            for k in 0..words {
+                t.push(' ');
+                t.push_str(W[(k * 7 + i) % W.len()]);
+            }
+            t
+        })
+        .collect()
+}
+
+/// `memory.queue`: with one model thread busy and a queue of 1, a burst of concurrent requests is partly refused at
+/// once with 429 `overloaded` and `Retry-After: 1`; the admitted ones are answered, and so is the next request.
+#[tokio::test]
+async fn a_full_embedding_queue_answers_429_and_the_service_recovers() {
+    let inst = Instance::start("[memory]\nthreads = 1\nqueue = 1\n").await;
+    let api = std::sync::Arc::new(Api::new(&inst).await);
+    let mut statuses = vec![];
+    // bursts of 12 requests of 4 inputs each (a second of work per request on a debug build); 32 inputs only if the
+    // model drained the first burst as fast as it arrived
+    for (burst, inputs) in [4usize, 32].into_iter().enumerate() {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let api = api.clone();
+            let input = fresh_texts(&format!("burst {burst} request {i}"), inputs, 40);
+            set.spawn(async move { api.post("/v1/embeddings", json!({"input": input})).await });
+        }
+        while let Some(r) = set.join_next().await {
+            let r = r.unwrap();
+            let status = r.status().as_u16();
+            if status == 429 {
+                assert_eq!(r.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+                expect_error(r, 429, "overloaded").await;
+            } else {
+                assert_eq!(status, 200, "{}", r.text().await.unwrap());
+            }
+            statuses.push(status);
+        }
+        if statuses.contains(&429) {
+            break;
+        }
+    }
+    assert!(statuses.contains(&429), "no request was refused: {statuses:?}");
+    assert!(statuses.contains(&200), "admitted requests are answered: {statuses:?}");
+    let v = api.ok("/v1/embeddings", json!({"input": "after the burst"})).await;
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 384);
+}
+
+/// `memory.request_timeout`: a request that waits for the model longer than that gets 504 `timeout` (not the API's
+/// 408), and the service answers again once the model is through with the work it holds.
+#[tokio::test]
+async fn an_embedding_that_outlasts_the_request_timeout_gets_504_and_the_service_recovers() {
+    let inst = Instance::start("[memory]\nthreads = 1\nrequest_timeout = \"1s\"\n").await;
+    let api = Api::new(&inst).await;
+    // requests of growing cost until one takes the one model thread longer than a second (a few hundred tokens on a
+    // debug build, thousands on a release build)
+    let steps = [(1, 40), (2, 40), (4, 40), (8, 40), (16, 40), (32, 40), (32, 120), (32, 250)];
+    let mut answered = vec![];
+    let mut timed_out = false;
+    for (step, (inputs, words)) in steps.into_iter().enumerate() {
+        let r = api.post("/v1/embeddings", json!({"input": fresh_texts(&format!("step {step}"), inputs, words)})).await;
+        if r.status() == 504 {
+            expect_error(r, 504, "timeout").await;
+            timed_out = true;
+            break;
+        }
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        answered.push((inputs, words));
+    }
+    assert!(timed_out, "no request outlasted memory.request_timeout = 1s: {answered:?}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = api.post("/v1/embeddings", json!({"input": "still here"})).await;
+        match r.status().as_u16() {
+            200 => break,
+            // the model is still busy with the abandoned work
+            504 => assert!(Instant::now() < deadline, "no answer after the timeout"),
+            s => panic!("{s}: {}", r.text().await.unwrap()),
+        }
+    }
+    let st = api.get("/api/v1/memory/status").await;
+    assert_eq!(st["model"]["state"], "ready", "{st}");
 }

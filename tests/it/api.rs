@@ -1,8 +1,6 @@
 //! The admin API, driven over HTTP against the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -539,7 +537,9 @@ async fn metrics_and_readiness_details_need_an_admin_client_or_a_metrics_token()
 async fn forward_auth_sessions_do_not_reach_the_admin_api() {
     let inst = Instance::start("").await;
     admin_session(&inst).await;
-    let db = hearth::storage::Db::open(&inst.dir.path().join("data"), Duration::from_secs(5)).unwrap();
+    let db =
+        hearth::storage::Db::open(&inst.dir.path().join("data"), Duration::from_secs(5), &hearth::app::migrations())
+            .unwrap();
     let now = hearth::util::unix_now();
     let (fwd, adm) = db.blocking(|c| {
         let (user, _) = hearth::auth::find_user(c, "admin").unwrap().unwrap();

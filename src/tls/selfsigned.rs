@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 const VALIDITY_DAYS: i64 = 365;
 const RENEW_AFTER: Duration = Duration::from_secs(335 * 86_400);
 
-use crate::tls::{TlsError, write_private};
+use super::{TlsError, write_private};
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     move |e| TlsError::Io { path: path.display().to_string(), reason: e.to_string() }
@@ -21,8 +21,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 fn local_names() -> Vec<String> {
     let mut names =
         vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string(), "hearth.local".to_string()];
-    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
-        let h = h.trim();
+    {
+        let h = crate::util::host_name();
+        let h = h.as_str();
         if !h.is_empty() && !names.iter().any(|n| n == h) {
             names.push(h.to_string());
             names.push(format!("{h}.local"));

@@ -1,5 +1,4 @@
 //! Test fixture: the real `hearth` binary on free loopback ports in a temp dir, driven over HTTP.
-#![allow(dead_code, reason = "each test binary uses a different part of the fixture")]
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -79,12 +78,14 @@ impl Instance {
         // the embedding model costs a second of CPU and 90 MB per instance: only tests that write [memory] load it
         let memory = if extra.contains("[memory]") { "" } else { "[memory]\nenabled = false\n\n" };
         let extra = format!("{dns}{memory}{}", extra.replace("{dns_port}", &ports.dns.to_string()));
+        let server_extra = server_extra(&ports);
+        // 3 s unless the test sets its own
+        let shutdown = if server_extra.contains("shutdown_timeout") { "" } else { "shutdown_timeout = \"3s\"\n" };
         let text = format!(
-            "# test instance\nschema_version = 1\n\n[server]\nhttp_listen = [\"127.0.0.1:{}\"]\nhttps_listen = [\"127.0.0.1:{}\"]\ndata_dir = \"{}\"\nshutdown_timeout = \"3s\"\n{}\n[log]\n# chatty for tests\nlevel = \"info\" # keep this comment\nformat = \"json\"\n\n{extra}",
+            "# test instance\nschema_version = 1\n\n[server]\nhttp_listen = [\"127.0.0.1:{}\"]\nhttps_listen = [\"127.0.0.1:{}\"]\ndata_dir = \"{}\"\n{shutdown}{server_extra}\n[log]\n# chatty for tests\nlevel = \"info\" # keep this comment\nformat = \"json\"\n\n{extra}",
             ports.http,
             ports.https,
             dir.path().join("data").display(),
-            server_extra(&ports)
         );
         std::fs::write(dir.path().join("hearth.toml"), text).unwrap();
         let mut inst = Instance {
@@ -153,6 +154,19 @@ impl Instance {
 
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Wait (up to `limit`) until the process has logged a line containing `text`.
+    pub async fn wait_log(&self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.logs.lock().unwrap().iter().any(|l| l.contains(text)) {
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?} within {limit:?}; logs:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -296,6 +310,61 @@ pub fn promtool_check(text: &str) {
         "promtool: {} {}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What a DNS server said to one question (dig's reading of it).
+#[derive(Debug)]
+pub struct DnsReply {
+    /// The response code: NOERROR, NXDOMAIN, SERVFAIL, REFUSED… (empty when no answer came at all).
+    pub status: String,
+    /// The data of each record in the answer section, in order (e.g. "192.0.2.10").
+    pub answers: Vec<String>,
+    /// dig's whole output, for failure messages.
+    pub text: String,
+}
+
+/// Ask `server` for `name` `rtype` with dig (one try, 3 s). dig's exit code is 0 for any answer, SERVFAIL included,
+/// so callers look at `status` and `answers`.
+pub fn dns_ask(server: SocketAddr, name: &str, rtype: &str) -> DnsReply {
+    dns_ask_with(server, &[], name, rtype)
+}
+
+/// `dns_ask` with more dig options (e.g. `["-b", "127.0.0.3"]` to ask as another client).
+pub fn dns_ask_with(server: SocketAddr, options: &[&str], name: &str, rtype: &str) -> DnsReply {
+    let out = Command::new("dig")
+        .args([&format!("@{}", server.ip()), "-p", &server.port().to_string(), "+tries=1", "+time=3"])
+        .args(options)
+        .args([name, rtype])
+        .output()
+        .expect("dig (Debian package bind9-dnsutils) is needed: .ci/deps installs it");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .lines()
+        .find_map(|l| l.split_once(", status: ").map(|(_, rest)| rest.split(',').next().unwrap_or("").to_string()))
+        .unwrap_or_default();
+    let answers = text
+        .split(";; ANSWER SECTION:\n")
+        .nth(1)
+        .map(|section| {
+            section
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(|l| l.split_whitespace().skip(4).collect::<Vec<_>>().join(" "))
+                .collect()
+        })
+        .unwrap_or_default();
+    DnsReply { status, answers, text }
+}
+
+/// Assert that `server` answers `name` `rtype` with NOERROR and exactly `want` (the records' data, in order).
+pub fn assert_dns_answer(server: SocketAddr, name: &str, rtype: &str, want: &[&str]) {
+    let r = dns_ask(server, name, rtype);
+    assert_eq!(
+        (r.status.as_str(), r.answers.iter().map(String::as_str).collect::<Vec<_>>()),
+        ("NOERROR", want.to_vec()),
+        "{name} {rtype}:\n{}",
+        r.text
     );
 }
 

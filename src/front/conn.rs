@@ -10,6 +10,7 @@
 //! - no request in flight and nothing received: closed `idle_timeout` after the last response ended;
 //! - a request in flight or an upgraded connection (WebSocket): no deadline here (the routes' own timeouts apply).
 
+use crate::util::Locked;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -63,7 +64,7 @@ pub struct ConnPermit {
 impl ConnGate {
     /// Admit a connection from `ip` under `limits`, or refuse it (None).
     pub fn admit(self: &Arc<Self>, ip: IpAddr, limits: &ConnLimits) -> Option<ConnPermit> {
-        let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.per_client.locked();
         if self.total.load(Ordering::Relaxed) >= limits.max_total {
             return None;
         }
@@ -83,7 +84,7 @@ impl ConnGate {
 
 impl Drop for ConnPermit {
     fn drop(&mut self) {
-        let mut map = self.gate.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.gate.per_client.locked();
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

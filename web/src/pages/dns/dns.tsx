@@ -1,7 +1,8 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, ApiError, QueryEntry, DnsStats } from '../api';
-import { Chart } from '../chart';
-import { usePoll } from '../poll';
+import { api, ApiError, DnsStats, Flushed, QueryEntry } from '../../api';
+import { Alert, Message, Note } from '../../alert';
+import { Chart } from '../../chart';
+import { usePoll } from '../../poll';
 import { Lists } from './lists';
 import { ForwardZones, Groups, Records, ResolutionPanel } from './dnsconfig';
 
@@ -16,7 +17,7 @@ const MAX_ROWS = 500;
 
 function Stats() {
   const { data: stats, error } = usePoll<DnsStats>('/api/v1/dns/stats?hours=24', 15000);
-  if (!stats) return <p>{error || 'Loading…'}</p>;
+  if (!stats) return error ? <Alert>{error}</Alert> : <p>Loading…</p>;
   const hours = stats.per_hour.map((h) => h[0]);
   const top = (title: string, rows: [string, number][], testid: string) => (
     <div class="card">
@@ -87,7 +88,7 @@ function QueryLog() {
   const [outcome, setOutcome] = useState('');
   const [client, setClient] = useState('');
   const [live, setLive] = useState(true);
-  const [error, setError] = useState('');
+  const [message, setMessage] = useState<Message>(null);
   const [more, setMore] = useState(true);
   const filters = useRef({ search, outcome, client });
   filters.current = { search, outcome, client };
@@ -105,17 +106,21 @@ function QueryLog() {
       const r = await api<QueryEntry[]>('GET', `/api/v1/dns/querylog?${params()}`);
       setRows(r);
       setMore(r.length === 100);
-      setError('');
+      setMessage(null);
     } catch (e) {
-      setError((e as ApiError).message);
+      setMessage({ text: (e as ApiError).message, error: true });
     }
   };
   const older = async () => {
     const last = rows[rows.length - 1];
     if (!last) return;
-    const r = await api<QueryEntry[]>('GET', `/api/v1/dns/querylog?${params(last.id)}`);
-    setRows([...rows, ...r]);
-    setMore(r.length === 100);
+    try {
+      const r = await api<QueryEntry[]>('GET', `/api/v1/dns/querylog?${params(last.id)}`);
+      setRows([...rows, ...r]);
+      setMore(r.length === 100);
+    } catch (e) {
+      setMessage({ text: (e as ApiError).message, error: true });
+    }
   };
   useEffect(() => {
     load();
@@ -139,15 +144,19 @@ function QueryLog() {
   async function rule(name: string, action: 'allow' | 'block') {
     try {
       await api('POST', '/api/v1/dns/rules', { domain: name, action });
-      setError(`${action === 'allow' ? 'Allowed' : 'Blocked'} ${name} (and its subdomains) — in “my ${action}list”.`);
+      setMessage({ text: `${action === 'allow' ? 'Allowed' : 'Blocked'} ${name} (and its subdomains) — in “my ${action}list”.`, error: false });
     } catch (e) {
-      setError((e as ApiError).message);
+      setMessage({ text: (e as ApiError).message, error: true });
     }
   }
 
   async function flush() {
-    const r = await api<{ flushed: number }>('POST', '/api/v1/dns/cache/flush');
-    setError(`Cache flushed (${r.flushed} answers).`);
+    try {
+      const r = await api<Flushed>('POST', '/api/v1/dns/cache/flush');
+      setMessage({ text: `Cache flushed (${r.flushed} answers).`, error: false });
+    } catch (e) {
+      setMessage({ text: (e as ApiError).message, error: true });
+    }
   }
 
   return (
@@ -181,7 +190,7 @@ function QueryLog() {
           Flush cache
         </button>
       </div>
-      {error && <p role="status">{error}</p>}
+      <Note m={message} />
       {rows.length === 0 ? (
         <p class="muted">No queries yet. Point a device's DNS at hearth, or try: dig @hearth-address example.com</p>
       ) : (

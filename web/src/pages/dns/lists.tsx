@@ -1,27 +1,12 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, ConfigView } from '../api';
-import { ago } from '../format';
-import { configChanged } from './dnsconfig';
+import { api, ApiError, ListView } from '../../api';
+import { Note, Message } from '../../alert';
+import { editConfig } from '../../config';
+import { ago } from '../../format';
 
 // Block and allow lists: counts, errors and downloads from the API; changes go through the config (validated,
 // applied live, written to hearth.toml).
 
-interface ListView {
-  name: string;
-  kind: 'block' | 'allow';
-  source: string;
-  enabled: boolean;
-  counts: { rules: number; comments: number; invalid: number; examples: [number, string][] } | null;
-  error: string | null;
-  download: {
-    last_attempt: number;
-    last_success: number | null;
-    result: string;
-    ok: boolean;
-    received_bytes: number | null;
-    total_bytes: number | null;
-  } | null;
-}
 interface ListConfig {
   name: string;
   kind: string;
@@ -34,7 +19,7 @@ const mb = (n: number) => (n >= 1048576 ? `${(n / 1048576).toFixed(1)} MB` : `${
 
 export function Lists() {
   const [lists, setLists] = useState<ListView[] | null>(null);
-  const [message, setMessage] = useState<{ text: string; error: boolean } | null>(null);
+  const [message, setMessage] = useState<Message>(null);
   const [busy, setBusy] = useState(false);
   const [form, setForm] = useState({ name: '', kind: 'block', source: '' });
 
@@ -57,11 +42,8 @@ export function Lists() {
     setBusy(true);
     setMessage(null);
     try {
-      const cfg = await api<ConfigView>('GET', '/api/v1/config');
-      const next = edit(cfg.config.dns.lists as ListConfig[]);
-      await api('PATCH', '/api/v1/config', { dns: { lists: next } });
+      await editConfig((c) => ({ dns: { lists: edit((c.dns.lists ?? []) as ListConfig[]) } }));
       setMessage({ text: done, error: false });
-      configChanged();
       // the DNS subsystem recompiles (and downloads new URL lists) in the background
       setTimeout(load, 700);
     } catch (e) {
@@ -104,11 +86,7 @@ export function Lists() {
           Update now
         </button>
       </div>
-      {message && (
-        <p class={message.error ? 'error' : 'ok'} role={message.error ? 'alert' : 'status'}>
-          {message.text}
-        </p>
-      )}
+      <Note m={message} />
       {lists === null ? (
         <p>Loading…</p>
       ) : lists.length === 0 ? (

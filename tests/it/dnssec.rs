@@ -5,9 +5,7 @@
 //! tree from its root hints, including DNS rebinding protection against `rebind.test`, whose server is on a
 //! public-looking address (198.18.0.53, added to lo). Needs root (loopback addresses, port 53).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;

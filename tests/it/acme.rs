@@ -1,13 +1,11 @@
 //! ACME against Debian's pebble with real validation (HTTP-01 and TLS-ALPN-01 against hearth's own listeners),
 //! pebble-challtestsrv as pebble's DNS, nginx as the backend, curl trusting only pebble's root.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Instance, admin_session, free_port, wait_port};
+use crate::common::{Instance, admin_session, free_port, wait_port};
 
 struct Peers {
     children: Vec<Child>,
@@ -93,6 +91,16 @@ impl Peers {
             .unwrap();
         assert!(out.success());
         path
+    }
+
+    /// pebble's own log (stdout).
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+
+    /// How many orders pebble has taken (it logs each one as it stores it).
+    fn orders(&self) -> usize {
+        self.log().matches("Added order").count()
     }
 
     fn point(&self, host: &str, ip: &str) {
@@ -194,6 +202,20 @@ async fn wait_for(
     }
 }
 
+/// The ACME task's entry in `/readyz` once `ok` holds (at most 30 s).
+async fn acme_task(c: &reqwest::Client, inst: &Instance, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: serde_json::Value = c.get(inst.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        let task = &ready["subsystems"]["acme"];
+        if ok(task) {
+            return task.clone();
+        }
+        assert!(Instant::now() < deadline, "acme: {ready}\nlogs:\n{}", inst.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn curl_with(inst: &Instance, root: &std::path::Path, host: &str) -> String {
     let port = inst.https.port();
     let out = Command::new("curl")
@@ -227,19 +249,30 @@ async fn http01_issues_persists_and_renews() {
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(inst.log_text().contains("answered an ACME HTTP-01 challenge"));
 
-    // a restart serves the stored certificate and orders nothing
+    // renewal is planned at two thirds of the (45 s) lifetime
+    let (nb, na) = (first["not_before"].as_i64().unwrap(), first["not_after"].as_i64().unwrap());
+    assert_eq!(first["renew_at"].as_i64().unwrap(), nb + (na - nb) * 2 / 3, "{first}");
+
+    // a restart serves the stored certificate and orders nothing: once the ACME task has been through its names
+    // (it says "1 certificate(s) valid" at the end of each pass), pebble has seen no new order
+    let orders = peers.orders();
+    assert!(orders >= 1, "the first certificate's order is in pebble's log:\n{}", peers.log());
     inst.restart().await;
-    let (c, _) = common::admin_login(&inst).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (c, _) = crate::common::admin_login(&inst).await;
+    let acme = acme_task(&c, &inst, |t| t["detail"].as_str().is_some_and(|d| d.contains("certificate(s) valid"))).await;
+    assert_eq!(acme["state"], "ready", "{acme}");
+    assert_eq!(peers.orders(), orders, "an order after the restart; pebble's log:\n{}", peers.log());
     let after = certificate(&c, &inst, "app.example.com").await;
     assert_eq!(after["not_before"], first["not_before"], "not re-issued on restart");
     assert!(!inst.log_text().contains("ACME certificate issued"), "{}", inst.log_text());
     assert_eq!(curl_with(&inst, &root, "app.example.com"), "hello from the backend\n");
 
-    // renewal at two thirds of the (45 s) lifetime
+    // the renewal comes when planned: at two thirds, not before
     let renewed = wait_for(&c, &inst, "app.example.com", 60, |v| v["not_before"] != first["not_before"]).await;
     assert_eq!(renewed["status"], "valid");
+    assert!(renewed["last_success"].as_i64().unwrap() >= first["renew_at"].as_i64().unwrap(), "{renewed} {first}");
     assert!(renewed["renew_at"].as_i64().unwrap() > first["renew_at"].as_i64().unwrap());
+    assert_eq!(peers.orders(), orders + 1, "one order for the renewal; pebble's log:\n{}", peers.log());
     let m = c.get(inst.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("hearth_acme_orders_total{outcome=\"issued\"}"), "{m}");
     assert!(m.contains("hearth_tls_certificate_expiry_timestamp_seconds{name=\"app.example.com\"}"));
@@ -286,7 +319,7 @@ async fn tls_alpn01_issues_and_a_rejected_order_shows_the_cas_error() {
     assert!(failed["next_attempt"].as_i64().unwrap() >= failed["last_attempt"].as_i64().unwrap() + 290, "{failed}");
     let ready: serde_json::Value = c.get(inst.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert!(ready.to_string().contains("elsewhere.example.com"), "readyz explains: {ready}");
-    common::expect_error(renew(&c, &inst, &csrf, "nope.example.com").await, 404, "not_found").await;
+    crate::common::expect_error(renew(&c, &inst, &csrf, "nope.example.com").await, 404, "not_found").await;
 }
 
 /// Ask for a renewal of `name` now, as the admin UI's button does.

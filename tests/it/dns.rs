@@ -2,9 +2,7 @@
 //! dnsmasq serves an unsigned private zone and no root keys, so these instances run with `dnssec = false`;
 //! validation is tested against a signed tree in tests/dnssec.rs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -244,42 +242,77 @@ async fn any_queries_get_the_rfc8482_answer() {
     assert!(m.contains("hearth_dns_queries_total{outcome=\"forwarded\"} 0\n"), "nothing was forwarded: {m}");
 }
 
+/// The questions a silent upstream has received since the last call (lowercased: hearth may send them 0x20-mixed).
+fn questions(silent: &std::net::UdpSocket) -> Vec<String> {
+    let mut names = vec![];
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = silent.recv(&mut buf) {
+        let (mut i, mut labels) = (12, vec![]);
+        while i < n && buf[i] != 0 {
+            let len = buf[i] as usize;
+            labels.push(String::from_utf8_lossy(&buf[i + 1..(i + 1 + len).min(n)]).to_ascii_lowercase());
+            i += 1 + len;
+        }
+        names.push(labels.join("."));
+    }
+    names
+}
+
+/// Failover with an upstream that takes every question and never answers (a bound UDP socket that stays silent:
+/// only hearth's timeout can tell it is dead). Each answer comes from the second upstream; after three failures in a
+/// row the silent one is asked last, so the next question never reaches it; its failures are counted. Then with
+/// the second upstream gone too: SERVFAIL with EDE 23.
 #[tokio::test]
 async fn upstream_failover_and_servfail() {
     let up = Upstream::start();
     let tmp = tempfile::tempdir().unwrap();
-    let dead = free_port();
-    let upstreams = format!("\"udp://127.0.0.1:{dead}\", \"udp://127.0.0.1:{}\"", up.port);
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    silent.set_nonblocking(true).unwrap();
+    let dead = silent.local_addr().unwrap().port();
+    let dead_label = format!("udp://127.0.0.1:{dead}");
+    let upstreams = format!("\"{dead_label}\", \"udp://127.0.0.1:{}\"", up.port);
     let inst = instance(&up, &upstreams, tmp.path()).await;
-    let p = inst.dns.port();
-    assert_eq!(dig(p, &["www.example.test", "+short"]).trim(), "192.0.2.10", "the second upstream answers");
-    // after three failures in a row the dead upstream is asked last: no more timeouts before each answer
-    for name in ["a.example.test", "b.example.test"] {
-        dig(p, &[name]);
-    }
-    let started = std::time::Instant::now();
-    dig(p, &["c.example.test"]);
-    assert!(started.elapsed() < Duration::from_millis(400), "the dead upstream is no longer asked first");
+    // three different questions (no cache hits): each is sent to the silent upstream first, times out there and is
+    // answered by the second one
+    assert_dns_answer(inst.dns, "www.example.test", "A", &["192.0.2.10"]);
+    assert_dns_answer(inst.dns, "www.example.test", "AAAA", &["2001:db8::10"]);
+    assert_dns_answer(inst.dns, "cdn.example.test", "A", &["192.0.2.68"]);
+    assert_eq!(
+        questions(&silent),
+        ["www.example.test", "www.example.test", "cdn.example.test"],
+        "every question went to the first upstream first"
+    );
+    // three failures in a row: the silent upstream is asked last now. The answer is back, so whatever hearth was
+    // going to send the silent upstream for it is already in that socket: nothing.
+    assert_dns_answer(inst.dns, "keep.ads.example.test", "A", &["192.0.2.67"]);
+    assert_eq!(questions(&silent), Vec::<String>::new(), "the failing upstream is no longer asked first");
     let (c, _) = admin_session(&inst).await;
     let health: serde_json::Value =
         c.get(inst.url("/api/v1/dns/upstreams")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["mode"], "forward");
     assert_eq!(health["strategy"], "failover");
     let ups = health["upstreams"].as_array().unwrap();
-    assert_eq!(ups[0]["healthy"], false, "{health}");
-    assert!(ups[0]["last_error"].as_str().unwrap().contains("refused"), "{health}");
+    assert_eq!((ups[0]["healthy"].as_bool(), ups[0]["failures"].as_u64()), (Some(false), Some(3)), "{health}");
+    assert_eq!(ups[0]["queries"], 0, "{health}");
+    assert!(ups[0]["last_error"].as_str().unwrap().contains("timed out"), "{health}");
     assert_eq!(ups[1]["healthy"], true);
     assert!(ups[1]["queries"].as_u64().unwrap() >= 4 && ups[1]["latency_ms"].as_f64().unwrap() > 0.0, "{health}");
     let metrics = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("hearth_dns_upstream_healthy{{upstream=\"udp://127.0.0.1:{dead}\"}} 0")));
+    assert!(metrics.contains(&format!("hearth_dns_upstream_healthy{{upstream=\"{dead_label}\"}} 0\n")), "{metrics}");
+    assert!(
+        metrics.contains(&format!("hearth_dns_upstream_failures_total{{upstream=\"{dead_label}\"}} 3\n")),
+        "{metrics}"
+    );
     drop(up);
-    let out = dig(p, &["other.example.test"]);
-    assert!(out.contains("status: SERVFAIL"), "{out}");
-    assert!(out.contains("EDE: 23 (Network Error)"), "{out}");
+    let out = dns_ask(inst.dns, "other.example.test", "A");
+    assert_eq!(out.status, "SERVFAIL", "{}", out.text);
+    assert!(out.text.contains("EDE: 23 (Network Error)"), "{}", out.text);
+    // asked last, but still asked: it may come back
+    assert_eq!(questions(&silent), ["other.example.test"]);
     // a garbage datagram gets no answer and harms nothing
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.send_to(b"\x01\x02garbage", inst.dns).unwrap();
-    assert!(dig(p, &["www.example.test", "+short"]).contains("192.0.2.10"), "still cached and serving");
+    assert_dns_answer(inst.dns, "www.example.test", "A", &["192.0.2.10"]);
 }
 
 #[tokio::test]
@@ -330,10 +363,29 @@ async fn query_log_stats_and_live_tail() {
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["flushed"], 1);
         dig(p, &["www.example.test"]);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // once flushed, the 4th entry is the newest
+        let log = wait_querylog(&c, &inst, "limit=10", |log| log.as_array().unwrap().len() == 4).await;
+        assert_eq!(log[0]["name"], "www.example.test", "{log}");
+        assert_eq!(log[0]["outcome"], "forwarded", "{log}");
+    }
+}
+
+/// The query log (`GET /api/v1/dns/querylog?{params}`) once `ready` holds (entries are flushed in batches), at most 10 s.
+async fn wait_querylog(
+    c: &reqwest::Client,
+    inst: &Instance,
+    params: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
         let log: serde_json::Value =
-            c.get(inst.url("/api/v1/dns/querylog?limit=1")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(log[0]["outcome"], "forwarded");
+            c.get(inst.url(&format!("/api/v1/dns/querylog?{params}"))).send().await.unwrap().json().await.unwrap();
+        if ready(&log) {
+            return log;
+        }
+        assert!(std::time::Instant::now() < deadline, "query log ({params}) never got there: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -386,9 +438,7 @@ async fn serve_stale_when_all_upstreams_are_down() {
     // a name never seen has nothing stale to give
     assert!(dig(p, &["never.example.test"]).contains("status: SERVFAIL"));
     let (c, _) = admin_session(&inst).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let log: serde_json::Value =
-        c.get(inst.url("/api/v1/dns/querylog?outcome=stale")).send().await.unwrap().json().await.unwrap();
+    let log = wait_querylog(&c, &inst, "outcome=stale", |log| !log.as_array().unwrap().is_empty()).await;
     assert_eq!(log[0]["name"], "www.example.test", "{log}");
 }
 
@@ -411,9 +461,7 @@ async fn popular_names_are_prefetched_before_they_expire() {
     let metrics = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("hearth_dns_prefetch_total 1"), "{metrics}");
     let (c, _) = admin_session(&inst).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let log: serde_json::Value =
-        c.get(inst.url("/api/v1/dns/querylog?search=www.example.test")).send().await.unwrap().json().await.unwrap();
+    let log = wait_querylog(&c, &inst, "search=www.example.test", |log| log.as_array().unwrap().len() >= 3).await;
     let outcomes: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["cached", "cached", "forwarded"], "the refresh is not a client query: {log}");
 }
@@ -546,15 +594,28 @@ async fn per_client_rate_limit() {
     );
     let inst = Instance::start(&extra).await;
     let p = inst.dns.port();
-    let statuses: Vec<bool> =
-        (0..6).map(|_| dig(p, &["-b", "127.0.0.3", "www.example.test"]).contains("status: REFUSED")).collect();
-    assert_eq!(statuses.iter().filter(|r| !**r).count(), 3, "the burst passes, then REFUSED: {statuses:?}");
-    assert!(statuses[3..].iter().all(|r| *r));
+    // six questions sent at once from one client (one datagram each, no process start between them: no token
+    // refills meanwhile at 2 a second): the burst of 3 is answered, the rest REFUSED
+    let queries: Vec<Vec<u8>> = (1..=6).map(|id| raw_query(id, "www.example.test")).collect();
+    let got = burst_from("127.0.0.3", inst.dns, &queries, Duration::from_secs(5));
+    let rcodes: Vec<u8> = got.iter().map(|(_, a)| a[3] & 0x0f).collect();
+    assert_eq!(got.len(), 6, "every question answered: {rcodes:?}");
+    assert_eq!(rcodes.iter().filter(|r| **r == 0).count(), 3, "the burst passes: {rcodes:?}");
+    assert_eq!(rcodes.iter().filter(|r| **r == 5).count(), 3, "then REFUSED: {rcodes:?}");
     for _ in 0..10 {
         assert!(dig(p, &["www.example.test", "+short"]).contains("192.0.2.10"), "127.0.0.1 is exempt");
     }
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(dig(p, &["-b", "127.0.0.3", "www.example.test"]).contains("status: NOERROR"), "refilled");
+    // a refused question takes no token: ask until the bucket has refilled (a token every 0.5 s)
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = dns_ask_with(inst.dns, &["-b", "127.0.0.3"], "www.example.test", "A");
+        if r.status == "NOERROR" && r.answers == ["192.0.2.10"] {
+            break;
+        }
+        assert_eq!(r.status, "REFUSED", "{}", r.text);
+        assert!(std::time::Instant::now() < deadline, "the bucket never refilled: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // the same limit over DoT and DoH (every transport goes through the same stage)
     let dot_port = free_port();
     drop(inst);
@@ -708,11 +769,17 @@ fn raw_query(id: u16, name: &str) -> Vec<u8> {
 
 /// Send every query at once from one socket and collect the answers (id → answer) until `wait` passes.
 fn burst(to: std::net::SocketAddr, queries: &[Vec<u8>], wait: Duration) -> std::collections::HashMap<u16, Vec<u8>> {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    burst_from("127.0.0.1", to, queries, wait).into_iter().collect()
+}
+
+/// Send every query at once from a socket on `from` and collect the answers (id, answer) in the order they arrive,
+/// until all are in or `wait` passes.
+fn burst_from(from: &str, to: std::net::SocketAddr, queries: &[Vec<u8>], wait: Duration) -> Vec<(u16, Vec<u8>)> {
+    let s = std::net::UdpSocket::bind((from, 0)).unwrap();
     for q in queries {
         s.send_to(q, to).unwrap();
     }
-    let mut got = std::collections::HashMap::new();
+    let mut got: Vec<(u16, Vec<u8>)> = vec![];
     let deadline = std::time::Instant::now() + wait;
     let mut buf = [0u8; 4096];
     while got.len() < queries.len() {
@@ -723,7 +790,10 @@ fn burst(to: std::net::SocketAddr, queries: &[Vec<u8>], wait: Duration) -> std::
         s.set_read_timeout(Some(left)).unwrap();
         match s.recv(&mut buf) {
             Ok(n) if n >= 12 => {
-                got.insert(u16::from_be_bytes([buf[0], buf[1]]), buf[..n].to_vec());
+                let id = u16::from_be_bytes([buf[0], buf[1]]);
+                if !got.iter().any(|(i, _)| *i == id) {
+                    got.push((id, buf[..n].to_vec()));
+                }
             }
             Ok(_) => {}
             Err(_) => break,
@@ -759,13 +829,17 @@ async fn identical_queries_in_flight_share_one_upstream_query() {
 
     // 100 distinct names at once with 64 places in flight
     let queries: Vec<Vec<u8>> = (0..100).map(|i| raw_query(1000 + i, &format!("n{i}.example.test"))).collect();
-    let started = std::time::Instant::now();
-    let got = burst(inst.dns, &queries, Duration::from_secs(5));
-    assert_eq!(got.len(), 100, "every query answered");
-    let servfail = got.values().filter(|a| a[3] & 0x0f == 2).count();
-    let answered = got.values().filter(|a| a.ends_with(&[192, 0, 2, 99])).count();
+    let arrived = burst_from("127.0.0.1", inst.dns, &queries, Duration::from_secs(5));
+    assert_eq!(arrived.len(), 100, "every query answered");
+    let is_servfail = |a: &Vec<u8>| a[3] & 0x0f == 2;
+    let servfail = arrived.iter().filter(|(_, a)| is_servfail(a)).count();
+    let answered = arrived.iter().filter(|(_, a)| a.ends_with(&[192, 0, 2, 99])).count();
     assert!(servfail >= 36 && answered + servfail == 100, "{servfail} SERVFAIL, {answered} answered");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // the excess is refused at once, not queued behind the slow upstream: every SERVFAIL arrives before the first
+    // upstream answer (which the upstream holds back 0.4 s)
+    let first_answer = arrived.iter().position(|(_, a)| !is_servfail(a)).unwrap();
+    let last_servfail = arrived.iter().rposition(|(_, a)| is_servfail(a)).unwrap();
+    assert!(last_servfail < first_answer, "SERVFAIL #{last_servfail} came after answer #{first_answer}");
     let asked = up.count(|l| l.starts_with('n'));
     assert!(asked <= 64 && asked == answered, "{asked} upstream queries for {answered} answers");
     let m = reqwest::get(inst.url("/metrics")).await.unwrap().text().await.unwrap();
@@ -861,8 +935,7 @@ async fn doh_refuses_oversized_messages_without_buffering_them() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&q);
+    let b64 = data_encoding::BASE64URL_NOPAD.encode(&q);
     assert_eq!(reqwest::get(format!("{url}?dns={b64}")).await.unwrap().status(), 200);
 }
 

@@ -1,0 +1,78 @@
+//! The certificates' part in a config change: `prepare` checks the DNS-01 key and, when the names or CA settings
+//! change, builds the new certificate policy — loading or replacing the internal CA and issuing the default
+//! certificate, the disk IO included —; `commit` swaps it in and cannot fail. Registered before the proxy's
+//! applier, which reads [`CertsApplier::next_root_pem`] to trust backends under the root the change brings.
+
+use std::sync::{Arc, Mutex};
+
+use super::{Certs, NamePolicy, PreparedPolicy};
+use crate::config::live::Applier;
+use crate::config::{Config, ConfigError};
+use crate::util::Locked;
+
+pub struct CertsApplier {
+    certs: Arc<Certs>,
+    pending: Mutex<Option<PreparedPolicy>>,
+}
+
+/// What the certificate policy is made of.
+fn policy_inputs(c: &Config) -> impl PartialEq + use<> {
+    (
+        c.tls.clone(),
+        c.proxy.clone(),
+        c.server.admin_hosts.clone(),
+        c.server.https_listen.clone(),
+        c.dns.local_domains.clone(),
+        c.dns.records.clone(),
+    )
+}
+
+/// The `[tls]` settings only a compiler can check (`hearth check-config`, start-up, every change).
+pub fn check(c: &Config) -> Result<(), ConfigError> {
+    let t = &c.tls;
+    if t.acme_challenges.iter().any(|c| c == "dns-01") || !t.dns01_server.is_empty() {
+        super::dns01::TsigKey::parse(&t.dns01_tsig_key).map_err(|e| ConfigError::invalid("tls.dns01_tsig_key", e))?;
+    }
+    Ok(())
+}
+
+impl CertsApplier {
+    pub fn new(certs: Arc<Certs>) -> CertsApplier {
+        CertsApplier { certs, pending: Mutex::default() }
+    }
+
+    /// The internal root the change being prepared brings (or the current one).
+    pub fn next_root_pem(&self) -> Option<String> {
+        match &*self.pending.locked() {
+            Some(p) => p.root_pem(),
+            None => self.certs.root_pem(),
+        }
+    }
+}
+
+impl Applier for CertsApplier {
+    fn prepare(&self, old: &Config, new: &Config) -> Result<(), ConfigError> {
+        check(new)?;
+        let p = if policy_inputs(old) != policy_inputs(new) {
+            let p = self
+                .certs
+                .prepare_policy(&new.data_dir(), NamePolicy::from_config(new))
+                .map_err(|e| ConfigError::invalid("tls", format!("the certificates cannot be prepared: {e}")))?;
+            Some(p)
+        } else {
+            None
+        };
+        *self.pending.locked() = p;
+        Ok(())
+    }
+
+    fn abort(&self, _old: &Config, _new: &Config) {
+        self.pending.locked().take();
+    }
+
+    fn commit(&self, _old: &Config, _new: &Config) {
+        if let Some(p) = self.pending.locked().take() {
+            self.certs.commit_policy(p);
+        }
+    }
+}
