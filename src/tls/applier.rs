@@ -76,3 +76,37 @@ impl Applier for CertsApplier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::live::{LiveConfig, Overrides};
+
+    /// The CA's disk IO happens in prepare: when it fails, the change is refused before the file is written and
+    /// the running certificates stay (before, the old applier did it in commit, after the file was written, and
+    /// only logged the failure).
+    #[tokio::test]
+    async fn a_ca_that_cannot_be_made_refuses_the_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let path = dir.path().join("hearth.toml");
+        let text = format!("[server]\ndata_dir = \"{}\"\n\n[tls]\ninternal_ca = false\n", data.display());
+        std::fs::write(&path, &text).unwrap();
+        let source = crate::config::ConfigSource::new(path.clone());
+        let cfg = source.load().unwrap();
+        let certs = Arc::new(Certs::new(&data, NamePolicy::from_config(&cfg)).unwrap());
+        let live = LiveConfig::new(source, Overrides::default(), cfg);
+        live.add_applier(Arc::new(CertsApplier::new(certs.clone())));
+        // where the CA's directory should go, a file: the CA cannot be created
+        std::fs::write(data.join("ca"), "not a directory").unwrap();
+        let e = live.patch(&serde_json::json!({"tls": {"internal_ca": true}})).await.unwrap_err();
+        assert!(e.to_string().contains("certificates cannot be prepared"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "the file is untouched");
+        assert!(!live.current().tls.internal_ca);
+        assert!(certs.root_pem().is_none(), "still the self-signed default");
+        // once the CA can be made, the same change goes through and the root is served
+        std::fs::remove_file(data.join("ca")).unwrap();
+        live.patch(&serde_json::json!({"tls": {"internal_ca": true}})).await.unwrap();
+        assert!(certs.root_pem().is_some_and(|p| p.contains("BEGIN CERTIFICATE")));
+    }
+}

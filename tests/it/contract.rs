@@ -139,9 +139,59 @@ async fn a_busy_udp_port_refuses_the_change_before_the_file_is_written() {
     let h: Value = c.get(inst.url("/api/v1/status")).send().await.unwrap().json().await.unwrap();
     assert!(!h.to_string().contains("\"failed\""), "{h}");
     let out = std::process::Command::new("dig")
-        .args(["+short", "+tries=1", "+time=2", "-p", &inst.dns.port().to_string(), "@127.0.0.1", "localhost"])
+        .args(["+tries=1", "+time=3", "-p", &inst.dns.port().to_string(), "@127.0.0.1", "nothing.home.arpa"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "DNS answers on its old address");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("status: NXDOMAIN"), "DNS answers (a local name) on its old address:\n{text}");
     drop(busy);
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.split(' ').nth(1)?.parse().ok())
+}
+
+fn dig_a(port: u16, name: &str) -> String {
+    let out = std::process::Command::new("dig")
+        .args(["+short", "+tries=1", "+time=3", "-p", &port.to_string(), "@127.0.0.1", name, "A"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `hearth_dns_cache_entries` follows a flush and a cache rebuild (it kept its old value before).
+#[tokio::test]
+async fn the_cache_gauge_follows_flushes_and_rebuilds() {
+    // upstream: another hearth with a local record for a name the forwarder does not treat as local
+    let upstream = Instance::start(
+        "[dns]\nlisten = [\"127.0.0.1:{dns_port}\"]\nupstreams = [\"udp://127.0.0.1:9\"]\ndnssec = false\n\n[[dns.records]]\nname = \"cached.example.net\"\ntype = \"A\"\nvalue = \"192.0.2.7\"\n",
+    )
+    .await;
+    let inst = Instance::start(&format!(
+        "[dns]\nlisten = [\"127.0.0.1:{{dns_port}}\"]\nupstreams = [\"udp://{}\"]\ndnssec = false\n",
+        upstream.dns
+    ))
+    .await;
+    let (c, csrf) = admin_session(&inst).await;
+    let entries = |c: reqwest::Client| {
+        let url = inst.url("/metrics");
+        async move { metric(&c.get(url).send().await.unwrap().text().await.unwrap(), "hearth_dns_cache_entries") }
+    };
+    assert_eq!(dig_a(inst.dns.port(), "cached.example.net"), "192.0.2.7");
+    assert_eq!(entries(c.clone()).await, Some(1.0));
+    let r = c.post(inst.url("/api/v1/dns/cache/flush")).header("x-csrf-token", &csrf).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(entries(c.clone()).await, Some(0.0), "a flush empties the gauge too");
+    assert_eq!(dig_a(inst.dns.port(), "cached.example.net"), "192.0.2.7");
+    assert_eq!(entries(c.clone()).await, Some(1.0));
+    // a new cache policy rebuilds the cache empty
+    let r = c
+        .patch(inst.url("/api/v1/config"))
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"dns": {"cache": {"size": 5000}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(entries(c.clone()).await, Some(0.0), "a rebuilt cache starts at zero");
 }
