@@ -21,9 +21,8 @@ use crate::config::live::{Applier, LiveConfig, Overrides};
 use crate::config::{Config, ConfigError, ConfigSource};
 use crate::http::{self, AppState};
 use crate::storage::{Db, Migration};
-use crate::supervisor::{RestartPolicy, Supervisor, TaskCtx};
-use crate::telemetry::{ProcessStats, RequestCounter, Series};
-use crate::util::Locked;
+use crate::supervisor::{RestartPolicy, Supervisor};
+use crate::telemetry::{RequestCounter, Series};
 
 /// Every subsystem's database migrations, by component (handed to `storage`).
 pub fn migrations() -> Vec<(&'static str, &'static [Migration])> {
@@ -162,7 +161,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
 
     {
         let (db, live) = (db.clone(), live.clone());
-        sup.spawn("storage", move |ctx| storage_task(ctx, db.clone(), live.clone()));
+        let every: Arc<dyn Fn() -> Duration + Send + Sync> =
+            Arc::new(move || live.current().storage.maintenance_interval.as_std());
+        let jobs: Vec<crate::storage::Upkeep> =
+            vec![("expired sessions", |c, now| crate::auth::prune_sessions(c, now).map_err(|e| e.to_string()))];
+        sup.spawn("storage", move |ctx| {
+            let (db, every, jobs) = (db.clone(), every.clone(), jobs.clone());
+            async move { Ok(crate::storage::task(ctx, db, every, jobs).await?) }
+        });
     }
     for kind in [crate::front::listeners::Kind::Http, crate::front::listeners::Kind::Https] {
         let (live, front, certs, reserved) = (live.clone(), front.clone(), certs.clone(), reserved.clone());
@@ -184,11 +190,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     }
     {
         let (memory, live) = (memory.clone(), live.clone());
-        sup.spawn("memory-upkeep", move |ctx| memory_upkeep(ctx, memory.clone(), live.clone()));
+        sup.spawn("memory-upkeep", move |ctx| crate::memory::task::upkeep(ctx, memory.clone(), live.clone()));
     }
     {
-        let state = state.clone();
-        sup.spawn("metrics", move |ctx| sampler_task(ctx, state.clone()));
+        let (series, requests, handle) = (state.series.clone(), state.requests.clone(), state.metrics.clone());
+        sup.spawn("metrics", move |ctx| {
+            crate::telemetry::sampler(ctx, series.clone(), requests.clone(), handle.clone())
+        });
     }
     {
         let (live, reserved, updater, certs) = (live.clone(), reserved.clone(), updater.clone(), certs.clone());
@@ -215,7 +223,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let notify = std::env::var_os("NOTIFY_SOCKET").is_some();
     let watchdog = CancellationToken::new();
     if notify {
-        tokio::spawn(systemd_task(health.clone(), watchdog.clone()));
+        tokio::spawn(crate::supervisor::notify_systemd(health.clone(), watchdog.clone()));
     }
 
     // Signals: SIGHUP reloads the file, SIGTERM/SIGINT shut down.
@@ -246,29 +254,6 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         tracing::warn!("some subsystems did not stop within the shutdown deadline");
     }
     Ok(())
-}
-
-/// Every minute: an ANN index for collections past the threshold. Every `memory.optimize_interval`: compaction,
-/// index refresh and version pruning of every collection.
-async fn memory_upkeep(ctx: TaskCtx, memory: Arc<crate::memory::Memory>, live: Arc<LiveConfig>) -> anyhow::Result<()> {
-    ctx.ready("waiting for the first round");
-    let mut last_full = std::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-        }
-        let cfg = live.current().memory.clone();
-        let full = last_full.elapsed() >= cfg.optimize_interval.as_std();
-        let started = std::time::Instant::now();
-        memory.store.maintain_all(&crate::memory::store::IndexPolicy::of(&cfg), full).await;
-        // index builds and compaction free hundreds of MB of buffers that glibc would otherwise keep
-        let _ = tokio::task::spawn_blocking(crate::util::release_free_heap).await;
-        if full {
-            last_full = std::time::Instant::now();
-            ctx.ready(format!("last full round took {:.1}s", started.elapsed().as_secs_f64()));
-        }
-    }
 }
 
 fn throttle_policy(cfg: &Config) -> ThrottlePolicy {
@@ -336,113 +321,5 @@ impl Applier for ThrottleApplier {
     }
     fn commit(&self, _old: &Config, new: &Config) {
         self.0.set_policy(throttle_policy(new));
-    }
-}
-
-async fn storage_task(ctx: TaskCtx, db: Db, live: Arc<LiveConfig>) -> anyhow::Result<()> {
-    let ok = format!("{} (WAL)", db.path().display());
-    ctx.ready(ok.clone());
-    loop {
-        // A failed upkeep round leaves the database usable: report degraded and try again next round.
-        let now = crate::util::unix_now();
-        let round = async {
-            let pruned = db.call(move |c| crate::auth::prune_sessions(c, now)).await?;
-            db.maintain().await?;
-            Ok::<_, anyhow::Error>(pruned)
-        };
-        match round.await {
-            Ok(pruned) => {
-                tracing::debug!(expired_sessions = pruned, "storage maintenance done");
-                ctx.ready(ok.clone());
-            }
-            Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "storage maintenance failed");
-                ctx.degraded(format!("maintenance failed: {e:#}"));
-            }
-        }
-        let every = live.current().storage.maintenance_interval.as_std();
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
-}
-
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
-
-async fn sampler_task(ctx: TaskCtx, state: AppState) -> anyhow::Result<()> {
-    ctx.ready(format!("sampling every {}s", SAMPLE_EVERY.as_secs()));
-    let mut tick = tokio::time::interval(SAMPLE_EVERY);
-    loop {
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return Ok(()),
-            _ = tick.tick() => {}
-        }
-        let p = tokio::task::spawn_blocking(ProcessStats::read).await?;
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-        state.series.locked().push(now_ms, p.rss_bytes, p.cpu_seconds, state.requests.get());
-        if let Some(h) = &state.metrics {
-            h.run_upkeep();
-        }
-    }
-}
-
-/// Half the watchdog period, as sd_watchdog_enabled(3) defines it: `WATCHDOG_USEC` set, and `WATCHDOG_PID` either
-/// absent or ours. (The sd-notify crate also demands `WATCHDOG_PID`; libsystemd does not.)
-fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
-    let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
-    if let Some(p) = pid
-        && p.trim().parse::<u32>().ok() != Some(me)
-    {
-        return None;
-    }
-    Some(Duration::from_micros(usec / 2))
-}
-
-/// systemd: READY once every subsystem serves, STATUS on changes, WATCHDOG pings only while nothing has failed.
-async fn systemd_task(health: crate::supervisor::Health, stop: CancellationToken) {
-    use sd_notify::NotifyState;
-    let watchdog = watchdog_interval(
-        std::env::var("WATCHDOG_USEC").ok().as_deref(),
-        std::env::var("WATCHDOG_PID").ok().as_deref(),
-        std::process::id(),
-    );
-    let mut ready_sent = false;
-    let mut last_status = String::new();
-    let tick = watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
-    loop {
-        let snap = health.snapshot();
-        let status: Vec<String> = snap.iter().map(|(n, s)| format!("{n}: {}", s.state.as_str())).collect();
-        let status = status.join(", ");
-        if !ready_sent && health.is_ready() {
-            let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]);
-            ready_sent = true;
-            last_status = status.clone();
-        } else if status != last_status {
-            let _ = sd_notify::notify(false, &[NotifyState::Status(&status)]);
-            last_status = status;
-        }
-        if watchdog.is_some() && ready_sent && !health.any_failed() {
-            let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
-        }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(tick) => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn watchdog_follows_libsystemd_rules() {
-        assert_eq!(watchdog_interval(Some("2000000"), None, 7), Some(Duration::from_secs(1)));
-        assert_eq!(watchdog_interval(Some("2000000"), Some("7"), 7), Some(Duration::from_secs(1)));
-        assert_eq!(watchdog_interval(Some("2000000"), Some("8"), 7), None, "meant for another process");
-        assert_eq!(watchdog_interval(None, None, 7), None);
-        assert_eq!(watchdog_interval(Some("0"), None, 7), None);
-        assert_eq!(watchdog_interval(Some("x"), None, 7), None);
     }
 }

@@ -10,8 +10,9 @@
 pub const LAYERS: &[(&str, &[&str])] = &[
     ("helpers", &["util"]),
     ("vocabulary", &["net", "ratelimit"]),
+    ("runtime", &["supervisor"]),
     ("foundation", &["config", "storage"]),
-    ("process services", &["supervisor", "telemetry", "logging", "sysdns"]),
+    ("process services", &["telemetry", "logging", "sysdns"]),
     ("shared services", &["auth", "tls"]),
     ("subsystems", &["dns", "proxy", "memory"]),
     ("admin API", &["http"]),

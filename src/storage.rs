@@ -28,6 +28,8 @@ pub enum StorageError {
     Migration { component: String, version: i64, name: String, source: rusqlite::Error },
     #[error("database task panicked or was cancelled")]
     Join,
+    #[error("upkeep job {job}: {reason}")]
+    Upkeep { job: &'static str, reason: String },
 }
 
 /// One numbered schema change of one component.
@@ -175,6 +177,50 @@ pub fn apply_migrations(conn: &mut Connection, component: &str, list: &[Migratio
         applied += 1;
     }
     Ok(applied)
+}
+
+/// A periodic job on the database handed in by the wiring (e.g. removing expired sessions): returns how many rows
+/// it touched.
+pub type Upkeep = (&'static str, fn(&Connection, i64) -> Result<usize, String>);
+
+/// The `storage` task: every `every()` (the live `storage.maintenance_interval`), the handed-in jobs, then a passive
+/// WAL checkpoint and `PRAGMA optimize`. A failed round leaves the database usable: the task reports degraded and
+/// tries again next round.
+pub async fn task(
+    ctx: crate::supervisor::TaskCtx,
+    db: Db,
+    every: Arc<dyn Fn() -> Duration + Send + Sync>,
+    jobs: Vec<Upkeep>,
+) -> Result<(), StorageError> {
+    let ok = format!("{} (WAL)", db.path().display());
+    ctx.ready(ok.clone());
+    loop {
+        // A failed upkeep round leaves the database usable: report degraded and try again next round.
+        let now = crate::util::unix_now();
+        let round = async {
+            for (name, job) in jobs.iter().copied() {
+                let n =
+                    db.call(move |c| job(c, now).map_err(|e| StorageError::Upkeep { job: name, reason: e })).await?;
+                tracing::debug!(job = name, rows = n, "storage upkeep job done");
+            }
+            db.maintain().await
+        };
+        match round.await {
+            Ok(()) => {
+                tracing::debug!("storage maintenance done");
+                ctx.ready(ok.clone());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "storage maintenance failed");
+                ctx.degraded(format!("maintenance failed: {e}"));
+            }
+        }
+        let every = every();
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 #[cfg(test)]

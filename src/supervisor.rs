@@ -257,6 +257,51 @@ async fn run_task(name: &'static str, f: TaskFn, health: Health, shutdown: Cance
     }
 }
 
+/// Half the watchdog period, as sd_watchdog_enabled(3) defines it: `WATCHDOG_USEC` set, and `WATCHDOG_PID` either
+/// absent or ours. (The sd-notify crate also demands `WATCHDOG_PID`; libsystemd does not.)
+fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|u| *u > 0)?;
+    if let Some(p) = pid
+        && p.trim().parse::<u32>().ok() != Some(me)
+    {
+        return None;
+    }
+    Some(Duration::from_micros(usec / 2))
+}
+
+/// systemd: READY once every subsystem serves, STATUS on changes, WATCHDOG pings only while nothing has failed.
+pub async fn notify_systemd(health: Health, stop: CancellationToken) {
+    use sd_notify::NotifyState;
+    let watchdog = watchdog_interval(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    );
+    let mut ready_sent = false;
+    let mut last_status = String::new();
+    let tick = watchdog.unwrap_or(Duration::from_secs(5)).min(Duration::from_secs(5));
+    loop {
+        let snap = health.snapshot();
+        let status: Vec<String> = snap.iter().map(|(n, s)| format!("{n}: {}", s.state.as_str())).collect();
+        let status = status.join(", ");
+        if !ready_sent && health.is_ready() {
+            let _ = sd_notify::notify(false, &[NotifyState::Ready, NotifyState::Status(&status)]);
+            ready_sent = true;
+            last_status = status.clone();
+        } else if status != last_status {
+            let _ = sd_notify::notify(false, &[NotifyState::Status(&status)]);
+            last_status = status;
+        }
+        if watchdog.is_some() && ready_sent && !health.any_failed() {
+            let _ = sd_notify::notify(false, &[NotifyState::Watchdog]);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -363,5 +408,15 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!sup.shutdown(Duration::from_secs(2)).await);
+    }
+
+    #[test]
+    fn watchdog_follows_libsystemd_rules() {
+        assert_eq!(watchdog_interval(Some("2000000"), None, 7), Some(Duration::from_secs(1)));
+        assert_eq!(watchdog_interval(Some("2000000"), Some("7"), 7), Some(Duration::from_secs(1)));
+        assert_eq!(watchdog_interval(Some("2000000"), Some("8"), 7), None, "meant for another process");
+        assert_eq!(watchdog_interval(None, None, 7), None);
+        assert_eq!(watchdog_interval(Some("0"), None, 7), None);
+        assert_eq!(watchdog_interval(Some("x"), None, 7), None);
     }
 }

@@ -265,6 +265,32 @@ pub fn render(handle: Option<&PrometheusHandle>) -> String {
     out
 }
 
+/// How often the dashboard's process samples are taken.
+pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The `metrics` task: a process sample for the dashboard every [`SAMPLE_EVERY`], and the recorder's upkeep.
+pub async fn sampler(
+    ctx: crate::supervisor::TaskCtx,
+    series: Arc<std::sync::Mutex<Series>>,
+    requests: RequestCounter,
+    handle: Option<PrometheusHandle>,
+) -> anyhow::Result<()> {
+    ctx.ready(format!("sampling every {}s", SAMPLE_EVERY.as_secs()));
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let p = tokio::task::spawn_blocking(ProcessStats::read).await?;
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+        crate::util::Locked::locked(&*series).push(now_ms, p.rss_bytes, p.cpu_seconds, requests.get());
+        if let Some(h) = &handle {
+            h.run_upkeep();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}
-# the Python with the `openai` client (.ci/deps makes this venv)
+# the Python with the `openai` client and schemathesis (.ci/deps makes this venv)
 export HEARTH_TEST_PYTHON=${HEARTH_TEST_PYTHON:-$HOME/.cache/hearth-venv/bin/python}
 
 step() { printf '\n==> %s\n' "$*"; }
@@ -26,7 +26,11 @@ step "cargo deny check licenses bans sources (supply chain: deny.toml)"
 cargo deny --locked check licenses bans sources
 
 step "cargo test (unit + integration tests against the real binary; includes the fuzz targets' smoke runs)"
-cargo test
+cargo test -- --skip openapi::
+
+# alone: schemathesis and the embedding model would compete for the two cores with the other integration tests
+step "the API answers what its OpenAPI document says (schemathesis against the real binary: tests/it/openapi.rs)"
+cargo test --test it openapi::
 
 step "packaging: the .deb is lintian-clean, systemd-analyze accepts the unit"
 # the binary `cargo test` just built for the integration tests (a plain `cargo build` would compile every crate

@@ -104,10 +104,13 @@ impl Cache {
         if info.truncated {
             return Err(NotCached::Truncated);
         }
+        let (noerror, nxdomain) = (u16::from(wire::RCODE_NOERROR), u16::from(wire::RCODE_NXDOMAIN));
         let ttl = match info.rcode {
-            0 if info.answers > 0 => info.min_answer_ttl.unwrap_or(0),
+            r if r == noerror && info.answers > 0 => info.min_answer_ttl.unwrap_or(0),
             // NOERROR without answers is NODATA; NXDOMAIN: both negative, timed by the SOA
-            0 | 3 => info.negative_ttl.ok_or(NotCached::ZeroTtl)?.min(self.policy.max_negative_ttl),
+            r if r == noerror || r == nxdomain => {
+                info.negative_ttl.ok_or(NotCached::ZeroTtl)?.min(self.policy.max_negative_ttl)
+            }
             _ => return Err(NotCached::ServerError),
         };
         let ttl = ttl.clamp(self.policy.min_ttl, self.policy.max_ttl.max(self.policy.min_ttl));

@@ -1,12 +1,21 @@
-//! DNS: the filtering resolver. A query runs through one visible list of stages: [`Dns::answer_local`] (1. parse,
-//! the client allow list (`dns.allow_clients`: REFUSED outside) and the rate limit, 2. local records and local
-//! domains, 3. filter — blocklists, allow beats block —, 3b. ANY answered minimally (RFC 8482), 4. cache, 4b. a
-//! place among the queries in flight (`dns.max_inflight`: SERVFAIL when full)) and, for what is left,
-//! [`Dns::forward`] (identical questions in flight share one upstream query; 5. upstream — UDP with TCP fallback,
-//! failover, serve-stale —, 6. cache store, 7. account). Every transport (UDP, TCP, DoT, DoH) goes through the
-//! same stages; UDP answers are cut to the client's EDNS size, at most 1232 bytes. Transports (`server.rs`) only
-//! move bytes; the blocklist engine, the local zone, the cache policy and the wire helpers are pure cores.
+//! DNS: the filtering resolver. A query runs through one visible list of stages, each a named function of [`Dns`].
+//! [`Dns::answer_local`] runs those that need no network: `stage_allowed` (the client allow list,
+//! `dns.allow_clients`: REFUSED outside), `stage_parse` (FORMERR for what cannot be read; the size the answer must
+//! fit), `stage_rate_limit` (per client), `stage_local` (local records and local domains), `stage_filter`
+//! (blocklists, allow beats block), `stage_any` (ANY answered minimally, RFC 8482), `stage_cache` (which may queue a
+//! prefetch), `stage_inflight` (a place among the queries in flight, `dns.max_inflight`: SERVFAIL when full).
+//! [`Dns::forward`] runs the rest: identical questions in flight share one upstream query, whose leader runs
+//! `fetch` (`stage_upstream` — a forward zone's servers, the upstream pool or the recursor —, then
+//! `stage_validate` — DNSSEC and the answer shaped for the client) and `stage_store` (the cache); `finish` then
+//! serves each waiting query (serve-stale, account, log). Every transport (UDP, TCP, DoT, DoH) goes through the
+//! same stages; UDP answers are cut to the client's EDNS size, at most 1232 bytes.
+//!
+//! Beside the pipeline: `settings.rs` compiles the `[dns]` section, `answer.rs` builds the answers hearth writes
+//! itself, `meters.rs` counts, `resolver.rs` is hearth's own name resolution. Transports (`server.rs`) only move
+//! bytes; the blocklist engine, the local zone, the cache policy, the answer builders and the wire helpers are pure
+//! cores.
 
+mod answer;
 pub mod blocklist;
 pub mod cache;
 pub mod dnssec;
@@ -14,282 +23,39 @@ pub mod groups;
 pub mod inflight;
 pub mod lists;
 pub mod local;
+mod meters;
 pub mod querylog;
 pub mod recursor;
+mod resolver;
 pub mod server;
+mod settings;
 pub mod task;
 pub mod upstream;
 pub mod wire;
 
-use crate::util::Locked;
+pub use meters::Outcome;
+pub use resolver::SelfResolver;
+pub use settings::{BlockingMode, Settings, cache_policy, forward_zone, local_zone, local_zone_with, querylog_policy};
+
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RecordType};
 
 use crate::config::DnsConfig;
-use blocklist::{Engine, ListInput, ListSet, ListStats, Verdict};
+use crate::util::Locked;
+use answer::{blocked_answer, error_answer, fit, formerr, local_answer};
+use blocklist::{Engine, ListInput, ListStats, Verdict};
 use cache::{Cache, CacheKey, CachePolicy};
-use upstream::Upstream;
-
-/// How blocked names are answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockingMode {
-    /// 0.0.0.0 for A, :: for AAAA, no data for other types.
-    NullIp,
-    NxDomain,
-    Refused,
-    Custom(IpAddr),
-}
-
-impl BlockingMode {
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "null_ip" => Ok(BlockingMode::NullIp),
-            "nxdomain" => Ok(BlockingMode::NxDomain),
-            "refused" => Ok(BlockingMode::Refused),
-            other => match other.strip_prefix("custom:").map(str::parse::<IpAddr>) {
-                Some(Ok(ip)) => Ok(BlockingMode::Custom(ip)),
-                _ => Err(format!(
-                    "{other:?} is not a blocking mode: use \"null_ip\", \"nxdomain\", \"refused\" or \"custom:<ip>\""
-                )),
-            },
-        }
-    }
-}
-
-/// The settings one query is answered with.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The upstreams, their health and strategy.
-    pub upstreams: Arc<upstream::Pool>,
-    pub blocking: BlockingMode,
-    pub blocked_ttl: u32,
-    /// List names by id, for logs.
-    pub list_names: Vec<String>,
-    /// Which lists apply to which clients.
-    pub groups: groups::Groups,
-    /// Queries per second per client (0: no limit), burst, and the clients never limited.
-    pub rate_limit: (u32, u32),
-    pub rate_limit_exempt: Vec<crate::net::Cidr>,
-    /// The clients that may query at all (others get REFUSED).
-    pub allow_clients: Vec<crate::net::Cidr>,
-    /// Places for queries waiting on the network (`dns.max_inflight`): one per query past the cache, followers of
-    /// a coalesced question included, so tasks, sockets and upstream queries are all bounded by it.
-    pub inflight: Arc<tokio::sync::Semaphore>,
-    pub log_queries: bool,
-    /// The DNSSEC validator (None: `dns.dnssec = false`).
-    pub dnssec: Option<Arc<dnssec::Validator>>,
-    /// Recursive mode: the resolver that asks the authoritative servers (None: forward to the upstreams).
-    pub recursor: Option<Arc<recursor::Recursor>>,
-    /// Conditional forwarding: (domain, its servers), longest domain first.
-    pub forward_zones: Vec<(String, Arc<upstream::Pool>)>,
-}
-
-/// The forward zone a name (lowercase, no trailing dot) falls in: the longest domain it equals or ends with.
-pub fn forward_zone<'a, T>(zones: &'a [(String, T)], name: &str) -> Option<&'a T> {
-    zones
-        .iter()
-        .find(|(d, _)| {
-            name == d
-                || (name.len() > d.len()
-                    && name.ends_with(d.as_str())
-                    && name.as_bytes()[name.len() - d.len() - 1] == b'.')
-        })
-        .map(|(_, t)| t)
-}
-
-impl Settings {
-    /// Compile the `[dns]` settings; an error is `(key, reason)`, e.g. `("dns.upstreams[1]", "…")`.
-    pub fn from_config(c: &DnsConfig) -> Result<Self, (String, String)> {
-        let tls = upstream::client_tls(&c.upstream_ca).map_err(|e| ("dns.upstream_ca".to_string(), e))?;
-        let bootstrap = Upstream::plain(&c.upstreams);
-        let strategy =
-            upstream::Strategy::parse(&c.upstream_strategy).map_err(|e| ("dns.upstream_strategy".to_string(), e))?;
-        let upstreams = c
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(i, u)| Upstream::parse(u, &tls, &bootstrap).map_err(|e| (format!("dns.upstreams[{i}]"), e)))
-            .collect::<Result<_, _>>()?;
-        let blocking = BlockingMode::parse(&c.blocking_mode).map_err(|e| ("dns.blocking_mode".to_string(), e))?;
-        let mut enabled = ListSet::none();
-        for (i, l) in c.lists.iter().enumerate() {
-            if l.enabled {
-                enabled.insert(i as u16);
-            }
-        }
-        let mut groups = groups::Groups::new(enabled.clone());
-        for (gi, g) in c.groups.iter().enumerate() {
-            let clients = g
-                .clients
-                .iter()
-                .map(|c| crate::net::Cidr::parse(c))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| (format!("dns.groups[{gi}].clients"), e))?;
-            let mut lists = ListSet::none();
-            for name in &g.lists {
-                let id = c
-                    .lists
-                    .iter()
-                    .position(|l| &l.name == name)
-                    .ok_or_else(|| (format!("dns.groups[{gi}].lists"), format!("no list named {name:?}")))?;
-                if c.lists[id].enabled {
-                    lists.insert(id as u16);
-                }
-            }
-            groups.add(g.name.clone(), clients, lists);
-        }
-        let rate_limit_exempt = c
-            .rate_limit_exempt
-            .iter()
-            .map(|e| crate::net::Cidr::parse(e))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ("dns.rate_limit_exempt".to_string(), e))?;
-        let allow_clients = c
-            .allow_clients
-            .iter()
-            .enumerate()
-            .map(|(i, e)| crate::net::Cidr::parse(e).map_err(|e| (format!("dns.allow_clients[{i}]"), e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut forward_zones: Vec<(String, Arc<upstream::Pool>)> = vec![];
-        for (i, z) in c.forward_zones.iter().enumerate() {
-            let key = || format!("dns.forward_zones[{i}].domain");
-            let domain = z.domain.trim().trim_end_matches('.').to_ascii_lowercase();
-            if domain.is_empty() || Name::from_ascii(&domain).is_err() {
-                return Err((key(), format!("{:?} is not a domain name", z.domain)));
-            }
-            if let Some(ld) = c
-                .local_domains
-                .iter()
-                .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
-                .find(|ld| domain == *ld || domain.ends_with(&format!(".{ld}")))
-            {
-                return Err((
-                    key(),
-                    format!("{domain} is under the local domain {ld} (dns.local_domains), which hearth answers itself"),
-                ));
-            }
-            if forward_zones.iter().any(|(d, _)| *d == domain) {
-                return Err((key(), format!("{domain} is listed twice")));
-            }
-            if z.upstreams.is_empty() {
-                return Err((format!("dns.forward_zones[{i}].upstreams"), "at least one server is needed".into()));
-            }
-            let servers = z
-                .upstreams
-                .iter()
-                .enumerate()
-                .map(|(j, u)| {
-                    Upstream::parse(u, &tls, &bootstrap)
-                        .map_err(|e| (format!("dns.forward_zones[{i}].upstreams[{j}]"), e))
-                })
-                .collect::<Result<_, _>>()?;
-            let pool = upstream::Pool::new(servers, upstream::Strategy::Failover, c.upstream_timeout.as_std());
-            forward_zones.push((domain, Arc::new(pool)));
-        }
-        forward_zones.sort_by_key(|(d, _)| std::cmp::Reverse(d.len()));
-        let dnssec = if c.dnssec {
-            let anchors = if c.trust_anchors.is_empty() {
-                dnssec::Anchors::builtin()
-            } else {
-                let key = || "dns.trust_anchors".to_string();
-                let text = std::fs::read_to_string(&c.trust_anchors)
-                    .map_err(|e| (key(), format!("{}: {e}", c.trust_anchors)))?;
-                dnssec::Anchors::parse(&text).map_err(|e| (key(), format!("{}: {e}", c.trust_anchors)))?
-            };
-            Some(Arc::new(dnssec::Validator::new(anchors)))
-        } else {
-            None
-        };
-        let recursor = if c.mode == crate::config::DnsMode::Recursive {
-            let hints = if c.root_hints.is_empty() {
-                recursor::builtin_hints()
-            } else {
-                let key = || "dns.root_hints".to_string();
-                let text =
-                    std::fs::read_to_string(&c.root_hints).map_err(|e| (key(), format!("{}: {e}", c.root_hints)))?;
-                recursor::parse_hints(&text).map_err(|e| (key(), format!("{}: {e}", c.root_hints)))?
-            };
-            // the owner's own names may point at private addresses: local domains and the listed ones
-            let allowed: Vec<String> = c.local_domains.iter().chain(&c.rebinding_allow).cloned().collect();
-            let rebinding = recursor::Rebinding::new(c.rebinding_protection, &allowed);
-            Some(Arc::new(recursor::Recursor::new(hints, c.upstream_timeout.as_std()).with_rebinding(rebinding)))
-        } else {
-            None
-        };
-        Ok(Settings {
-            forward_zones,
-            recursor,
-            dnssec,
-            rate_limit: (c.rate_limit, c.rate_limit_burst),
-            rate_limit_exempt,
-            allow_clients,
-            inflight: Arc::new(tokio::sync::Semaphore::new(
-                c.max_inflight.clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
-            )),
-            upstreams: Arc::new(upstream::Pool::new(upstreams, strategy, c.upstream_timeout.as_std())),
-            blocking,
-            blocked_ttl: c.blocked_ttl.as_std().as_secs() as u32,
-            list_names: c.lists.iter().map(|l| l.name.clone()).collect(),
-            groups,
-            log_queries: c.querylog.enabled,
-        })
-    }
-}
+use meters::Meters;
+use wire::{EDE_BLOCKED, EDE_NETWORK_ERROR, EDE_OTHER, RCODE_NOERROR, RCODE_REFUSED, RCODE_SERVFAIL};
 
 /// "name: why" for every list a compilation report left out.
 pub fn failures(report: &[(String, Result<ListStats, String>)]) -> Vec<String> {
     report.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}"))).collect()
-}
-
-/// The local zone described by the config; errors carry the key (`dns.records[2]`).
-pub fn local_zone(c: &DnsConfig) -> Result<local::LocalZone, (String, String)> {
-    local_zone_with(c, &[])
-}
-
-/// The local zone with `extra` records after the configured ones (e.g. proxy routes on local names).
-pub fn local_zone_with(
-    c: &DnsConfig,
-    extra: &[(String, String, String, u32)],
-) -> Result<local::LocalZone, (String, String)> {
-    let mut records: Vec<(String, String, String, u32)> = c
-        .records
-        .iter()
-        .map(|r| (r.name.clone(), r.r#type.clone(), r.value.clone(), r.ttl.as_std().as_secs() as u32))
-        .collect();
-    // a configured record for the same name wins over a generated one
-    records.extend(extra.iter().filter(|e| !c.records.iter().any(|r| r.name.eq_ignore_ascii_case(&e.0))).cloned());
-    local::LocalZone::build(&records, &c.local_domains).map_err(|(i, e)| {
-        let key = if i == usize::MAX { "dns.local_domains".to_string() } else { format!("dns.records[{i}]") };
-        (key, e)
-    })
-}
-
-pub fn querylog_policy(c: &DnsConfig) -> querylog::LogPolicy {
-    querylog::LogPolicy {
-        storage: match c.querylog.storage {
-            crate::config::QueryLogStorage::Sqlite => querylog::Storage::Sqlite,
-            crate::config::QueryLogStorage::Memory => querylog::Storage::Memory,
-        },
-        retention: c.querylog.retention.as_std(),
-        max_entries: c.querylog.max_entries,
-        flush_interval: c.querylog.flush_interval.as_std(),
-    }
-}
-
-pub fn cache_policy(c: &DnsConfig) -> CachePolicy {
-    CachePolicy {
-        max_entries: c.cache.size,
-        min_ttl: c.cache.min_ttl.as_std().as_secs() as u32,
-        max_ttl: c.cache.max_ttl.as_std().as_secs() as u32,
-        max_negative_ttl: c.cache.max_negative_ttl.as_std().as_secs() as u32,
-        serve_stale: c.cache.serve_stale.as_std().as_secs() as u32,
-        prefetch: c.cache.prefetch,
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,98 +68,6 @@ pub enum Transport {
     Https,
     /// hearth's own lookups ([`SelfResolver`]): never refused by `dns.allow_clients` nor rate-limited.
     Internal,
-}
-
-/// The outcome of a query, for metrics (and the query log to come). The discriminant indexes `Meters::outcomes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Blocked = 0,
-    Cached = 1,
-    Forwarded = 2,
-    Failed = 3,
-    Malformed = 4,
-    Stale = 5,
-    Local = 6,
-    RateLimited = 7,
-    /// DNSSEC validation failed: SERVFAIL with an EDE code.
-    Bogus = 8,
-    /// The client is not in `dns.allow_clients`.
-    Refused = 9,
-}
-
-impl Outcome {
-    fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Blocked => "blocked",
-            Outcome::Cached => "cached",
-            Outcome::Forwarded => "forwarded",
-            Outcome::Failed => "failed",
-            Outcome::Malformed => "malformed",
-            Outcome::Stale => "stale",
-            Outcome::Local => "local",
-            Outcome::RateLimited => "ratelimited",
-            Outcome::Bogus => "bogus",
-            Outcome::Refused => "refused",
-        }
-    }
-}
-
-/// Metric handles registered once, so that answering costs atomic increments, not registry lookups.
-struct Meters {
-    outcomes: [metrics::Counter; 10],
-    /// DNSSEC verdicts: secure, insecure, bogus.
-    dnssec: [metrics::Counter; 3],
-    prefetch: metrics::Counter,
-    cache_hit: metrics::Counter,
-    cache_miss: metrics::Counter,
-    cache_entries: metrics::Gauge,
-    forwarded_latency: metrics::Histogram,
-    /// Queries that found no place in flight (`dns.max_inflight`) and got SERVFAIL.
-    overload: metrics::Counter,
-    /// Queries answered by another's upstream query for the same question.
-    coalesced: metrics::Counter,
-}
-
-impl Meters {
-    fn new() -> Self {
-        metrics::describe_counter!(
-            "hearth_dns_inflight_rejected_total",
-            "DNS queries answered SERVFAIL at once because dns.max_inflight queries were already waiting upstream."
-        );
-        metrics::describe_counter!(
-            "hearth_dns_coalesced_total",
-            "DNS queries answered by another query's upstream answer to the same question (in flight together)."
-        );
-        let outcome = |o: Outcome| metrics::counter!("hearth_dns_queries_total", "outcome" => o.as_str());
-        Meters {
-            outcomes: [
-                Outcome::Blocked,
-                Outcome::Cached,
-                Outcome::Forwarded,
-                Outcome::Failed,
-                Outcome::Malformed,
-                Outcome::Stale,
-                Outcome::Local,
-                Outcome::RateLimited,
-                Outcome::Bogus,
-                Outcome::Refused,
-            ]
-            .map(outcome),
-            dnssec: ["secure", "insecure", "bogus"]
-                .map(|r| metrics::counter!("hearth_dns_dnssec_total", "result" => r)),
-            prefetch: metrics::counter!("hearth_dns_prefetch_total"),
-            cache_hit: metrics::counter!("hearth_dns_cache_total", "result" => "hit"),
-            cache_miss: metrics::counter!("hearth_dns_cache_total", "result" => "miss"),
-            cache_entries: metrics::gauge!("hearth_dns_cache_entries"),
-            forwarded_latency: metrics::histogram!("hearth_dns_query_duration_seconds", "outcome" => "forwarded"),
-            overload: metrics::counter!("hearth_dns_inflight_rejected_total"),
-            coalesced: metrics::counter!("hearth_dns_coalesced_total"),
-        }
-    }
-
-    fn count(&self, o: Outcome) {
-        self.outcomes[o as usize].increment(1);
-    }
 }
 
 /// What a config change built for [`Dns::apply`] (see [`task::compile`]); `None`: unchanged.
@@ -456,6 +130,29 @@ enum Fetched {
     Bogus { code: u16, why: String, from: String },
     /// Refused by policy (DNS rebinding protection): SERVFAIL with EDE 15 "Blocked".
     Blocked(String),
+}
+
+/// A stage's early end: the query's answer (`None`: no answer at all, for garbage).
+type Answered = Option<Vec<u8>>;
+
+/// One query as the local stages see it: borrowed, nothing is copied unless it goes upstream.
+#[derive(Clone, Copy)]
+struct Asked<'a> {
+    query: &'a [u8],
+    client: IpAddr,
+    transport: Transport,
+    started: Instant,
+}
+
+/// How `stage_upstream` asks and whether `stage_validate` judges, decided once per fetch from the settings in force.
+struct Plan<'s> {
+    qtype: RecordType,
+    /// The forward zone the name falls in: its servers, asked as the client asked, not validated.
+    zone: Option<&'s Arc<upstream::Pool>>,
+    /// The validator, unless DNSSEC is off, the client set CD, or the name is in a forward zone.
+    validator: Option<&'s dnssec::Validator>,
+    /// The name, when hearth reshapes the answer for the client (validated, or recursive: fetched with DO).
+    shaped: Option<Name>,
 }
 
 impl Dns {
@@ -522,139 +219,209 @@ impl Dns {
         }
     }
 
-    /// The stages that need no network, in order: 1. parse (and the per-client rate limit), 2. local records,
-    /// 3. filter, 4. cache. Cheap enough to run inline in a
-    /// receive loop; what is left is [`Dns::forward`].
+    /// The stages that need no network, in this order; cheap enough to run inline in a receive loop. A stage either
+    /// passes the query on or ends it with its answer (`Err`); what passes them all is [`Dns::forward`]'s.
     pub fn answer_local(&self, query: &[u8], client: IpAddr, transport: Transport) -> Step {
-        let started = Instant::now();
+        let a = Asked { query, client, transport, started: Instant::now() };
         let settings = self.settings.load();
-        // 1a. the clients allowed (like Unbound's access-control): others get REFUSED, garbage from them nothing
-        if transport != Transport::Internal && !settings.allow_clients.iter().any(|c| c.contains(client)) {
-            let Ok(q) = wire::parse_query(query) else { return Step::Done(None) };
-            self.meters.count(Outcome::Refused);
-            let answer = wire::synthesize(&q, query, 5, &[], None);
-            self.log(client, Some(&q), Outcome::Refused, Some(&answer), None, None, None, started, None);
-            return Step::Done(Some(answer));
+        let stages = || -> Result<Pending, Answered> {
+            self.stage_allowed(a, &settings)?;
+            let (q, limit) = self.stage_parse(a)?;
+            self.stage_rate_limit(a, &q, &settings)?;
+            self.stage_local(a, &q, limit)?;
+            self.stage_filter(a, &q, limit, &settings)?;
+            self.stage_any(a, &q, limit)?;
+            let key = CacheKey::of(&q);
+            self.stage_cache(a, &q, limit, &key, &settings)?;
+            let permit = self.stage_inflight(a, &q, &settings)?;
+            Ok(Pending {
+                query: query.to_vec(),
+                q,
+                key,
+                limit,
+                started: a.started,
+                client,
+                prefetch: false,
+                _permit: permit,
+            })
+        };
+        match stages() {
+            Ok(pending) => Step::Forward(pending),
+            Err(answer) => Step::Done(answer),
         }
-        // 1. parse
-        let q = match wire::parse_query(query) {
+    }
+
+    /// The clients allowed (like Unbound's access-control): others get REFUSED, garbage from them nothing.
+    /// hearth's own lookups ([`Transport::Internal`]) always pass.
+    #[inline]
+    fn stage_allowed(&self, a: Asked<'_>, s: &Settings) -> Result<(), Answered> {
+        if a.transport == Transport::Internal || s.allow_clients.iter().any(|c| c.contains(a.client)) {
+            return Ok(());
+        }
+        let Ok(q) = wire::parse_query(a.query) else { return Err(None) };
+        self.meters.count(Outcome::Refused);
+        let answer = wire::synthesize(&q, a.query, RCODE_REFUSED, &[], None);
+        self.log(a.client, Some(&q), Outcome::Refused, Some(&answer), None, None, None, a.started, None);
+        Err(Some(answer))
+    }
+
+    /// Read the question (FORMERR when the header is readable, nothing for garbage) and the size the answer must
+    /// fit in.
+    #[inline]
+    fn stage_parse(&self, a: Asked<'_>) -> Result<(wire::QueryInfo, usize), Answered> {
+        let q = match wire::parse_query(a.query) {
             Ok(q) => q,
             Err(_) => {
                 self.meters.count(Outcome::Malformed);
-                let answer = formerr(query);
-                self.log(client, None, Outcome::Malformed, answer.as_deref(), None, None, None, started, None);
-                return Step::Done(answer);
+                let answer = formerr(a.query);
+                self.log(a.client, None, Outcome::Malformed, answer.as_deref(), None, None, None, a.started, None);
+                return Err(answer);
             }
         };
-        let limit = match transport {
+        let limit = match a.transport {
             // RFC 6891 §6.2.5 and DNS Flag Day 2020: the client's size, at most 1232 bytes; 512 without EDNS
             Transport::Udp => wire::udp_limit(&q),
             Transport::Tcp | Transport::Tls | Transport::Https | Transport::Internal => usize::from(u16::MAX),
         };
-        // 1b. per-client rate limit (every transport: UDP, TCP, DoT and DoH all pass here)
-        if settings.rate_limit.0 > 0
-            && transport != Transport::Internal
-            && !settings.rate_limit_exempt.iter().any(|c| c.contains(client))
-            && !self.limiter.locked().allow(client, started)
+        Ok((q, limit))
+    }
+
+    /// The per-client rate limit, the same for every transport (UDP, TCP, DoT and DoH all pass here): REFUSED over
+    /// it. hearth's own lookups and `dns.rate_limit_exempt` clients are never limited.
+    #[inline]
+    fn stage_rate_limit(&self, a: Asked<'_>, q: &wire::QueryInfo, s: &Settings) -> Result<(), Answered> {
+        if s.rate_limit.0 > 0
+            && a.transport != Transport::Internal
+            && !s.rate_limit_exempt.iter().any(|c| c.contains(a.client))
+            && !self.limiter.locked().allow(a.client, a.started)
         {
             self.meters.count(Outcome::RateLimited);
-            let answer = wire::synthesize(&q, query, 5, &[], None);
-            self.log(client, Some(&q), Outcome::RateLimited, Some(&answer), None, None, None, started, None);
-            return Step::Done(Some(answer));
+            let answer = wire::synthesize(q, a.query, RCODE_REFUSED, &[], None);
+            self.log(a.client, Some(q), Outcome::RateLimited, Some(&answer), None, None, None, a.started, None);
+            return Err(Some(answer));
         }
-        // 2. local records and local domains (never forwarded, never filtered)
-        if let Some(ans) = self.local.load().lookup(&q.name, q.qtype) {
-            let answer = local_answer(query, &q, &ans);
-            self.meters.count(Outcome::Local);
-            self.log(client, Some(&q), Outcome::Local, Some(&answer), None, None, None, started, None);
-            return Step::Done(Some(fit(answer, &q, limit)));
+        Ok(())
+    }
+
+    /// Local records and local domains: answered here, never forwarded, never filtered.
+    #[inline]
+    fn stage_local(&self, a: Asked<'_>, q: &wire::QueryInfo, limit: usize) -> Result<(), Answered> {
+        let Some(ans) = self.local.load().lookup(&q.name, q.qtype) else { return Ok(()) };
+        let answer = local_answer(a.query, q, &ans);
+        self.meters.count(Outcome::Local);
+        self.log(a.client, Some(q), Outcome::Local, Some(&answer), None, None, None, a.started, None);
+        Err(Some(fit(answer, q, limit)))
+    }
+
+    /// The blocklists of the client's group (allow beats block): a blocked name is answered in the blocking mode.
+    #[inline]
+    fn stage_filter(&self, a: Asked<'_>, q: &wire::QueryInfo, limit: usize, s: &Settings) -> Result<(), Answered> {
+        let (_group, lists) = s.groups.lists_for(a.client);
+        let Verdict::Blocked(m) = self.engine.load().check(&q.name, lists) else { return Ok(()) };
+        let list = s.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
+        tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
+        self.meters.count(Outcome::Blocked);
+        let answer = blocked_answer(a.query, q, s, list, &m.rule).map(|answer| fit(answer, q, limit));
+        self.log(
+            a.client,
+            Some(q),
+            Outcome::Blocked,
+            answer.as_deref(),
+            Some(list),
+            Some(&m.rule),
+            None,
+            a.started,
+            None,
+        );
+        Err(answer)
+    }
+
+    /// ANY (RFC 8482): one small synthesized record, never a forwarded query with a big answer (ANY is the
+    /// favourite of amplification attacks, and its answers were never complete anyway).
+    #[inline]
+    fn stage_any(&self, a: Asked<'_>, q: &wire::QueryInfo, limit: usize) -> Result<(), Answered> {
+        if q.qtype != wire::TYPE_ANY {
+            return Ok(());
         }
-        // 3. filter
-        let (_group, lists) = settings.groups.lists_for(client);
-        if let Verdict::Blocked(m) = self.engine.load().check(&q.name, lists) {
-            let list = settings.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
-            tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
-            self.meters.count(Outcome::Blocked);
-            let answer = blocked_answer(query, &q, &settings, list, &m.rule).map(|a| fit(a, &q, limit));
-            self.log(
-                client,
-                Some(&q),
-                Outcome::Blocked,
-                answer.as_deref(),
-                Some(list),
-                Some(&m.rule),
-                None,
-                started,
-                None,
-            );
-            return Step::Done(answer);
-        }
-        // 3b. ANY (RFC 8482): one small synthesized record, never a forwarded query with a big answer (ANY is the
-        // favourite of amplification attacks, and its answers were never complete anyway)
-        if q.qtype == wire::TYPE_ANY {
-            let answer = wire::synthesize(&q, query, 0, &[(None, wire::TYPE_HINFO, 3600, wire::RFC8482_HINFO)], None);
-            self.meters.count(Outcome::Local);
-            self.log(client, Some(&q), Outcome::Local, Some(&answer), None, None, None, started, None);
-            return Step::Done(Some(fit(answer, &q, limit)));
-        }
-        // 4. cache
-        let key = CacheKey::of(&q);
+        let hinfo = [(None, wire::TYPE_HINFO, 3600, wire::RFC8482_HINFO)];
+        let answer = wire::synthesize(q, a.query, RCODE_NOERROR, &hinfo, None);
+        self.meters.count(Outcome::Local);
+        self.log(a.client, Some(q), Outcome::Local, Some(&answer), None, None, None, a.started, None);
+        Err(Some(fit(answer, q, limit)))
+    }
+
+    /// The answer cache: a hit is answered here (its TTLs aged); a hit in the last tenth of its TTL also queues one
+    /// background refresh.
+    #[inline]
+    fn stage_cache(
+        &self,
+        a: Asked<'_>,
+        q: &wire::QueryInfo,
+        limit: usize,
+        key: &CacheKey,
+        s: &Settings,
+    ) -> Result<(), Answered> {
         let hit = {
             let mut cache = self.cache.locked();
-            cache.get(&key, &q, query, started).map(|hit| (hit, cache.prefetch_due.take()))
+            cache.get(key, q, a.query, a.started).map(|hit| (hit, cache.prefetch_due.take()))
         };
-        if let Some((hit, due)) = hit {
-            if let Some(key) = due {
-                // refreshed in the background (the task in app.rs); when the queue is full or no place is free in
-                // flight, the next hit asks again
-                if let Ok(permit) = settings.inflight.clone().try_acquire_owned() {
-                    let p = Pending {
-                        query: query.to_vec(),
-                        q: q.clone(),
-                        key,
-                        limit,
-                        started,
-                        client,
-                        prefetch: true,
-                        _permit: permit,
-                    };
-                    if self.prefetch.try_send(p).is_ok() {
-                        self.meters.prefetch.increment(1);
-                    }
-                }
-            }
-            self.meters.cache_hit.increment(1);
-            self.meters.count(Outcome::Cached);
-            let answer = fit(hit, &q, limit);
-            self.log(client, Some(&q), Outcome::Cached, Some(&answer), None, None, None, started, None);
-            return Step::Done(Some(answer));
+        let Some((hit, due)) = hit else {
+            self.meters.cache_miss.increment(1);
+            return Ok(());
+        };
+        if let Some(key) = due {
+            self.queue_prefetch(a, q, limit, key, s);
         }
-        self.meters.cache_miss.increment(1);
-        // 4b. a place among the queries in flight: a flood of distinct names must not grow tasks and sockets
-        // without bound (nor hold up the answers from the cache); over the bound, SERVFAIL at once
-        let Ok(permit) = settings.inflight.clone().try_acquire_owned() else {
+        self.meters.cache_hit.increment(1);
+        self.meters.count(Outcome::Cached);
+        let answer = fit(hit, q, limit);
+        self.log(a.client, Some(q), Outcome::Cached, Some(&answer), None, None, None, a.started, None);
+        Err(Some(answer))
+    }
+
+    /// Hand a cache refresh to the prefetch task (in app.rs); when the queue is full or no place is free in flight,
+    /// the next hit asks again.
+    fn queue_prefetch(&self, a: Asked<'_>, q: &wire::QueryInfo, limit: usize, key: CacheKey, s: &Settings) {
+        if let Ok(permit) = s.inflight.clone().try_acquire_owned() {
+            let p = Pending {
+                query: a.query.to_vec(),
+                q: q.clone(),
+                key,
+                limit,
+                started: a.started,
+                client: a.client,
+                prefetch: true,
+                _permit: permit,
+            };
+            if self.prefetch.try_send(p).is_ok() {
+                self.meters.prefetch.increment(1);
+            }
+        }
+    }
+
+    /// A place among the queries in flight: a flood of distinct names must not grow tasks and sockets without
+    /// bound (nor hold up the answers from the cache); over the bound, SERVFAIL at once.
+    #[inline]
+    fn stage_inflight(
+        &self,
+        a: Asked<'_>,
+        q: &wire::QueryInfo,
+        s: &Settings,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Answered> {
+        let Ok(permit) = s.inflight.clone().try_acquire_owned() else {
             self.meters.overload.increment(1);
             self.meters.count(Outcome::Failed);
             let why = "too many queries in flight (dns.max_inflight)";
-            let answer = wire::synthesize(&q, query, 2, &[], Some((0, why)));
-            self.log(client, Some(&q), Outcome::Failed, Some(&answer), None, Some(why), None, started, None);
-            return Step::Done(Some(answer));
+            let answer = wire::synthesize(q, a.query, RCODE_SERVFAIL, &[], Some((EDE_OTHER, why)));
+            self.log(a.client, Some(q), Outcome::Failed, Some(&answer), None, Some(why), None, a.started, None);
+            return Err(Some(answer));
         };
-        Step::Forward(Pending {
-            query: query.to_vec(),
-            q,
-            key,
-            limit,
-            started,
-            client,
-            prefetch: false,
-            _permit: permit,
-        })
+        Ok(permit)
     }
 
-    /// The stages that wait for the network: 5. upstream, 6. cache store, 7. account. Identical questions in
-    /// flight (same cache key) share one upstream query: the first leads, the others wait for its answer and get
-    /// it with their own id, question case and size.
+    /// The stages that wait for the network. Identical questions in flight (same cache key) share one upstream
+    /// query: the first leads — `fetch` (upstream, validation), `stage_store` —, the others wait for its result;
+    /// `finish` serves each with its own id, question case and size.
     pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
         loop {
             match self.inflight.join(&p.key) {
@@ -672,13 +439,7 @@ impl Dns {
                 }
                 inflight::Role::Lead(lead) => {
                     let fetched = Arc::new(self.fetch(&p).await);
-                    // 6. cache store, before the key is freed: a query arriving now hits the cache
-                    if let Fetched::Answer { resp, .. } = fetched.as_ref() {
-                        let mut cache = self.cache.locked();
-                        if cache.insert(p.key.clone(), resp.clone(), p.started).is_ok() {
-                            self.meters.cache_entries.set(cache.len() as f64);
-                        }
-                    }
+                    self.stage_store(&p, &fetched);
                     lead.finish(fetched.clone());
                     return self.finish(p, &fetched);
                 }
@@ -686,22 +447,31 @@ impl Dns {
         }
     }
 
-    /// Stage 5, upstream (forward mode) or the authoritative servers (recursive mode), and 5b, DNSSEC validation
-    /// and shaping. With DNSSEC on, hearth asks with DO and CD and judges the signatures itself; a client that sets
-    /// CD gets the data unchecked, as it asked.
+    /// What the network gives for the question: `stage_upstream` (forward mode: a forward zone's servers or the
+    /// upstream pool; recursive mode: the authoritative servers), then `stage_validate`. With DNSSEC on, hearth asks
+    /// with DO and CD and judges the signatures itself; a client that sets CD gets the data unchecked, as it asked.
     async fn fetch(&self, p: &Pending) -> Fetched {
         let settings = self.settings.load_full();
-        let qtype = RecordType::from(p.q.qtype);
         // A name in a forward zone goes to that zone's servers as the client asked, and is not validated: such
         // zones are the LAN's private, unsigned ones (like Unbound's forward-zone with domain-insecure).
         let zone = forward_zone(&settings.forward_zones, &p.q.name);
-        let validator = settings.dnssec.clone().filter(|_| !p.q.checking_disabled && zone.is_none());
+        let validator = settings.dnssec.as_deref().filter(|_| !p.q.checking_disabled && zone.is_none());
         // answers hearth reshapes for the client (validated, or recursive: always fetched with DO)
         let shaped = match dnssec::fqdn(&p.q.name) {
             Some(name) if zone.is_none() && (validator.is_some() || settings.recursor.is_some()) => Some(name),
             _ => None,
         };
-        let fetched: Result<(Vec<u8>, String), Fetched> = match (zone, &settings.recursor, &shaped) {
+        let plan = Plan { qtype: RecordType::from(p.q.qtype), zone, validator, shaped };
+        let (resp, from) = match self.stage_upstream(p, &settings, &plan).await {
+            Ok(fetched) => fetched,
+            Err(failed) => return failed,
+        };
+        self.stage_validate(p, &settings, plan, resp, from).await
+    }
+
+    /// Ask the network: the answer and who gave it, or why there is none.
+    async fn stage_upstream(&self, p: &Pending, s: &Settings, plan: &Plan<'_>) -> Result<(Vec<u8>, String), Fetched> {
+        match (plan.zone, &s.recursor, &plan.shaped) {
             (Some(pool), _, _) => pool
                 .exchange(&p.query)
                 .await
@@ -710,7 +480,7 @@ impl Dns {
                     (r, u.to_string())
                 })
                 .map_err(|e| Fetched::Failed(e.to_string())),
-            (None, Some(r), Some(name)) => match r.resolve(name, qtype).await {
+            (None, Some(r), Some(name)) => match r.resolve(name, plan.qtype).await {
                 Ok(mut m) => {
                     m.metadata.id = p.q.id;
                     m.to_vec().map(|b| (b, "recursive".to_string())).map_err(|e| Fetched::Failed(e.to_string()))
@@ -720,39 +490,45 @@ impl Dns {
             },
             (None, Some(_), None) => Err(Fetched::Failed(format!("unusable name {:?}", p.q.name))),
             (None, None, _) => {
-                let sent = match &shaped {
-                    Some(name) => dnssec::upstream_query(p.q.id, name, qtype),
+                let sent = match &plan.shaped {
+                    Some(name) => dnssec::upstream_query(p.q.id, name, plan.qtype),
                     None => p.query.clone(),
                 };
-                settings
-                    .upstreams
+                s.upstreams
                     .exchange(&sent)
                     .await
                     .map(|(r, u)| (r, u.to_string()))
                     .map_err(|e| Fetched::Failed(e.to_string()))
             }
-        };
-        let (mut resp, from) = match fetched {
-            Ok(r) => r,
-            Err(f) => return f,
-        };
-        // 5b. DNSSEC validation
+        }
+    }
+
+    /// DNSSEC validation and the answer shaped for the client (AD only when secure and asked for, DNSSEC records
+    /// only with DO); an answer hearth does not shape loses the AD bit. Bogus: SERVFAIL with its EDE code.
+    async fn stage_validate(
+        &self,
+        p: &Pending,
+        s: &Settings,
+        plan: Plan<'_>,
+        mut resp: Vec<u8>,
+        from: String,
+    ) -> Fetched {
         let mut security = None;
-        if let Some(name) = shaped {
+        if let Some(name) = plan.shaped {
             let verdict = match Message::from_vec(&resp) {
                 Ok(msg) => {
-                    let verdict = match &validator {
+                    let verdict = match plan.validator {
                         Some(v) => {
                             let clock = dnssec::Clock::system(crate::build_epoch());
                             let forward_fetch;
-                            let fetch: &dyn dnssec::Fetch = match &settings.recursor {
+                            let fetch: &dyn dnssec::Fetch = match &s.recursor {
                                 Some(r) => r.as_ref(),
                                 None => {
-                                    forward_fetch = upstream::Fetcher(settings.upstreams.clone());
+                                    forward_fetch = upstream::Fetcher(s.upstreams.clone());
                                     &forward_fetch
                                 }
                             };
-                            Some(v.validate(fetch, &msg, &name, qtype, clock).await)
+                            Some(v.validate(fetch, &msg, &name, plan.qtype, clock).await)
                         }
                         None => None,
                     };
@@ -764,14 +540,15 @@ impl Dns {
                     }
                     .ok_or(shown)
                 }
-                Err(e) => {
-                    Err(dnssec::Security::Bogus(dnssec::Bogus { ede: 0, why: format!("unreadable answer: {e}") }))
-                }
+                Err(e) => Err(dnssec::Security::Bogus(dnssec::Bogus {
+                    ede: EDE_OTHER,
+                    why: format!("unreadable answer: {e}"),
+                })),
             };
             match verdict {
                 Ok((verdict, view)) => {
                     if let Some(s) = &verdict {
-                        self.meters.dnssec[usize::from(*s != dnssec::Security::Secure)].increment(1);
+                        self.meters.dnssec_verdict(*s == dnssec::Security::Secure);
                     }
                     security = verdict;
                     resp = view;
@@ -779,11 +556,11 @@ impl Dns {
                 Err(s) => {
                     let (code, why) = match &s {
                         dnssec::Security::Bogus(b) => (b.ede, b.why.clone()),
-                        _ => (0, "the answer could not be shaped".to_string()),
+                        _ => (EDE_OTHER, "the answer could not be shaped".to_string()),
                     };
                     tracing::info!(name = %p.q.name, ede = code, why, "DNSSEC validation failed");
                     if !p.prefetch {
-                        self.meters.dnssec[2].increment(1);
+                        self.meters.dnssec_bogus();
                     }
                     return Fetched::Bogus { code, why, from };
                 }
@@ -795,8 +572,19 @@ impl Dns {
         Fetched::Answer { resp, from, security: security.as_ref().map(dnssec::Security::as_str) }
     }
 
+    /// The cache store, by the leader before the question is freed: a query arriving now hits the cache.
+    fn stage_store(&self, p: &Pending, fetched: &Fetched) {
+        if let Fetched::Answer { resp, .. } = fetched {
+            let mut cache = self.cache.locked();
+            if cache.insert(p.key.clone(), resp.clone(), p.started).is_ok() {
+                self.meters.cache_entries.set(cache.len() as f64);
+            }
+        }
+    }
+
     /// Serve what the network gave to one query (the leader's or a follower's): its id and question case, its
-    /// size limit, counted and logged. A prefetch answers nobody.
+    /// size limit, counted and logged. A failure serves a stale answer when the cache has one (RFC 8767). A
+    /// prefetch answers nobody.
     fn finish(&self, p: Pending, fetched: &Fetched) -> Option<Vec<u8>> {
         if p.prefetch {
             return None; // the cached answer lives on until it expires (or was just refreshed)
@@ -806,7 +594,6 @@ impl Dns {
                 let mut answer = resp.clone();
                 wire::set_id(&mut answer, p.q.id);
                 wire::copy_question(&mut answer, &p.query, p.q.question_end);
-                // 7. account
                 self.meters.count(Outcome::Forwarded);
                 self.meters.forwarded_latency.record(p.started.elapsed().as_secs_f64());
                 let answer = fit(answer, &p.q, p.limit);
@@ -836,13 +623,14 @@ impl Dns {
                 }
                 tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");
                 self.meters.count(Outcome::Failed);
-                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((23, "no upstream answered")));
+                let answer =
+                    error_answer(&p.query, &p.q, RCODE_SERVFAIL, Some((EDE_NETWORK_ERROR, "no upstream answered")));
                 self.log(p.client, Some(&p.q), Outcome::Failed, answer.as_deref(), None, None, None, p.started, None);
                 answer
             }
             Fetched::Bogus { code, why, from } => {
                 self.meters.count(Outcome::Bogus);
-                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((*code, why)));
+                let answer = error_answer(&p.query, &p.q, RCODE_SERVFAIL, Some((*code, why)));
                 self.log(
                     p.client,
                     Some(&p.q),
@@ -859,7 +647,7 @@ impl Dns {
             Fetched::Blocked(why) => {
                 // EDE 15 "Blocked": refused by the operator's security policy, with the reason
                 self.meters.count(Outcome::Blocked);
-                let answer = error_answer(&p.query, &p.q, ResponseCode::ServFail, Some((15, why)));
+                let answer = error_answer(&p.query, &p.q, RCODE_SERVFAIL, Some((EDE_BLOCKED, why)));
                 self.log(
                     p.client,
                     Some(&p.q),
@@ -987,140 +775,10 @@ impl Dns {
     }
 }
 
-/// hearth's own outbound name resolution (list downloads): the names go through the same pipeline as a client's
-/// query from 127.0.0.1 — local records, cache, upstreams or recursion, DNSSEC — so a static binary never needs
-/// glibc's NSS, and the lookups show in the query log like any other.
-pub struct SelfResolver(pub Arc<Dns>);
-
-impl reqwest::dns::Resolve for SelfResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let dns = self.0.clone();
-        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        Box::pin(async move {
-            let qname = dnssec::fqdn(&host).ok_or_else(|| format!("{host}: not a valid host name"))?;
-            let mut addrs: Vec<std::net::SocketAddr> = vec![];
-            let mut rcode = None;
-            for qtype in [RecordType::A, RecordType::AAAA] {
-                let mut m = Message::new(
-                    rand::random(),
-                    hickory_proto::op::MessageType::Query,
-                    hickory_proto::op::OpCode::Query,
-                );
-                m.metadata.recursion_desired = true;
-                m.add_query(hickory_proto::op::Query::query(qname.clone(), qtype));
-                let query = m.to_vec().map_err(|e| e.to_string())?;
-                let Some(answer) = dns.handle(&query, IpAddr::from([127, 0, 0, 1]), Transport::Internal).await else {
-                    continue;
-                };
-                let Ok(resp) = Message::from_vec(&answer) else { continue };
-                rcode = Some(resp.metadata.response_code);
-                addrs.extend(resp.answers.iter().filter_map(|r| match &r.data {
-                    hickory_proto::rr::RData::A(a) => Some(std::net::SocketAddr::new(IpAddr::V4(a.0), 0)),
-                    hickory_proto::rr::RData::AAAA(a) => Some(std::net::SocketAddr::new(IpAddr::V6(a.0), 0)),
-                    _ => None,
-                }));
-            }
-            if addrs.is_empty() {
-                let why = rcode.map(|r| r.to_string()).unwrap_or_else(|| "no answer".into());
-                return Err(format!("{host}: not resolved ({why})").into());
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// Keep a UDP answer within the client's limit: cut it to a truncated one that keeps its OPT record (the client
-/// retries over TCP).
-fn fit(resp: Vec<u8>, q: &wire::QueryInfo, limit: usize) -> Vec<u8> {
-    if resp.len() > limit { wire::truncated(&resp, q) } else { resp }
-}
-
-fn local_answer(query: &[u8], q: &wire::QueryInfo, ans: &local::LocalAnswer) -> Vec<u8> {
-    match ans {
-        local::LocalAnswer::NxDomain => wire::synthesize(q, query, 3, &[], None),
-        local::LocalAnswer::NoData => wire::synthesize(q, query, 0, &[], None),
-        local::LocalAnswer::Records(rrs) => {
-            let owners: Vec<Vec<u8>> = rrs.iter().map(|r| local::encode_name(&r.owner)).collect();
-            let answers: Vec<wire::Answer<'_>> = rrs
-                .iter()
-                .zip(&owners)
-                .map(|(r, o)| {
-                    (if r.owner == q.name { None } else { Some(o.as_slice()) }, r.rtype, r.ttl, r.rdata.as_slice())
-                })
-                .collect();
-            let mut out = wire::synthesize(q, query, 0, &answers, None);
-            out[2] |= 0x04; // authoritative: these names are ours
-            out
-        }
-    }
-}
-
-fn error_answer(query: &[u8], q: &wire::QueryInfo, rcode: ResponseCode, ede: Option<(u16, &str)>) -> Option<Vec<u8>> {
-    Some(wire::synthesize(q, query, u16::from(rcode) as u8, &[], ede))
-}
-
-fn blocked_answer(query: &[u8], q: &wire::QueryInfo, s: &Settings, list: &str, rule: &str) -> Option<Vec<u8>> {
-    let rcode = match s.blocking {
-        BlockingMode::NxDomain => ResponseCode::NXDomain,
-        BlockingMode::Refused => ResponseCode::Refused,
-        _ => ResponseCode::NoError,
-    };
-    let (v4, v6);
-    let rdata: Option<(u16, &[u8])> = match (s.blocking, q.qtype) {
-        (BlockingMode::NullIp, 1) => Some((1, &[0; 4])),
-        (BlockingMode::NullIp, 28) => Some((28, &[0; 16])),
-        (BlockingMode::Custom(IpAddr::V4(ip)), 1) => {
-            v4 = ip.octets();
-            Some((1, &v4))
-        }
-        (BlockingMode::Custom(IpAddr::V6(ip)), 28) => {
-            v6 = ip.octets();
-            Some((28, &v6))
-        }
-        _ => None,
-    };
-    // EDE 15 "Blocked": the list and rule, so the user sees why
-    let why = format!("blocked by {list}: {rule}");
-    let answers: Vec<wire::Answer<'_>> = rdata.map(|(t, d)| (None, t, s.blocked_ttl, d)).into_iter().collect();
-    Some(wire::synthesize(q, query, u16::from(rcode) as u8, &answers, Some((15, &why))))
-}
-
-/// FORMERR for a query whose header is readable; nothing for garbage.
-fn formerr(query: &[u8]) -> Option<Vec<u8>> {
-    if query.len() < 12 || query[2] & 0x80 != 0 {
-        return None;
-    }
-    let mut out = query[..12].to_vec();
-    out[2] = 0x80 | (query[2] & 0x79);
-    out[3] = 0x01; // FORMERR
-    for b in &mut out[4..12] {
-        *b = 0;
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forward_zones_match_whole_labels_longest_first() {
-        let zones = vec![("a.fritz.box".to_string(), 2), ("fritz.box".to_string(), 1)];
-        assert_eq!(forward_zone(&zones, "fritz.box"), Some(&1));
-        assert_eq!(forward_zone(&zones, "printer.fritz.box"), Some(&1));
-        assert_eq!(forward_zone(&zones, "x.a.fritz.box"), Some(&2));
-        assert_eq!(forward_zone(&zones, "notfritz.box"), None);
-        assert_eq!(forward_zone(&zones, "box"), None);
-        assert_eq!(forward_zone::<i32>(&[], "fritz.box"), None);
-    }
-
-    #[test]
-    fn blocking_modes_parse() {
-        assert_eq!(BlockingMode::parse("null_ip"), Ok(BlockingMode::NullIp));
-        assert_eq!(BlockingMode::parse("custom:10.0.0.1"), Ok(BlockingMode::Custom("10.0.0.1".parse().unwrap())));
-        assert!(BlockingMode::parse("custom:nope").is_err());
-        assert!(BlockingMode::parse("sinkhole").is_err());
-    }
+    use hickory_proto::op::ResponseCode;
 
     fn dns_with(f: impl FnOnce(&mut DnsConfig)) -> Dns {
         let mut c = DnsConfig { dnssec: false, ..DnsConfig::default() };
@@ -1267,12 +925,5 @@ mod tests {
                 let _ = wire::find_opt(&data);
             }
         }
-    }
-
-    #[test]
-    fn formerr_only_for_readable_headers() {
-        assert_eq!(formerr(&[1, 2, 3]), None);
-        let out = formerr(&[0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]).unwrap();
-        assert_eq!(out[..4], [0xab, 0xcd, 0x81, 0x01]);
     }
 }

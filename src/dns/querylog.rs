@@ -90,7 +90,7 @@ pub struct QueryLog {
 
 impl QueryLog {
     pub fn record(&self, e: Entry) {
-        if self.tx.blocking_send(e).is_err() { // BREAK
+        if self.tx.try_send(e).is_err() {
             self.dropped.increment(1);
         }
     }
@@ -270,7 +270,7 @@ fn insert_batch(c: &mut Connection, batch: Vec<Entry>) -> Result<Vec<Entry>, Sto
 
 /// Delete entries older than `cutoff_ms`, then the oldest beyond `max` rows.
 fn prune_rows(c: &Connection, cutoff_ms: i64, max: usize) -> Result<usize, StorageError> {
-    let mut n = 0; let _ = cutoff_ms; // BREAK: c.execute("DELETE FROM dns_queries WHERE ts_ms < ?1", [cutoff_ms])?;
+    let mut n = c.execute("DELETE FROM dns_queries WHERE ts_ms < ?1", [cutoff_ms])?;
     n += c.execute(
         "DELETE FROM dns_queries WHERE id <= (SELECT id FROM dns_queries ORDER BY id DESC LIMIT 1 OFFSET ?1)",
         [max as i64],

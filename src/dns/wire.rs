@@ -47,6 +47,7 @@ pub const TYPE_SOA: u16 = 6;
 /// Response codes (RFC 1035 §4.1.1), as the header's four RCODE bits carry them (the `rcode` of [`synthesize`];
 /// [`ResponseInfo::rcode`] holds the same values widened to u16).
 pub const RCODE_NOERROR: u8 = 0;
+pub const RCODE_FORMERR: u8 = 1;
 pub const RCODE_SERVFAIL: u8 = 2;
 pub const RCODE_NXDOMAIN: u8 = 3;
 pub const RCODE_REFUSED: u8 = 5;

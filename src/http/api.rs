@@ -62,6 +62,164 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The statuses every operation of a kind can answer, added to the finished document (`super::document`, after
+/// every route module is in it): the annotations list what a handler decides itself (404 for an unknown id, 409,
+/// 412, 422 of its own checks, 429, 503…), this adds what the layers around the handlers answer, so that the
+/// document names every status a client can get (`tests/it/openapi.rs` checks it with schemathesis):
+///
+/// - every operation: 408 (`server.request_timeout`, the limits middleware) and 500 (an unexpected failure);
+/// - with a request body: 413 (the body limits of the limits middleware and of the extractor); with a JSON body
+///   also 400, 415 and 422 (the `ApiJson` rejections);
+/// - with a security requirement: 401 and 403 (`insufficient_scope`, `csrf_failed`);
+/// - with a path parameter: 400 in plain text (the front door's path check, or a parameter that does not decode)
+///   and 404; 405 when segments follow the parameter (an empty one is collapsed away and leads to another route);
+/// - with query parameters: 400 in plain text (a value that does not parse);
+/// - every 429, and every 503 error: the `Retry-After` header.
+///
+/// Error answers are [`ErrorBody`] JSON unless said otherwise.
+pub struct CommonAnswers;
+
+/// One reason an operation can answer `status`; `plain_text`: the answer is `text/plain`, not [`ErrorBody`].
+struct Answer {
+    status: u16,
+    why: &'static str,
+    plain_text: bool,
+}
+
+const fn json(status: u16, why: &'static str) -> Answer {
+    Answer { status, why, plain_text: false }
+}
+
+const fn text(status: u16, why: &'static str) -> Answer {
+    Answer { status, why, plain_text: true }
+}
+
+/// What the layers around the handler make `op` (at `path`) answer.
+fn common_answers(path: &str, op: &utoipa::openapi::path::Operation) -> Vec<Answer> {
+    use utoipa::openapi::path::ParameterIn;
+    let mut out = vec![
+        json(408, "`timeout`: the request took longer than `server.request_timeout`"),
+        json(500, "`internal`: an unexpected failure; the server log has the details under the error's id"),
+    ];
+    if let Some(body) = &op.request_body {
+        out.push(json(
+            413,
+            "`payload_too_large`: the body is larger than the limit (`server.max_body_bytes`; \
+             `memory.max_body_bytes` for the memory API)",
+        ));
+        if body.content.contains_key("application/json") {
+            out.push(json(400, "`invalid_json`: the body is not JSON"));
+            out.push(json(415, "`unsupported_media_type`: the body is not sent as `Content-Type: application/json`"));
+            out.push(json(422, "`invalid_input`: the JSON does not have the expected shape"));
+        }
+    }
+    if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        out.push(json(401, "`unauthenticated`, `invalid_token`: no valid admin session or API token"));
+        out.push(json(
+            403,
+            "`insufficient_scope`: the API token lacks the scope; `csrf_failed`: a session's change without its \
+             `X-CSRF-Token`",
+        ));
+    }
+    if let Some((_, after)) = path.split_once('{') {
+        out.push(text(
+            400,
+            "a path refused before routing (a control character, an encoded `/`, a `\\`, `..` above the root) or a \
+             path parameter that does not decode: plain text",
+        ));
+        out.push(json(404, "`not_found`: nothing has this id or name, or the path leads to no route"));
+        if after.contains('/') {
+            out.push(json(405, "`method_not_allowed`: an empty path parameter leads to another route"));
+        }
+    }
+    if op.parameters.iter().flatten().any(|p| p.parameter_in == ParameterIn::Query) {
+        out.push(text(400, "a query parameter that does not parse: plain text"));
+    }
+    out
+}
+
+/// The description of an error status the annotation left without one and no rule of [`common_answers`] covers.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "400" => "`bad_request`",
+        "401" => "`unauthenticated`",
+        "403" => "forbidden",
+        "404" => "`not_found`",
+        "409" => "`conflict`",
+        "412" => "`stale_config`: the configuration changed since the `If-Match` ETag was read",
+        "413" => "`payload_too_large`",
+        "422" => "`invalid_input`, `invalid_config` (with the offending `key`)",
+        "429" => "`rate_limited`, `overloaded`: try again after `Retry-After` seconds",
+        "503" => "`model_not_ready`: try again after `Retry-After` seconds",
+        "504" => "`timeout`: the embedding model did not answer within `memory.request_timeout`",
+        _ => "",
+    }
+}
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Object, Ref, RefOr, Type, header::Header, response::Response};
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.options,
+                &mut item.head,
+                &mut item.patch,
+                &mut item.trace,
+            ];
+            for op in ops.into_iter().flatten() {
+                let mut answers: BTreeMap<String, (Vec<&str>, bool, bool)> = BTreeMap::new();
+                for a in common_answers(path, op) {
+                    let e = answers.entry(a.status.to_string()).or_default();
+                    e.0.push(a.why);
+                    if a.plain_text {
+                        e.2 = true;
+                    } else {
+                        e.1 = true;
+                    }
+                }
+                for (status, (whys, json, plain_text)) in answers {
+                    let r = op.responses.responses.entry(status).or_insert_with(|| RefOr::T(Response::new("")));
+                    let RefOr::T(r) = r else { continue };
+                    let whys = whys.join("; ");
+                    r.description = if r.description.is_empty() { whys } else { format!("{}; {whys}", r.description) };
+                    if json && !r.content.contains_key("application/json") {
+                        r.content.insert(
+                            "application/json".into(),
+                            Content::new(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody")))),
+                        );
+                    }
+                    if plain_text && !r.content.contains_key("text/plain") {
+                        r.content.insert("text/plain".into(), Content::new(Some(Object::with_type(Type::String))));
+                    }
+                }
+                for (status, r) in op.responses.responses.iter_mut() {
+                    let RefOr::T(r) = r else { continue };
+                    if !status.starts_with(['4', '5']) {
+                        continue;
+                    }
+                    if r.description.is_empty() {
+                        r.description = default_description(status).into();
+                    }
+                    let is_error = r
+                        .content
+                        .get("application/json")
+                        .and_then(|c| c.schema.as_ref())
+                        .is_some_and(|s| matches!(s, RefOr::Ref(r) if r.ref_location.ends_with("/ErrorBody")));
+                    if status == "429" || (status == "503" && is_error) {
+                        let mut h = Header::new(Object::with_type(Type::Integer));
+                        h.description = Some("Seconds to wait before trying again".into());
+                        r.headers.entry("Retry-After".into()).or_insert(h);
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
@@ -149,7 +307,8 @@ async fn readyz(State(s): State<AppState>, headers: HeaderMap, ext: Extensions) 
 /// Prometheus metrics (text format 0.0.4): open to admin clients (`server.admin_allow`); other clients need an
 /// admin session or a token with the `metrics` scope (401 without, 403 with a token lacking it).
 #[utoipa::path(get, path = "/metrics", tag = "health", responses(
-    (status = 200, body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    (status = 200, body = String), (status = 401, body = ErrorBody),
+    (status = 403, description = "`insufficient_scope`: the API token lacks the `metrics` scope", body = ErrorBody)))]
 async fn metrics(State(s): State<AppState>, headers: HeaderMap, ext: Extensions) -> Result<Response, ApiError> {
     if !is_admin_client(&ext) {
         authenticate(&headers, &ext, &Method::GET, &s, Scope::Metrics).await?;
@@ -225,7 +384,9 @@ fn throttled(t: Throttled, what: &str) -> ApiError {
 /// `hearth admin setup-code`. A missing code is 403 `setup_code_required`, a wrong one 403 `invalid_setup_code`
 /// (repeated wrong codes are slowed down like logins: 429).
 #[utoipa::path(post, path = "/api/v1/setup", tag = "auth", request_body = SetupRequest, responses(
-    (status = 201, body = User), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    (status = 201, body = User),
+    (status = 403, description = "`setup_code_required`, `invalid_setup_code`", body = ErrorBody),
+    (status = 409, description = "`conflict`: an admin account exists already", body = ErrorBody),
     (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn setup(
     State(s): State<AppState>,
@@ -298,7 +459,9 @@ struct SessionView {
 /// SameSite=Strict). Repeated failures are slowed down per client and per user (429 with Retry-After); an attempt
 /// counts before its password is checked, so parallel guesses get no more tries.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Credentials, responses(
-    (status = 200, body = SessionView), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    (status = 200, body = SessionView),
+    (status = 401, description = "`invalid_credentials`: wrong user name or password", body = ErrorBody),
+    (status = 429, body = ErrorBody)))]
 async fn login(
     State(s): State<AppState>,
     axum::Extension(conn): axum::Extension<ConnInfo>,
@@ -417,7 +580,9 @@ struct PasswordChanged {
 /// user ends, this one included (log in again); with `revoke_tokens` the tokens the user created are revoked too.
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange,
     security(("session" = []), ("token" = [])),
-    responses((status = 200, body = PasswordChanged), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 200, body = PasswordChanged), (status = 401, body = ErrorBody),
+        (status = 403, description = "`session_required`: a token has no password; `invalid_credentials`: the \
+                                      current password is wrong", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn change_password(
     auth: AdminAuth,
@@ -546,7 +711,8 @@ async fn create_token(
 #[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "tokens",
     params(("id" = i64, Path, description = "token id")),
     security(("session" = []), ("token" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204), (status = 400, description = "`invalid_input`: the id is not a number", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_token(
     auth: AdminAuth,
     State(s): State<AppState>,
@@ -628,7 +794,8 @@ async fn patch_config(
 /// Re-read the configuration file (like SIGHUP).
 #[utoipa::path(post, path = "/api/v1/config/reload", tag = "system",
     security(("session" = []), ("token" = [])),
-    responses((status = 200, body = ConfigChange), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ConfigChange, headers(("ETag" = String, description = "The new version of the config"))),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn reload_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Response, ApiError> {
     let report = s.config.reload().await?;
     let etag = s.config.etag();

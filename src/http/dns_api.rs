@@ -198,7 +198,8 @@ async fn querylog(
 /// Live tail of the query log (Server-Sent Events, one `query` event per entry as it is written).
 #[utoipa::path(get, path = "/api/v1/dns/querylog/stream", tag = "dns",
     security(("session" = []), ("token" = ["dns:read"])),
-    responses((status = 200, description = "text/event-stream of Entry objects"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, description = "`query` events, each an Entry as JSON", content_type = "text/event-stream"),
+        (status = 401, body = ErrorBody)))]
 async fn querylog_stream(
     _auth: DnsReadAuth,
     State(s): State<DnsApi>,

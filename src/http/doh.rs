@@ -35,6 +35,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(doh_get, doh_post))
 }
 
+/// A DNS message in wire format (RFC 1035 §4.1), at most 65535 bytes.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // the document's name for the raw body
+struct DnsMessage(Vec<u8>);
+
 #[derive(Deserialize, IntoParams)]
 struct DohQuery {
     /// The DNS query in wire format, base64url without padding.
@@ -63,7 +69,7 @@ async fn doh_get(
 }
 
 /// DNS over HTTPS, POST form: the query is the body.
-#[utoipa::path(post, path = "/dns-query", tag = "dns", request_body(content = Vec<u8>, content_type = "application/dns-message"),
+#[utoipa::path(post, path = "/dns-query", tag = "dns", request_body(content = DnsMessage, content_type = "application/dns-message"),
     responses(
         (status = 200, description = "The DNS answer (application/dns-message)", content_type = "application/dns-message"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]

@@ -118,7 +118,7 @@ fn model_matches(asked: &str, loaded: &str) -> bool {
     security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 async fn openai_embeddings(
     _auth: MemoryAuth,
     State(s): State<MemoryApi>,
@@ -210,7 +210,8 @@ fn yes() -> bool {
 #[utoipa::path(post, path = "/api/v1/embed", tag = "memory", request_body = TeiRequest,
     security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Vec<Vec<f32>>), (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
 async fn tei_embed(
     _auth: MemoryAuth,
     State(s): State<MemoryApi>,
@@ -294,7 +295,8 @@ pub struct NewCollection {
 #[utoipa::path(post, path = "/api/v1/collections", tag = "memory", request_body = NewCollection,
     security(("session" = []), ("token" = ["memory"])),
     responses((status = 201, body = CollectionInfo), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 503, description = "`model_not_ready`: no `dimension` given while the model loads", body = ErrorBody)))]
 async fn create_collection(
     auth: MemoryAuth,
     State(s): State<MemoryApi>,
@@ -380,7 +382,8 @@ const MAX_DOCS: usize = 1000;
 #[utoipa::path(post, path = "/api/v1/collections/{name}/documents", tag = "memory", params(("name" = String, Path)),
     request_body = Vec<DocIn>, security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = Upserted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
 async fn upsert_documents(
     _auth: MemoryAuth,
     State(s): State<MemoryApi>,
@@ -504,7 +507,8 @@ fn ten() -> usize {
 #[utoipa::path(post, path = "/api/v1/collections/{name}/query", tag = "memory", params(("name" = String, Path)),
     request_body = QueryIn, security(("session" = []), ("token" = ["memory"])),
     responses((status = 200, body = [Hit]), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
 async fn query_collection(
     _auth: MemoryAuth,
     State(s): State<MemoryApi>,

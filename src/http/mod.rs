@@ -102,6 +102,7 @@ pub fn document() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
     let (api, mut doc) = api::routes().split_for_parts();
     let (memory, memory_doc) = memory_api::routes().split_for_parts();
     doc.merge(memory_doc);
+    utoipa::Modify::modify(&api::CommonAnswers, &mut doc);
     (api, memory, doc)
 }
 
@@ -165,10 +166,13 @@ async fn api_limits(State(state): State<AppState>, req: Request, next: Next) -> 
     limited(c.server.max_body_bytes, c.server.request_timeout.as_std(), req, next).await
 }
 
-/// The memory API's own body limit (`memory.max_body_bytes`: batches of documents are larger than settings).
+/// The memory API's own body limit (`memory.max_body_bytes`: batches of documents are larger than settings) and
+/// timeout: the handlers answer 504 at `memory.request_timeout` themselves, so this one is a backstop after it
+/// (with `server.request_timeout` here the two raced and a slow model gave 408 or 504 by chance).
 async fn memory_limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let c = state.config.current();
-    limited(c.memory.max_body_bytes, c.server.request_timeout.as_std(), req, next).await
+    let backstop = c.memory.request_timeout.as_std() + Duration::from_secs(5);
+    limited(c.memory.max_body_bytes, backstop, req, next).await
 }
 
 async fn limited(max_body: u64, timeout: Duration, req: Request, next: Next) -> Response {

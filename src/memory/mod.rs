@@ -18,6 +18,7 @@ pub mod filter;
 pub mod model;
 pub mod ram_index;
 pub mod store;
+pub mod task;
 
 use crate::util::Locked;
 use std::sync::{Arc, Mutex};

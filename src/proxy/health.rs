@@ -10,7 +10,8 @@ use axum::http::{Request, header};
 use tokio_util::sync::CancellationToken;
 
 use super::pool::UpstreamAddr;
-use super::{HttpsClient, Proxy, Route};
+use super::send::{HttpsClient, error_chain};
+use super::{Proxy, Route};
 
 /// One GET of `path` on a backend: (status, milliseconds) or why it failed.
 pub async fn probe(
@@ -27,7 +28,7 @@ pub async fn probe(
     let started = Instant::now();
     match tokio::time::timeout(timeout, client.request(req)).await {
         Ok(Ok(resp)) => Ok((resp.status().as_u16(), started.elapsed().as_secs_f64() * 1000.0)),
-        Ok(Err(e)) => Err(super::error_chain(&e)),
+        Ok(Err(e)) => Err(error_chain(&e)),
         Err(_) => Err(format!("no answer within {}s", timeout.as_secs_f64())),
     }
 }

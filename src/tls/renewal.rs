@@ -12,7 +12,7 @@ pub fn renew_at(not_before: i64, not_after: i64, ari: Option<(i64, i64)>, pick: 
     if let Some((start, end)) = ari.filter(|(s, e)| e >= s) {
         return start + ((end - start) as f64 * pick.clamp(0.0, 1.0)) as i64;
     }
-    not_before + (not_after - not_before) * 3 / 4 // BREAK
+    not_before + (not_after - not_before) * 2 / 3
 }
 
 pub const FIRST_BACKOFF: i64 = 300;

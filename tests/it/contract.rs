@@ -148,7 +148,9 @@ async fn a_busy_udp_port_refuses_the_change_before_the_file_is_written() {
 }
 
 fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' ')).and_then(|l| l.split(' ').nth(1)?.parse().ok())
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split(' ').nth(1)?.parse().ok())
 }
 
 fn dig_a(port: u16, name: &str) -> String {

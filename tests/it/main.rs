@@ -10,4 +10,5 @@ mod dns;
 mod dnssec;
 mod lifecycle;
 mod memory;
+mod openapi;
 mod proxy;

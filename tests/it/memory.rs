@@ -659,6 +659,7 @@ async fn a_full_embedding_queue_answers_429_and_the_service_recovers() {
             break;
         }
     }
+    eprintln!("statuses of the bursts: {statuses:?}");
     assert!(statuses.contains(&429), "no request was refused: {statuses:?}");
     assert!(statuses.contains(&200), "admitted requests are answered: {statuses:?}");
     let v = api.ok("/v1/embeddings", json!({"input": "after the burst"})).await;
@@ -680,6 +681,7 @@ async fn an_embedding_that_outlasts_the_request_timeout_gets_504_and_the_service
         let r = api.post("/v1/embeddings", json!({"input": fresh_texts(&format!("step {step}"), inputs, words)})).await;
         if r.status() == 504 {
             expect_error(r, 504, "timeout").await;
+            eprintln!("504 for {inputs} inputs of {words} words, after 200 for {answered:?}");
             timed_out = true;
             break;
         }
