@@ -167,11 +167,12 @@ async fn api_limits(State(state): State<AppState>, req: Request, next: Next) -> 
 }
 
 /// The memory API's own body limit (`memory.max_body_bytes`: batches of documents are larger than settings) and
-/// timeout: the handlers answer 504 at `memory.request_timeout` themselves, so this one is a backstop after it
-/// (with `server.request_timeout` here the two raced and a slow model gave 408 or 504 by chance).
+/// timeout: `server.request_timeout`, as for the rest of the API (it bounds upkeep calls such as `optimize`, which
+/// have no timeout of their own), but never before 5 s after `memory.request_timeout`, at which the model-bound
+/// handlers answer 504 themselves (with equal timeouts the two raced and a slow model gave 408 or 504 by chance).
 async fn memory_limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let c = state.config.current();
-    let backstop = c.memory.request_timeout.as_std() + Duration::from_secs(5);
+    let backstop = c.server.request_timeout.as_std().max(c.memory.request_timeout.as_std() + Duration::from_secs(5));
     limited(c.memory.max_body_bytes, backstop, req, next).await
 }
 
