@@ -6,7 +6,8 @@
 //! (`Proxy-Authorization` too) and hearth's own cookies never reach a backend, and neither do a client's
 //! forwarding or identity headers unless it is in `proxy.trusted_proxies`; only `Upgrade: websocket` passes, and
 //! is spliced after the backend's 101; only body-less idempotent requests are retried, and only on connect
-//! errors; only connection-level failures and timeouts count against a backend (its 5xx is passed through); a
+//! errors; only connection-level failures and timeouts count against a backend (its 5xx is passed through; a
+//! request body that fails on the client's side — past `max_body_bytes`, or broken off — does not count); a
 //! 502/504 body names only the request id (the backend and its error go to the log).
 
 use std::net::IpAddr;
@@ -271,6 +272,7 @@ impl Proxy {
             matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE | Method::PUT)
                 && hyper::body::Body::is_end_stream(&body);
         let mut body = Some(body);
+        let client_fault = Arc::new(std::sync::OnceLock::new());
         let mut tried = vec![];
         let attempts = if replayable { cfg.retries as usize + 1 } else { 1 };
         let mut last_error = String::from("no backend is available");
@@ -289,11 +291,17 @@ impl Proxy {
                 Some(b) => Body::new(b),
                 None => Body::empty(), // a retry: only body-less requests are retried
             };
-            let b = if cfg.max_body_bytes > 0 {
-                Body::new(http_body_util::Limited::new(b, cfg.max_body_bytes as usize))
-            } else {
-                b
-            };
+            let limit = if cfg.max_body_bytes > 0 { cfg.max_body_bytes as usize } else { usize::MAX };
+            let fault = client_fault.clone();
+            let b = Body::new(http_body_util::Limited::new(b, limit).map_err(move |e| {
+                // any error of the body we send is the client's: it outgrew the limit, or its upload broke off
+                let _ = fault.set(if e.is::<http_body_util::LengthLimitError>() {
+                    ClientFault::TooLarge
+                } else {
+                    ClientFault::Broken
+                });
+                e
+            }));
             let mut out = Request::new(b);
             *out.method_mut() = parts.method.clone();
             *out.uri_mut() = uri;
@@ -338,6 +346,18 @@ impl Proxy {
                     });
                     return (Response::from_parts(p, Body::new(b)), last_upstream);
                 }
+                Ok(Err(e)) if client_fault.get().is_some() => {
+                    // the backend is not at fault: no failure counted, no retry
+                    tracing::debug!(upstream = %u.addr, error = %error_chain(&e), "the client's request body failed");
+                    let r = match client_fault.get() {
+                        Some(ClientFault::TooLarge) => text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("413: the body is larger than {} bytes", cfg.max_body_bytes),
+                        ),
+                        _ => text(StatusCode::BAD_REQUEST, "400 Bad Request: the request body broke off"),
+                    };
+                    return (r, last_upstream);
+                }
                 Ok(Err(e)) => {
                     let connect = e.is_connect();
                     last_error = error_chain(&e);
@@ -366,6 +386,15 @@ impl Proxy {
         let msg = format!("{status}: the site is not reachable right now (request id {rid})");
         (text(status, msg), last_upstream)
     }
+}
+
+/// Why the body sent to a backend failed on the client's side (then the exchange's failure is not the backend's).
+#[derive(Debug)]
+enum ClientFault {
+    /// It streamed past the route's `max_body_bytes`.
+    TooLarge,
+    /// The client's upload broke off (it went away, or sent a malformed chunk).
+    Broken,
 }
 
 /// Keeps a backend's active-request count up while a response (or an upgraded connection) lives.

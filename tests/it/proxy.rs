@@ -1042,13 +1042,11 @@ async fn a_routes_body_limit_answers_413_past_it_and_passes_bodies_within() {
     assert_eq!((r.status, r.body.trim()), (200, "A got 1048576"), "another route, no limit");
 }
 
-/// BROKEN (issue 21 part 10, reported): a request body that fails on the client's side — it outgrows the route's
-/// `max_body_bytes` while streaming (no Content-Length), or the client abandons the upload — fails the exchange
-/// with the backend, and `Proxy::send` (src/proxy/mod.rs) counts that as the backend's failure: the client gets 502
-/// instead of 413, and after `max_fails` (3) such requests the healthy backend's circuit opens and every client gets
-/// 503 for `fail_timeout` (30 s). One client can take any route down this way.
+/// A request body that fails on the client's side — it outgrows the route's `max_body_bytes` while streaming (no
+/// Content-Length), or the client abandons the upload — is not the backend's failure: the client gets 413, and the
+/// backend's circuit stays closed (it used to count: 502, and after `max_fails` (3) such requests every client got
+/// 503 for `fail_timeout` — one client could take any route down).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "broken: client-side body errors count as backend failures (src/proxy/mod.rs, Proxy::send)"]
 async fn a_clients_oversized_or_abandoned_upload_is_not_the_backends_failure() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let a = Named::start("A");

@@ -5,24 +5,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import { freePort } from './harness.mjs';
 
 const BIN = process.env.HEARTH_BIN;
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 let hearth, dir, base, browser, dnsPort, logs = '';
 
