@@ -6,7 +6,7 @@
 use std::io::{BufReader, Write};
 use std::time::Instant;
 
-use hearth::dns::blocklist::{Engine, ListInput, ListKind, ListSet, Verdict};
+use hearth::testing::{Engine, ListInput, ListKind, ListSet, Verdict};
 
 const TOTAL: usize = 1_000_000;
 

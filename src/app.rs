@@ -40,20 +40,20 @@ fn route_records() -> crate::dns::task::ExtraRecords {
 
 /// Everything a config must pass before it runs: the config's own checks, then what each subsystem's `prepare`
 /// would refuse (settings compiled the way the subsystem compiles them; no socket is bound, nothing is written).
-pub fn check_config(cfg: &Config) -> Result<(), ConfigError> {
+pub(crate) fn check_config(cfg: &Config) -> Result<(), ConfigError> {
     cfg.validate()?;
     crate::tls::applier::check(cfg)?;
     crate::proxy::Proxy::check(cfg).map_err(|(k, e)| ConfigError::invalid(k, e))?;
     crate::dns::task::check(cfg, &route_records())
 }
 
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     pub config: PathBuf,
     pub data_dir: Option<PathBuf>,
 }
 
 /// Load and validate the configuration as `hearth run` would.
-pub fn load_config(
+pub(crate) fn load_config(
     config: &std::path::Path,
     data_dir: Option<PathBuf>,
 ) -> Result<(ConfigSource, Overrides, Config), ConfigError> {
@@ -64,7 +64,7 @@ pub fn load_config(
     Ok((source, overrides, cfg))
 }
 
-pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let (source, overrides, cfg) = load_config(&opts.config, opts.data_dir)?;
     let levels = crate::logging::init(&cfg.log);
     let metrics = crate::telemetry::install_recorder();

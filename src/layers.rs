@@ -7,7 +7,7 @@
 //! layers to build fixtures). An edge is any `crate::<name>` path in the code, `use` or inline.
 
 /// Lowest first.
-pub const LAYERS: &[(&str, &[&str])] = &[
+pub(crate) const LAYERS: &[(&str, &[&str])] = &[
     ("helpers", &["util"]),
     ("vocabulary", &["net", "ratelimit"]),
     ("runtime", &["supervisor"]),
@@ -17,7 +17,8 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     ("subsystems", &["dns", "proxy", "memory"]),
     ("admin API", &["http"]),
     ("front door", &["front"]),
-    ("wiring", &["app", "fuzzing", "layers", "lib", "main"]),
+    ("wiring", &["app", "fuzzing", "layers"]),
+    ("command line", &["cli", "lib", "main"]),
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
@@ -25,7 +26,7 @@ fn layer_of(module: &str) -> Option<usize> {
 }
 
 /// The top-level module a file belongs to (`src/dns/task.rs` → `dns`, `src/app.rs` → `app`).
-pub fn module_of(path: &str) -> String {
+pub(crate) fn module_of(path: &str) -> String {
     let rel = path.trim_start_matches("src/");
     let first = rel.split('/').next().unwrap_or(rel);
     first.trim_end_matches(".rs").to_string()
@@ -46,7 +47,7 @@ fn without_tests(text: &str) -> &str {
 }
 
 /// The modules `text` names as `crate::<module>`.
-pub fn imports(text: &str) -> Vec<String> {
+pub(crate) fn imports(text: &str) -> Vec<String> {
     let code = without_tests(text);
     let mut out: Vec<String> = vec![];
     let mut rest = code;
@@ -64,16 +65,43 @@ pub fn imports(text: &str) -> Vec<String> {
         if line.starts_with("//") {
             continue;
         }
-        let name: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-        if !name.is_empty() && !out.contains(&name) {
-            out.push(name);
+        for name in first_segments(after) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
         }
     }
     out
 }
 
+/// The modules a path after `crate::` starts with: `dns::Dns` → `dns`; a group, `{dns::Dns, util::{a, b}}`, names
+/// each of its members' first segment.
+fn first_segments(after: &str) -> Vec<String> {
+    let ident = |s: &str| -> String { s.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect() };
+    let Some(group) = after.strip_prefix('{') else {
+        return [ident(after)].into_iter().filter(|n| !n.is_empty()).collect();
+    };
+    let (mut depth, mut names, mut start) = (0usize, vec![], 0);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                names.push(ident(group[start..i].trim_start()));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                names.push(ident(group[start..i].trim_start()));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    names.into_iter().filter(|n| !n.is_empty() && n != "self").collect()
+}
+
 /// Every forbidden edge among `files` (path, text): "file: module → imported (why)".
-pub fn violations(files: &[(String, String)]) -> Vec<String> {
+pub(crate) fn violations(files: &[(String, String)]) -> Vec<String> {
     let mut v = vec![];
     for (path, text) in files {
         let from = module_of(path);
@@ -146,5 +174,8 @@ mod tests {
         // a new top-level module must be placed
         assert!(violations(&[file("src/metrics/mod.rs", "")])[0].contains("on no layer"));
         assert_eq!(imports("let x = my_crate::y; crate::net::canonical(a); crate::util::x;"), ["net", "util"]);
+        // a group import names each member (the command line's `use crate::{app, auth, …}` was once unseen)
+        assert_eq!(imports("use crate::{app, dns::{Dns, task::{self, run}}, util};"), ["app", "dns", "util"]);
+        assert!(violations(&[file("src/proxy/send.rs", "use crate::{net::ConnInfo, http};\n")])[0].contains("upward"));
     }
 }

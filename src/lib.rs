@@ -1,31 +1,46 @@
-//! hearth: one binary for the homelab. The binary (`main.rs`) is the command line; this library holds everything
-//! it runs, so that benchmarks and tests can reach the pure cores directly.
+//! hearth: one binary for the homelab. The binary (`main.rs`) calls the command line, [`cli`]; this library holds
+//! everything it runs. Every module is private: outside the crate only [`cli`], the fuzz targets' [`fuzzing`] and the
+//! few items the benchmarks and integration tests reach ([`testing`]) are visible, so an item no code uses is dead
+//! code the compiler reports (`unreachable_pub` keeps `pub` for what is truly exported).
 //!
 //! Layout, lowest layer first (ARCHITECTURE.md; enforced by the `layers` test): `util`; `net` (shared network
 //! vocabulary), `ratelimit`; `config` (hearth.toml), `storage` (SQLite); `supervisor`, `telemetry`, `logging`,
 //! `sysdns`; `auth` (users, sessions, tokens, the one login), `tls` (certificates: internal CA, ACME); the
 //! subsystems `dns`, `proxy`, `memory`; `http` (admin API + UI); `front` (the HTTP(S) front door); `app` (wiring).
 
-pub mod app;
-pub mod auth;
-pub mod config;
-pub mod dns;
-pub mod front;
+#![warn(unreachable_pub)]
+
+mod app;
+mod auth;
+pub mod cli;
+mod config;
+mod dns;
+mod front;
 pub mod fuzzing;
-pub mod http;
+mod http;
 #[cfg(test)]
 mod layers;
-pub mod logging;
-pub mod memory;
-pub mod net;
-pub mod proxy;
-pub mod ratelimit;
-pub mod storage;
-pub mod supervisor;
-pub mod sysdns;
-pub mod telemetry;
-pub mod tls;
-pub mod util;
+mod logging;
+mod memory;
+mod net;
+mod proxy;
+mod ratelimit;
+mod storage;
+mod supervisor;
+mod sysdns;
+mod telemetry;
+mod tls;
+mod util;
+
+/// What the benchmarks and the integration tests reach inside the crate (nothing else outside it does).
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::app::migrations;
+    pub use crate::auth::{SessionKind, create_session, find_user, hash_password};
+    pub use crate::dns::blocklist::{Engine, ListInput, ListKind, ListSet, Verdict};
+    pub use crate::storage::Db;
+    pub use crate::util::unix_now;
+}
 
 pub const BUILD_COMMIT: &str = env!("HEARTH_COMMIT");
 pub const BUILD_DATE: &str = env!("HEARTH_BUILD_DATE");

@@ -11,17 +11,17 @@ use crate::config::{LogConfig, LogFormat};
 
 /// Changes the level filter of the installed subscriber.
 #[derive(Clone)]
-pub struct LevelHandle(reload::Handle<EnvFilter, Registry>);
+pub(crate) struct LevelHandle(reload::Handle<EnvFilter, Registry>);
 
 impl LevelHandle {
-    pub fn set(&self, level: &str) -> Result<(), String> {
+    pub(crate) fn set(&self, level: &str) -> Result<(), String> {
         let filter = EnvFilter::builder().parse(level).map_err(|e| e.to_string())?;
         self.0.reload(filter).map_err(|e| e.to_string())
     }
 }
 
 /// Install the global subscriber. `RUST_LOG`, when set, overrides `log.level` at start-up.
-pub fn init(cfg: &LogConfig) -> LevelHandle {
+pub(crate) fn init(cfg: &LogConfig) -> LevelHandle {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.level.clone());
     let filter = EnvFilter::builder().parse(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);

@@ -13,7 +13,7 @@ use crate::util::Locked;
 
 /// Per-connection facts, inserted into every request by the accept loop.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     /// The box's address the client connected to (an IP literal `Host` must be this one to reach the admin).
     pub local: SocketAddr,
@@ -23,23 +23,23 @@ pub struct ConnInfo {
 /// Inserted by the front door into every request the admin router serves: whether the client's address is in
 /// `server.admin_allow` (the UI and API need it; `/metrics` and `/readyz` details check it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdminClient(pub bool);
+pub(crate) struct AdminClient(pub bool);
 
 /// The request-id header, taken from the client when valid and echoed back.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Whether a client-sent request id may be kept (it goes into log lines and response headers).
-pub fn valid_request_id(v: &str) -> bool {
+pub(crate) fn valid_request_id(v: &str) -> bool {
     !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 /// A new request id: a v4 UUID from the thread's CSPRNG (no getrandom syscall per request).
-pub fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
 }
 
 /// The request's id: the client's `X-Request-Id` when valid, else a new one.
-pub fn request_id(headers: &axum::http::HeaderMap) -> String {
+pub(crate) fn request_id(headers: &axum::http::HeaderMap) -> String {
     headers
         .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -49,7 +49,7 @@ pub fn request_id(headers: &axum::http::HeaderMap) -> String {
 }
 
 /// An IPv4 client on a dual-stack socket arrives as `::ffff:a.b.c.d`: compare and count it as the IPv4 address.
-pub fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
@@ -58,13 +58,13 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 
 /// An address prefix such as `192.168.1.0/24` or `fd00::/8` (a bare address is a full-length prefix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
+pub(crate) struct Cidr {
     addr: IpAddr,
     prefix: u8,
 }
 
 impl Cidr {
-    pub fn parse(s: &str) -> Result<Cidr, String> {
+    pub(crate) fn parse(s: &str) -> Result<Cidr, String> {
         let (a, p) = s.split_once('/').unwrap_or((s, ""));
         let addr: IpAddr = a.trim().parse().map_err(|_| format!("{s:?} is not an address or CIDR prefix"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -76,7 +76,7 @@ impl Cidr {
         Ok(Cidr { addr, prefix })
     }
 
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, canonical(ip)) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
@@ -92,7 +92,7 @@ impl Cidr {
 }
 
 /// Lower-case a host name, drop a trailing dot, check its syntax. `*.` is allowed as the first label.
-pub fn normalize_host(h: &str) -> Result<String, String> {
+pub(crate) fn normalize_host(h: &str) -> Result<String, String> {
     let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
     if h.is_empty() || h.len() > 253 {
         return Err("must be a host name".into());
@@ -115,7 +115,7 @@ pub fn normalize_host(h: &str) -> Result<String, String> {
 }
 
 /// The host part of a `Host` header or URI authority, lower-cased, without port or trailing dot.
-pub fn request_host(authority: &str) -> String {
+pub(crate) fn request_host(authority: &str) -> String {
     let a = authority.trim();
     let host = if let Some(rest) = a.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
@@ -127,7 +127,7 @@ pub fn request_host(authority: &str) -> String {
 
 /// Whether a name is only meaningful inside the home (an IP literal, `.local`, `.home.arpa`, `.lan`, `.internal`,
 /// `localhost`, or one of `dns.local_domains`): no public CA can certify it, the internal CA does.
-pub fn is_local_name(name: &str, local_domains: &[String]) -> bool {
+pub(crate) fn is_local_name(name: &str, local_domains: &[String]) -> bool {
     if name.parse::<IpAddr>().is_ok() {
         return true;
     }
@@ -141,14 +141,14 @@ pub fn is_local_name(name: &str, local_domains: &[String]) -> bool {
 /// Sockets bound while a config change is prepared (so an address that cannot be bound rejects the change before
 /// anything is written), waiting for the task that serves them to take them after the commit.
 #[derive(Debug, Default)]
-pub struct Reserved {
+pub(crate) struct Reserved {
     tcp: Mutex<HashMap<SocketAddr, std::net::TcpListener>>,
     udp: Mutex<HashMap<SocketAddr, std::net::UdpSocket>>,
 }
 
 impl Reserved {
     /// Bind `addr` for TCP (non-blocking, ready for tokio) unless it is already reserved.
-    pub fn reserve_tcp(&self, addr: SocketAddr) -> std::io::Result<()> {
+    pub(crate) fn reserve_tcp(&self, addr: SocketAddr) -> std::io::Result<()> {
         if let std::collections::hash_map::Entry::Vacant(e) = self.tcp.locked().entry(addr) {
             let l = std::net::TcpListener::bind(addr)?;
             l.set_nonblocking(true)?;
@@ -158,7 +158,7 @@ impl Reserved {
     }
 
     /// Bind `addr` for UDP (non-blocking) unless it is already reserved.
-    pub fn reserve_udp(&self, addr: SocketAddr) -> std::io::Result<()> {
+    pub(crate) fn reserve_udp(&self, addr: SocketAddr) -> std::io::Result<()> {
         if let std::collections::hash_map::Entry::Vacant(e) = self.udp.locked().entry(addr) {
             let s = std::net::UdpSocket::bind(addr)?;
             s.set_nonblocking(true)?;
@@ -168,23 +168,23 @@ impl Reserved {
     }
 
     /// Drop a reservation (a change that was not committed).
-    pub fn release(&self, addr: SocketAddr) {
+    pub(crate) fn release(&self, addr: SocketAddr) {
         self.tcp.locked().remove(&addr);
         self.udp.locked().remove(&addr);
     }
 
-    pub fn take_tcp(&self, addr: SocketAddr) -> Option<std::net::TcpListener> {
+    pub(crate) fn take_tcp(&self, addr: SocketAddr) -> Option<std::net::TcpListener> {
         self.tcp.locked().remove(&addr)
     }
 
-    pub fn take_udp(&self, addr: SocketAddr) -> Option<std::net::UdpSocket> {
+    pub(crate) fn take_udp(&self, addr: SocketAddr) -> Option<std::net::UdpSocket> {
         self.udp.locked().remove(&addr)
     }
 
     /// A TCP listener for `addr`: the reserved one, else bound now. An address moving between two of hearth's own
     /// listeners (e.g. from `server.http_listen` to `dns.tls_listen`) may still be held for a moment by the old
     /// accept loop, so a busy address is retried for two seconds.
-    pub async fn tcp(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    pub(crate) async fn tcp(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
         if let Some(l) = self.take_tcp(addr) {
             return tokio::net::TcpListener::from_std(l);
         }
@@ -203,7 +203,7 @@ impl Reserved {
     }
 
     /// A UDP socket for `addr`: the reserved one, else bound now.
-    pub async fn udp(&self, addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    pub(crate) async fn udp(&self, addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
         if let Some(s) = self.take_udp(addr) {
             return tokio::net::UdpSocket::from_std(s);
         }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     pub allowed: bool,
     pub limit: u32,
     pub remaining: u32,
@@ -15,24 +15,24 @@ pub struct Decision {
 }
 
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     burst: f64,
     buckets: HashMap<IpAddr, (f64, Instant)>,
 }
 
 impl RateLimiter {
-    pub fn new(rate: u32, burst: u32) -> Self {
+    pub(crate) fn new(rate: u32, burst: u32) -> Self {
         RateLimiter { rate: rate as f64, burst: burst.max(1) as f64, buckets: HashMap::new() }
     }
 
     /// Take one token for `client`; false when its bucket is empty.
-    pub fn allow(&mut self, client: IpAddr, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, client: IpAddr, now: Instant) -> bool {
         self.take(client, now).allowed
     }
 
     /// Take one token for `client` and say what is left (for `X-RateLimit-*` headers).
-    pub fn take(&mut self, client: IpAddr, now: Instant) -> Decision {
+    pub(crate) fn take(&mut self, client: IpAddr, now: Instant) -> Decision {
         if self.buckets.len() > 100_000 {
             let (rate, burst) = (self.rate, self.burst);
             // a bucket that has refilled completely carries no information

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub const DB_FILE: &str = "hearth.db";
+pub(crate) const DB_FILE: &str = "hearth.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -41,7 +41,7 @@ pub struct Migration {
 
 /// The migrations of every component, named by component: handed in by the wiring code (`crate::app::migrations`),
 /// so this module knows no subsystem.
-pub type Components<'a> = &'a [(&'static str, &'static [Migration])];
+pub(crate) type Components<'a> = &'a [(&'static str, &'static [Migration])];
 
 #[derive(Clone)]
 pub struct Db {
@@ -112,7 +112,7 @@ impl Db {
 
 /// Create the data dir with mode 0700 if missing, and force it back to 0700 if it is not (every start: a data dir
 /// made readable by hand or by a restore would expose keys and sessions to every local user).
-pub fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<(), StorageError> {
     let was = crate::util::private_dir(dir)
         .map_err(|e| StorageError::DataDir { path: dir.display().to_string(), reason: e.to_string() })?;
     if let Some(mode) = was {
@@ -141,7 +141,7 @@ pub(crate) fn configure(conn: &Connection, busy_timeout: Duration) -> Result<(),
 }
 
 /// The highest applied migration of `component` (0 when none).
-pub fn schema_version(conn: &Connection, component: &str) -> Result<i64, StorageError> {
+pub(crate) fn schema_version(conn: &Connection, component: &str) -> Result<i64, StorageError> {
     Ok(conn
         .query_row("SELECT max(version) FROM schema_migrations WHERE component = ?1", [component], |r| {
             r.get::<_, Option<i64>>(0)
@@ -152,7 +152,11 @@ pub fn schema_version(conn: &Connection, component: &str) -> Result<i64, Storage
 }
 
 /// Apply the pending migrations of one component, each in its own transaction.
-pub fn apply_migrations(conn: &mut Connection, component: &str, list: &[Migration]) -> Result<usize, StorageError> {
+pub(crate) fn apply_migrations(
+    conn: &mut Connection,
+    component: &str,
+    list: &[Migration],
+) -> Result<usize, StorageError> {
     let known = list.iter().map(|m| m.version).max().unwrap_or(0);
     let current = schema_version(conn, component)?;
     if current > known {
@@ -181,12 +185,12 @@ pub fn apply_migrations(conn: &mut Connection, component: &str, list: &[Migratio
 
 /// A periodic job on the database handed in by the wiring (e.g. removing expired sessions): returns how many rows
 /// it touched.
-pub type Upkeep = (&'static str, fn(&Connection, i64) -> Result<usize, String>);
+pub(crate) type Upkeep = (&'static str, fn(&Connection, i64) -> Result<usize, String>);
 
 /// The `storage` task: every `every()` (the live `storage.maintenance_interval`), the handed-in jobs, then a passive
 /// WAL checkpoint and `PRAGMA optimize`. A failed round leaves the database usable: the task reports degraded and
 /// tries again next round.
-pub async fn task(
+pub(crate) async fn task(
     ctx: crate::supervisor::TaskCtx,
     db: Db,
     every: Arc<dyn Fn() -> Duration + Send + Sync>,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum TaskState {
+pub(crate) enum TaskState {
     Starting,
     Ready,
     Degraded,
@@ -28,10 +28,10 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 5] =
+    pub(crate) const ALL: [TaskState; 5] =
         [TaskState::Starting, TaskState::Ready, TaskState::Degraded, TaskState::Failed, TaskState::Stopped];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TaskState::Starting => "starting",
             TaskState::Ready => "ready",
@@ -43,7 +43,7 @@ impl TaskState {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TaskStatus {
+pub(crate) struct TaskStatus {
     pub state: TaskState,
     /// What the task says about itself (e.g. the addresses it serves, or why it is degraded).
     pub detail: String,
@@ -55,27 +55,27 @@ pub struct TaskStatus {
 
 /// The shared view of every task's state.
 #[derive(Clone, Default)]
-pub struct Health {
+pub(crate) struct Health {
     inner: Arc<RwLock<BTreeMap<&'static str, TaskStatus>>>,
 }
 
 impl Health {
-    pub fn snapshot(&self) -> BTreeMap<&'static str, TaskStatus> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<&'static str, TaskStatus> {
         self.inner.read_locked().clone()
     }
 
     /// Ready means every task is ready or degraded (degraded still serves).
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         let map = self.inner.read_locked();
         !map.is_empty() && map.values().all(|s| matches!(s.state, TaskState::Ready | TaskState::Degraded))
     }
 
-    pub fn any_failed(&self) -> bool {
+    pub(crate) fn any_failed(&self) -> bool {
         self.inner.read_locked().values().any(|s| s.state == TaskState::Failed)
     }
 
     #[cfg(test)]
-    pub fn state(&self, name: &str) -> Option<TaskState> {
+    pub(crate) fn state(&self, name: &str) -> Option<TaskState> {
         self.inner.read_locked().get(name).map(|s| s.state)
     }
 
@@ -109,7 +109,7 @@ impl Health {
 }
 
 /// Handed to a task on every (re)start.
-pub struct TaskCtx {
+pub(crate) struct TaskCtx {
     pub name: &'static str,
     health: Health,
     /// Cancelled when the process shuts down; tasks return promptly (Ok) when it fires.
@@ -117,24 +117,24 @@ pub struct TaskCtx {
 }
 
 impl TaskCtx {
-    pub fn ready(&self, detail: impl Into<String>) {
+    pub(crate) fn ready(&self, detail: impl Into<String>) {
         self.health.set(self.name, TaskState::Ready, detail);
     }
-    pub fn degraded(&self, why: impl Into<String>) {
+    pub(crate) fn degraded(&self, why: impl Into<String>) {
         self.health.set(self.name, TaskState::Degraded, why);
     }
-    pub fn starting(&self, why: impl Into<String>) {
+    pub(crate) fn starting(&self, why: impl Into<String>) {
         self.health.set(self.name, TaskState::Starting, why);
     }
 }
 
-pub type TaskError = anyhow::Error;
-pub type TaskFuture = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
-pub type TaskFn = Arc<dyn Fn(TaskCtx) -> TaskFuture + Send + Sync>;
+pub(crate) type TaskError = anyhow::Error;
+pub(crate) type TaskFuture = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send>>;
+pub(crate) type TaskFn = Arc<dyn Fn(TaskCtx) -> TaskFuture + Send + Sync>;
 
 /// Exponential backoff with jitter and a budget of restarts per window.
 #[derive(Debug, Clone, Copy)]
-pub struct RestartPolicy {
+pub(crate) struct RestartPolicy {
     pub base: Duration,
     pub cap: Duration,
     /// At most this many restarts within `window`; one more and the task is left failed.
@@ -156,7 +156,7 @@ impl Default for RestartPolicy {
 impl RestartPolicy {
     /// Given the restart times still in the window (oldest first) and a jitter draw in [0, 1), the delay before
     /// the next restart, or `None` when the budget is spent. "Equal jitter": half fixed, half random.
-    pub fn next_delay(&self, recent: &VecDeque<Instant>, now: Instant, jitter: f64) -> Option<Duration> {
+    pub(crate) fn next_delay(&self, recent: &VecDeque<Instant>, now: Instant, jitter: f64) -> Option<Duration> {
         let in_window = recent.iter().filter(|t| now.duration_since(**t) < self.window).count();
         if in_window >= self.budget {
             return None;
@@ -166,7 +166,7 @@ impl RestartPolicy {
     }
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     health: Health,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
@@ -174,16 +174,16 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(policy: RestartPolicy) -> Self {
+    pub(crate) fn new(policy: RestartPolicy) -> Self {
         Supervisor { health: Health::default(), shutdown: CancellationToken::new(), tasks: JoinSet::new(), policy }
     }
 
-    pub fn health(&self) -> Health {
+    pub(crate) fn health(&self) -> Health {
         self.health.clone()
     }
 
     /// Register and start a task. `f` is called again for each restart.
-    pub fn spawn<F, Fut>(&mut self, name: &'static str, f: F)
+    pub(crate) fn spawn<F, Fut>(&mut self, name: &'static str, f: F)
     where
         F: Fn(TaskCtx) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
@@ -196,7 +196,7 @@ impl Supervisor {
     }
 
     /// Signal shutdown and wait for every task, at most `deadline`. Returns whether all finished in time.
-    pub async fn shutdown(mut self, deadline: Duration) -> bool {
+    pub(crate) async fn shutdown(mut self, deadline: Duration) -> bool {
         self.shutdown.cancel();
         let all = async { while self.tasks.join_next().await.is_some() {} };
         let ok = tokio::time::timeout(deadline, all).await.is_ok();
@@ -270,7 +270,7 @@ fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<D
 }
 
 /// systemd: READY once every subsystem serves, STATUS on changes, WATCHDOG pings only while nothing has failed.
-pub async fn notify_systemd(health: Health, stop: CancellationToken) {
+pub(crate) async fn notify_systemd(health: Health, stop: CancellationToken) {
     use sd_notify::NotifyState;
     let watchdog = watchdog_interval(
         std::env::var("WATCHDOG_USEC").ok().as_deref(),

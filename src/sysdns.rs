@@ -26,17 +26,17 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// hearth's drop-in, relative to the root.
-pub const DROP_IN: &str = "etc/systemd/resolved.conf.d/hearth.conf";
+pub(crate) const DROP_IN: &str = "etc/systemd/resolved.conf.d/hearth.conf";
 const RESOLV_CONF: &str = "etc/resolv.conf";
 const RESOLVED_RUNTIME: &str = "run/systemd/resolve";
 /// The file the UI writes into the data dir: `disable-stub` or `restore`.
-pub const REQUEST_FILE: &str = "resolved-request";
+pub(crate) const REQUEST_FILE: &str = "resolved-request";
 /// What the root helper did with the last request, in the data dir.
-pub const RESULT_FILE: &str = "resolved-result";
+pub(crate) const RESULT_FILE: &str = "resolved-result";
 const MARK: &str = "# hearth-previous-resolv-conf: ";
 
 #[derive(thiserror::Error, Debug)]
-pub enum SysDnsError {
+pub(crate) enum SysDnsError {
     #[error("systemd-resolved is not running on this machine: there is no stub listener to turn off")]
     NotResolved,
     #[error("hearth has not changed systemd-resolved here: nothing to restore")]
@@ -57,7 +57,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SysDnsError + '_ {
 
 /// What the admin UI shows about port 53.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
-pub struct StubState {
+pub(crate) struct StubState {
     /// systemd-resolved is running here.
     pub resolved: bool,
     /// Its stub listener answers on 127.0.0.53:53 (it then holds port 53 on every address for hearth's `:53`).
@@ -70,7 +70,7 @@ pub struct StubState {
 
 /// The drop-in: no stub listener, resolved itself asks hearth; the first lines say why and how to undo it, and
 /// where `/etc/resolv.conf` pointed before (`None`: it was not a symlink to resolved's stub file, left alone).
-pub fn drop_in_text(previous_link: Option<&str>) -> String {
+pub(crate) fn drop_in_text(previous_link: Option<&str>) -> String {
     let mut s = String::from(
         "# Written by hearth (the admin UI, or `hearth system resolved-stub disable`) with the admin's consent, so\n\
          # that hearth can serve DNS on port 53. Undo: `hearth system resolved-stub restore`, or delete this file,\n\
@@ -86,17 +86,17 @@ pub fn drop_in_text(previous_link: Option<&str>) -> String {
 }
 
 /// The `/etc/resolv.conf` link target a drop-in recorded.
-pub fn previous_link(drop_in: &str) -> Option<String> {
+pub(crate) fn previous_link(drop_in: &str) -> Option<String> {
     drop_in.lines().find_map(|l| l.strip_prefix(MARK)).map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// The machine's files, under `root`.
-pub struct Host {
+pub(crate) struct Host {
     root: PathBuf,
 }
 
 impl Host {
-    pub fn new(root: impl Into<PathBuf>) -> Host {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Host {
         Host { root: root.into() }
     }
 
@@ -105,7 +105,7 @@ impl Host {
     }
 
     /// The state, given whether the stub answers (see [`stub_listening`]).
-    pub fn state(&self, stub_listening: bool) -> StubState {
+    pub(crate) fn state(&self, stub_listening: bool) -> StubState {
         let link = std::fs::read_link(self.path(RESOLV_CONF)).ok();
         StubState {
             resolved: self.path(RESOLVED_RUNTIME).is_dir(),
@@ -117,7 +117,7 @@ impl Host {
 
     /// Turn the stub listener off: the drop-in, and `/etc/resolv.conf` from the stub file to resolved's full one
     /// (which lists 127.0.0.1, i.e. hearth). Restarting resolved is the caller's.
-    pub fn disable_stub(&self) -> Result<(), SysDnsError> {
+    pub(crate) fn disable_stub(&self) -> Result<(), SysDnsError> {
         if !self.path(RESOLVED_RUNTIME).is_dir() {
             return Err(SysDnsError::NotResolved);
         }
@@ -142,7 +142,7 @@ impl Host {
     }
 
     /// Undo [`Host::disable_stub`]: remove the drop-in and point `/etc/resolv.conf` where it pointed before.
-    pub fn restore(&self) -> Result<(), SysDnsError> {
+    pub(crate) fn restore(&self) -> Result<(), SysDnsError> {
         let drop_in = self.path(DROP_IN);
         let text = match std::fs::read_to_string(&drop_in) {
             Ok(t) => t,
@@ -156,7 +156,7 @@ impl Host {
     }
 
     /// Carry out one request: [`Host::disable_stub`] or [`Host::restore`].
-    pub fn apply(&self, req: Request) -> Result<(), SysDnsError> {
+    pub(crate) fn apply(&self, req: Request) -> Result<(), SysDnsError> {
         match req {
             Request::DisableStub => self.disable_stub(),
             Request::Restore => self.restore(),
@@ -169,7 +169,7 @@ impl Host {
     /// `error <now> <why>` in [`RESULT_FILE`] beside it, owned by the directory's owner. `Ok(None)`: there was no
     /// request. A refused or failed request is an error too, after its result is written; restarting
     /// systemd-resolved and hearth is the caller's, after `Ok(Some(_))` only.
-    pub fn apply_request(&self, request_file: &Path, now: i64) -> Result<Option<Request>, SysDnsError> {
+    pub(crate) fn apply_request(&self, request_file: &Path, now: i64) -> Result<Option<Request>, SysDnsError> {
         let refused = |why: &str| SysDnsError::Refused { path: request_file.display().to_string(), why: why.into() };
         let name = request_file.file_name().and_then(|n| n.to_str()).ok_or_else(|| refused("not a file name"))?;
         let dir = match request_file.parent() {
@@ -207,7 +207,7 @@ const REQUEST_MAX: u64 = 64;
 ///   not fire again.
 /// - The result is written to a new file (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0640, given to the directory's
 ///   owner) and renamed over [`RESULT_FILE`]: a rename replaces a link planted there instead of following it.
-pub struct DataDir {
+pub(crate) struct DataDir {
     dir: File,
     path: PathBuf,
     uid: u32,
@@ -216,7 +216,7 @@ pub struct DataDir {
 
 impl DataDir {
     /// Open the directory without following a link; refuse a world-writable one.
-    pub fn open(path: &Path) -> Result<DataDir, SysDnsError> {
+    pub(crate) fn open(path: &Path) -> Result<DataDir, SysDnsError> {
         let refused = |why: String| SysDnsError::Refused { path: path.display().to_string(), why };
         let dir = OpenOptions::new()
             .read(true)
@@ -327,7 +327,7 @@ impl DataDir {
 
 /// The service's side (unprivileged, in its own data dir): put `req` into [`REQUEST_FILE`] whole — a temporary
 /// file renamed into place, mode 0600 — so the path unit never starts the helper on a half-written request.
-pub fn write_request(data_dir: &Path, req: Request) -> Result<(), SysDnsError> {
+pub(crate) fn write_request(data_dir: &Path, req: Request) -> Result<(), SysDnsError> {
     let dest = data_dir.join(REQUEST_FILE);
     crate::util::write_atomic(&dest, format!("{}\n", req.as_str()).as_bytes(), Some(0o600)).map_err(io(&dest))
 }
@@ -340,12 +340,12 @@ fn replace_symlink(link: &Path, target: &str) -> Result<(), SysDnsError> {
 }
 
 /// Whether resolved's stub answers on 127.0.0.53:53 (a TCP connect, at most 300 ms).
-pub fn stub_listening() -> bool {
+pub(crate) fn stub_listening() -> bool {
     std::net::TcpStream::connect_timeout(&([127, 0, 0, 53], 53).into(), Duration::from_millis(300)).is_ok()
 }
 
 /// `systemctl try-restart` the units (a no-op for units that are not running).
-pub fn restart(units: &[&str]) -> Result<(), SysDnsError> {
+pub(crate) fn restart(units: &[&str]) -> Result<(), SysDnsError> {
     let out = std::process::Command::new("systemctl")
         .arg("try-restart")
         .args(units)
@@ -364,13 +364,13 @@ pub fn restart(units: &[&str]) -> Result<(), SysDnsError> {
 
 /// A request from the UI, as written to [`REQUEST_FILE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
+pub(crate) enum Request {
     DisableStub,
     Restore,
 }
 
 impl Request {
-    pub fn parse(s: &str) -> Result<Request, SysDnsError> {
+    pub(crate) fn parse(s: &str) -> Result<Request, SysDnsError> {
         match s.trim() {
             "disable-stub" => Ok(Request::DisableStub),
             "restore" => Ok(Request::Restore),
@@ -378,7 +378,7 @@ impl Request {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Request::DisableStub => "disable-stub",
             Request::Restore => "restore",

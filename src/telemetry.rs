@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde::Serialize;
 
-pub const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+pub(crate) const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Install the Prometheus recorder as the process's metrics recorder. Returns `None` if one is already installed
 /// (only in tests that start several instances in one process).
-pub fn install_recorder() -> Option<PrometheusHandle> {
+pub(crate) fn install_recorder() -> Option<PrometheusHandle> {
     let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .expect("non-empty buckets")
@@ -128,7 +129,7 @@ fn describe() {
 
 /// Process statistics from `/proc/self`.
 #[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
-pub struct ProcessStats {
+pub(crate) struct ProcessStats {
     pub rss_bytes: u64,
     pub virtual_bytes: u64,
     pub cpu_seconds: f64,
@@ -139,7 +140,7 @@ pub struct ProcessStats {
 }
 
 impl ProcessStats {
-    pub fn read() -> ProcessStats {
+    pub(crate) fn read() -> ProcessStats {
         let mut s = ProcessStats::default();
         let ticks = 100.0; // USER_HZ on Linux
         let page = 4096u64;
@@ -174,7 +175,7 @@ impl ProcessStats {
     }
 
     /// The standard `process_*` metrics, in Prometheus text format.
-    pub fn render(&self, out: &mut String) {
+    pub(crate) fn render(&self, out: &mut String) {
         let mut m = |name: &str, kind: &str, help: &str, v: f64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         };
@@ -195,19 +196,19 @@ impl ProcessStats {
 
 /// Counts requests for the dashboard's rate chart (the Prometheus counter cannot be read back).
 #[derive(Clone, Default)]
-pub struct RequestCounter(Arc<AtomicU64>);
+pub(crate) struct RequestCounter(Arc<AtomicU64>);
 
 impl RequestCounter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Unix time of the sample, seconds.
     pub t: i64,
     pub rss_bytes: u64,
@@ -219,19 +220,19 @@ pub struct Sample {
 
 /// A bounded ring of samples (pure: inputs in, derived rates out).
 #[derive(Debug)]
-pub struct Series {
+pub(crate) struct Series {
     cap: usize,
     samples: VecDeque<Sample>,
     last: Option<(i64, f64, u64)>,
 }
 
 impl Series {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         Series { cap, samples: VecDeque::with_capacity(cap), last: None }
     }
 
     /// Record raw readings taken at `t_ms` (milliseconds): cumulative CPU seconds and request count.
-    pub fn push(&mut self, t_ms: i64, rss_bytes: u64, cpu_seconds: f64, requests: u64) {
+    pub(crate) fn push(&mut self, t_ms: i64, rss_bytes: u64, cpu_seconds: f64, requests: u64) {
         if let Some((t0, cpu0, req0)) = self.last {
             let dt = (t_ms - t0) as f64 / 1000.0;
             if dt > 0.0 {
@@ -250,13 +251,13 @@ impl Series {
         self.last = Some((t_ms, cpu_seconds, requests));
     }
 
-    pub fn samples(&self) -> Vec<Sample> {
+    pub(crate) fn samples(&self) -> Vec<Sample> {
         self.samples.iter().copied().collect()
     }
 }
 
 /// `/metrics`: the recorder's metrics followed by the process metrics.
-pub fn render(handle: Option<&PrometheusHandle>) -> String {
+pub(crate) fn render(handle: Option<&PrometheusHandle>) -> String {
     let mut out = handle.map(|h| h.render()).unwrap_or_default();
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
@@ -266,10 +267,10 @@ pub fn render(handle: Option<&PrometheusHandle>) -> String {
 }
 
 /// How often the dashboard's process samples are taken.
-pub const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The `metrics` task: a process sample for the dashboard every [`SAMPLE_EVERY`], and the recorder's upkeep.
-pub async fn sampler(
+pub(crate) async fn sampler(
     ctx: crate::supervisor::TaskCtx,
     series: Arc<std::sync::Mutex<Series>>,
     requests: RequestCounter,

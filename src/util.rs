@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 /// This machine's host name (`/etc/hostname`, lower-cased; empty when unknown): the CA's default names and the
 /// admin's `<hostname>.local` both come from here, so they always agree.
-pub fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_ascii_lowercase()).unwrap_or_default()
 }
 
@@ -15,7 +15,7 @@ pub fn unix_now() -> i64 {
 }
 
 /// `n` random bytes from the OS-seeded CSPRNG, base64url without padding.
-pub fn random_secret(n: usize) -> String {
+pub(crate) fn random_secret(n: usize) -> String {
     let mut buf = vec![0u8; n];
     rand::rng().fill_bytes(&mut buf);
     data_encoding::BASE64URL_NOPAD.encode(&buf)
@@ -28,7 +28,7 @@ pub fn random_secret(n: usize) -> String {
 /// allocator unmaps large frees itself).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn release_free_heap() {
+pub(crate) fn release_free_heap() {
     // SAFETY: malloc_trim takes no pointers; it walks glibc's own free lists under the allocator's locks and
     // madvises whole free pages away. Safe to call from any thread at any time.
     unsafe {
@@ -45,7 +45,7 @@ pub fn release_free_heap() {}
 /// off glibc. Smaller blocks — everything on the DNS path — are unaffected.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
-pub fn map_large_allocations() {
+pub(crate) fn map_large_allocations() {
     // SAFETY: mallopt takes two integers and only changes glibc's allocation policy for future allocations.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
@@ -56,12 +56,12 @@ pub fn map_large_allocations() {
 pub fn map_large_allocations() {}
 
 /// SHA-256 hex of a high-entropy secret (session ids, API tokens). Passwords use argon2id instead.
-pub fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     data_encoding::HEXLOWER.encode(&Sha256::digest(s.as_bytes()))
 }
 
 /// Constant-time comparison of two secrets.
-pub fn ct_eq(a: &str, b: &str) -> bool {
+pub(crate) fn ct_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;
@@ -71,7 +71,7 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 
 /// Lock a mutex or rwlock whatever happened to the last holder: every lock in hearth guards state that stays
 /// consistent between statements (a panicking request must not wedge the subsystem behind it).
-pub trait Locked<T: ?Sized> {
+pub(crate) trait Locked<T: ?Sized> {
     fn locked(&self) -> std::sync::MutexGuard<'_, T>;
 }
 
@@ -82,7 +82,7 @@ impl<T: ?Sized> Locked<T> for std::sync::Mutex<T> {
 }
 
 /// [`Locked`] for a `RwLock`.
-pub trait RwLocked<T: ?Sized> {
+pub(crate) trait RwLocked<T: ?Sized> {
     fn read_locked(&self) -> std::sync::RwLockReadGuard<'_, T>;
     fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T>;
 }
@@ -100,7 +100,7 @@ impl<T: ?Sized> RwLocked<T> for std::sync::RwLock<T> {
 /// symlink there is never followed), written, synced, renamed over `path`, and the directory synced. The new file
 /// gets `mode` if given, else the old file's permissions, else 0600. A crash leaves the old file or the new one,
 /// never half of either.
-pub fn write_atomic(path: &std::path::Path, data: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &std::path::Path, data: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -125,7 +125,7 @@ pub fn write_atomic(path: &std::path::Path, data: &[u8], mode: Option<u32>) -> s
 
 /// Create `dir` (and its parents) with mode 0700 if missing, and force it back to 0700 if it is not. Returns the
 /// mode it had when that was not 0700.
-pub fn private_dir(dir: &std::path::Path) -> std::io::Result<Option<u32>> {
+pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<Option<u32>> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !dir.exists() {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;

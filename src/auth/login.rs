@@ -11,7 +11,7 @@ use super::{AuthError, NewSession, SessionKind, User, create_session_with_agent,
 use crate::storage::Db;
 
 /// What a login attempt brings.
-pub struct Attempt {
+pub(crate) struct Attempt {
     pub username: String,
     pub password: String,
     pub client: IpAddr,
@@ -22,7 +22,7 @@ pub struct Attempt {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LoginError {
+pub(crate) enum LoginError {
     #[error("wrong user name or password")]
     Invalid,
     #[error("too many failed logins: try again in {retry_after_secs} s")]
@@ -32,7 +32,7 @@ pub enum LoginError {
 }
 
 /// Check the credentials (throttled; an unknown user costs the same hash as a known one) and open a session.
-pub async fn login(db: &Db, verifier: &Verifier, a: Attempt) -> Result<(User, NewSession), LoginError> {
+pub(crate) async fn login(db: &Db, verifier: &Verifier, a: Attempt) -> Result<(User, NewSession), LoginError> {
     let kind = a.kind.as_str();
     // no user name is longer than 64 characters: a longer one is cut for the lookup and the throttle's key
     let name: String = a.username.chars().take(65).collect();

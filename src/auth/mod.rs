@@ -11,11 +11,11 @@
 //! Sessions have a kind: `admin` (the admin UI's login) or `forward` (the reverse proxy's forward-auth login form);
 //! only admin sessions reach the admin API. API tokens carry scopes (`admin`, `memory`, `metrics`, `dns:read`).
 
-pub mod cookie;
-pub mod login;
-pub mod setup_code;
-pub mod throttle;
-pub mod verifier;
+pub(crate) mod cookie;
+pub(crate) mod login;
+pub(crate) mod setup_code;
+pub(crate) mod throttle;
+pub(crate) mod verifier;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::storage::{Migration, StorageError};
 use crate::util::{random_secret, sha256_hex};
 
-pub const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "users, sessions, api tokens",
@@ -71,7 +71,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Prefix of every API token, so that leaked tokens are recognisable by secret scanners.
-pub const TOKEN_PREFIX: &str = "hth_";
+pub(crate) const TOKEN_PREFIX: &str = "hth_";
 /// Last-seen/last-used stamps are written at most this often (seconds), to spare the SD card.
 const TOUCH_INTERVAL: i64 = 60;
 
@@ -113,18 +113,18 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 }
 
 /// Verify against a stored PHC string (parameters are read from the hash itself).
-pub fn verify_password(password: &str, phc: &str) -> bool {
+pub(crate) fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 /// A valid hash of a random password, verified against when the user does not exist so that timing does not
 /// reveal which user names exist.
-pub fn dummy_hash() -> &'static str {
+pub(crate) fn dummy_hash() -> &'static str {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     DUMMY.get_or_init(|| hash_password(&random_secret(16)).expect("hashing works"))
 }
 
-pub fn validate_username(name: &str) -> Result<(), AuthError> {
+pub(crate) fn validate_username(name: &str) -> Result<(), AuthError> {
     if name.is_empty() || name.len() > 64 {
         return Err(AuthError::BadUsername("must be 1 to 64 characters"));
     }
@@ -134,7 +134,7 @@ pub fn validate_username(name: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
-pub fn validate_password(pw: &str) -> Result<(), AuthError> {
+pub(crate) fn validate_password(pw: &str) -> Result<(), AuthError> {
     if pw.chars().count() < 8 {
         return Err(AuthError::BadPassword("must be at least 8 characters"));
     }
@@ -150,12 +150,12 @@ pub struct User {
     pub username: String,
 }
 
-pub fn user_count(c: &Connection) -> Result<i64, AuthError> {
+pub(crate) fn user_count(c: &Connection) -> Result<i64, AuthError> {
     Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
 /// First-run setup: create the admin, refusing when any user exists (checked inside the transaction).
-pub fn create_first_admin(c: &mut Connection, username: &str, phc: &str, now: i64) -> Result<User, AuthError> {
+pub(crate) fn create_first_admin(c: &mut Connection, username: &str, phc: &str, now: i64) -> Result<User, AuthError> {
     validate_username(username)?;
     let tx = c.transaction()?;
     let n: i64 = tx.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?;
@@ -172,7 +172,7 @@ pub fn create_first_admin(c: &mut Connection, username: &str, phc: &str, now: i6
 }
 
 /// Create the user or replace its password; ends all of that user's sessions. Returns whether it was created.
-pub fn set_password(c: &mut Connection, username: &str, phc: &str, now: i64) -> Result<bool, AuthError> {
+pub(crate) fn set_password(c: &mut Connection, username: &str, phc: &str, now: i64) -> Result<bool, AuthError> {
     validate_username(username)?;
     let tx = c.transaction()?;
     let existing: Option<i64> =
@@ -258,7 +258,7 @@ pub fn create_session(
 
 /// Create a session, recording the client's user agent (control characters dropped, at most 200 characters) for
 /// the sessions list.
-pub fn create_session_with_agent(
+pub(crate) fn create_session_with_agent(
     c: &Connection,
     user: &User,
     ttl_secs: i64,
@@ -281,7 +281,7 @@ pub fn create_session_with_agent(
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     pub user: User,
     pub kind: SessionKind,
     /// The session's public id (as listed by [`list_sessions`]).
@@ -292,7 +292,7 @@ pub struct SessionInfo {
 
 /// Look up a live session by its cookie value; expired sessions are deleted and not returned. Callers check
 /// `kind`: the admin API accepts only [`SessionKind::Admin`].
-pub fn lookup_session(c: &Connection, id: &str, now: i64) -> Result<Option<SessionInfo>, AuthError> {
+pub(crate) fn lookup_session(c: &Connection, id: &str, now: i64) -> Result<Option<SessionInfo>, AuthError> {
     let hash = sha256_hex(id);
     let row = c
         .query_row(
@@ -329,17 +329,17 @@ pub fn lookup_session(c: &Connection, id: &str, now: i64) -> Result<Option<Sessi
     }))
 }
 
-pub fn delete_session(c: &Connection, id: &str) -> Result<bool, AuthError> {
+pub(crate) fn delete_session(c: &Connection, id: &str) -> Result<bool, AuthError> {
     Ok(c.execute("DELETE FROM sessions WHERE id_hash = ?1", [sha256_hex(id)])? > 0)
 }
 
-pub fn prune_sessions(c: &Connection, now: i64) -> Result<usize, AuthError> {
+pub(crate) fn prune_sessions(c: &Connection, now: i64) -> Result<usize, AuthError> {
     Ok(c.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now])?)
 }
 
 /// A live session as listed to admins (never its secret or CSRF token).
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct SessionListing {
+pub(crate) struct SessionListing {
     /// Public id: the first 16 hex digits of the stored hash of the secret; use it to revoke the session.
     pub id: String,
     pub user: String,
@@ -357,7 +357,7 @@ pub struct SessionListing {
 
 /// Live sessions, newest first: of one user (`user_id`), or of everybody (`None`). `current` is the public id of
 /// the caller's own session, to mark it.
-pub fn list_sessions(
+pub(crate) fn list_sessions(
     c: &Connection,
     user_id: Option<i64>,
     current: Option<&str>,
@@ -387,7 +387,7 @@ pub fn list_sessions(
 }
 
 /// End a session by its public id (of one user when `user_id` is given); returns whether one ended.
-pub fn revoke_session(c: &Connection, public_id: &str, user_id: Option<i64>) -> Result<bool, AuthError> {
+pub(crate) fn revoke_session(c: &Connection, public_id: &str, user_id: Option<i64>) -> Result<bool, AuthError> {
     if public_id.len() != 16 || !public_id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
         return Ok(false);
     }
@@ -399,7 +399,7 @@ pub fn revoke_session(c: &Connection, public_id: &str, user_id: Option<i64>) -> 
 
 /// What an API token may do. `Admin` is everything; the others open one area each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// The whole admin API.
     #[serde(rename = "admin")]
     Admin,
@@ -415,9 +415,9 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::Memory, Scope::Metrics, Scope::DnsRead];
+    pub(crate) const ALL: [Scope; 4] = [Scope::Admin, Scope::Memory, Scope::Metrics, Scope::DnsRead];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scope::Admin => "admin",
             Scope::Memory => "memory",
@@ -426,7 +426,7 @@ impl Scope {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Scope> {
+    pub(crate) fn parse(s: &str) -> Option<Scope> {
         let s = s.trim();
         Scope::ALL.into_iter().find(|x| x.as_str().eq_ignore_ascii_case(s))
     }
@@ -440,7 +440,7 @@ impl std::fmt::Display for Scope {
 
 /// Parse scope names (each may be a comma list, e.g. `["memory,metrics", "dns:read"]`); an unknown name is an
 /// error naming it and the known ones. Duplicates are dropped; the order is [`Scope::ALL`]'s.
-pub fn parse_scopes<S: AsRef<str>>(names: &[S]) -> Result<Vec<Scope>, String> {
+pub(crate) fn parse_scopes<S: AsRef<str>>(names: &[S]) -> Result<Vec<Scope>, String> {
     let mut out = vec![];
     for part in names.iter().flat_map(|n| n.as_ref().split(',')).filter(|p| !p.trim().is_empty()) {
         let s = Scope::parse(part).ok_or_else(|| {
@@ -465,7 +465,7 @@ fn scopes_from_db(s: &str) -> Vec<Scope> {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
-pub struct TokenInfo {
+pub(crate) struct TokenInfo {
     pub id: i64,
     pub name: String,
     /// The first characters of the token, to recognise it.
@@ -479,12 +479,12 @@ pub struct TokenInfo {
 
 impl TokenInfo {
     /// Whether the token may use an endpoint that needs `scope` (`admin` tokens may use every endpoint).
-    pub fn allows(&self, scope: Scope) -> bool {
+    pub(crate) fn allows(&self, scope: Scope) -> bool {
         self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
     }
 }
 
-pub fn validate_token_name(name: &str) -> Result<(), AuthError> {
+pub(crate) fn validate_token_name(name: &str) -> Result<(), AuthError> {
     if name.trim().is_empty() || name.len() > 64 {
         return Err(AuthError::BadTokenName("must be 1 to 64 characters"));
     }
@@ -495,7 +495,7 @@ pub fn validate_token_name(name: &str) -> Result<(), AuthError> {
 }
 
 /// Create an API token with `scopes` (at least one); returns the secret (shown once) and its record.
-pub fn create_token(
+pub(crate) fn create_token(
     c: &Connection,
     name: &str,
     scopes: &[Scope],
@@ -535,7 +535,7 @@ pub fn create_token(
     Ok((secret, info))
 }
 
-pub fn list_tokens(c: &Connection) -> Result<Vec<TokenInfo>, AuthError> {
+pub(crate) fn list_tokens(c: &Connection) -> Result<Vec<TokenInfo>, AuthError> {
     let mut st = c.prepare(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at, id"))?;
     let rows = st.query_map([], token_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -556,17 +556,17 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
 }
 
 /// Revoke a token; returns whether it existed.
-pub fn revoke_token(c: &Connection, id: i64) -> Result<bool, AuthError> {
+pub(crate) fn revoke_token(c: &Connection, id: i64) -> Result<bool, AuthError> {
     Ok(c.execute("DELETE FROM api_tokens WHERE id = ?1", [id])? > 0)
 }
 
 /// Revoke every token a user created (`created_by` is the user name); returns how many.
-pub fn revoke_user_tokens(c: &Connection, username: &str) -> Result<usize, AuthError> {
+pub(crate) fn revoke_user_tokens(c: &Connection, username: &str) -> Result<usize, AuthError> {
     Ok(c.execute("DELETE FROM api_tokens WHERE created_by = ?1 COLLATE NOCASE", [username])?)
 }
 
 /// Resolve a bearer token to its record, stamping last use (at most once a minute).
-pub fn check_token(c: &Connection, secret: &str, now: i64) -> Result<Option<TokenInfo>, AuthError> {
+pub(crate) fn check_token(c: &Connection, secret: &str, now: i64) -> Result<Option<TokenInfo>, AuthError> {
     if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 128 {
         return Ok(None);
     }
@@ -584,7 +584,7 @@ pub fn check_token(c: &Connection, secret: &str, now: i64) -> Result<Option<Toke
 
 /// A user name (or anything a client sent as one) made safe for a log line: at most 64 characters, control and
 /// non-ASCII characters escaped, `…` when cut.
-pub fn log_name(name: &str) -> String {
+pub(crate) fn log_name(name: &str) -> String {
     const MAX: usize = 64;
     let mut out: String = name.chars().take(MAX).flat_map(|c| c.escape_default()).collect();
     if name.chars().nth(MAX).is_some() {

@@ -12,18 +12,18 @@ use std::path::{Path, PathBuf};
 use rand::Rng;
 
 /// The code file in the data dir.
-pub const FILE: &str = "setup-code";
+pub(crate) const FILE: &str = "setup-code";
 /// No 0/O, 1/I/L: easy to read off a screen and type.
 const ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 const GROUPS: usize = 3;
 const GROUP_LEN: usize = 4;
 
-pub fn path(data_dir: &Path) -> PathBuf {
+pub(crate) fn path(data_dir: &Path) -> PathBuf {
     data_dir.join(FILE)
 }
 
 /// A fresh code, `XXXX-XXXX-XXXX` (12 symbols of 31: 59 bits).
-pub fn generate() -> String {
+pub(crate) fn generate() -> String {
     let mut rng = rand::rng();
     let groups: Vec<String> = (0..GROUPS)
         .map(|_| (0..GROUP_LEN).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect())
@@ -32,7 +32,7 @@ pub fn generate() -> String {
 }
 
 /// The canonical form of a typed code: upper case, without spaces and dashes.
-pub fn normalize(code: &str) -> String {
+pub(crate) fn normalize(code: &str) -> String {
     code.chars().filter(|c| !c.is_whitespace() && *c != '-').flat_map(char::to_uppercase).collect()
 }
 
@@ -43,7 +43,7 @@ fn well_formed(s: &str) -> bool {
 }
 
 /// The code in the data dir, if there is one.
-pub fn read(data_dir: &Path) -> std::io::Result<Option<String>> {
+pub(crate) fn read(data_dir: &Path) -> std::io::Result<Option<String>> {
     match std::fs::read_to_string(path(data_dir)) {
         Ok(s) if well_formed(s.trim()) => Ok(Some(s.trim().to_string())),
         Ok(_) => Ok(None),
@@ -54,7 +54,7 @@ pub fn read(data_dir: &Path) -> std::io::Result<Option<String>> {
 
 /// Keep the existing code (a restart must not invalidate what the owner already copied) or write a new one
 /// (0600, temp file + rename). Returns the code.
-pub fn ensure(data_dir: &Path) -> std::io::Result<String> {
+pub(crate) fn ensure(data_dir: &Path) -> std::io::Result<String> {
     if let Some(code) = read(data_dir)? {
         return Ok(code);
     }
@@ -64,7 +64,7 @@ pub fn ensure(data_dir: &Path) -> std::io::Result<String> {
 }
 
 /// Delete the code (the first admin exists).
-pub fn remove(data_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn remove(data_dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path(data_dir)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -73,7 +73,7 @@ pub fn remove(data_dir: &Path) -> std::io::Result<()> {
 
 /// At start-up: with no user yet, make sure there is a code and tell the owner where to find it (a WARN log line,
 /// and stderr when that is a terminal); with users, remove a leftover code file.
-pub async fn at_start(db: &crate::storage::Db, data_dir: &Path) {
+pub(crate) async fn at_start(db: &crate::storage::Db, data_dir: &Path) {
     let users = db.call(|c| super::user_count(c)).await;
     let dir = data_dir.to_path_buf();
     let res = tokio::task::spawn_blocking(move || match users {

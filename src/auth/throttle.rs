@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy)]
-pub struct ThrottlePolicy {
+pub(crate) struct ThrottlePolicy {
     pub free_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
@@ -17,7 +17,7 @@ pub struct ThrottlePolicy {
 
 impl ThrottlePolicy {
     /// The wait imposed after `failures` consecutive failures.
-    pub fn delay_after(&self, failures: u32) -> Duration {
+    pub(crate) fn delay_after(&self, failures: u32) -> Duration {
         if failures < self.free_attempts.max(1) {
             return Duration::ZERO;
         }
@@ -40,17 +40,17 @@ enum Key {
 }
 
 #[derive(Debug)]
-pub struct LoginThrottle {
+pub(crate) struct LoginThrottle {
     policy: ThrottlePolicy,
     records: HashMap<Key, Record>,
 }
 
 impl LoginThrottle {
-    pub fn new(policy: ThrottlePolicy) -> Self {
+    pub(crate) fn new(policy: ThrottlePolicy) -> Self {
         LoginThrottle { policy, records: HashMap::new() }
     }
 
-    pub fn set_policy(&mut self, policy: ThrottlePolicy) {
+    pub(crate) fn set_policy(&mut self, policy: ThrottlePolicy) {
         self.policy = policy;
     }
 
@@ -59,7 +59,7 @@ impl LoginThrottle {
     }
 
     /// `Err(wait)` when this client or this user must wait before trying again.
-    pub fn check(&self, client: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, client: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
         let wait = Self::keys(client, user)
             .iter()
             .filter_map(|k| self.records.get(k))
@@ -69,7 +69,7 @@ impl LoginThrottle {
         if wait.is_zero() { Ok(()) } else { Err(wait) }
     }
 
-    pub fn record_failure(&mut self, client: IpAddr, user: &str, now: Instant) {
+    pub(crate) fn record_failure(&mut self, client: IpAddr, user: &str, now: Instant) {
         self.prune(now);
         for k in Self::keys(client, user) {
             let r = self.records.entry(k).or_insert(Record { failures: 0, last: now, blocked_until: now });
@@ -83,7 +83,7 @@ impl LoginThrottle {
     /// this user must wait; otherwise the attempt is recorded as a failure up front, so attempts made in parallel
     /// cannot all pass [`check`](Self::check) before any failure is recorded. A success then calls
     /// [`record_success`](Self::record_success), which clears the records.
-    pub fn reserve(&mut self, client: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn reserve(&mut self, client: IpAddr, user: &str, now: Instant) -> Result<(), Duration> {
         self.check(client, user, now)?;
         self.record_failure(client, user, now);
         Ok(())
@@ -91,7 +91,7 @@ impl LoginThrottle {
 
     /// A reserved attempt turned out wrong at `now` (after its hash): the wait it imposes counts from now, as if the
     /// failure had been recorded only now (the count is not raised again).
-    pub fn failed_at(&mut self, client: IpAddr, user: &str, now: Instant) {
+    pub(crate) fn failed_at(&mut self, client: IpAddr, user: &str, now: Instant) {
         for k in Self::keys(client, user) {
             if let Some(r) = self.records.get_mut(&k) {
                 r.last = r.last.max(now);
@@ -101,7 +101,7 @@ impl LoginThrottle {
     }
 
     /// A successful login clears the user's record and the client's.
-    pub fn record_success(&mut self, client: IpAddr, user: &str) {
+    pub(crate) fn record_success(&mut self, client: IpAddr, user: &str) {
         for k in Self::keys(client, user) {
             self.records.remove(&k);
         }
@@ -116,7 +116,7 @@ impl LoginThrottle {
     }
 
     #[cfg(test)]
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.records.len()
     }
 }

@@ -28,50 +28,45 @@ const SETUP_CODE_KEY: &str = "#setup-code";
 /// Refused without checking: the client or the user name must wait this long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many failed attempts; try again in {retry_after_secs} s")]
-pub struct Throttled {
+pub(crate) struct Throttled {
     pub retry_after_secs: u64,
 }
 
-pub struct Verifier {
+pub(crate) struct Verifier {
     throttle: Mutex<LoginThrottle>,
     hashing: Semaphore,
-    permits: usize,
     hashes: AtomicU64,
 }
 
 /// Concurrent argon2 hashes: 2, or the number of cores when fewer. Each needs 19 MiB and a core for ~50 ms on a
 /// Pi 4; two keep a login responsive while a burst of guesses cannot take the machine's memory or every core.
-pub fn default_permits() -> usize {
+pub(crate) fn default_permits() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 2)
 }
 
 impl Verifier {
-    pub fn new(policy: ThrottlePolicy) -> Self {
+    pub(crate) fn new(policy: ThrottlePolicy) -> Self {
         Self::with_permits(policy, default_permits())
     }
 
-    pub fn with_permits(policy: ThrottlePolicy, permits: usize) -> Self {
+    pub(crate) fn with_permits(policy: ThrottlePolicy, permits: usize) -> Self {
         let permits = permits.max(1);
         Verifier {
             throttle: Mutex::new(LoginThrottle::new(policy)),
             hashing: Semaphore::new(permits),
-            permits,
             hashes: AtomicU64::new(0),
         }
     }
 
     /// Follow `auth.login_free_attempts` / `auth.login_max_delay` changes (records are kept).
-    pub fn set_policy(&self, policy: ThrottlePolicy) {
+    pub(crate) fn set_policy(&self, policy: ThrottlePolicy) {
         self.lock().set_policy(policy);
     }
 
+    #[cfg(test)]
     /// How many argon2 verifications have run (tests, metrics).
-    pub fn hashes_run(&self) -> u64 {
+    pub(crate) fn hashes_run(&self) -> u64 {
         self.hashes.load(Ordering::Relaxed)
-    }
-
-    pub fn permits(&self) -> usize {
-        self.permits
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
@@ -87,7 +82,7 @@ impl Verifier {
     /// Check `password` against the stored hash `phc` of `user` (`None`: no such user — the same work is done
     /// against a dummy hash and the answer is `false`). `Err` without hashing while the throttle makes this client
     /// or user name wait.
-    pub async fn verify(
+    pub(crate) async fn verify(
         &self,
         client: IpAddr,
         user: &str,
@@ -117,7 +112,7 @@ impl Verifier {
     }
 
     /// Compare a setup code in constant time, throttled like logins (per client, and globally for the code).
-    pub fn check_setup_code(
+    pub(crate) fn check_setup_code(
         &self,
         client: IpAddr,
         expected: &str,
@@ -133,7 +128,7 @@ impl Verifier {
     }
 
     /// Hash a new password under the same bound on concurrent argon2 work.
-    pub async fn hash(&self, password: String) -> Result<String, AuthError> {
+    pub(crate) async fn hash(&self, password: String) -> Result<String, AuthError> {
         let _permit = self.hashing.acquire().await.ok();
         tokio::task::spawn_blocking(move || hash_password(&password))
             .await

@@ -3,24 +3,24 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Duration(std::time::Duration);
+pub(crate) struct Duration(std::time::Duration);
 
 const UNITS: [(&str, u64); 6] = [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1), ("", 0)];
 
 impl Duration {
-    pub const fn from_secs(s: u64) -> Self {
+    pub(crate) const fn from_secs(s: u64) -> Self {
         Duration(std::time::Duration::from_secs(s))
     }
 
-    pub const fn from_millis(ms: u64) -> Self {
+    pub(crate) const fn from_millis(ms: u64) -> Self {
         Duration(std::time::Duration::from_millis(ms))
     }
 
-    pub const fn as_std(&self) -> std::time::Duration {
+    pub(crate) const fn as_std(&self) -> std::time::Duration {
         self.0
     }
 
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let bad = || {
             format!("invalid duration {s:?}: expected e.g. \"250ms\", \"10s\", \"5m\", \"24h\", \"7d\" or \"1h30m\"")
         };

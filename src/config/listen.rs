@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// A listen address: `host:port`, `[v6]:port`, or `:port` for every interface (IPv6 and IPv4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ListenAddr(pub SocketAddr);
+pub(crate) struct ListenAddr(pub SocketAddr);
 
 impl ListenAddr {
     pub(super) fn local(port: u16) -> Self {
@@ -18,7 +18,7 @@ impl ListenAddr {
     }
 
     /// The address a local client (`hearth healthcheck`) should connect to.
-    pub fn connect_addr(&self) -> SocketAddr {
+    pub(crate) fn connect_addr(&self) -> SocketAddr {
         let mut a = self.0;
         if a.ip().is_unspecified() {
             a.set_ip(match a.ip() {

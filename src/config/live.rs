@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, watch};
 use super::{Config, ConfigError, ConfigSource, merge_patch, persist};
 
 /// A subsystem's part in a config change.
-pub trait Applier: Send + Sync {
+pub(crate) trait Applier: Send + Sync {
     /// Check and reserve what `new` needs (without disturbing what runs now).
     fn prepare(&self, old: &Config, new: &Config) -> Result<(), ConfigError>;
     /// Undo `prepare` after another step failed.
@@ -25,12 +25,12 @@ pub trait Applier: Send + Sync {
 
 /// Settings read from the command line that override the file without being written to it.
 #[derive(Debug, Clone, Default)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     pub data_dir: Option<PathBuf>,
 }
 
 impl Overrides {
-    pub fn apply(&self, mut c: Config) -> Config {
+    pub(crate) fn apply(&self, mut c: Config) -> Config {
         if let Some(d) = &self.data_dir {
             c.server.data_dir = d.clone();
         }
@@ -39,7 +39,7 @@ impl Overrides {
 }
 
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct ApplyReport {
+pub(crate) struct ApplyReport {
     /// Keys whose new value takes effect only after a restart.
     pub restart_required: Vec<String>,
     /// Whether the change was written to the config file.
@@ -54,7 +54,7 @@ const RESTART_KEYS: &[(&str, KeyReader)] = &[
     ("storage.busy_timeout", |c| c.storage.busy_timeout.to_string()),
 ];
 
-pub struct LiveConfig {
+pub(crate) struct LiveConfig {
     source: ConfigSource,
     overrides: Overrides,
     tx: watch::Sender<Arc<Config>>,
@@ -65,30 +65,30 @@ pub struct LiveConfig {
 }
 
 impl LiveConfig {
-    pub fn new(source: ConfigSource, overrides: Overrides, initial: Config) -> Self {
+    pub(crate) fn new(source: ConfigSource, overrides: Overrides, initial: Config) -> Self {
         let initial = Arc::new(initial);
         let (tx, _) = watch::channel(initial.clone());
         LiveConfig { source, overrides, tx, appliers: Default::default(), lock: Mutex::new(()), boot: initial }
     }
 
-    pub fn add_applier(&self, a: Arc<dyn Applier>) {
+    pub(crate) fn add_applier(&self, a: Arc<dyn Applier>) {
         self.appliers.write_locked().push(a);
     }
 
-    pub fn current(&self) -> Arc<Config> {
+    pub(crate) fn current(&self) -> Arc<Config> {
         self.tx.borrow().clone()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Config>> {
         self.tx.subscribe()
     }
 
-    pub fn source(&self) -> &ConfigSource {
+    pub(crate) fn source(&self) -> &ConfigSource {
         &self.source
     }
 
     /// Re-read the file (SIGHUP, `POST /api/v1/config/reload`).
-    pub async fn reload(&self) -> Result<ApplyReport, ConfigError> {
+    pub(crate) async fn reload(&self) -> Result<ApplyReport, ConfigError> {
         let _g = self.lock.lock().await;
         let new = self.overrides.apply(self.source.load()?);
         let r = self.apply(new, None);
@@ -96,14 +96,15 @@ impl LiveConfig {
         r
     }
 
+    #[cfg(test)]
     /// Apply an RFC 7396 merge patch of the config's JSON form and persist it to the file, keeping comments.
-    pub async fn patch(&self, patch: &serde_json::Value) -> Result<ApplyReport, ConfigError> {
+    pub(crate) async fn patch(&self, patch: &serde_json::Value) -> Result<ApplyReport, ConfigError> {
         self.patch_if(patch, None).await
     }
 
     /// [`LiveConfig::patch`], refused with [`ConfigError::Stale`] when `if_match` is given and is not the running
     /// config's [`etag`] (another tab or admin changed it since the client read it).
-    pub async fn patch_if(
+    pub(crate) async fn patch_if(
         &self,
         patch: &serde_json::Value,
         if_match: Option<&str>,
@@ -118,7 +119,7 @@ impl LiveConfig {
     /// Change the config with `f` under the transaction lock: `f` sees the running config, so edits of the same
     /// array from two requests cannot overwrite each other (read-modify-write is atomic). Then validate → prepare
     /// → persist → commit as for [`LiveConfig::patch`]. An error from `f` changes nothing.
-    pub async fn edit<T>(
+    pub(crate) async fn edit<T>(
         &self,
         f: impl FnOnce(&mut Config) -> Result<T, ConfigError>,
     ) -> Result<(T, ApplyReport), ConfigError> {
@@ -129,7 +130,7 @@ impl LiveConfig {
     }
 
     /// The version tag of the running config (HTTP `ETag`).
-    pub fn etag(&self) -> String {
+    pub(crate) fn etag(&self) -> String {
         etag(&self.current())
     }
 
@@ -197,7 +198,7 @@ impl LiveConfig {
 }
 
 /// A config's version tag: a hash of its JSON form, quoted as an HTTP entity tag.
-pub fn etag(c: &Config) -> String {
+pub(crate) fn etag(c: &Config) -> String {
     let json = serde_json::to_string(c).unwrap_or_default();
     format!("\"{}\"", &crate::util::sha256_hex(&json)[..20])
 }

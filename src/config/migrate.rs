@@ -9,7 +9,7 @@ use toml_edit::{DocumentMut, Item, Key, Table, value};
 use super::{ConfigError, SCHEMA_VERSION};
 
 /// One step: BEFORE = version `from`, AFTER = version `from + 1`.
-pub struct Migration {
+pub(crate) struct Migration {
     pub from: i64,
     pub describe: &'static str,
     pub apply: fn(&mut DocumentMut) -> Result<(), ConfigError>,
@@ -17,14 +17,14 @@ pub struct Migration {
 
 /// The released migrations, in order. Version 1 is the first schema, so there are none yet; the next schema change
 /// appends `Migration { from: 1, .. }` here with golden files under `tests/golden/config/`.
-pub const MIGRATIONS: &[Migration] = &[];
+pub(crate) const MIGRATIONS: &[Migration] = &[];
 
 /// Bring `doc` up to [`SCHEMA_VERSION`] in place; returns the version it started at.
-pub fn migrate(doc: &mut DocumentMut) -> Result<i64, ConfigError> {
+pub(crate) fn migrate(doc: &mut DocumentMut) -> Result<i64, ConfigError> {
     migrate_with(doc, MIGRATIONS, SCHEMA_VERSION)
 }
 
-pub fn migrate_with(doc: &mut DocumentMut, steps: &[Migration], target: i64) -> Result<i64, ConfigError> {
+pub(crate) fn migrate_with(doc: &mut DocumentMut, steps: &[Migration], target: i64) -> Result<i64, ConfigError> {
     let start = match doc.get("schema_version") {
         None => 1,
         Some(item) => item.as_integer().ok_or_else(|| ConfigError::invalid("schema_version", "must be an integer"))?,
@@ -55,7 +55,7 @@ pub fn migrate_with(doc: &mut DocumentMut, steps: &[Migration], target: i64) -> 
 /// Rename `old` to `new` inside `table`, converting its value with `convert`, keeping the key's position, the
 /// comments above it and the comment after its value. Returns whether the key was there.
 #[allow(dead_code, reason = "for the next schema migration; exercised by the golden tests")]
-pub fn rename_key(
+pub(crate) fn rename_key(
     table: &mut Table,
     old: &str,
     new: &str,

@@ -12,9 +12,9 @@
 
 mod duration;
 mod listen;
-pub mod live;
-pub mod migrate;
-pub mod persist;
+pub(crate) mod live;
+pub(crate) mod migrate;
+pub(crate) mod persist;
 mod sections;
 mod validate;
 
@@ -22,22 +22,22 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use duration::Duration;
-pub use listen::ListenAddr;
+pub(crate) use duration::Duration;
+pub(crate) use listen::ListenAddr;
 pub use sections::*;
 
 /// The configuration schema this binary writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 1;
 
 /// The fully commented default configuration (also printed by `hearth config default`).
-pub const DEFAULT_TOML: &str = include_str!("../../assets/hearth.default.toml");
+pub(crate) const DEFAULT_TOML: &str = include_str!("../../assets/hearth.default.toml");
 
 /// The production configuration installed by the .deb (binds the standard ports on the LAN).
 #[cfg(test)]
-pub const PRODUCTION_TOML: &str = include_str!("../../packaging/hearth.production.toml");
+pub(crate) const PRODUCTION_TOML: &str = include_str!("../../packaging/hearth.production.toml");
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("cannot read {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("{path}: TOML syntax error: {reason}")]
@@ -55,13 +55,13 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError::Invalid { key: key.into(), reason: reason.into() }
     }
 
     /// The offending key, when the error is about one.
     #[cfg(test)]
-    pub fn key(&self) -> Option<&str> {
+    pub(crate) fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Invalid { key, .. } => Some(key),
             _ => None,
@@ -71,7 +71,7 @@ impl ConfigError {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     pub schema_version: i64,
     pub server: ServerConfig,
     pub log: LogConfig,
@@ -101,14 +101,14 @@ impl Default for Config {
 
 impl Config {
     /// Parse, migrate and validate a configuration text. `origin` names the file in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let mut doc = parse_document(text, origin)?;
         migrate::migrate(&mut doc)?;
         Self::from_document(&doc)
     }
 
     /// Deserialize an already migrated document.
-    pub fn from_document(doc: &toml_edit::DocumentMut) -> Result<Config, ConfigError> {
+    pub(crate) fn from_document(doc: &toml_edit::DocumentMut) -> Result<Config, ConfigError> {
         let value: toml::Value = toml::from_str(&doc.to_string())
             .map_err(|e| ConfigError::Syntax { path: "config".into(), reason: e.to_string() })?;
         Self::from_value(value)
@@ -128,12 +128,12 @@ impl Config {
     }
 
     /// Build a config from its JSON form (the API's view), validating it.
-    pub fn from_json(value: serde_json::Value) -> Result<Config, ConfigError> {
+    pub(crate) fn from_json(value: serde_json::Value) -> Result<Config, ConfigError> {
         Self::from_value(value)
     }
 
     /// The data directory, resolved against the current directory.
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         absolute(&self.server.data_dir)
     }
 }
@@ -149,11 +149,11 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// What secrets look like in the API's view of the configuration (`GET /api/v1/config`, the proxy routes).
-pub const REDACTED: &str = "(redacted)";
+pub(crate) const REDACTED: &str = "(redacted)";
 
 /// Hide the secrets of a config's JSON form: `tls.dns01_tsig_key` keeps its name and algorithm, a route's
 /// `basic_auth` entries keep their user. [`unredact`] puts them back, so a client can send back what it read.
-pub fn redact(json: &mut serde_json::Value) {
+pub(crate) fn redact(json: &mut serde_json::Value) {
     if let Some(k) = json.pointer_mut("/tls/dns01_tsig_key") {
         *k = redact_tsig(k.as_str().unwrap_or(""));
     }
@@ -165,7 +165,7 @@ pub fn redact(json: &mut serde_json::Value) {
 }
 
 /// A route's JSON form with its `basic_auth` hashes hidden.
-pub fn redact_route(route: &mut serde_json::Value) {
+pub(crate) fn redact_route(route: &mut serde_json::Value) {
     if let Some(list) = route.get_mut("basic_auth").and_then(|b| b.as_array_mut()) {
         for e in list {
             if let Some((user, _)) = e.as_str().and_then(|s| s.split_once(':')) {
@@ -186,7 +186,7 @@ fn redact_tsig(key: &str) -> serde_json::Value {
 }
 
 /// Undo [`redact`] on a JSON config about to be applied: every value still redacted takes the running value.
-pub fn unredact(json: &mut serde_json::Value, current: &Config) {
+pub(crate) fn unredact(json: &mut serde_json::Value, current: &Config) {
     if let Some(k) = json.pointer_mut("/tls/dns01_tsig_key")
         && k.as_str().is_some_and(|s| s.ends_with(REDACTED))
     {
@@ -202,7 +202,7 @@ pub fn unredact(json: &mut serde_json::Value, current: &Config) {
 /// A route's redacted `basic_auth` entries take the hash the running config has for that user (in any route with
 /// the same hosts and path, else in any route); an entry whose user has no hash is left as it is and then fails
 /// validation with the key named.
-pub fn unredact_route(route: &mut serde_json::Value, current: &[ProxyRoute]) {
+pub(crate) fn unredact_route(route: &mut serde_json::Value, current: &[ProxyRoute]) {
     let hosts: Vec<String> = route
         .get("hosts")
         .and_then(|h| h.as_array())
@@ -227,7 +227,7 @@ pub fn unredact_route(route: &mut serde_json::Value, current: &[ProxyRoute]) {
 /// A TOML text as an editable document, or the syntax error naming `origin`. The text is checked by `toml`'s
 /// parser first: toml_edit 0.23 panics ("all items have spans") on some invalid texts (found by the config_loader
 /// fuzz target), and a hand-edited hearth.toml must get an error, never a crash; the panic is also caught.
-pub fn parse_document(text: &str, origin: &str) -> Result<toml_edit::DocumentMut, ConfigError> {
+pub(crate) fn parse_document(text: &str, origin: &str) -> Result<toml_edit::DocumentMut, ConfigError> {
     let syntax = |reason: String| ConfigError::Syntax { path: origin.into(), reason };
     toml::from_str::<toml::Table>(text).map_err(|e| syntax(e.to_string()))?;
     match std::panic::catch_unwind(|| text.parse::<toml_edit::DocumentMut>()) {
@@ -239,21 +239,21 @@ pub fn parse_document(text: &str, origin: &str) -> Result<toml_edit::DocumentMut
 /// Where the configuration comes from: a file that may not exist yet (then the embedded default applies, and the
 /// first change made through the API creates it from the commented template).
 #[derive(Debug, Clone)]
-pub struct ConfigSource {
+pub(crate) struct ConfigSource {
     pub path: PathBuf,
 }
 
 impl ConfigSource {
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         ConfigSource { path: absolute(&path) }
     }
 
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.path.exists()
     }
 
     /// The current text: the file, or the commented default when there is no file.
-    pub fn read_text(&self) -> Result<String, ConfigError> {
+    pub(crate) fn read_text(&self) -> Result<String, ConfigError> {
         match std::fs::read_to_string(&self.path) {
             Ok(t) => Ok(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DEFAULT_TOML.to_string()),
@@ -261,13 +261,13 @@ impl ConfigSource {
         }
     }
 
-    pub fn load(&self) -> Result<Config, ConfigError> {
+    pub(crate) fn load(&self) -> Result<Config, ConfigError> {
         Config::from_toml(&self.read_text()?, &self.path.display().to_string())
     }
 }
 
 /// Apply an RFC 7396 JSON merge patch to a JSON document.
-pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+pub(crate) fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
     use serde_json::Value;
     match patch {
         Value::Object(p) => {

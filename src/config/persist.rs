@@ -8,7 +8,7 @@ use toml_edit::{DocumentMut, Item, Table};
 use super::{Config, ConfigError};
 
 /// Return `doc` updated so that it describes `new`, touching only the keys that differ from `old`.
-pub fn update_document(doc: &mut DocumentMut, old: &Config, new: &Config) -> Result<(), ConfigError> {
+pub(crate) fn update_document(doc: &mut DocumentMut, old: &Config, new: &Config) -> Result<(), ConfigError> {
     let old_v = toml::Value::try_from(old).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
     let new_v = toml::Value::try_from(new).map_err(|e| ConfigError::invalid("config", e.to_string()))?;
     let mut changes = Vec::new();
@@ -142,7 +142,7 @@ fn to_value(value: &toml::Value) -> Result<toml_edit::Value, String> {
 }
 
 /// The text of `doc`, checked to read back as exactly `expected`: a file that would not is never written.
-pub fn render_checked(doc: &DocumentMut, expected: &Config) -> Result<String, ConfigError> {
+pub(crate) fn render_checked(doc: &DocumentMut, expected: &Config) -> Result<String, ConfigError> {
     let text = doc.to_string();
     let back = Config::from_toml(&text, "hearth.toml").map_err(|e| ConfigError::Write {
         path: "hearth.toml".into(),
@@ -159,7 +159,7 @@ pub fn render_checked(doc: &DocumentMut, expected: &Config) -> Result<String, Co
 
 /// Replace `path` with `text` atomically ([`crate::util::write_atomic`]): an existing file keeps its permissions,
 /// a new one is created 0600.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
+pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), ConfigError> {
     crate::util::write_atomic(path, text.as_bytes(), None)
         .map_err(|e| ConfigError::Write { path: path.display().to_string(), reason: e.to_string() })
 }

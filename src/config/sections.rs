@@ -13,7 +13,7 @@ use super::{Duration, ListenAddr};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     pub http_listen: Vec<ListenAddr>,
     pub https_listen: Vec<ListenAddr>,
     pub data_dir: PathBuf,
@@ -35,7 +35,7 @@ pub struct ServerConfig {
 }
 
 /// Loopback, RFC 1918, CGNAT-free private ranges, ULA and link-local: the LAN.
-pub fn private_networks() -> Vec<String> {
+pub(crate) fn private_networks() -> Vec<String> {
     [
         "127.0.0.0/8",
         "::1/128",
@@ -71,7 +71,7 @@ impl Default for ServerConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TlsConfig {
+pub(crate) struct TlsConfig {
     pub acme_directory: String,
     pub acme_email: String,
     /// Extra PEM roots trusted for the ACME server's own HTTPS API (tests: pebble).
@@ -105,7 +105,7 @@ impl Default for TlsConfig {
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ProxyConfig {
+pub(crate) struct ProxyConfig {
     /// The address hearth's DNS gives for route hosts that are local names; empty: the HTTPS listener's address,
     /// or the address of the interface that carries the default route.
     pub address: String,
@@ -117,7 +117,7 @@ pub struct ProxyConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum RouteTls {
+pub(crate) enum RouteTls {
     Acme,
     Internal,
     None,
@@ -125,7 +125,7 @@ pub enum RouteTls {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ProxyRoute {
+pub(crate) struct ProxyRoute {
     pub hosts: Vec<String>,
     pub path_prefix: String,
     pub upstreams: Vec<String>,
@@ -158,7 +158,7 @@ impl ProxyRoute {
     /// The route's id in the API (`/api/v1/proxy/routes/{id}`): derived from what routes a request to it — its
     /// hosts (normalised, in any order) and path prefix —, so it does not shift when another route is added or
     /// removed, and two routes never share one (the routing table refuses duplicates).
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         let mut hosts: Vec<String> =
             self.hosts.iter().map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase()).collect();
         hosts.sort();
@@ -200,16 +200,18 @@ impl Default for ProxyRoute {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Auto,
     Json,
     Text,
 }
 
+// the names are lancedb's index types (IvfPq, IvfSq, IvfHnswSq) and the config values (ivf_pq, …)
+#[allow(clippy::enum_variant_names)]
 /// `memory.ann_index`: the approximate-nearest-neighbour index a collection gets past `memory.index_threshold`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum AnnIndex {
+pub(crate) enum AnnIndex {
     /// IVF partitions (~1000 rows each) of product-quantized codes (48 bytes per 384-d vector).
     IvfPq,
     /// IVF partitions (~1000 rows each) of 8-bit scalar-quantized vectors (one byte per dimension).
@@ -221,7 +223,7 @@ pub enum AnnIndex {
 /// `[memory]`: the embedding model and the vector store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct MemoryConfig {
+pub(crate) struct MemoryConfig {
     pub enabled: bool,
     /// "all-MiniLM-L6-v2" (built into the binary) or a directory with a sentence-transformers BERT model.
     pub model: String,
@@ -290,7 +292,7 @@ impl Default for MemoryConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     pub level: String,
     pub format: LogFormat,
 }
@@ -303,7 +305,7 @@ impl Default for LogConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
+pub(crate) struct AuthConfig {
     pub session_ttl: Duration,
     pub login_free_attempts: u32,
     pub login_max_delay: Duration,
@@ -321,7 +323,7 @@ impl Default for AuthConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct StorageConfig {
+pub(crate) struct StorageConfig {
     pub busy_timeout: Duration,
     pub maintenance_interval: Duration,
 }
@@ -334,7 +336,7 @@ impl Default for StorageConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DnsConfig {
+pub(crate) struct DnsConfig {
     pub listen: Vec<ListenAddr>,
     /// DNS-over-TLS listeners (RFC 7858).
     pub tls_listen: Vec<ListenAddr>,
@@ -376,7 +378,7 @@ pub struct DnsConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsGroup {
+pub(crate) struct DnsGroup {
     pub name: String,
     /// Addresses or CIDR prefixes.
     pub clients: Vec<String>,
@@ -386,7 +388,7 @@ pub struct DnsGroup {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsForwardZone {
+pub(crate) struct DnsForwardZone {
     /// The domain (and every name under it), e.g. "fritz.box" or "168.192.in-addr.arpa".
     pub domain: String,
     /// Its servers, in the `dns.upstreams` syntax, asked in order (failover).
@@ -395,7 +397,7 @@ pub struct DnsForwardZone {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsRecord {
+pub(crate) struct DnsRecord {
     pub name: String,
     /// "A", "AAAA" or "CNAME".
     pub r#type: String,
@@ -410,14 +412,14 @@ fn default_record_ttl() -> Duration {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum QueryLogStorage {
+pub(crate) enum QueryLogStorage {
     Sqlite,
     Memory,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct QueryLogConfig {
+pub(crate) struct QueryLogConfig {
     pub enabled: bool,
     pub storage: QueryLogStorage,
     pub retention: Duration,
@@ -472,14 +474,14 @@ impl Default for DnsConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum DnsMode {
+pub(crate) enum DnsMode {
     Forward,
     Recursive,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct DnsCacheConfig {
+pub(crate) struct DnsCacheConfig {
     pub size: usize,
     pub min_ttl: Duration,
     pub max_ttl: Duration,
@@ -512,7 +514,7 @@ impl Default for DnsCacheConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DnsList {
+pub(crate) struct DnsList {
     pub name: String,
     pub kind: ListKind,
     /// A file path, or an http(s) URL downloaded into the data dir.

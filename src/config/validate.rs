@@ -10,7 +10,7 @@ use super::{Config, ConfigError, DnsMode, Duration, ListenAddr, RouteTls, SCHEMA
 
 impl Config {
     /// Semantic checks that types alone cannot express. Every error names its key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.schema_version != SCHEMA_VERSION {
             return Err(ConfigError::invalid(
                 "schema_version",

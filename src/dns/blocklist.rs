@@ -17,7 +17,7 @@ use regex::RegexSet;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Lists are numbered 0..MAX_LISTS (the id lives in the low bits of each entry).
-pub const MAX_LISTS: usize = 1 << LIST_BITS;
+pub(crate) const MAX_LISTS: usize = 1 << LIST_BITS;
 const LIST_BITS: u32 = 12;
 const LIST_MASK: u64 = (1 << LIST_BITS) - 1;
 
@@ -25,7 +25,7 @@ pub use crate::config::ListKind;
 
 /// What one line of a list file means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     Blank,
     Comment,
     /// A rule; `allow` for `@@` exceptions (and for every rule of an allow list).
@@ -40,7 +40,7 @@ pub enum Line {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rule {
+pub(crate) enum Rule {
     /// The domain and all its subdomains.
     Domain(String),
     /// Only the subdomains (`*.example.com`).
@@ -51,7 +51,7 @@ pub enum Rule {
 
 /// Lowercase, strip one trailing dot, and check the DNS name syntax (letters, digits, `-`, `_`; labels of 1–63
 /// octets; at most 253 octets).
-pub fn normalize_domain(s: &str) -> Option<String> {
+pub(crate) fn normalize_domain(s: &str) -> Option<String> {
     let s = s.strip_suffix('.').unwrap_or(s);
     if s.is_empty() || s.len() > 253 {
         return None;
@@ -72,7 +72,7 @@ const HOSTS_IGNORE: &[&str] =
     &["localhost", "localhost.localdomain", "local", "broadcasthost", "ip6-localhost", "ip6-loopback", "0.0.0.0"];
 
 /// Parse one line of a list file, in any of the supported formats.
-pub fn parse_line(line: &str) -> Line {
+pub(crate) fn parse_line(line: &str) -> Line {
     let line = line.trim();
     if line.is_empty() {
         return Line::Blank;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::wire;
 
 #[derive(Debug, Clone, Copy)]
-pub struct CachePolicy {
+pub(crate) struct CachePolicy {
     pub max_entries: usize,
     pub min_ttl: u32,
     pub max_ttl: u32,
@@ -25,10 +25,10 @@ pub struct CachePolicy {
 }
 
 /// TTL of a stale answer (RFC 8767 recommends 30 s).
-pub const STALE_TTL: u32 = 30;
+pub(crate) const STALE_TTL: u32 = 30;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey {
+pub(crate) struct CacheKey {
     pub name: String,
     pub qtype: u16,
     pub qclass: u16,
@@ -40,7 +40,7 @@ pub struct CacheKey {
 }
 
 impl CacheKey {
-    pub fn of(q: &wire::QueryInfo) -> Self {
+    pub(crate) fn of(q: &wire::QueryInfo) -> Self {
         CacheKey {
             name: q.name.clone(),
             qtype: q.qtype,
@@ -64,7 +64,7 @@ struct Entry {
 }
 
 #[derive(Debug)]
-pub struct Cache {
+pub(crate) struct Cache {
     policy: CachePolicy,
     map: HashMap<CacheKey, Entry, Hasher>,
     order: VecDeque<(CacheKey, Instant)>,
@@ -74,7 +74,7 @@ pub struct Cache {
 
 /// Why an answer was not cached (for metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotCached {
+pub(crate) enum NotCached {
     Truncated,
     ServerError,
     Malformed,
@@ -82,19 +82,20 @@ pub enum NotCached {
 }
 
 impl Cache {
-    pub fn new(policy: CachePolicy) -> Self {
+    pub(crate) fn new(policy: CachePolicy) -> Self {
         Cache { policy, map: HashMap::default(), order: VecDeque::new(), prefetch_due: None }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.order.clear();
     }
@@ -117,7 +118,7 @@ impl Cache {
         if ttl == 0 { Err(NotCached::ZeroTtl) } else { Ok(ttl) }
     }
 
-    pub fn insert(&mut self, key: CacheKey, wire: Vec<u8>, now: Instant) -> Result<u32, NotCached> {
+    pub(crate) fn insert(&mut self, key: CacheKey, wire: Vec<u8>, now: Instant) -> Result<u32, NotCached> {
         let info = wire::parse_response(&wire).map_err(|_| NotCached::Malformed)?;
         let ttl = self.ttl_for(&info)?;
         while self.map.len() >= self.policy.max_entries.max(1) {
@@ -137,7 +138,7 @@ impl Cache {
     }
 
     /// A fresh answer for the query `q` (raw bytes `query`), ready to send: id, question case and TTLs patched.
-    pub fn get(&mut self, key: &CacheKey, q: &wire::QueryInfo, query: &[u8], now: Instant) -> Option<Vec<u8>> {
+    pub(crate) fn get(&mut self, key: &CacheKey, q: &wire::QueryInfo, query: &[u8], now: Instant) -> Option<Vec<u8>> {
         let e = self.map.get_mut(key)?;
         let age = now.saturating_duration_since(e.stored);
         if age >= Duration::from_secs(e.ttl as u64) {
@@ -170,7 +171,13 @@ impl Cache {
 
     /// An expired answer still within the serve-stale window, with every TTL set to [`STALE_TTL`] — for when no
     /// upstream answers (RFC 8767).
-    pub fn get_stale(&mut self, key: &CacheKey, q: &wire::QueryInfo, query: &[u8], now: Instant) -> Option<Vec<u8>> {
+    pub(crate) fn get_stale(
+        &mut self,
+        key: &CacheKey,
+        q: &wire::QueryInfo,
+        query: &[u8],
+        now: Instant,
+    ) -> Option<Vec<u8>> {
         let e = self.map.get(key)?;
         let age = now.saturating_duration_since(e.stored).as_secs();
         if age >= e.ttl as u64 + self.policy.serve_stale as u64 {

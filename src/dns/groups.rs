@@ -7,22 +7,22 @@ use super::blocklist::ListSet;
 use crate::net::Cidr;
 
 #[derive(Debug, Clone)]
-pub struct Groups {
+pub(crate) struct Groups {
     groups: Vec<(String, Vec<Cidr>, ListSet)>,
     default: ListSet,
 }
 
 impl Groups {
-    pub fn new(default: ListSet) -> Self {
+    pub(crate) fn new(default: ListSet) -> Self {
         Groups { groups: vec![], default }
     }
 
-    pub fn add(&mut self, name: String, clients: Vec<Cidr>, lists: ListSet) {
+    pub(crate) fn add(&mut self, name: String, clients: Vec<Cidr>, lists: ListSet) {
         self.groups.push((name, clients, lists));
     }
 
     /// The group name (None for the default) and the lists that apply to `client`.
-    pub fn lists_for(&self, client: IpAddr) -> (Option<&str>, &ListSet) {
+    pub(crate) fn lists_for(&self, client: IpAddr) -> (Option<&str>, &ListSet) {
         self.groups
             .iter()
             .find(|(_, cidrs, _)| cidrs.iter().any(|c| c.contains(client)))

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 type Hasher = foldhash::fast::RandomState;
 
 /// The keys in flight and who waits for each.
-pub struct Inflight<K, V> {
+pub(crate) struct Inflight<K, V> {
     map: Mutex<HashMap<K, Vec<oneshot::Sender<V>>, Hasher>>,
 }
 
@@ -25,7 +25,7 @@ impl<K, V> Default for Inflight<K, V> {
 }
 
 /// What a query does about its key.
-pub enum Role<'a, K: Eq + Hash, V> {
+pub(crate) enum Role<'a, K: Eq + Hash, V> {
     /// Nobody asks this yet: ask, then [`Lead::finish`].
     Lead(Lead<'a, K, V>),
     /// Someone asks this already: wait for the answer (`Err`: the leader gave up, ask yourself).
@@ -34,7 +34,7 @@ pub enum Role<'a, K: Eq + Hash, V> {
 
 impl<K: Eq + Hash + Clone, V: Clone> Inflight<K, V> {
     /// Lead `key` if nobody does, else follow the query that does.
-    pub fn join(&self, key: &K) -> Role<'_, K, V> {
+    pub(crate) fn join(&self, key: &K) -> Role<'_, K, V> {
         let mut map = self.map.locked();
         match map.get_mut(key) {
             Some(waiters) => {
@@ -49,25 +49,27 @@ impl<K: Eq + Hash + Clone, V: Clone> Inflight<K, V> {
         }
     }
 
+    #[cfg(test)]
     /// Keys in flight.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.locked().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
 
 /// The leader of a key; dropping it unfinished frees the key (its followers' channels close).
-pub struct Lead<'a, K: Eq + Hash, V> {
+pub(crate) struct Lead<'a, K: Eq + Hash, V> {
     owner: &'a Inflight<K, V>,
     key: Option<K>,
 }
 
 impl<K: Eq + Hash, V: Clone> Lead<'_, K, V> {
     /// Hand `value` to every follower and free the key; returns how many followers there were.
-    pub fn finish(mut self, value: V) -> usize {
+    pub(crate) fn finish(mut self, value: V) -> usize {
         let waiters = self.take();
         let n = waiters.len();
         for w in waiters {

@@ -17,12 +17,12 @@ use crate::config::DnsList;
 /// Largest list accepted (bytes).
 const MAX_BYTES: u64 = 256 * 1024 * 1024;
 
-pub fn is_url(source: &str) -> bool {
+pub(crate) fn is_url(source: &str) -> bool {
     source.starts_with("http://") || source.starts_with("https://")
 }
 
 /// Where a downloaded list is kept: a file name derived from the list name (safe characters only).
-pub fn cache_path(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn cache_path(dir: &Path, name: &str) -> PathBuf {
     let safe: String =
         name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     let tag = &crate::util::sha256_hex(name)[..8];
@@ -30,7 +30,7 @@ pub fn cache_path(dir: &Path, name: &str) -> PathBuf {
 }
 
 /// The file the engine reads for a list: the source itself, or the downloaded copy of a URL.
-pub fn local_path(dir: &Path, l: &DnsList) -> PathBuf {
+pub(crate) fn local_path(dir: &Path, l: &DnsList) -> PathBuf {
     if is_url(&l.source) { cache_path(dir, &l.name) } else { PathBuf::from(&l.source) }
 }
 
@@ -52,7 +52,7 @@ fn read_meta(file: &Path) -> Option<Meta> {
 
 /// The state of one URL list's downloads, for the API and the UI.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct DownloadStatus {
+pub(crate) struct DownloadStatus {
     pub name: String,
     pub url: String,
     /// Unix time of the last attempt and of the last good download (or confirmation that nothing changed).
@@ -66,7 +66,7 @@ pub struct DownloadStatus {
     pub total_bytes: Option<u64>,
 }
 
-pub struct ListUpdater {
+pub(crate) struct ListUpdater {
     client: reqwest::Client,
     running: tokio::sync::Mutex<()>,
     status: Mutex<HashMap<String, DownloadStatus>>,
@@ -75,7 +75,7 @@ pub struct ListUpdater {
 impl ListUpdater {
     /// `resolver` resolves the lists' host names (hearth's own resolver in the app: a static binary cannot rely on
     /// glibc's NSS); None: the system resolver.
-    pub fn new(resolver: Option<Arc<super::SelfResolver>>) -> Self {
+    pub(crate) fn new(resolver: Option<Arc<super::SelfResolver>>) -> Self {
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
@@ -87,14 +87,14 @@ impl ListUpdater {
         ListUpdater { client, running: tokio::sync::Mutex::new(()), status: Mutex::default() }
     }
 
-    pub fn statuses(&self) -> Vec<DownloadStatus> {
+    pub(crate) fn statuses(&self) -> Vec<DownloadStatus> {
         let mut v: Vec<_> = self.status.locked().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
     /// Download the URL lists that are due (all of them with `force`); returns whether any copy changed.
-    pub async fn update(&self, lists: &[DnsList], dir: &Path, force: bool) -> bool {
+    pub(crate) async fn update(&self, lists: &[DnsList], dir: &Path, force: bool) -> bool {
         let _one_at_a_time = self.running.lock().await;
         let now = crate::util::unix_now();
         let mut changed = false;

@@ -21,7 +21,7 @@ struct Rec {
 
 /// One record of an answer: owner name, type, TTL, RDATA in wire form.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rr {
+pub(crate) struct Rr {
     pub owner: String,
     pub rtype: u16,
     pub ttl: u32,
@@ -29,7 +29,7 @@ pub struct Rr {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalAnswer {
+pub(crate) enum LocalAnswer {
     Records(Vec<Rr>),
     /// The name exists here, but has no data of the asked type.
     NoData,
@@ -38,13 +38,13 @@ pub enum LocalAnswer {
 }
 
 #[derive(Debug, Default)]
-pub struct LocalZone {
+pub(crate) struct LocalZone {
     by_name: HashMap<String, Vec<Rec>, foldhash::fast::RandomState>,
     domains: Vec<String>,
 }
 
 /// `name` in wire format (uncompressed).
-pub fn encode_name(name: &str) -> Vec<u8> {
+pub(crate) fn encode_name(name: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(name.len() + 2);
     for label in name.split('.').filter(|l| !l.is_empty()) {
         out.push(label.len() as u8);
@@ -56,7 +56,10 @@ pub fn encode_name(name: &str) -> Vec<u8> {
 
 impl LocalZone {
     /// Build from `(name, type, value, ttl)` entries and local domains; errors name the entry's index.
-    pub fn build(records: &[(String, String, String, u32)], domains: &[String]) -> Result<LocalZone, (usize, String)> {
+    pub(crate) fn build(
+        records: &[(String, String, String, u32)],
+        domains: &[String],
+    ) -> Result<LocalZone, (usize, String)> {
         let mut zone = LocalZone::default();
         for (i, (name, rtype, value, ttl)) in records.iter().enumerate() {
             let name = normalize_domain(name).ok_or((i, format!("{name:?} is not a valid name")))?;
@@ -91,7 +94,7 @@ impl LocalZone {
     }
 
     /// The local answer for `name` (lowercase, no trailing dot) and type, or `None` to continue the pipeline.
-    pub fn lookup(&self, name: &str, qtype: u16) -> Option<LocalAnswer> {
+    pub(crate) fn lookup(&self, name: &str, qtype: u16) -> Option<LocalAnswer> {
         // the common case on the query path: not ours, decided without allocating
         if !self.by_name.contains_key(name) {
             return self.is_local_domain(name).then_some(LocalAnswer::NxDomain);
@@ -130,10 +133,6 @@ impl LocalZone {
             return Some(if out.is_empty() { LocalAnswer::NoData } else { LocalAnswer::Records(out) });
         }
         Some(LocalAnswer::Records(out))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty() && self.domains.is_empty()
     }
 }
 

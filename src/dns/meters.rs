@@ -4,7 +4,7 @@
 
 /// The outcome of a query, for metrics (and the query log to come). The discriminant indexes `Meters::outcomes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Blocked = 0,
     Cached = 1,
     Forwarded = 2,

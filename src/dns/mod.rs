@@ -16,26 +16,26 @@
 //! cores.
 
 mod answer;
-pub mod blocklist;
-pub mod cache;
-pub mod dnssec;
-pub mod groups;
-pub mod inflight;
-pub mod lists;
-pub mod local;
+pub(crate) mod blocklist;
+pub(crate) mod cache;
+pub(crate) mod dnssec;
+pub(crate) mod groups;
+pub(crate) mod inflight;
+pub(crate) mod lists;
+pub(crate) mod local;
 mod meters;
-pub mod querylog;
-pub mod recursor;
+pub(crate) mod querylog;
+pub(crate) mod recursor;
 mod resolver;
-pub mod server;
+pub(crate) mod server;
 mod settings;
-pub mod task;
-pub mod upstream;
-pub mod wire;
+pub(crate) mod task;
+pub(crate) mod upstream;
+pub(crate) mod wire;
 
-pub use meters::Outcome;
-pub use resolver::SelfResolver;
-pub use settings::{BlockingMode, Settings, cache_policy, forward_zone, local_zone, local_zone_with, querylog_policy};
+pub(crate) use meters::Outcome;
+pub(crate) use resolver::SelfResolver;
+pub(crate) use settings::{Settings, cache_policy, forward_zone, local_zone, local_zone_with, querylog_policy};
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -54,12 +54,12 @@ use meters::Meters;
 use wire::{EDE_BLOCKED, EDE_NETWORK_ERROR, EDE_OTHER, RCODE_NOERROR, RCODE_REFUSED, RCODE_SERVFAIL};
 
 /// "name: why" for every list a compilation report left out.
-pub fn failures(report: &[(String, Result<ListStats, String>)]) -> Vec<String> {
+pub(crate) fn failures(report: &[(String, Result<ListStats, String>)]) -> Vec<String> {
     report.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}"))).collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     Udp,
     Tcp,
     /// DNS over TLS (RFC 7858).
@@ -72,7 +72,7 @@ pub enum Transport {
 
 /// What a config change built for [`Dns::apply`] (see [`task::compile`]); `None`: unchanged.
 #[derive(Default)]
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub settings: Option<Settings>,
     pub zone: Option<local::LocalZone>,
     pub cache: Option<CachePolicy>,
@@ -80,7 +80,7 @@ pub struct Prepared {
 }
 
 /// The resolver's shared state.
-pub struct Dns {
+pub(crate) struct Dns {
     engine: ArcSwap<Engine>,
     local: ArcSwap<local::LocalZone>,
     limiter: Mutex<crate::ratelimit::RateLimiter>,
@@ -100,13 +100,13 @@ pub struct Dns {
 }
 
 /// After the synchronous stages: either the answer, or a query that must go upstream.
-pub enum Step {
+pub(crate) enum Step {
     Done(Option<Vec<u8>>),
     Forward(Pending),
 }
 
 /// A query on its way upstream (owns its bytes, so the receive buffer can be reused).
-pub struct Pending {
+pub(crate) struct Pending {
     query: Vec<u8>,
     q: wire::QueryInfo,
     key: CacheKey,
@@ -156,7 +156,7 @@ struct Plan<'s> {
 }
 
 impl Dns {
-    pub fn new(settings: Settings, policy: CachePolicy, log: Option<querylog::QueryLog>) -> Self {
+    pub(crate) fn new(settings: Settings, policy: CachePolicy, log: Option<querylog::QueryLog>) -> Self {
         let (prefetch, prefetch_rx) = tokio::sync::mpsc::channel(256);
         Dns {
             prefetch,
@@ -212,7 +212,7 @@ impl Dns {
     }
 
     /// Answer one query. `None` means drop it (unparseable garbage gets no answer).
-    pub async fn handle(&self, query: &[u8], client: IpAddr, transport: Transport) -> Option<Vec<u8>> {
+    pub(crate) async fn handle(&self, query: &[u8], client: IpAddr, transport: Transport) -> Option<Vec<u8>> {
         match self.answer_local(query, client, transport) {
             Step::Done(answer) => answer,
             Step::Forward(p) => self.forward(p).await,
@@ -221,7 +221,7 @@ impl Dns {
 
     /// The stages that need no network, in this order; cheap enough to run inline in a receive loop. A stage either
     /// passes the query on or ends it with its answer (`Err`); what passes them all is [`Dns::forward`]'s.
-    pub fn answer_local(&self, query: &[u8], client: IpAddr, transport: Transport) -> Step {
+    pub(crate) fn answer_local(&self, query: &[u8], client: IpAddr, transport: Transport) -> Step {
         let a = Asked { query, client, transport, started: Instant::now() };
         let settings = self.settings.load();
         let stages = || -> Result<Pending, Answered> {
@@ -422,7 +422,7 @@ impl Dns {
     /// The stages that wait for the network. Identical questions in flight (same cache key) share one upstream
     /// query: the first leads — `fetch` (upstream, validation), `stage_store` —, the others wait for its result;
     /// `finish` serves each with its own id, question case and size.
-    pub async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
+    pub(crate) async fn forward(&self, p: Pending) -> Option<Vec<u8>> {
         loop {
             match self.inflight.join(&p.key) {
                 inflight::Role::Follow(rx) => {
@@ -665,21 +665,17 @@ impl Dns {
     }
 
     /// The queue of cache refreshes, for the task that runs them (once).
-    pub fn take_prefetches(&self) -> Option<tokio::sync::mpsc::Receiver<Pending>> {
+    pub(crate) fn take_prefetches(&self) -> Option<tokio::sync::mpsc::Receiver<Pending>> {
         self.prefetch_rx.locked().take()
     }
 
-    pub fn cache_len(&self) -> usize {
-        self.cache.locked().len()
-    }
-
     /// The compiled `[dns]` settings in force.
-    pub fn settings(&self) -> Arc<Settings> {
+    pub(crate) fn settings(&self) -> Arc<Settings> {
         self.settings.load_full()
     }
 
     /// Swap in what a config change prepared (see [`task::DnsApplier`]); `None` keeps the current one. Cannot fail.
-    pub fn apply(&self, p: Prepared) {
+    pub(crate) fn apply(&self, p: Prepared) {
         if let Some(settings) = p.settings {
             self.settings.store(Arc::new(settings));
         }
@@ -697,7 +693,7 @@ impl Dns {
 
     /// Empty the answer cache, and what the validator and the recursor learned (a flush is how an owner retries
     /// after a fix upstream). Returns how many answers were dropped.
-    pub fn flush_cache(&self) -> usize {
+    pub(crate) fn flush_cache(&self) -> usize {
         let flushed = {
             let mut cache = self.cache.locked();
             let n = cache.len();
@@ -716,18 +712,22 @@ impl Dns {
     }
 
     /// Each list's counts at the last compilation, or why it was left out.
-    pub fn list_report(&self) -> Vec<(String, Result<ListStats, String>)> {
+    pub(crate) fn list_report(&self) -> Vec<(String, Result<ListStats, String>)> {
         self.list_report.locked().clone()
     }
 
     /// How many list compilations have run (a caller waits for the one its change caused).
-    pub fn list_generation(&self) -> u64 {
+    pub(crate) fn list_generation(&self) -> u64 {
         self.list_generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Compile the configured lists (call on the blocking pool) and swap the engine in. A list that cannot be read
     /// is reported and left out; the previous engine keeps serving until the new one is complete.
-    pub fn reload_lists(&self, c: &DnsConfig, dir: &std::path::Path) -> Vec<(String, Result<ListStats, String>)> {
+    pub(crate) fn reload_lists(
+        &self,
+        c: &DnsConfig,
+        dir: &std::path::Path,
+    ) -> Vec<(String, Result<ListStats, String>)> {
         let mut inputs = vec![];
         let mut report = vec![];
         for (i, l) in c.lists.iter().enumerate() {
@@ -770,7 +770,7 @@ impl Dns {
     }
 
     /// The lists left out of the last compilation, as "name: why".
-    pub fn list_failures(&self) -> Vec<String> {
+    pub(crate) fn list_failures(&self) -> Vec<String> {
         failures(&self.list_report.locked())
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::storage::{Db, Migration, StorageError};
 
-pub const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "dns query log",
@@ -43,7 +43,7 @@ pub const MIGRATIONS: &[Migration] = &[
 
 /// One answered query.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Row id (0 until stored; in RAM-only mode a running counter).
     pub id: i64,
     /// Unix time in milliseconds.
@@ -68,13 +68,13 @@ pub struct Entry {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Storage {
+pub(crate) enum Storage {
     Sqlite,
     Memory,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct LogPolicy {
+pub(crate) struct LogPolicy {
     pub storage: Storage,
     pub retention: Duration,
     pub max_entries: usize,
@@ -83,13 +83,13 @@ pub struct LogPolicy {
 
 /// The pipeline's handle: cheap to clone, never blocks.
 #[derive(Clone)]
-pub struct QueryLog {
+pub(crate) struct QueryLog {
     tx: mpsc::Sender<Entry>,
     dropped: metrics::Counter,
 }
 
 impl QueryLog {
-    pub fn record(&self, e: Entry) {
+    pub(crate) fn record(&self, e: Entry) {
         if self.tx.try_send(e).is_err() {
             self.dropped.increment(1);
         }
@@ -98,7 +98,7 @@ impl QueryLog {
 
 /// The reading side: queries, stats, live tail.
 #[derive(Clone)]
-pub struct LogReader {
+pub(crate) struct LogReader {
     db: Db,
     ring: Arc<Mutex<VecDeque<Entry>>>,
     policy: Arc<Mutex<LogPolicy>>,
@@ -107,7 +107,7 @@ pub struct LogReader {
 
 /// Filters for the log view.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Only entries with a smaller id (paging backwards).
     pub before: Option<i64>,
     /// At most this many (default 100, at most 1000).
@@ -132,7 +132,7 @@ impl Filter {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub total: u64,
     pub blocked: u64,
     pub blocked_percent: f64,
@@ -146,14 +146,14 @@ pub struct Stats {
 }
 
 /// The writer's side: restartable (the supervisor may run it again after a failure; the channel survives).
-pub struct Writer {
+pub(crate) struct Writer {
     reader: LogReader,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Entry>>>,
     next_id: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Create the log; returns the pipeline's handle, the reader, and the writer (run [`Writer::run`] as a task).
-pub fn start(db: Db, policy: LogPolicy, capacity: usize) -> (QueryLog, LogReader, Writer) {
+pub(crate) fn start(db: Db, policy: LogPolicy, capacity: usize) -> (QueryLog, LogReader, Writer) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let (live, _) = broadcast::channel(1024);
     let reader = LogReader { db, ring: Arc::default(), policy: Arc::new(Mutex::new(policy)), live };
@@ -168,7 +168,7 @@ pub fn start(db: Db, policy: LogPolicy, capacity: usize) -> (QueryLog, LogReader
 
 impl Writer {
     /// Batch entries into storage until every `QueryLog` handle is gone or `stop` fires.
-    pub async fn run(&self, stop: tokio_util::sync::CancellationToken) -> Result<(), StorageError> {
+    pub(crate) async fn run(&self, stop: tokio_util::sync::CancellationToken) -> Result<(), StorageError> {
         let r = &self.reader;
         let mut rx = self.rx.lock().await;
         let written = metrics::counter!("hearth_dns_querylog_written_total");
@@ -301,11 +301,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
 }
 
 impl LogReader {
-    pub fn set_policy(&self, p: LogPolicy) {
+    pub(crate) fn set_policy(&self, p: LogPolicy) {
         *self.policy.locked() = p;
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Entry> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Entry> {
         self.live.subscribe()
     }
 
@@ -314,7 +314,7 @@ impl LogReader {
     }
 
     /// Newest first.
-    pub async fn query(&self, f: Filter) -> Result<Vec<Entry>, StorageError> {
+    pub(crate) async fn query(&self, f: Filter) -> Result<Vec<Entry>, StorageError> {
         if self.storage() == Storage::Memory {
             let ring = self.ring.locked();
             return Ok(ring.iter().rev().filter(|e| f.matches(e)).take(f.limit()).cloned().collect());
@@ -352,7 +352,7 @@ impl LogReader {
     }
 
     /// Totals, tops and an hourly series over the last `hours`.
-    pub async fn stats(&self, hours: i64) -> Result<Stats, StorageError> {
+    pub(crate) async fn stats(&self, hours: i64) -> Result<Stats, StorageError> {
         let since_ms = (crate::util::unix_now() - hours * 3600) * 1000;
         if self.storage() == Storage::Memory {
             let ring = self.ring.locked();
@@ -379,7 +379,7 @@ fn top(counts: std::collections::HashMap<String, u64>, n: usize) -> Vec<(String,
 }
 
 /// Pure aggregation over entries.
-pub fn stats_of<'a>(entries: impl Iterator<Item = &'a Entry>, since_ms: i64) -> Stats {
+pub(crate) fn stats_of<'a>(entries: impl Iterator<Item = &'a Entry>, since_ms: i64) -> Stats {
     use std::collections::{BTreeMap, HashMap};
     let (mut total, mut blocked, mut cached) = (0u64, 0u64, 0u64);
     let (mut domains, mut blocked_domains, mut clients) = (HashMap::new(), HashMap::new(), HashMap::new());

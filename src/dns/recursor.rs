@@ -60,12 +60,12 @@ const ROOT_HINTS: &[&str] = &[
 ];
 
 /// The built-in root server addresses.
-pub fn builtin_hints() -> Vec<SocketAddr> {
+pub(crate) fn builtin_hints() -> Vec<SocketAddr> {
     ROOT_HINTS.iter().filter_map(|a| a.parse::<IpAddr>().ok()).map(|ip| SocketAddr::new(ip, 53)).collect()
 }
 
 /// Root hints in zone-file syntax (named.root): the A and AAAA records give the addresses.
-pub fn parse_hints(text: &str) -> Result<Vec<SocketAddr>, String> {
+pub(crate) fn parse_hints(text: &str) -> Result<Vec<SocketAddr>, String> {
     let mut out = vec![];
     for (n, line) in text.lines().enumerate() {
         let line = line.split(';').next().unwrap_or("").trim();
@@ -93,7 +93,7 @@ pub fn parse_hints(text: &str) -> Result<Vec<SocketAddr>, String> {
 
 /// The name to ask next (RFC 9156): one label below `cursor` (the deepest name known not to be a further cut),
 /// or `qname` itself once there.
-pub fn next_name(cursor: &Name, qname: &Name) -> Name {
+pub(crate) fn next_name(cursor: &Name, qname: &Name) -> Name {
     if cursor.num_labels() >= qname.num_labels() {
         return qname.clone();
     }
@@ -102,7 +102,7 @@ pub fn next_name(cursor: &Name, qname: &Name) -> Name {
 
 /// What an authoritative server's response means for the iteration.
 #[derive(Debug, PartialEq)]
-pub enum Step {
+pub(crate) enum Step {
     /// An answer, NXDOMAIN or NODATA: final for the name asked.
     Final,
     /// A referral to a child zone, with its server names and the glue addresses given.
@@ -112,7 +112,7 @@ pub enum Step {
 }
 
 /// Classify a response from a server of `zone` to a question about `asked`.
-pub fn classify(resp: &Message, zone: &Name, asked: &Name) -> Step {
+pub(crate) fn classify(resp: &Message, zone: &Name, asked: &Name) -> Step {
     let rcode = resp.metadata.response_code;
     if rcode != ResponseCode::NoError && rcode != ResponseCode::NXDomain {
         return Step::Lame(format!("{rcode}"));
@@ -153,7 +153,7 @@ pub fn classify(resp: &Message, zone: &Name, asked: &Name) -> Step {
 
 /// Loopback, unspecified, RFC 1918, link-local, ULA (and IPv4-mapped forms of these): addresses on the owner's
 /// own networks, which public names must not point at (DNS rebinding).
-pub fn is_private(ip: IpAddr) -> bool {
+pub(crate) fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_broadcast() || v4.octets()[0] == 0 // 0.0.0.0/8, "this network"
@@ -170,14 +170,14 @@ pub fn is_private(ip: IpAddr) -> bool {
 
 /// The rebinding policy: on or off, and the domains whose names may point at private addresses.
 #[derive(Debug, Clone, Default)]
-pub struct Rebinding {
+pub(crate) struct Rebinding {
     pub enabled: bool,
     pub allow: Vec<Name>,
 }
 
 impl Rebinding {
     /// From domain names as written in the config ("home.example", "*.lab.example"); unusable ones are skipped.
-    pub fn new(enabled: bool, allow: &[String]) -> Rebinding {
+    pub(crate) fn new(enabled: bool, allow: &[String]) -> Rebinding {
         let allow = allow
             .iter()
             .map(|d| d.trim().trim_start_matches("*.").trim_end_matches('.').to_ascii_lowercase())
@@ -188,7 +188,7 @@ impl Rebinding {
     }
 
     /// Whether `name` may resolve to a private address.
-    pub fn allows(&self, name: &Name) -> bool {
+    pub(crate) fn allows(&self, name: &Name) -> bool {
         !self.enabled || self.allow.iter().any(|d| d.zone_of(name))
     }
 }
@@ -196,7 +196,7 @@ impl Rebinding {
 /// Keep only what a server of `zone` is authoritative for (its bailiwick): answer and authority records at or
 /// below `zone`. Returns how many records were dropped. The additional section is left alone (the recursor
 /// reads only glue from it, checked against the referral's own names, and clears it in answers).
-pub fn scrub(resp: &mut Message, zone: &Name) -> usize {
+pub(crate) fn scrub(resp: &mut Message, zone: &Name) -> usize {
     let before = resp.answers.len() + resp.authorities.len();
     resp.answers.retain(|r| zone.zone_of(&r.name));
     resp.authorities.retain(|r| zone.zone_of(&r.name));
@@ -204,7 +204,7 @@ pub fn scrub(resp: &mut Message, zone: &Name) -> usize {
 }
 
 /// The first address record of the answer section that points at a private address, as (owner, address).
-pub fn private_answer(resp: &Message) -> Option<(Name, IpAddr)> {
+pub(crate) fn private_answer(resp: &Message) -> Option<(Name, IpAddr)> {
     resp.answers.iter().find_map(|r| match &r.data {
         RData::A(a) if is_private(IpAddr::V4(a.0)) => Some((r.name.clone(), IpAddr::V4(a.0))),
         RData::AAAA(a) if is_private(IpAddr::V6(a.0)) => Some((r.name.clone(), IpAddr::V6(a.0))),
@@ -214,7 +214,7 @@ pub fn private_answer(resp: &Message) -> Option<(Name, IpAddr)> {
 
 /// Why a resolution gave no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// No usable answer from the servers (timeouts, lame servers, loops, limits).
     Failed(String),
     /// A public server put the name on a private address (DNS rebinding protection).
@@ -241,7 +241,7 @@ const MAX_CNAMES: usize = 8;
 const MAX_DEPTH: u8 = 6;
 
 /// The recursive resolver's state: root hints and the delegations learned.
-pub struct Recursor {
+pub(crate) struct Recursor {
     roots: Vec<SocketAddr>,
     timeout: Duration,
     delegations: Mutex<HashMap<Name, (Vec<SocketAddr>, Instant)>>,
@@ -267,7 +267,7 @@ fn query_bytes(name: &Name, qtype: RecordType) -> Vec<u8> {
 }
 
 impl Recursor {
-    pub fn new(roots: Vec<SocketAddr>, timeout: Duration) -> Recursor {
+    pub(crate) fn new(roots: Vec<SocketAddr>, timeout: Duration) -> Recursor {
         Recursor {
             roots,
             timeout,
@@ -278,13 +278,13 @@ impl Recursor {
     }
 
     /// The same with a rebinding policy.
-    pub fn with_rebinding(mut self, rebinding: Rebinding) -> Recursor {
+    pub(crate) fn with_rebinding(mut self, rebinding: Rebinding) -> Recursor {
         self.rebinding = rebinding;
         self
     }
 
     /// Forget the learned delegations.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.delegations.locked().clear();
     }
 
@@ -322,7 +322,7 @@ impl Recursor {
 
     /// Resolve `name`/`qtype` from the root: the final authoritative response, with the answers of a CNAME chain
     /// across zones gathered in front.
-    pub async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Message, Failure> {
+    pub(crate) async fn resolve(&self, name: &Name, qtype: RecordType) -> Result<Message, Failure> {
         self.resolve_depth(name, qtype, 0).await
     }
 

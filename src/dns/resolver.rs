@@ -12,7 +12,7 @@ use super::{Dns, Transport, dnssec};
 /// hearth's own outbound name resolution (list downloads): the names go through the same pipeline as a client's
 /// query from 127.0.0.1 — local records, cache, upstreams or recursion, DNSSEC — so a static binary never needs
 /// glibc's NSS, and the lookups show in the query log like any other.
-pub struct SelfResolver(pub Arc<Dns>);
+pub(crate) struct SelfResolver(pub Arc<Dns>);
 
 impl reqwest::dns::Resolve for SelfResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

@@ -14,7 +14,7 @@ use super::{Dns, Step, Transport};
 /// bound) are sent from the loop itself; queries that go upstream get their own task, so a slow upstream never
 /// holds up the rest. Such a task exists only with a place in flight (`dns.max_inflight`, taken in
 /// [`Dns::answer_local`]), so a flood of cache misses cannot grow tasks and sockets without bound.
-pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) {
+pub(crate) async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) {
     let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];
     loop {
@@ -49,7 +49,7 @@ pub async fn serve_udp(sock: UdpSocket, dns: Arc<Dns>, stop: CancellationToken) 
 
 /// Answer TCP connections (length-prefixed messages, several per connection, 10 s idle timeout); with an acceptor,
 /// DNS over TLS (RFC 7858) on the same framing.
-pub async fn serve_tcp(
+pub(crate) async fn serve_tcp(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     dns: Arc<Dns>,

@@ -16,7 +16,7 @@ use crate::config::DnsConfig;
 
 /// How blocked names are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockingMode {
+pub(crate) enum BlockingMode {
     /// 0.0.0.0 for A, :: for AAAA, no data for other types.
     NullIp,
     NxDomain,
@@ -25,7 +25,7 @@ pub enum BlockingMode {
 }
 
 impl BlockingMode {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         match s {
             "null_ip" => Ok(BlockingMode::NullIp),
             "nxdomain" => Ok(BlockingMode::NxDomain),
@@ -42,7 +42,7 @@ impl BlockingMode {
 
 /// The settings one query is answered with.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// The upstreams, their health and strategy.
     pub upstreams: Arc<upstream::Pool>,
     pub blocking: BlockingMode,
@@ -69,7 +69,7 @@ pub struct Settings {
 }
 
 /// The forward zone a name (lowercase, no trailing dot) falls in: the longest domain it equals or ends with.
-pub fn forward_zone<'a, T>(zones: &'a [(String, T)], name: &str) -> Option<&'a T> {
+pub(crate) fn forward_zone<'a, T>(zones: &'a [(String, T)], name: &str) -> Option<&'a T> {
     zones
         .iter()
         .find(|(d, _)| {
@@ -83,7 +83,7 @@ pub fn forward_zone<'a, T>(zones: &'a [(String, T)], name: &str) -> Option<&'a T
 
 impl Settings {
     /// Compile the `[dns]` settings; an error is `(key, reason)`, e.g. `("dns.upstreams[1]", "…")`.
-    pub fn from_config(c: &DnsConfig) -> Result<Self, (String, String)> {
+    pub(crate) fn from_config(c: &DnsConfig) -> Result<Self, (String, String)> {
         let tls = upstream::client_tls(&c.upstream_ca).map_err(|e| ("dns.upstream_ca".to_string(), e))?;
         let bootstrap = Upstream::plain(&c.upstreams);
         let strategy =
@@ -221,12 +221,12 @@ impl Settings {
 }
 
 /// The local zone described by the config; errors carry the key (`dns.records[2]`).
-pub fn local_zone(c: &DnsConfig) -> Result<local::LocalZone, (String, String)> {
+pub(crate) fn local_zone(c: &DnsConfig) -> Result<local::LocalZone, (String, String)> {
     local_zone_with(c, &[])
 }
 
 /// The local zone with `extra` records after the configured ones (e.g. proxy routes on local names).
-pub fn local_zone_with(
+pub(crate) fn local_zone_with(
     c: &DnsConfig,
     extra: &[(String, String, String, u32)],
 ) -> Result<local::LocalZone, (String, String)> {
@@ -243,7 +243,7 @@ pub fn local_zone_with(
     })
 }
 
-pub fn querylog_policy(c: &DnsConfig) -> querylog::LogPolicy {
+pub(crate) fn querylog_policy(c: &DnsConfig) -> querylog::LogPolicy {
     querylog::LogPolicy {
         storage: match c.querylog.storage {
             crate::config::QueryLogStorage::Sqlite => querylog::Storage::Sqlite,
@@ -255,7 +255,7 @@ pub fn querylog_policy(c: &DnsConfig) -> querylog::LogPolicy {
     }
 }
 
-pub fn cache_policy(c: &DnsConfig) -> CachePolicy {
+pub(crate) fn cache_policy(c: &DnsConfig) -> CachePolicy {
     CachePolicy {
         max_entries: c.cache.size,
         min_ttl: c.cache.min_ttl.as_std().as_secs() as u32,

@@ -25,12 +25,12 @@ use crate::supervisor::TaskCtx;
 use crate::util::Locked;
 
 /// Local records the wiring adds to the configured ones: (name, type, value, ttl).
-pub type ExtraRecords = Arc<dyn Fn(&Config) -> Vec<(String, String, String, u32)> + Send + Sync>;
+pub(crate) type ExtraRecords = Arc<dyn Fn(&Config) -> Vec<(String, String, String, u32)> + Send + Sync>;
 
-pub use super::Prepared;
+pub(crate) use super::Prepared;
 
 /// Build what `new` needs that `old` (None: nothing runs yet) does not have. Errors name the key.
-pub fn compile(old: Option<&Config>, new: &Config, extra: &ExtraRecords) -> Result<Prepared, ConfigError> {
+pub(crate) fn compile(old: Option<&Config>, new: &Config, extra: &ExtraRecords) -> Result<Prepared, ConfigError> {
     let d = &new.dns;
     let changed = |f: &dyn Fn(&Config) -> bool| old.is_none_or(f);
     let mut p = Prepared::default();
@@ -55,11 +55,11 @@ pub fn compile(old: Option<&Config>, new: &Config, extra: &ExtraRecords) -> Resu
 }
 
 /// `hearth check-config` and start-up: everything [`DnsApplier::prepare`] would refuse.
-pub fn check(cfg: &Config, extra: &ExtraRecords) -> Result<(), ConfigError> {
+pub(crate) fn check(cfg: &Config, extra: &ExtraRecords) -> Result<(), ConfigError> {
     compile(None, cfg, extra).map(|_| ())
 }
 
-pub struct DnsApplier {
+pub(crate) struct DnsApplier {
     dns: Arc<Dns>,
     log: querylog::LogReader,
     extra: ExtraRecords,
@@ -68,12 +68,13 @@ pub struct DnsApplier {
 }
 
 impl DnsApplier {
-    pub fn new(dns: Arc<Dns>, log: querylog::LogReader, extra: ExtraRecords) -> DnsApplier {
+    pub(crate) fn new(dns: Arc<Dns>, log: querylog::LogReader, extra: ExtraRecords) -> DnsApplier {
         DnsApplier { dns, log, extra, prepared: Default::default(), compiled: AtomicU64::new(0) }
     }
 
+    #[cfg(test)]
     /// How many times a change compiled the `[dns]` settings (once per change that touches them).
-    pub fn compilations(&self) -> u64 {
+    pub(crate) fn compilations(&self) -> u64 {
         self.compiled.load(Ordering::Relaxed)
     }
 }
@@ -108,7 +109,7 @@ struct Serving {
 
 /// The DNS task: serves `dns.listen` (UDP + TCP) and `dns.tls_listen`, follows their changes, and keeps the lists
 /// compiled and downloaded.
-pub async fn run(
+pub(crate) async fn run(
     ctx: TaskCtx,
     live: Arc<LiveConfig>,
     dns: Arc<Dns>,

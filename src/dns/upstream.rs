@@ -17,7 +17,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use super::wire;
 
 #[derive(Debug, Clone)]
-pub enum Upstream {
+pub(crate) enum Upstream {
     Udp(SocketAddr),
     Tcp(SocketAddr),
     Tls(Arc<Dot>),
@@ -25,7 +25,7 @@ pub enum Upstream {
 }
 
 /// A DNS-over-TLS upstream and its idle connections.
-pub struct Dot {
+pub(crate) struct Dot {
     addr: SocketAddr,
     name: Option<String>,
     server_name: ServerName<'static>,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Dot {
 }
 
 /// A DNS-over-HTTPS upstream (reqwest keeps its HTTP/2 connection).
-pub struct Doh {
+pub(crate) struct Doh {
     url: reqwest::Url,
     client: reqwest::Client,
 }
@@ -62,7 +62,7 @@ const DOT_IDLE: usize = 4;
 
 /// The TLS client configuration for DoT/DoH upstreams: Mozilla's roots (webpki-roots) plus the certificates of
 /// `extra_ca` (PEM; for a resolver with a private CA).
-pub fn client_tls(extra_ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn client_tls(extra_ca: &str) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
@@ -90,7 +90,11 @@ impl Upstream {
     /// `udp://ip:port`, `tcp://ip:port`, a bare `ip` / `ip:port` (UDP, port 53), `tls://ip[:port][#name]` (DoT,
     /// port 853; the certificate must be valid for `name`, else for the IP) or `https://host[:port]/path` (DoH).
     /// `bootstrap` resolves DoH host names (the plain upstreams of the same list; empty: the system resolver).
-    pub fn parse(s: &str, tls: &Arc<rustls::ClientConfig>, bootstrap: &[SocketAddr]) -> Result<Upstream, String> {
+    pub(crate) fn parse(
+        s: &str,
+        tls: &Arc<rustls::ClientConfig>,
+        bootstrap: &[SocketAddr],
+    ) -> Result<Upstream, String> {
         let (scheme, rest) = s.split_once("://").unwrap_or(("udp", s));
         let addr_of = |rest: &str, port: u16| {
             rest.parse::<SocketAddr>().or_else(|_| rest.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, port))).map_err(
@@ -140,7 +144,7 @@ impl Upstream {
     }
 
     /// The plain (UDP/TCP) upstream addresses of a list: the bootstrap for DoH host names.
-    pub fn plain(list: &[String]) -> Vec<SocketAddr> {
+    pub(crate) fn plain(list: &[String]) -> Vec<SocketAddr> {
         list.iter()
             .filter_map(|u| {
                 let (scheme, rest) = u.split_once("://").unwrap_or(("udp", u));
@@ -206,7 +210,7 @@ impl reqwest::dns::Resolve for Bootstrap {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     #[error("no upstream answered ({0})")]
     AllFailed(String),
 }
@@ -214,7 +218,7 @@ pub enum UpstreamError {
 /// How the upstreams are ordered for each query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Strategy {
+pub(crate) enum Strategy {
     /// In the configured order; the next one only when one fails.
     Failover,
     /// Each query starts at the next upstream.
@@ -224,7 +228,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub fn parse(s: &str) -> Result<Strategy, String> {
+    pub(crate) fn parse(s: &str) -> Result<Strategy, String> {
         match s {
             "failover" => Ok(Strategy::Failover),
             "round_robin" => Ok(Strategy::RoundRobin),
@@ -239,7 +243,7 @@ const SICK_AFTER: u32 = 3;
 
 /// The order to ask upstreams in (pure): `stats[i]` is (smoothed latency in µs, 0 when unknown; consecutive
 /// failures) of upstream `i`, `turn` counts queries (round robin).
-pub fn order(strategy: Strategy, stats: &[(u64, u32)], turn: usize) -> Vec<usize> {
+pub(crate) fn order(strategy: Strategy, stats: &[(u64, u32)], turn: usize) -> Vec<usize> {
     let n = stats.len();
     let mut idx: Vec<usize> = (0..n).collect();
     match strategy {
@@ -264,7 +268,7 @@ struct Health {
 
 /// One upstream's health, for the API and the UI.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct UpstreamHealth {
+pub(crate) struct UpstreamHealth {
     pub upstream: String,
     /// Answers received and failures (timeouts, refused connections, bad certificates) since the last config change.
     pub queries: u64,
@@ -278,7 +282,7 @@ pub struct UpstreamHealth {
 
 /// The configured upstreams with their health and the strategy that orders them.
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     pub upstreams: Vec<Upstream>,
     pub strategy: Strategy,
     pub timeout: Duration,
@@ -287,7 +291,7 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(upstreams: Vec<Upstream>, strategy: Strategy, timeout: Duration) -> Pool {
+    pub(crate) fn new(upstreams: Vec<Upstream>, strategy: Strategy, timeout: Duration) -> Pool {
         let health = upstreams.iter().map(|_| Health::default()).collect();
         Pool { upstreams, strategy, timeout, health, turn: AtomicUsize::new(0) }
     }
@@ -323,7 +327,7 @@ impl Pool {
         }
     }
 
-    pub fn health(&self) -> Vec<UpstreamHealth> {
+    pub(crate) fn health(&self) -> Vec<UpstreamHealth> {
         self.upstreams
             .iter()
             .zip(&self.health)
@@ -343,7 +347,7 @@ impl Pool {
 
     /// Ask the upstreams in the strategy's order until one answers; returns the answer (with the query's own id)
     /// and who gave it.
-    pub async fn exchange(&self, query: &[u8]) -> Result<(Vec<u8>, Upstream), UpstreamError> {
+    pub(crate) async fn exchange(&self, query: &[u8]) -> Result<(Vec<u8>, Upstream), UpstreamError> {
         let mut errors = vec![];
         let client_id = u16::from_be_bytes([query[0], query[1]]);
         let timeout = self.timeout;
@@ -388,7 +392,7 @@ impl Pool {
 
 /// One exchange with one server over UDP (TCP when the answer is truncated), no metrics: the recursor's way to
 /// ask authoritative servers. The answer keeps the id of `query`.
-pub async fn exchange_one(addr: SocketAddr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn exchange_one(addr: SocketAddr, query: &[u8], timeout: Duration) -> std::io::Result<Vec<u8>> {
     let id = u16::from_be_bytes([query[0], query[1]]);
     let mut resp = match tokio::time::timeout(timeout, udp(addr, query)).await {
         Ok(Ok(resp)) if resp.len() > 3 && resp[2] & 0x02 != 0 => {
@@ -509,7 +513,7 @@ async fn doh(d: &Doh, query: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// The validator's source of DS and DNSKEY sets in forward mode: the same upstreams, asked with DO and CD.
-pub struct Fetcher(pub Arc<Pool>);
+pub(crate) struct Fetcher(pub Arc<Pool>);
 
 impl super::dnssec::Fetch for Fetcher {
     fn fetch<'a>(

@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// What the pipeline needs to know about a query, read straight from the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryInfo {
+pub(crate) struct QueryInfo {
     pub id: u16,
     /// Lowercased name without the trailing dot ("" for the root).
     pub name: String,
@@ -31,7 +31,7 @@ pub struct QueryInfo {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     #[error("message too short")]
     Short,
     #[error("not a standard query with one question")]
@@ -41,31 +41,31 @@ pub enum WireError {
 }
 
 const HEADER: usize = 12;
-pub const TYPE_OPT: u16 = 41;
-pub const TYPE_SOA: u16 = 6;
+pub(crate) const TYPE_OPT: u16 = 41;
+pub(crate) const TYPE_SOA: u16 = 6;
 
 /// Response codes (RFC 1035 §4.1.1), as the header's four RCODE bits carry them (the `rcode` of [`synthesize`];
 /// [`ResponseInfo::rcode`] holds the same values widened to u16).
-pub const RCODE_NOERROR: u8 = 0;
-pub const RCODE_FORMERR: u8 = 1;
-pub const RCODE_SERVFAIL: u8 = 2;
-pub const RCODE_NXDOMAIN: u8 = 3;
-pub const RCODE_REFUSED: u8 = 5;
+pub(crate) const RCODE_NOERROR: u8 = 0;
+pub(crate) const RCODE_FORMERR: u8 = 1;
+pub(crate) const RCODE_SERVFAIL: u8 = 2;
+pub(crate) const RCODE_NXDOMAIN: u8 = 3;
+pub(crate) const RCODE_REFUSED: u8 = 5;
 
 /// The EDNS option code of an Extended DNS Error (RFC 8914 §2).
-pub const OPTION_EDE: u16 = 15;
+pub(crate) const OPTION_EDE: u16 = 15;
 
 /// Extended DNS Error info codes (RFC 8914 §4) that hearth sends.
-pub const EDE_OTHER: u16 = 0;
-pub const EDE_DNSSEC_BOGUS: u16 = 6;
-pub const EDE_SIGNATURE_EXPIRED: u16 = 7;
-pub const EDE_SIGNATURE_NOT_YET_VALID: u16 = 8;
-pub const EDE_DNSKEY_MISSING: u16 = 9;
-pub const EDE_RRSIGS_MISSING: u16 = 10;
-pub const EDE_NSEC_MISSING: u16 = 12;
+pub(crate) const EDE_OTHER: u16 = 0;
+pub(crate) const EDE_DNSSEC_BOGUS: u16 = 6;
+pub(crate) const EDE_SIGNATURE_EXPIRED: u16 = 7;
+pub(crate) const EDE_SIGNATURE_NOT_YET_VALID: u16 = 8;
+pub(crate) const EDE_DNSKEY_MISSING: u16 = 9;
+pub(crate) const EDE_RRSIGS_MISSING: u16 = 10;
+pub(crate) const EDE_NSEC_MISSING: u16 = 12;
 /// Refused by the operator's policy (a block list), with the reason.
-pub const EDE_BLOCKED: u16 = 15;
-pub const EDE_NETWORK_ERROR: u16 = 23;
+pub(crate) const EDE_BLOCKED: u16 = 15;
+pub(crate) const EDE_NETWORK_ERROR: u16 = 23;
 
 fn u16_at(b: &[u8], i: usize) -> Result<u16, WireError> {
     b.get(i..i + 2).map(|s| u16::from_be_bytes([s[0], s[1]])).ok_or(WireError::Short)
@@ -90,7 +90,7 @@ fn skip_name(b: &[u8], mut i: usize) -> Result<usize, WireError> {
 }
 
 /// Parse a query: header flags, the single question (name must be uncompressed), and the OPT record if any.
-pub fn parse_query(b: &[u8]) -> Result<QueryInfo, WireError> {
+pub(crate) fn parse_query(b: &[u8]) -> Result<QueryInfo, WireError> {
     if b.len() < HEADER {
         return Err(WireError::Short);
     }
@@ -164,7 +164,7 @@ pub fn parse_query(b: &[u8]) -> Result<QueryInfo, WireError> {
 
 /// Facts about a response needed to cache it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResponseInfo {
+pub(crate) struct ResponseInfo {
     pub rcode: u16,
     pub truncated: bool,
     pub answers: u16,
@@ -176,7 +176,7 @@ pub struct ResponseInfo {
     pub negative_ttl: Option<u32>,
 }
 
-pub fn parse_response(b: &[u8]) -> Result<ResponseInfo, WireError> {
+pub(crate) fn parse_response(b: &[u8]) -> Result<ResponseInfo, WireError> {
     if b.len() < HEADER {
         return Err(WireError::Short);
     }
@@ -219,12 +219,12 @@ pub fn parse_response(b: &[u8]) -> Result<ResponseInfo, WireError> {
     Ok(info)
 }
 
-pub fn set_id(b: &mut [u8], id: u16) {
+pub(crate) fn set_id(b: &mut [u8], id: u16) {
     b[..2].copy_from_slice(&id.to_be_bytes());
 }
 
 /// Subtract `age` seconds from every TTL (never below `floor`).
-pub fn age_ttls(b: &mut [u8], offsets: &[usize], age: u32, floor: u32) {
+pub(crate) fn age_ttls(b: &mut [u8], offsets: &[usize], age: u32, floor: u32) {
     for &o in offsets {
         let ttl = u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let new = ttl.saturating_sub(age).max(floor);
@@ -233,12 +233,12 @@ pub fn age_ttls(b: &mut [u8], offsets: &[usize], age: u32, floor: u32) {
 }
 
 /// Clear the AD bit: hearth does not pass on an upstream's claim of validation it did not check itself.
-pub fn clear_ad(b: &mut [u8]) {
+pub(crate) fn clear_ad(b: &mut [u8]) {
     b[3] &= !0x20;
 }
 
 /// Copy the client's question bytes (same name, maybe other letter case: 0x20 mixing) over the response's.
-pub fn copy_question(resp: &mut [u8], query: &[u8], question_end: usize) {
+pub(crate) fn copy_question(resp: &mut [u8], query: &[u8], question_end: usize) {
     if resp.len() >= question_end
         && query.len() >= question_end
         && resp[HEADER..question_end].eq_ignore_ascii_case(&query[HEADER..question_end])
@@ -249,19 +249,19 @@ pub fn copy_question(resp: &mut [u8], query: &[u8], question_end: usize) {
 
 /// The largest UDP answer hearth sends: the DNS Flag Day 2020 size, which fits the common 1280-byte IPv6 MTU
 /// without fragmentation, whatever larger size a client advertises.
-pub const MAX_UDP_PAYLOAD: u16 = 1232;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 1232;
 
 /// The EDNS payload size hearth advertises, in its answers and in the queries it sends (the same flag day value).
-pub const EDNS_PAYLOAD: u16 = MAX_UDP_PAYLOAD;
+pub(crate) const EDNS_PAYLOAD: u16 = MAX_UDP_PAYLOAD;
 
 /// The most a UDP answer to `q` may weigh: the client's EDNS payload size capped at [`MAX_UDP_PAYLOAD`], or 512
 /// bytes without EDNS (RFC 1035 §4.2.1).
-pub fn udp_limit(q: &QueryInfo) -> usize {
+pub(crate) fn udp_limit(q: &QueryInfo) -> usize {
     usize::from(q.edns_payload.map_or(512, |p| p.clamp(512, MAX_UDP_PAYLOAD)))
 }
 
 /// The byte range of the OPT pseudo-record in a message's additional section, if it has one.
-pub fn find_opt(b: &[u8]) -> Option<std::ops::Range<usize>> {
+pub(crate) fn find_opt(b: &[u8]) -> Option<std::ops::Range<usize>> {
     let (qd, an, ns, ar) = (u16_at(b, 4).ok()?, u16_at(b, 6).ok()?, u16_at(b, 8).ok()?, u16_at(b, 10).ok()?);
     let mut i = HEADER;
     for _ in 0..qd {
@@ -287,7 +287,7 @@ pub fn find_opt(b: &[u8]) -> Option<std::ops::Range<usize>> {
 /// stays (RFC 6891 §7: a truncated answer still carries EDNS, so the client keeps its payload size and sees the
 /// extended rcode and EDE options): the response's own when the result stays within 512 bytes, else — when the
 /// client sent EDNS — a plain one like [`synthesize`] writes. The result never exceeds 512 bytes.
-pub fn truncated(resp: &[u8], q: &QueryInfo) -> Vec<u8> {
+pub(crate) fn truncated(resp: &[u8], q: &QueryInfo) -> Vec<u8> {
     if resp.len() < HEADER {
         return resp.to_vec();
     }
@@ -314,21 +314,27 @@ pub fn truncated(resp: &[u8], q: &QueryInfo) -> Vec<u8> {
 }
 
 /// Query type ANY (RFC 1035 "*").
-pub const TYPE_ANY: u16 = 255;
+pub(crate) const TYPE_ANY: u16 = 255;
 /// HINFO: the record type of the RFC 8482 answer to ANY.
-pub const TYPE_HINFO: u16 = 13;
+pub(crate) const TYPE_HINFO: u16 = 13;
 
 /// The RDATA of RFC 8482's minimal answer to ANY: HINFO with CPU "RFC8482" and an empty OS (as Cloudflare and
 /// Unbound answer).
-pub const RFC8482_HINFO: &[u8] = b"\x07RFC8482\x00";
+pub(crate) const RFC8482_HINFO: &[u8] = b"\x07RFC8482\x00";
 
 /// One answer record for [`synthesize`]: owner (wire form; `None` = the question's name), type, TTL, RDATA.
-pub type Answer<'a> = (Option<&'a [u8]>, u16, u32, &'a [u8]);
+pub(crate) type Answer<'a> = (Option<&'a [u8]>, u16, u32, &'a [u8]);
 
 /// Build a response to `query` directly on the wire: the query's id and question, RD and CD copied, RA set,
 /// `rcode`, the answer records, and — when the client sent EDNS — an OPT record (our payload size, its DO bit)
 /// carrying an Extended DNS Error (RFC 8914) if given.
-pub fn synthesize(q: &QueryInfo, query: &[u8], rcode: u8, answers: &[Answer<'_>], ede: Option<(u16, &str)>) -> Vec<u8> {
+pub(crate) fn synthesize(
+    q: &QueryInfo,
+    query: &[u8],
+    rcode: u8,
+    answers: &[Answer<'_>],
+    ede: Option<(u16, &str)>,
+) -> Vec<u8> {
     let edns = q.edns_payload.is_some();
     let mut out = Vec::with_capacity(q.question_end + 64);
     out.extend_from_slice(&q.id.to_be_bytes());
@@ -375,12 +381,12 @@ pub fn synthesize(q: &QueryInfo, query: &[u8], rcode: u8, answers: &[Answer<'_>]
 // ----- messages (hickory, the slow path) -----
 
 /// A query name in hickory's form ("" is the root).
-pub fn fqdn(name: &str) -> Option<Name> {
+pub(crate) fn fqdn(name: &str) -> Option<Name> {
     if name.is_empty() { Some(Name::root()) } else { Name::from_ascii(format!("{name}.")).ok() }
 }
 
 /// The closest name at or above both `a` and `b`.
-pub fn common_ancestor(a: &Name, b: &Name) -> Name {
+pub(crate) fn common_ancestor(a: &Name, b: &Name) -> Name {
     let mut n = a.clone();
     while !n.zone_of(b) && !n.is_root() {
         n = n.base_name();
@@ -389,13 +395,13 @@ pub fn common_ancestor(a: &Name, b: &Name) -> Name {
 }
 
 /// The wildcard name directly below `name` (`*.name`).
-pub fn wildcard_of(name: &Name) -> Option<Name> {
+pub(crate) fn wildcard_of(name: &Name) -> Option<Name> {
     Name::from_ascii("*").ok()?.append_domain(name).ok()
 }
 
 /// The query hearth sends to validate an answer: RD, CD (the upstream must hand over even bogus data, the
 /// verdict is ours) and EDNS with DO (so the signatures and denial proofs come along).
-pub fn upstream_query(id: u16, name: &Name, qtype: RecordType) -> Vec<u8> {
+pub(crate) fn upstream_query(id: u16, name: &Name, qtype: RecordType) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.metadata.checking_disabled = true;
@@ -409,7 +415,7 @@ pub fn upstream_query(id: u16, name: &Name, qtype: RecordType) -> Vec<u8> {
 
 /// What the client sees of a decoded (and validated) answer: its own id and flags, AD when `secure` and the
 /// client understands AD (it set DO or AD), DNSSEC records only when it set DO, EDNS only when it used EDNS.
-pub fn client_view(mut msg: Message, q: &QueryInfo, secure: bool) -> Option<Vec<u8>> {
+pub(crate) fn client_view(mut msg: Message, q: &QueryInfo, secure: bool) -> Option<Vec<u8>> {
     msg.metadata.id = q.id;
     msg.metadata.authentic_data = secure && (q.dnssec_ok || q.authentic_data);
     msg.metadata.checking_disabled = q.checking_disabled;
@@ -435,7 +441,7 @@ pub fn client_view(mut msg: Message, q: &QueryInfo, secure: bool) -> Option<Vec<
 
 /// One RRset of a message section with the signatures that cover it.
 #[derive(Debug)]
-pub struct RrSet<'a> {
+pub(crate) struct RrSet<'a> {
     pub name: Name,
     pub rtype: RecordType,
     pub records: Vec<&'a Record>,
@@ -444,7 +450,7 @@ pub struct RrSet<'a> {
 }
 
 /// Group a section into RRsets (RRSIGs attached to what they cover; OPT and stray RRSIGs dropped).
-pub fn rrsets(section: &[Record]) -> Vec<RrSet<'_>> {
+pub(crate) fn rrsets(section: &[Record]) -> Vec<RrSet<'_>> {
     let mut sets: Vec<RrSet<'_>> = vec![];
     for r in section {
         if matches!(r.record_type(), RecordType::RRSIG | RecordType::OPT) {

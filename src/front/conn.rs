@@ -24,7 +24,7 @@ use tokio::time::{Instant, Sleep};
 
 /// The limits in force; read from the live config by the accept loop for every connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     pub max_total: usize,
     pub max_per_client: usize,
     pub header_read_timeout: Duration,
@@ -32,7 +32,7 @@ pub struct ConnLimits {
 }
 
 impl ConnLimits {
-    pub fn from_config(c: &crate::config::ServerConfig) -> ConnLimits {
+    pub(crate) fn from_config(c: &crate::config::ServerConfig) -> ConnLimits {
         ConnLimits {
             max_total: c.max_connections,
             max_per_client: c.max_connections_per_client,
@@ -50,20 +50,20 @@ impl Default for ConnLimits {
 
 /// Open connections, overall and per client address; shared by every listener.
 #[derive(Default)]
-pub struct ConnGate {
+pub(crate) struct ConnGate {
     total: AtomicUsize,
     per_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One admitted connection; gives its place back when dropped.
-pub struct ConnPermit {
+pub(crate) struct ConnPermit {
     gate: Arc<ConnGate>,
     ip: IpAddr,
 }
 
 impl ConnGate {
     /// Admit a connection from `ip` under `limits`, or refuse it (None).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr, limits: &ConnLimits) -> Option<ConnPermit> {
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, limits: &ConnLimits) -> Option<ConnPermit> {
         let mut map = self.per_client.locked();
         if self.total.load(Ordering::Relaxed) >= limits.max_total {
             return None;
@@ -77,7 +77,8 @@ impl ConnGate {
         Some(ConnPermit { gate: self.clone(), ip })
     }
 
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
         self.total.load(Ordering::Relaxed)
     }
 }
@@ -97,7 +98,7 @@ impl Drop for ConnPermit {
 
 /// What the service tells the connection wrapper: requests started, in flight, upgraded.
 #[derive(Default)]
-pub struct Activity {
+pub(crate) struct Activity {
     in_flight: AtomicUsize,
     started: AtomicU64,
     /// Milliseconds since the connection's start when the last response ended.
@@ -112,20 +113,20 @@ impl Activity {
     }
 
     /// A request head was read; the returned guard marks its end when dropped (keep it in the response body).
-    pub fn begin(self: &Arc<Self>) -> RequestGuard {
+    pub(crate) fn begin(self: &Arc<Self>) -> RequestGuard {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         RequestGuard(self.clone())
     }
 
     /// The connection switched protocols: no deadlines from now on.
-    pub fn upgraded(&self) {
+    pub(crate) fn upgraded(&self) {
         self.upgraded.store(true, Ordering::Relaxed);
     }
 }
 
 /// Marks the end of one request when dropped (when its response body is done or abandoned).
-pub struct RequestGuard(Arc<Activity>);
+pub(crate) struct RequestGuard(Arc<Activity>);
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
@@ -136,7 +137,7 @@ impl Drop for RequestGuard {
 }
 
 /// An IO stream with the deadlines described in the module docs.
-pub struct Watched<S> {
+pub(crate) struct Watched<S> {
     inner: S,
     act: Arc<Activity>,
     limits: ConnLimits,
@@ -147,7 +148,7 @@ pub struct Watched<S> {
 }
 
 impl<S> Watched<S> {
-    pub fn new(inner: S, act: Arc<Activity>, limits: ConnLimits) -> Watched<S> {
+    pub(crate) fn new(inner: S, act: Arc<Activity>, limits: ConnLimits) -> Watched<S> {
         let start = act.epoch();
         Watched {
             inner,

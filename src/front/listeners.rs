@@ -32,7 +32,7 @@ fn tcp_addresses(c: &Config) -> Vec<(&'static str, usize, ListenAddr)> {
 }
 
 /// Reserves the addresses a change adds and swaps the connection limits.
-pub struct ListenerApplier {
+pub(crate) struct ListenerApplier {
     pub reserved: Arc<Reserved>,
     pub front: Arc<Front>,
 }
@@ -86,13 +86,13 @@ impl Applier for ListenerApplier {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Kind {
+pub(crate) enum Kind {
     Http,
     Https,
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Http => "http",
             Kind::Https => "https",
@@ -116,7 +116,7 @@ struct Serving {
 }
 
 /// Serves the front on one kind of listener and follows its addresses.
-pub async fn task(
+pub(crate) async fn task(
     ctx: TaskCtx,
     kind: Kind,
     live: Arc<LiveConfig>,

@@ -7,8 +7,8 @@
 //!
 //! Invariant: the only module that imports both `proxy` and `http`; neither of them imports it.
 
-pub mod conn;
-pub mod listeners;
+pub(crate) mod conn;
+pub(crate) mod listeners;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use crate::net::ConnInfo;
 use crate::proxy::{Dispatch, Proxy};
 
 /// Everything the HTTP(S) listeners serve: ACME challenges, proxied routes, the admin router.
-pub struct Front {
+pub(crate) struct Front {
     pub admin: axum::Router,
     pub proxy: Arc<Proxy>,
     /// Open connections of every HTTP(S) listener (`server.max_connections`, `max_connections_per_client`).
@@ -34,7 +34,7 @@ pub struct Front {
 }
 
 impl Front {
-    pub fn new(admin: axum::Router, proxy: Arc<Proxy>, cfg: &crate::config::Config) -> Front {
+    pub(crate) fn new(admin: axum::Router, proxy: Arc<Proxy>, cfg: &crate::config::Config) -> Front {
         Front {
             admin,
             proxy,
@@ -43,7 +43,7 @@ impl Front {
         }
     }
 
-    pub async fn handle(&self, req: Request<hyper::body::Incoming>, conn: ConnInfo) -> Response<Body> {
+    pub(crate) async fn handle(&self, req: Request<hyper::body::Incoming>, conn: ConnInfo) -> Response<Body> {
         match self.proxy.dispatch(req, conn).await {
             Dispatch::Done(resp) => resp,
             Dispatch::Admin(req) => {
@@ -55,7 +55,7 @@ impl Front {
 
 /// Serve `front` (ACME challenges, proxied routes, the admin router) on `listener` until `stop` fires, then let
 /// open connections finish for up to `drain`.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     front: Arc<Front>,

@@ -77,7 +77,7 @@ impl Modify for SecuritySchemes {
 /// - every 429, and every 503 error: the `Retry-After` header.
 ///
 /// Error answers are [`ErrorBody`] JSON unless said otherwise.
-pub struct CommonAnswers;
+pub(crate) struct CommonAnswers;
 
 /// One reason an operation can answer `status`; `plain_text`: the answer is `text/plain`, not [`ErrorBody`].
 struct Answer {
@@ -220,7 +220,7 @@ impl Modify for CommonAnswers {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(healthz))
         .routes(routes!(readyz))
@@ -244,7 +244,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(super::doh::routes())
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }
 
@@ -803,7 +803,7 @@ async fn reload_config(_auth: AdminAuth, State(s): State<AppState>) -> Result<Re
 }
 
 /// Used by `hearth healthcheck`: GET `path` on `addr` with a plain HTTP/1.1 request; returns the status code.
-pub async fn probe(addr: std::net::SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+pub(crate) async fn probe(addr: std::net::SocketAddr, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;

@@ -1,6 +1,7 @@
 //! The auth extractors (security-critical): a handler that takes [`AdminAuth`] cannot run without an API token with
 //! the `admin` scope (`Authorization: Bearer hth_…`) or an admin session cookie; [`ScopedAuth`] (`MemoryAuth`,
-//! `DnsReadAuth`, `MetricsAuth`) also accepts a token holding that one scope. Cookie-authenticated writes need the
+//! `DnsReadAuth`) also accepts a token holding that one scope (`GET /metrics` checks its optional `metrics` token
+//! itself). Cookie-authenticated writes need the
 //! session's CSRF token in `X-CSRF-Token`. Forward-auth sessions (the reverse proxy's login form) never reach the
 //! admin API.
 //!
@@ -14,21 +15,21 @@ use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, Method, StatusCode, header};
 
 use super::{AppState, error::ApiError};
-pub use crate::auth::cookie::*;
+pub(crate) use crate::auth::cookie::*;
 use crate::auth::{self, Scope, SessionKind, TokenInfo};
 use crate::net::ConnInfo;
 use crate::util::{ct_eq, unix_now};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum AuthVia {
+pub(crate) enum AuthVia {
     Session,
     Token,
 }
 
 /// An authenticated admin: an admin session, or a token with the `admin` scope.
 #[derive(Debug, Clone)]
-pub struct AdminAuth {
+pub(crate) struct AdminAuth {
     /// The user name, or `token:<name>` for API tokens.
     pub principal: String,
     pub via: AuthVia,
@@ -60,7 +61,7 @@ fn insufficient_scope(t: &TokenInfo, need: Scope) -> ApiError {
 
 /// Check the bearer token of a request for `scope`: `Ok(None)` without a bearer token, 401 for an unknown token,
 /// 403 `insufficient_scope` for one without the scope (`admin` tokens have every scope).
-pub async fn bearer_with_scope(
+pub(crate) async fn bearer_with_scope(
     headers: &HeaderMap,
     state: &AppState,
     scope: Scope,
@@ -80,7 +81,7 @@ pub async fn bearer_with_scope(
 /// Authenticate a request for an endpoint that needs `scope`: a token with that scope (or `admin`), or an admin
 /// session (with the CSRF header on unsafe methods). What the extractors run; handlers that serve the public too
 /// (`/metrics`, `/readyz`) call it themselves.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     headers: &HeaderMap,
     extensions: &Extensions,
     method: &Method,
@@ -141,47 +142,39 @@ impl FromRequestParts<AppState> for AdminAuth {
 }
 
 /// The scope an endpoint needs, as a type for [`ScopedAuth`].
-pub trait NeedsScope: Send + Sync + 'static {
+pub(crate) trait NeedsScope: Send + Sync + 'static {
     const SCOPE: Scope;
 }
 
 /// `memory`: embeddings and collections.
-pub struct MemoryScope;
+pub(crate) struct MemoryScope;
 impl NeedsScope for MemoryScope {
     const SCOPE: Scope = Scope::Memory;
 }
 
 /// `dns:read`: the read-only DNS endpoints.
-pub struct DnsReadScope;
+pub(crate) struct DnsReadScope;
 impl NeedsScope for DnsReadScope {
     const SCOPE: Scope = Scope::DnsRead;
 }
 
-/// `metrics`: `GET /metrics`.
-pub struct MetricsScope;
-impl NeedsScope for MetricsScope {
-    const SCOPE: Scope = Scope::Metrics;
-}
-
 /// An admin session, or a token holding `S::SCOPE` (or `admin`). Wrong-scope tokens get 403 `insufficient_scope`.
 #[derive(Debug, Clone)]
-pub struct ScopedAuth<S> {
+pub(crate) struct ScopedAuth<S> {
     /// The user name, or `token:<name>` for API tokens.
     pub principal: String,
-    pub via: AuthVia,
     _scope: PhantomData<fn() -> S>,
 }
 
-pub type MemoryAuth = ScopedAuth<MemoryScope>;
-pub type DnsReadAuth = ScopedAuth<DnsReadScope>;
-pub type MetricsAuth = ScopedAuth<MetricsScope>;
+pub(crate) type MemoryAuth = ScopedAuth<MemoryScope>;
+pub(crate) type DnsReadAuth = ScopedAuth<DnsReadScope>;
 
 impl<S: NeedsScope> FromRequestParts<AppState> for ScopedAuth<S> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let a = authenticate(&parts.headers, &parts.extensions, &parts.method, state, S::SCOPE).await?;
-        Ok(ScopedAuth { principal: a.principal, via: a.via, _scope: PhantomData })
+        Ok(ScopedAuth { principal: a.principal, _scope: PhantomData })
     }
 }
 

@@ -15,7 +15,7 @@ use super::error::{ApiError, ErrorBody};
 use super::{AppState, DnsApi};
 use crate::dns::querylog::{Entry, Filter, Stats};
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(querylog))
         .routes(routes!(querylog_stream))

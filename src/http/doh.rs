@@ -31,7 +31,7 @@ fn too_large() -> ApiError {
     )
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(doh_get, doh_post))
 }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 #[derive(Debug)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
@@ -19,12 +19,12 @@ pub struct ApiError {
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub error: ErrorInfo,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorInfo {
+pub(crate) struct ErrorInfo {
     /// Stable machine-readable code, e.g. `invalid_json`, `unauthenticated`, `invalid_config`.
     pub code: String,
     pub message: String,
@@ -35,23 +35,23 @@ pub struct ErrorInfo {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError { status, code, message: message.into(), detail: None, key: None, retry_after: None }
     }
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
-    pub fn unauthenticated(message: impl Into<String>) -> Self {
+    pub(crate) fn unauthenticated(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
     }
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
-    pub fn conflict(message: impl Into<String>) -> Self {
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
     /// An unexpected failure: the client gets a generic message, the log gets `detail`.
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         ApiError {
             detail: Some(detail.to_string()),
             ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; the server log has details")
@@ -108,7 +108,7 @@ impl From<crate::config::ConfigError> for ApiError {
 }
 
 /// `Json<T>` whose rejections are [`ApiError`]s (bad JSON → 400, too large → 413, wrong type → 415).
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where

@@ -18,7 +18,7 @@ use super::{AppState, MemoryApi};
 use crate::memory::store::{CollectionInfo, Doc, Hit, IndexPolicy, Query};
 use crate::memory::{Embedding, MemoryError, ModelState, model};
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(openai_embeddings))
         .routes(routes!(openai_models))
@@ -90,7 +90,7 @@ fn normalized(e: &Embedding) -> Vec<f32> {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct OpenAiRequest {
+pub(crate) struct OpenAiRequest {
     /// A string or a list of up to 32 strings.
     #[schema(value_type = Object)]
     #[serde(default)]
@@ -186,7 +186,7 @@ async fn openai_models(_auth: MemoryAuth, State(s): State<MemoryApi>) -> Json<Va
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TeiRequest {
+pub(crate) struct TeiRequest {
     #[schema(value_type = Object)]
     #[serde(default)]
     inputs: Value,
@@ -229,7 +229,7 @@ async fn tei_embed(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MemoryStatus {
+pub(crate) struct MemoryStatus {
     model: ModelState,
     requests: u64,
     inputs: u64,
@@ -284,7 +284,7 @@ async fn list_collections(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct NewCollection {
+pub(crate) struct NewCollection {
     name: String,
     /// Vector dimension; default: the embedding model's.
     #[serde(default)]
@@ -358,7 +358,7 @@ async fn optimize_collection(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DocIn {
+pub(crate) struct DocIn {
     id: String,
     #[serde(default)]
     text: Option<String>,
@@ -371,7 +371,7 @@ pub struct DocIn {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Upserted {
+pub(crate) struct Upserted {
     upserted: usize,
     embedded: usize,
 }
@@ -451,7 +451,7 @@ async fn upsert_documents(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DeleteDocs {
+pub(crate) struct DeleteDocs {
     #[serde(default)]
     ids: Vec<String>,
     #[serde(default)]
@@ -479,7 +479,7 @@ async fn delete_documents(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct QueryIn {
+pub(crate) struct QueryIn {
     /// Question text (embedded; with `hybrid`, also the full-text terms).
     #[serde(default)]
     text: Option<String>,

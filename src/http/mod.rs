@@ -5,15 +5,15 @@
 //! Invariants: every `/api/v1` handler that is not public takes [`auth::AdminAuth`] (checked by a test against the
 //! OpenAPI document); every error answer is JSON with an id; every log line of a request carries its request id.
 
-pub mod api;
-pub mod auth;
-pub mod dns_api;
-pub mod doh;
-pub mod error;
-pub mod memory_api;
-pub mod proxy_api;
-pub mod system_api;
-pub mod ui;
+pub(crate) mod api;
+pub(crate) mod auth;
+pub(crate) mod dns_api;
+pub(crate) mod doh;
+pub(crate) mod error;
+pub(crate) mod memory_api;
+pub(crate) mod proxy_api;
+pub(crate) mod system_api;
+pub(crate) mod ui;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ use error::ApiError;
 /// Shared state of the admin HTTP shell. Handlers take the part they use: [`DnsApi`], [`ProxyApi`] and
 /// [`MemoryApi`] are extracted from it (`State<DnsApi>`, …); the auth extractors read `db`, `config` and `verifier`.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub db: Db,
     pub health: Health,
     pub config: Arc<LiveConfig>,
@@ -52,7 +52,7 @@ pub struct AppState {
 
 /// What the DNS routes (`dns_api`, `doh`) use.
 #[derive(Clone)]
-pub struct DnsApi {
+pub(crate) struct DnsApi {
     pub config: Arc<LiveConfig>,
     pub dns: Arc<crate::dns::Dns>,
     pub querylog: crate::dns::querylog::LogReader,
@@ -61,7 +61,7 @@ pub struct DnsApi {
 
 /// What the HTTPS-front routes (`proxy_api`) use.
 #[derive(Clone)]
-pub struct ProxyApi {
+pub(crate) struct ProxyApi {
     pub config: Arc<LiveConfig>,
     pub proxy: Arc<crate::proxy::Proxy>,
     pub certs: Arc<crate::tls::Certs>,
@@ -69,7 +69,7 @@ pub struct ProxyApi {
 
 /// What the memory routes (`memory_api`) use.
 #[derive(Clone)]
-pub struct MemoryApi {
+pub(crate) struct MemoryApi {
     pub config: Arc<LiveConfig>,
     pub memory: Arc<crate::memory::Memory>,
 }
@@ -92,13 +92,13 @@ impl axum::extract::FromRef<AppState> for MemoryApi {
     }
 }
 
-pub use crate::net::{AdminClient, ConnInfo};
+pub(crate) use crate::net::{AdminClient, ConnInfo};
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static(crate::net::REQUEST_ID_HEADER);
 
 /// The OpenAPI document of every route (served at `/api/v1/openapi.json`) and the routers: the admin API and the
 /// memory API, each with its own body limit.
-pub fn document() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
+pub(crate) fn document() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut doc) = api::routes().split_for_parts();
     let (memory, memory_doc) = memory_api::routes().split_for_parts();
     doc.merge(memory_doc);
@@ -106,7 +106,7 @@ pub fn document() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenA
     (api, memory, doc)
 }
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let (api, memory, openapi) = document();
     let _ = state.openapi.set(openapi.to_pretty_json().unwrap_or_default());
     Router::new()

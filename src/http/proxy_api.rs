@@ -17,7 +17,7 @@ use crate::config::{ConfigError, ProxyRoute};
 use crate::proxy::pool::UpstreamStatus;
 use crate::tls::acme::CertStatus;
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_routes, create_route))
         .routes(routes!(replace_route, patch_route, delete_route))
@@ -29,7 +29,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RouteView {
+pub(crate) struct RouteView {
     /// The route's id for `PUT`/`PATCH`/`DELETE /api/v1/proxy/routes/{id}`: derived from its hosts and path prefix,
     /// so it stays the same when other routes are added or removed (changing the hosts or prefix gives a new id).
     pub id: String,
@@ -174,7 +174,7 @@ async fn delete_route(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
-pub struct AccessQuery {
+pub(crate) struct AccessQuery {
     /// Only this route (its label: first host + path prefix).
     pub route: Option<String>,
     /// At most this many entries (default 200, at most 1000).
@@ -194,7 +194,7 @@ async fn access_log(
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct TestUpstream {
+pub(crate) struct TestUpstream {
     pub url: String,
     #[serde(default = "slash")]
     pub path: String,
@@ -205,7 +205,7 @@ fn slash() -> String {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TestResult {
+pub(crate) struct TestResult {
     pub ok: bool,
     pub status: Option<u16>,
     pub latency_ms: Option<f64>,
@@ -238,7 +238,7 @@ async fn test_upstream(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CertificatesView {
+pub(crate) struct CertificatesView {
     /// ACME-managed names.
     pub acme: Vec<CertStatus>,
     pub acme_directory: String,

@@ -15,7 +15,7 @@ use super::auth::AdminAuth;
 use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::sysdns::{self, Request, StubState};
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(resolved_state, resolved_change))
 }
 

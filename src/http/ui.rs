@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::ApiError;
 
 /// When the embedded UI was built (keeps the crate's fingerprint tied to `web/dist`, see build.rs).
-pub const WEB_BUILD: &str = env!("HEARTH_WEB_BUILD");
+pub(crate) const WEB_BUILD: &str = env!("HEARTH_WEB_BUILD");
 
 #[derive(rust_embed::RustEmbed)]
 #[folder = "web/dist"]
@@ -48,7 +48,7 @@ fn accepts(headers: &HeaderMap, enc: &str) -> bool {
     )
 }
 
-pub async fn serve(req: Request) -> Response {
+pub(crate) async fn serve(req: Request) -> Response {
     let path = req.uri().path().trim_start_matches('/').to_string();
     if path.starts_with("api/") {
         return ApiError::not_found("no such API route").into_response();

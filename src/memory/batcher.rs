@@ -18,7 +18,7 @@ use super::MemoryError;
 use super::model::{Embedder, Tokens};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchPolicy {
+pub(crate) struct BatchPolicy {
     /// Padded tokens (inputs × longest input) in one forward pass.
     pub max_batch_tokens: usize,
     /// How long to hold a batch open for more requests when requests are arriving concurrently.
@@ -28,7 +28,7 @@ pub struct BatchPolicy {
 /// Cut inputs of the given token lengths into micro-batches: sorted by length so that each batch pads little,
 /// each batch's `len × longest` within `max_batch_tokens` (a single longer input gets a batch of its own).
 /// Returns indices into `lens`.
-pub fn plan(lens: &[usize], max_batch_tokens: usize) -> Vec<Vec<usize>> {
+pub(crate) fn plan(lens: &[usize], max_batch_tokens: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lens.len()).collect();
     order.sort_by_key(|&i| lens[i]);
     let mut batches: Vec<Vec<usize>> = vec![];
@@ -49,19 +49,19 @@ pub fn plan(lens: &[usize], max_batch_tokens: usize) -> Vec<Vec<usize>> {
 
 /// Hold the batch open for `max_wait`? Only when the previous round merged several requests (so others are
 /// likely to arrive) and the batch is still far from full: a lone caller never pays the wait.
-pub fn should_wait(previous_round_jobs: usize, pending_tokens: usize, policy: &BatchPolicy) -> bool {
+pub(crate) fn should_wait(previous_round_jobs: usize, pending_tokens: usize, policy: &BatchPolicy) -> bool {
     !policy.max_wait.is_zero() && previous_round_jobs > 1 && pending_tokens < policy.max_batch_tokens / 2
 }
 
 /// The result of one job: pooled (un-normalised) vectors in input order and the tokens they cost.
 #[derive(Debug)]
-pub struct Embedded {
+pub(crate) struct Embedded {
     pub vectors: Vec<Vec<f32>>,
     /// Per input: tokens and whether it was truncated to fit.
     pub tokens: Vec<(u32, bool)>,
 }
 
-pub struct Job {
+pub(crate) struct Job {
     pub texts: Vec<String>,
     /// Refuse inputs longer than the model takes instead of truncating them.
     pub strict_length: bool,
@@ -71,7 +71,7 @@ pub struct Job {
 
 /// Counters the API and /metrics read.
 #[derive(Debug, Default)]
-pub struct EngineStats {
+pub(crate) struct EngineStats {
     pub requests: AtomicU64,
     pub inputs: AtomicU64,
     pub tokens: AtomicU64,
@@ -80,19 +80,23 @@ pub struct EngineStats {
 }
 
 /// A loaded model behind its dispatcher thread and thread pool.
-pub struct Engine {
+pub(crate) struct Engine {
     tx: SyncSender<Job>,
     pub model: String,
     pub dim: usize,
     pub max_tokens: usize,
-    pub pooling: super::model::Pooling,
     pub threads: usize,
     pub stats: Arc<EngineStats>,
 }
 
 impl Engine {
     /// Start the dispatcher for `embedder`. `queue` bounds the requests waiting (beyond it: overloaded).
-    pub fn start(embedder: Embedder, threads: usize, policy: BatchPolicy, queue: usize) -> Result<Self, MemoryError> {
+    pub(crate) fn start(
+        embedder: Embedder,
+        threads: usize,
+        policy: BatchPolicy,
+        queue: usize,
+    ) -> Result<Self, MemoryError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("hearth-embed-{i}"))
@@ -105,7 +109,6 @@ impl Engine {
             model: embedder.name.clone(),
             dim: embedder.dim,
             max_tokens: embedder.max_tokens,
-            pooling: embedder.pooling,
             threads: pool.current_num_threads(),
             stats: stats.clone(),
         };
@@ -117,7 +120,7 @@ impl Engine {
     }
 
     /// Queue a job; the reply arrives on the job's channel.
-    pub fn submit(&self, job: Job) -> Result<(), MemoryError> {
+    pub(crate) fn submit(&self, job: Job) -> Result<(), MemoryError> {
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(MemoryError::Overloaded),

@@ -8,19 +8,19 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// A cached embedding: the pooled vector, the tokens it cost, whether the text was truncated to fit.
 #[derive(Debug, Clone)]
-pub struct Cached {
+pub(crate) struct Cached {
     pub vector: std::sync::Arc<[f32]>,
     pub tokens: u32,
     pub truncated: bool,
 }
 
-pub struct EmbedCache {
+pub(crate) struct EmbedCache {
     lru: Option<LruCache<u128, Cached>>,
     pub hits: u64,
     pub misses: u64,
 }
 
-pub fn key(model: &str, text: &str) -> u128 {
+pub(crate) fn key(model: &str, text: &str) -> u128 {
     let mut h = Xxh3::new();
     h.update(model.as_bytes());
     h.update(&[0]);
@@ -30,23 +30,19 @@ pub fn key(model: &str, text: &str) -> u128 {
 
 impl EmbedCache {
     /// `entries == 0` disables the cache.
-    pub fn new(entries: usize) -> Self {
+    pub(crate) fn new(entries: usize) -> Self {
         EmbedCache { lru: NonZeroUsize::new(entries).map(LruCache::new), hits: 0, misses: 0 }
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.lru.as_ref().map(|l| l.cap().get()).unwrap_or(0)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lru.as_ref().map(|l| l.len()).unwrap_or(0)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn get(&mut self, k: u128) -> Option<Cached> {
+    pub(crate) fn get(&mut self, k: u128) -> Option<Cached> {
         let lru = self.lru.as_mut()?;
         match lru.get(&k) {
             Some(v) => {
@@ -60,13 +56,13 @@ impl EmbedCache {
         }
     }
 
-    pub fn put(&mut self, k: u128, v: Cached) {
+    pub(crate) fn put(&mut self, k: u128, v: Cached) {
         if let Some(lru) = self.lru.as_mut() {
             lru.put(k, v);
         }
     }
 
-    pub fn hit_rate(&self) -> f64 {
+    pub(crate) fn hit_rate(&self) -> f64 {
         let total = self.hits + self.misses;
         if total == 0 { 0.0 } else { self.hits as f64 / total as f64 }
     }

@@ -32,7 +32,7 @@ use serde::Deserialize;
 
 /// The fields of a Hugging Face BERT `config.json` the forward pass needs.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Config {
+pub(crate) struct Config {
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -58,7 +58,7 @@ fn default_eps() -> f64 {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum Activation {
+pub(crate) enum Activation {
     /// `0.5·x·(1 + erf(x/√2))`, what BERT and MiniLM were trained with.
     #[default]
     #[serde(rename = "gelu")]
@@ -109,7 +109,7 @@ struct Block {
     out_norm: Norm,
 }
 
-pub struct Encoder {
+pub(crate) struct Encoder {
     /// `vocab × hidden`, F16
     word: Words,
     /// `positions × hidden`
@@ -128,7 +128,7 @@ pub struct Encoder {
 }
 
 /// The packed output of [`Encoder::forward`]: `tokens × hidden` states, and where each input's rows are.
-pub struct Hidden {
+pub(crate) struct Hidden {
     pub states: Vec<f32>,
     pub hidden: usize,
     /// per input: (first row, rows)
@@ -137,7 +137,7 @@ pub struct Hidden {
 
 impl Hidden {
     /// The rows of input `i`.
-    pub fn rows(&self, i: usize) -> &[f32] {
+    pub(crate) fn rows(&self, i: usize) -> &[f32] {
         let (start, len) = self.spans[i];
         &self.states[start * self.hidden..(start + len) * self.hidden]
     }
@@ -173,7 +173,7 @@ impl Encoder {
     /// Load the weights of a BERT checkpoint (`embeddings.*`, `encoder.layer.N.*`, optionally under `bert.`).
     /// `static_words`: the word embedding table as little-endian F16 bytes that outlive the program, read in place
     /// instead of copied (`vocab × hidden × 2` bytes, else an error).
-    pub fn load(vb: VarBuilder, cfg: &Config, static_words: Option<&'static [u8]>) -> Result<Self> {
+    pub(crate) fn load(vb: VarBuilder, cfg: &Config, static_words: Option<&'static [u8]>) -> Result<Self> {
         if let Some(kind) = cfg.position_embedding_type.as_deref().filter(|k| *k != "absolute") {
             bail!("position_embedding_type {kind:?} is not supported (only \"absolute\")");
         }
@@ -231,7 +231,7 @@ impl Encoder {
     }
 
     /// Run the encoder over `inputs` (token ids, special tokens included) and return the last hidden states.
-    pub fn forward(&self, inputs: &[&[u32]]) -> Result<Hidden> {
+    pub(crate) fn forward(&self, inputs: &[&[u32]]) -> Result<Hidden> {
         let h = self.hidden;
         let mut spans = Vec::with_capacity(inputs.len());
         let mut tokens: Vec<(u32, u32)> = vec![];

@@ -11,18 +11,18 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 /// Column name prefix of filterable metadata keys (keeps them apart from id/text/vector).
-pub const PREFIX: &str = "m_";
+pub(crate) const PREFIX: &str = "m_";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     String,
     Number,
     Bool,
 }
 
 impl Kind {
-    pub fn of(v: &Value) -> Option<Kind> {
+    pub(crate) fn of(v: &Value) -> Option<Kind> {
         match v {
             Value::String(_) => Some(Kind::String),
             Value::Number(_) => Some(Kind::Number),
@@ -33,7 +33,7 @@ impl Kind {
 }
 
 /// A key that can be a column: ASCII letters, digits and `_`, not starting with a digit, at most 60 bytes.
-pub fn filterable_key(k: &str) -> bool {
+pub(crate) fn filterable_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 60
         && !k.starts_with(|c: char| c.is_ascii_digit())
@@ -41,7 +41,7 @@ pub fn filterable_key(k: &str) -> bool {
 }
 
 /// The filterable (key, kind) pairs of one metadata object; errors on a key whose kind conflicts with `known`.
-pub fn columns_of(meta: &Value, known: &BTreeMap<String, Kind>) -> Result<Vec<(String, Kind)>, String> {
+pub(crate) fn columns_of(meta: &Value, known: &BTreeMap<String, Kind>) -> Result<Vec<(String, Kind)>, String> {
     let Some(obj) = meta.as_object() else {
         return if meta.is_null() { Ok(vec![]) } else { Err("metadata must be an object".into()) };
     };
@@ -75,7 +75,7 @@ fn kind_name(k: Kind) -> &'static str {
 }
 
 /// A SQL string literal: single-quoted, quotes doubled.
-pub fn sql_string(s: &str) -> String {
+pub(crate) fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -100,7 +100,7 @@ fn literal(v: &Value, key: &str, kind: Kind) -> Result<String, String> {
 }
 
 /// Translate a filter into SQL. `known` maps the collection's filterable keys to their kinds.
-pub fn to_sql(filter: &Value, known: &BTreeMap<String, Kind>) -> Result<String, String> {
+pub(crate) fn to_sql(filter: &Value, known: &BTreeMap<String, Kind>) -> Result<String, String> {
     to_sql_depth(filter, known, 0)
 }
 
@@ -182,7 +182,7 @@ fn condition(key: &str, v: &Value, known: &BTreeMap<String, Kind>) -> Result<Str
 /// Evaluate a filter (already accepted by [`to_sql`]) against one document's metadata, with SQL's semantics: a
 /// missing key or a value of another type matches nothing, not even `$ne`/`$nin`. Hybrid search needs it: lance
 /// applies the filter to the vector leg only, so fused results are filtered again here.
-pub fn matches(filter: &Value, meta: &Value) -> bool {
+pub(crate) fn matches(filter: &Value, meta: &Value) -> bool {
     let Some(obj) = filter.as_object() else { return false };
     obj.iter().all(|(k, v)| match k.as_str() {
         "$and" => v.as_array().is_some_and(|l| l.iter().all(|f| matches(f, meta))),

@@ -11,14 +11,14 @@
 //! tells /readyz why. Invariants: no model or store CPU work runs on the main runtime's workers; limits are read
 //! from the live config on every call.
 
-pub mod batcher;
-pub mod cache;
-pub mod encoder;
-pub mod filter;
-pub mod model;
-pub mod ram_index;
-pub mod store;
-pub mod task;
+pub(crate) mod batcher;
+pub(crate) mod cache;
+pub(crate) mod encoder;
+pub(crate) mod filter;
+pub(crate) mod model;
+pub(crate) mod ram_index;
+pub(crate) mod store;
+pub(crate) mod task;
 
 use crate::util::Locked;
 use std::sync::{Arc, Mutex};
@@ -34,7 +34,7 @@ use batcher::{BatchPolicy, Engine, Job};
 use cache::{Cached, EmbedCache};
 
 #[derive(Debug, thiserror::Error)]
-pub enum MemoryError {
+pub(crate) enum MemoryError {
     #[error("the embedding model is not ready: {0}")]
     NotReady(String),
     #[error("too many embedding requests are waiting; retry shortly")]
@@ -58,7 +58,7 @@ pub enum MemoryError {
 /// Where the model is, for the API, the UI and /readyz.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
-pub enum ModelState {
+pub(crate) enum ModelState {
     Disabled,
     Loading { model: String, since: i64 },
     Ready { model: String, dim: usize, max_tokens: usize, threads: usize, load_ms: u64 },
@@ -66,12 +66,12 @@ pub enum ModelState {
 }
 
 /// One embedded input as the API returns it.
-pub struct Embedding {
+pub(crate) struct Embedding {
     pub vector: Arc<[f32]>,
     pub tokens: u32,
 }
 
-pub struct Memory {
+pub(crate) struct Memory {
     engine: ArcSwapOption<Engine>,
     state: Mutex<ModelState>,
     cache: Mutex<EmbedCache>,
@@ -80,7 +80,7 @@ pub struct Memory {
 }
 
 impl Memory {
-    pub fn new(live: Arc<LiveConfig>, store: Arc<store::Store>) -> Self {
+    pub(crate) fn new(live: Arc<LiveConfig>, store: Arc<store::Store>) -> Self {
         let entries = live.current().memory.cache_entries;
         Memory {
             engine: ArcSwapOption::empty(),
@@ -91,7 +91,7 @@ impl Memory {
         }
     }
 
-    pub fn state(&self) -> ModelState {
+    pub(crate) fn state(&self) -> ModelState {
         self.state.locked().clone()
     }
 
@@ -101,18 +101,18 @@ impl Memory {
         *self.state.locked() = s;
     }
 
-    pub fn engine(&self) -> Option<Arc<Engine>> {
+    pub(crate) fn engine(&self) -> Option<Arc<Engine>> {
         self.engine.load_full()
     }
 
     /// (hit rate, entries, capacity)
-    pub fn cache_stats(&self) -> (f64, usize, usize) {
+    pub(crate) fn cache_stats(&self) -> (f64, usize, usize) {
         let c = self.cache.locked();
         (c.hit_rate(), c.len(), c.capacity())
     }
 
     /// Check the request limits (count, length, emptiness) before any work.
-    pub fn check_inputs(&self, texts: &[String]) -> Result<(), MemoryError> {
+    pub(crate) fn check_inputs(&self, texts: &[String]) -> Result<(), MemoryError> {
         let (max_inputs, max_chars) = {
             let c = self.live.current();
             (c.memory.max_inputs, c.memory.max_input_chars)
@@ -142,7 +142,7 @@ impl Memory {
 
     /// Embed `texts` (already checked): cache hits answer at once, the rest go through the batcher. Vectors are
     /// pooled but not normalised. `strict_length` refuses inputs longer than the model takes.
-    pub async fn embed(&self, texts: &[String], strict_length: bool) -> Result<Vec<Embedding>, MemoryError> {
+    pub(crate) async fn embed(&self, texts: &[String], strict_length: bool) -> Result<Vec<Embedding>, MemoryError> {
         let started = Instant::now();
         let engine = self.engine().ok_or_else(|| MemoryError::NotReady(self.not_ready_reason()))?;
         let timeout = self.live.current().memory.request_timeout.as_std();
@@ -208,7 +208,7 @@ impl Memory {
     }
 
     /// The supervised task: load the model in the background, serve it, reload it when its settings change.
-    pub async fn run(self: Arc<Self>, ctx: TaskCtx) -> anyhow::Result<()> {
+    pub(crate) async fn run(self: Arc<Self>, ctx: TaskCtx) -> anyhow::Result<()> {
         let mut rx = self.live.subscribe();
         let mut attempts = 0u32;
         loop {
@@ -285,6 +285,6 @@ fn model_settings(c: &MemoryConfig) -> ModelSettings {
     (c.enabled, c.model.clone(), c.threads, c.max_tokens, c.max_batch_tokens, c.max_batch_wait.as_std(), c.queue)
 }
 
-pub fn num_cpus() -> usize {
+pub(crate) fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -20,19 +20,19 @@ use tokenizers::{Tokenizer, TruncationParams};
 use super::MemoryError;
 use super::encoder::{Config as BertConfig, Encoder};
 
-pub const BUILTIN: &str = "all-MiniLM-L6-v2";
+pub(crate) const BUILTIN: &str = "all-MiniLM-L6-v2";
 
 mod builtin {
-    pub const CONFIG: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/config.json");
-    pub const TOKENIZER: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/tokenizer.json");
-    pub const POOLING: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/1_Pooling/config.json");
-    pub const SBERT: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/sentence_bert_config.json");
-    pub const WEIGHTS: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/model.f16.safetensors");
+    pub(super) const CONFIG: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/config.json");
+    pub(super) const TOKENIZER: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/tokenizer.json");
+    pub(super) const POOLING: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/1_Pooling/config.json");
+    pub(super) const SBERT: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/sentence_bert_config.json");
+    pub(super) const WEIGHTS: &[u8] = include_bytes!("../../assets/models/all-MiniLM-L6-v2/model.f16.safetensors");
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Pooling {
+pub(crate) enum Pooling {
     Mean,
     Cls,
 }
@@ -52,12 +52,12 @@ struct SbertConfig {
 
 /// One tokenized input: its ids, and whether it was longer than the model takes.
 #[derive(Debug, Clone)]
-pub struct Tokens {
+pub(crate) struct Tokens {
     pub ids: Vec<u32>,
     pub truncated: bool,
 }
 
-pub struct Embedder {
+pub(crate) struct Embedder {
     model: Encoder,
     tokenizer: Tokenizer,
     pub name: String,
@@ -79,7 +79,7 @@ fn load_err(what: &str, e: impl std::fmt::Display) -> MemoryError {
 impl Embedder {
     /// Load `model`: the built-in name, or a directory holding config.json, tokenizer.json and
     /// model.safetensors (optionally 1_Pooling/config.json and sentence_bert_config.json).
-    pub fn load(model: &str, max_tokens: usize) -> Result<Self, MemoryError> {
+    pub(crate) fn load(model: &str, max_tokens: usize) -> Result<Self, MemoryError> {
         if model == BUILTIN {
             return Self::from_parts(
                 BUILTIN,
@@ -159,13 +159,13 @@ impl Embedder {
         Ok(Embedder { model, tokenizer, name: name.to_string(), pooling, max_tokens, dim: cfg.hidden_size })
     }
 
-    pub fn tokenize(&self, text: &str) -> Result<Tokens, MemoryError> {
+    pub(crate) fn tokenize(&self, text: &str) -> Result<Tokens, MemoryError> {
         let enc = self.tokenizer.encode_fast(text, true).map_err(|e| MemoryError::Model(format!("tokenizer: {e}")))?;
         Ok(Tokens { truncated: !enc.get_overflowing().is_empty(), ids: enc.get_ids().to_vec() })
     }
 
     /// Embed one batch (packed, never padded). Returns un-normalised pooled vectors in input order.
-    pub fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, MemoryError> {
+    pub(crate) fn embed(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, MemoryError> {
         let hidden = self.model.forward(batch).map_err(|e| MemoryError::Model(format!("inference: {e}")))?;
         Ok((0..batch.len()).map(|i| pool(hidden.rows(i), self.dim, self.pooling)).collect())
     }
@@ -186,7 +186,7 @@ fn static_word_table(weights: &'static [u8]) -> Option<&'static [u8]> {
 }
 
 /// One vector from an input's token states (`tokens × dim`, row-major): their mean, or the first (CLS) row.
-pub fn pool(rows: &[f32], dim: usize, pooling: Pooling) -> Vec<f32> {
+pub(crate) fn pool(rows: &[f32], dim: usize, pooling: Pooling) -> Vec<f32> {
     let n = rows.len() / dim;
     let mut out = vec![0f32; dim];
     if n == 0 {
@@ -205,7 +205,7 @@ pub fn pool(rows: &[f32], dim: usize, pooling: Pooling) -> Vec<f32> {
 }
 
 /// Scale `v` to unit length (a zero vector stays zero).
-pub fn normalize(v: &mut [f32]) {
+pub(crate) fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);

@@ -22,7 +22,7 @@ use super::encoder::dot;
 
 /// What a hit carries besides its score.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     pub id: Box<str>,
     pub text: Option<Box<str>>,
     /// The metadata as stored (JSON text), parsed only for the hits a query returns.
@@ -45,7 +45,7 @@ struct List {
 }
 
 #[derive(Clone)]
-pub struct RamIndex {
+pub(crate) struct RamIndex {
     dim: usize,
     trained_rows: usize,
     lo: Vec<f32>,
@@ -146,7 +146,14 @@ impl RamIndex {
     /// Train on `sample` (row-major, `dim` floats per vector, any length; normalised here, in place): the
     /// per-dimension range of the 8-bit codes and `lists` centroids by spherical k-means (`iterations` Lloyd rounds,
     /// seeded from `seed`). `rows` is the collection size this index is trained for.
-    pub fn train(dim: usize, mut sample: Vec<f32>, lists: usize, iterations: usize, seed: u64, rows: usize) -> Self {
+    pub(crate) fn train(
+        dim: usize,
+        mut sample: Vec<f32>,
+        lists: usize,
+        iterations: usize,
+        seed: u64,
+        rows: usize,
+    ) -> Self {
         assert!(dim > 0, "dimension 0");
         sample.chunks_exact_mut(dim).for_each(normalize);
         let points: Vec<&[f32]> = sample.chunks_exact(dim).collect();
@@ -224,35 +231,29 @@ impl RamIndex {
         }
     }
 
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// The row stored under `id`.
-    pub fn row(&self, id: &str) -> Option<&Row> {
+    #[cfg(test)]
+    pub(crate) fn row(&self, id: &str) -> Option<&Row> {
         let slot = *self.by_id.get(id)?;
         self.entries[slot as usize].as_ref().map(|e| &e.row)
     }
 
     /// The collection size the centroids were trained for.
-    pub fn trained_rows(&self) -> usize {
+    pub(crate) fn trained_rows(&self) -> usize {
         self.trained_rows
     }
 
-    pub fn lists(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn lists(&self) -> usize {
         self.lists.len()
     }
 
     /// Approximate heap bytes held (codes, row texts, tables). O(lists), not O(rows).
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         let lists: usize =
             self.lists.iter().map(|l| l.codes.capacity() + l.fine.capacity() + 4 * l.slots.capacity()).sum();
         self.row_bytes
@@ -263,7 +264,7 @@ impl RamIndex {
     }
 
     /// Give back the slack of the growing arrays (after a bulk fill).
-    pub fn shrink_to_fit(&mut self) {
+    pub(crate) fn shrink_to_fit(&mut self) {
         for l in &mut self.lists {
             l.slots.shrink_to_fit();
             l.codes.shrink_to_fit();
@@ -285,7 +286,7 @@ impl RamIndex {
     }
 
     /// Insert a row, replacing the row with the same id. `vector` must have `dim` floats.
-    pub fn upsert(&mut self, row: Row, vector: &[f32]) {
+    pub(crate) fn upsert(&mut self, row: Row, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
         self.remove(&row.id);
         self.row_bytes += row_bytes(&row);
@@ -308,7 +309,7 @@ impl RamIndex {
     }
 
     /// Remove the row with this id; whether there was one.
-    pub fn remove(&mut self, id: &str) -> bool {
+    pub(crate) fn remove(&mut self, id: &str) -> bool {
         let Some(slot) = self.by_id.remove(id) else { return false };
         let Some(e) = self.entries[slot as usize].take() else { return false };
         self.row_bytes -= row_bytes(&e.row);
@@ -333,7 +334,7 @@ impl RamIndex {
 
     /// The `k` rows nearest to `query` by cosine similarity, best first, from the `probes` lists nearest to it: the
     /// best `k × refine` by the first codes, re-ranked with the residual codes (`refine` 0: no re-ranking).
-    pub fn search(&self, query: &[f32], k: usize, probes: usize, refine: usize) -> Vec<(f32, &Row)> {
+    pub(crate) fn search(&self, query: &[f32], k: usize, probes: usize, refine: usize) -> Vec<(f32, &Row)> {
         debug_assert_eq!(query.len(), self.dim);
         let q = unit(query);
         let dim = self.dim;

@@ -10,7 +10,7 @@ use crate::supervisor::TaskCtx;
 
 /// Every minute: an ANN index for collections past the threshold. Every `memory.optimize_interval`: compaction,
 /// index refresh and version pruning of every collection.
-pub async fn upkeep(ctx: TaskCtx, memory: Arc<Memory>, live: Arc<LiveConfig>) -> anyhow::Result<()> {
+pub(crate) async fn upkeep(ctx: TaskCtx, memory: Arc<Memory>, live: Arc<LiveConfig>) -> anyhow::Result<()> {
     ctx.ready("waiting for the first round");
     let mut last_full = std::time::Instant::now();
     loop {

@@ -20,7 +20,7 @@ const ACCESS_KEPT: usize = 1000;
 
 /// One line of the access log.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct AccessEntry {
+pub(crate) struct AccessEntry {
     pub ts_ms: i64,
     pub request_id: String,
     pub route: String,
@@ -59,7 +59,7 @@ impl Started {
 
 impl Proxy {
     /// Newest first, optionally only one route's, at most `limit`.
-    pub fn access_log(&self, route: Option<&str>, limit: usize) -> Vec<AccessEntry> {
+    pub(crate) fn access_log(&self, route: Option<&str>, limit: usize) -> Vec<AccessEntry> {
         let log = self.access.locked();
         log.iter().rev().filter(|e| route.is_none_or(|r| e.route == r)).take(limit).cloned().collect()
     }

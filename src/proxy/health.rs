@@ -14,7 +14,7 @@ use super::send::{HttpsClient, error_chain};
 use super::{Proxy, Route};
 
 /// One GET of `path` on a backend: (status, milliseconds) or why it failed.
-pub async fn probe(
+pub(crate) async fn probe(
     client: &HttpsClient,
     addr: &UpstreamAddr,
     path: &str,
@@ -63,7 +63,7 @@ async fn check_route(route: Arc<Route>) {
 }
 
 /// The `proxy` task: health checks, and the route count in the subsystem's status (kept current across changes).
-pub async fn task(ctx: crate::supervisor::TaskCtx, proxy: Arc<Proxy>) -> anyhow::Result<()> {
+pub(crate) async fn task(ctx: crate::supervisor::TaskCtx, proxy: Arc<Proxy>) -> anyhow::Result<()> {
     let status = |n: usize| format!("{n} route(s); health checks running");
     let mut shown = proxy.table.load().routes.len();
     ctx.ready(status(shown));
@@ -85,7 +85,7 @@ pub async fn task(ctx: crate::supervisor::TaskCtx, proxy: Arc<Proxy>) -> anyhow:
 }
 
 /// Runs until `stop`: probes each route when its interval has passed.
-pub async fn run(proxy: Arc<Proxy>, stop: CancellationToken) {
+pub(crate) async fn run(proxy: Arc<Proxy>, stop: CancellationToken) {
     let mut last: std::collections::HashMap<usize, Instant> = Default::default();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {

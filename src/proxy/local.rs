@@ -10,7 +10,7 @@ use crate::config::Config;
 
 /// DNS integration: route hosts that are local names (`*.home.arpa`, `dns.local_domains`, …) resolve to
 /// `address` in hearth's own DNS. Wildcard hosts are left out (the local zone has no wildcards).
-pub fn local_records(cfg: &Config, address: Option<IpAddr>) -> Vec<(String, String, String, u32)> {
+pub(crate) fn local_records(cfg: &Config, address: Option<IpAddr>) -> Vec<(String, String, String, u32)> {
     let Some(ip) = address else { return vec![] };
     let rtype = if ip.is_ipv4() { "A" } else { "AAAA" };
     let mut out: Vec<(String, String, String, u32)> = vec![];
@@ -30,7 +30,7 @@ pub fn local_records(cfg: &Config, address: Option<IpAddr>) -> Vec<(String, Stri
 
 /// The address local route names resolve to: `proxy.address`, else the first HTTPS listener's specific address,
 /// else the address of the interface with the default route.
-pub fn advertised_address(cfg: &Config) -> Option<IpAddr> {
+pub(crate) fn advertised_address(cfg: &Config) -> Option<IpAddr> {
     if let Ok(ip) = cfg.proxy.address.parse() {
         return Some(ip);
     }

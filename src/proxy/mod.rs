@@ -21,11 +21,11 @@
 //! Invariant: the table is an immutable value swapped atomically; a request holds its route (and so its pool and
 //! client) until it ends, so in-flight requests and open WebSockets keep their backend across reloads.
 
-pub mod health;
-pub mod mw;
-pub mod path;
-pub mod pool;
-pub mod table;
+pub(crate) mod health;
+pub(crate) mod mw;
+pub(crate) mod path;
+pub(crate) mod pool;
+pub(crate) mod table;
 
 mod access;
 mod local;
@@ -52,13 +52,12 @@ use pool::UpstreamAddr;
 use send::{client_for, trust_store};
 use table::request_host;
 
-pub use crate::net::canonical;
-pub use access::AccessEntry;
-pub use local::{advertised_address, local_records};
-pub use route::{Prepared, ProxyApplier, Route, RouteMetrics, Table};
-pub use send::Dial;
+pub(crate) use crate::net::canonical;
+pub(crate) use access::AccessEntry;
+pub(crate) use local::{advertised_address, local_records};
+pub(crate) use route::{ProxyApplier, Route, Table};
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub table: ArcSwap<Table>,
     pub acme: Arc<crate::tls::acme::Acme>,
     db: Db,
@@ -73,7 +72,7 @@ pub struct Proxy {
 }
 
 /// What [`Proxy::dispatch`] made of a request.
-pub enum Dispatch {
+pub(crate) enum Dispatch {
     /// Answered here (a proxied route, an ACME challenge, a refusal, a redirect).
     Done(Response<Body>),
     /// For the admin router: admitted by the front door, with [`ConnInfo`] and [`crate::net::AdminClient`] set.
@@ -81,7 +80,7 @@ pub enum Dispatch {
 }
 
 impl Proxy {
-    pub fn new(
+    pub(crate) fn new(
         cfg: &Config,
         acme: Arc<crate::tls::acme::Acme>,
         db: Db,
@@ -102,7 +101,7 @@ impl Proxy {
     }
 
     /// Test one backend URL right now (the UI's "test upstream" button): a GET of `path`.
-    pub async fn probe(&self, url: &str, path: &str) -> Result<(u16, f64), String> {
+    pub(crate) async fn probe(&self, url: &str, path: &str) -> Result<(u16, f64), String> {
         let addr = UpstreamAddr::parse(url)?;
         let route = ProxyRoute {
             upstreams: vec![url.to_string()],
@@ -114,7 +113,7 @@ impl Proxy {
     }
 
     /// Where a request on the HTTP(S) listeners goes: an ACME challenge answer, a proxied route, or the admin.
-    pub async fn dispatch(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Dispatch {
+    pub(crate) async fn dispatch(&self, mut req: Request<Incoming>, conn: ConnInfo) -> Dispatch {
         let path = req.uri().path();
         if !conn.tls
             && let Some(token) = path.strip_prefix("/.well-known/acme-challenge/")

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use crate::net::Cidr;
 
 /// `"user:$argon2id$…"` (a PHC string from `hearth admin hash-password`) → (user, hash).
-pub fn parse_basic_user(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_basic_user(s: &str) -> Result<(String, String), String> {
     let (user, hash) = s.split_once(':').ok_or("must be \"user:<argon2 hash>\"")?;
     if user.is_empty() || user.contains(char::is_whitespace) {
         return Err("the user name must be set and have no spaces".into());
@@ -18,7 +18,7 @@ pub fn parse_basic_user(s: &str) -> Result<(String, String), String> {
 }
 
 /// The user and password of a `Basic` Authorization header.
-pub fn basic_credentials(header: &str) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(header: &str) -> Option<(String, String)> {
     let (scheme, b64) = header.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -30,7 +30,7 @@ pub fn basic_credentials(header: &str) -> Option<(String, String)> {
 }
 
 /// Deny beats allow; an empty allow list allows everyone not denied.
-pub fn ip_allowed(ip: IpAddr, allow: &[Cidr], deny: &[Cidr]) -> bool {
+pub(crate) fn ip_allowed(ip: IpAddr, allow: &[Cidr], deny: &[Cidr]) -> bool {
     if deny.iter().any(|c| c.contains(ip)) {
         return false;
     }

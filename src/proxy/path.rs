@@ -25,7 +25,7 @@
 
 /// Why a path was refused. The message is safe to show to the client.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
-pub enum PathError {
+pub(crate) enum PathError {
     #[error("the path does not start with '/'")]
     NotAbsolute,
     #[error("invalid percent-escape at byte {0} of the path")]
@@ -79,7 +79,7 @@ fn refused_octet(b: u8) -> Option<PathError> {
 }
 
 /// The normal form of a request path (see the module documentation), or why it has none.
-pub fn normalize(raw_path: &str) -> Result<String, PathError> {
+pub(crate) fn normalize(raw_path: &str) -> Result<String, PathError> {
     let bytes = raw_path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -157,7 +157,7 @@ pub fn normalize(raw_path: &str) -> Result<String, PathError> {
 /// `normalized` without the route's `prefix` (for routes with `strip_prefix`): `/app/x` without `/app` or `/app/`
 /// is `/x`, `/app` without `/app` is `/`. The prefix is removed only at a segment boundary; a path that does not
 /// start with it is returned as it is. The result starts with `/`, and is normalised when `normalized` is.
-pub fn strip_prefix(normalized: &str, prefix: &str) -> String {
+pub(crate) fn strip_prefix(normalized: &str, prefix: &str) -> String {
     let prefix = prefix.trim_end_matches('/');
     match normalized.strip_prefix(prefix) {
         Some("") => "/".to_string(),

@@ -13,14 +13,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Strategy {
+pub(crate) enum Strategy {
     RoundRobin,
     LeastConn,
     IpHash,
 }
 
 impl Strategy {
-    pub fn parse(s: &str) -> Result<Strategy, String> {
+    pub(crate) fn parse(s: &str) -> Result<Strategy, String> {
         match s {
             "round_robin" => Ok(Strategy::RoundRobin),
             "least_conn" => Ok(Strategy::LeastConn),
@@ -33,7 +33,7 @@ impl Strategy {
 /// `http://host:port[/base]`, `https://…` (TLS, HTTP/2 when the backend offers it) or `h2c://…` (HTTP/2 without
 /// TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamAddr {
+pub(crate) struct UpstreamAddr {
     pub scheme: &'static str,
     pub authority: String,
     pub base_path: String,
@@ -41,7 +41,7 @@ pub struct UpstreamAddr {
 }
 
 impl UpstreamAddr {
-    pub fn parse(s: &str) -> Result<UpstreamAddr, String> {
+    pub(crate) fn parse(s: &str) -> Result<UpstreamAddr, String> {
         let (scheme, rest, h2c) = if let Some(r) = s.strip_prefix("http://") {
             ("http", r, false)
         } else if let Some(r) = s.strip_prefix("https://") {
@@ -95,7 +95,7 @@ struct State {
 }
 
 #[derive(Debug)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub addr: UpstreamAddr,
     pub active: AtomicUsize,
     pub requests: AtomicU64,
@@ -105,7 +105,7 @@ pub struct Upstream {
 
 /// What the API shows about one backend.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct UpstreamStatus {
+pub(crate) struct UpstreamStatus {
     pub url: String,
     pub available: bool,
     pub circuit_open: bool,
@@ -120,7 +120,7 @@ pub struct UpstreamStatus {
 }
 
 #[derive(Debug)]
-pub struct Pool {
+pub(crate) struct Pool {
     pub upstreams: Vec<Upstream>,
     pub strategy: Strategy,
     max_fails: u32,
@@ -133,7 +133,7 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 }
 
 impl Pool {
-    pub fn new(addrs: Vec<UpstreamAddr>, strategy: Strategy, max_fails: u32, fail_timeout: Duration) -> Pool {
+    pub(crate) fn new(addrs: Vec<UpstreamAddr>, strategy: Strategy, max_fails: u32, fail_timeout: Duration) -> Pool {
         let upstreams = addrs
             .into_iter()
             .map(|addr| Upstream {
@@ -148,7 +148,7 @@ impl Pool {
     }
 
     /// Carry health knowledge over from the pool this one replaces (same backend URL → same state).
-    pub fn inherit(&self, old: &Pool) {
+    pub(crate) fn inherit(&self, old: &Pool) {
         for u in &self.upstreams {
             if let Some(o) = old.upstreams.iter().find(|o| o.addr == u.addr) {
                 *lock(&u.state) = lock(&o.state).clone();
@@ -162,7 +162,7 @@ impl Pool {
     }
 
     /// The backend for the next request, skipping those already `tried`; `None` when no backend is available.
-    pub fn pick(&self, client: IpAddr, now: Instant, tried: &[usize]) -> Option<usize> {
+    pub(crate) fn pick(&self, client: IpAddr, now: Instant, tried: &[usize]) -> Option<usize> {
         let n = self.upstreams.len();
         let ok: Vec<usize> = (0..n).filter(|i| !tried.contains(i) && self.available(*i, now)).collect();
         if ok.is_empty() {
@@ -184,7 +184,7 @@ impl Pool {
         })
     }
 
-    pub fn success(&self, i: usize, latency: Duration) {
+    pub(crate) fn success(&self, i: usize, latency: Duration) {
         let mut s = lock(&self.upstreams[i].state);
         s.fails = 0;
         s.open_until = None;
@@ -193,7 +193,7 @@ impl Pool {
     }
 
     /// A failed request (connect error, timeout, 502-class answer); returns true when this opened the circuit.
-    pub fn failure(&self, i: usize, now: Instant, error: String) -> bool {
+    pub(crate) fn failure(&self, i: usize, now: Instant, error: String) -> bool {
         let u = &self.upstreams[i];
         u.failures.fetch_add(1, Ordering::Relaxed);
         let mut s = lock(&u.state);
@@ -208,7 +208,7 @@ impl Pool {
     }
 
     /// The result of an active health check; a backend that passes again after failing also gets its circuit closed.
-    pub fn checked(&self, i: usize, ok: bool, detail: String) -> bool {
+    pub(crate) fn checked(&self, i: usize, ok: bool, detail: String) -> bool {
         let mut s = lock(&self.upstreams[i].state);
         let changed = s.check_ok != ok;
         s.check_ok = ok;
@@ -221,7 +221,7 @@ impl Pool {
         changed
     }
 
-    pub fn status(&self, now: Instant) -> Vec<UpstreamStatus> {
+    pub(crate) fn status(&self, now: Instant) -> Vec<UpstreamStatus> {
         (0..self.upstreams.len())
             .map(|i| {
                 let u = &self.upstreams[i];

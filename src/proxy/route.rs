@@ -27,7 +27,7 @@ use crate::ratelimit::RateLimiter;
 use crate::util::Locked;
 
 /// One compiled route: its config, backends and middleware state. Shared by in-flight requests.
-pub struct Route {
+pub(crate) struct Route {
     pub cfg: ProxyRoute,
     /// A label for logs and metrics: the first host and the path prefix.
     pub name: String,
@@ -45,7 +45,7 @@ pub struct Route {
 }
 
 /// Metric handles of one route, registered once (a labelled lookup per request costs more than the proxying).
-pub struct RouteMetrics {
+pub(crate) struct RouteMetrics {
     name: String,
     pub(super) duration: metrics::Histogram,
     by_status: Mutex<Vec<(u16, metrics::Counter)>>,
@@ -105,7 +105,7 @@ impl Route {
 }
 
 /// The immutable routing state: swapped as a whole on every config change.
-pub struct Table {
+pub(crate) struct Table {
     pub lookup: RouteTable,
     pub routes: Vec<Arc<Route>>,
     /// The port of the first HTTPS listener, for redirects (None: 443).
@@ -212,7 +212,7 @@ fn mdns_name() -> Option<String> {
 impl Table {
     /// Compile `cfg`'s routes; routes whose config did not change keep their pools (health, connections).
     /// `fresh`: build every route anew (new trust roots), only inheriting backend health.
-    pub fn build(
+    pub(crate) fn build(
         cfg: &Config,
         old: Option<&Table>,
         roots: &rustls::RootCertStore,
@@ -257,14 +257,14 @@ impl Table {
 }
 
 /// The routing state a config change built, waiting for [`Proxy::commit`].
-pub struct Prepared {
+pub(crate) struct Prepared {
     table: Table,
     roots: Option<(rustls::RootCertStore, Option<String>)>,
 }
 
 /// The proxy's part in a config change: `prepare` builds the new table (after the certificates' applier, whose
 /// pending root it trusts), `commit` swaps it in.
-pub struct ProxyApplier {
+pub(crate) struct ProxyApplier {
     pub proxy: Arc<Proxy>,
     pub certs: Arc<crate::tls::applier::CertsApplier>,
     pub prepared: Mutex<Option<Prepared>>,
@@ -292,7 +292,7 @@ impl crate::config::live::Applier for ProxyApplier {
 impl Proxy {
     /// Build the routing state of a new config, trusting backends under `root_pem` (hearth's internal root after
     /// the change): the table, each route's pool (keeping what was learnt about unchanged backends) and clients.
-    pub fn prepare(&self, cfg: &Config, root_pem: Option<&str>) -> Result<Prepared, (String, String)> {
+    pub(crate) fn prepare(&self, cfg: &Config, root_pem: Option<&str>) -> Result<Prepared, (String, String)> {
         Self::check(cfg)?;
         let old = self.table.load_full();
         if self.root_pem.locked().as_deref() == root_pem {
@@ -306,7 +306,7 @@ impl Proxy {
     }
 
     /// Swap in what [`Proxy::prepare`] built. Cannot fail.
-    pub fn commit(&self, p: Prepared) {
+    pub(crate) fn commit(&self, p: Prepared) {
         if let Some((roots, pem)) = p.roots {
             self.roots.store(Arc::new(roots));
             *self.root_pem.locked() = pem;
@@ -315,7 +315,7 @@ impl Proxy {
     }
 
     /// `hearth check-config` and start-up: everything [`Proxy::prepare`] would refuse.
-    pub fn check(cfg: &Config) -> Result<(), (String, String)> {
+    pub(crate) fn check(cfg: &Config) -> Result<(), (String, String)> {
         table::RouteTable::check(&cfg.proxy.routes)
     }
 

@@ -36,7 +36,7 @@ pub(super) type HttpsClient = Client<Dial, Body>;
 /// the client's host as their authority — HTTP/2's `:authority` or HTTP/1's `Host` — while the connection (and
 /// TLS server name) is the backend's, as RFC 9113 §8.3.1 asks of an intermediary.
 #[derive(Clone)]
-pub struct Dial {
+pub(crate) struct Dial {
     inner: HttpsConnector,
     target: Uri,
 }

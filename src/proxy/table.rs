@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use crate::config::ProxyRoute;
 use crate::net::Cidr;
 
-pub use crate::net::{normalize_host, request_host};
+pub(crate) use crate::net::{normalize_host, request_host};
 
 fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix.ends_with('/') {
@@ -23,7 +23,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct RouteTable {
+pub(crate) struct RouteTable {
     /// host → route indexes, longest prefix first
     exact: HashMap<String, Vec<(String, usize)>>,
     /// parent domain of a `*.domain` host → route indexes, longest prefix first
@@ -32,7 +32,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compile the routes; errors name the key (`proxy.routes[2].hosts[0]`).
-    pub fn build(routes: &[ProxyRoute]) -> Result<RouteTable, (String, String)> {
+    pub(crate) fn build(routes: &[ProxyRoute]) -> Result<RouteTable, (String, String)> {
         let mut t = RouteTable::default();
         for (i, r) in routes.iter().enumerate() {
             let key = |k: &str| format!("proxy.routes[{i}].{k}");
@@ -69,7 +69,7 @@ impl RouteTable {
     }
 
     /// Every check of a route list, for config validation.
-    pub fn check(routes: &[ProxyRoute]) -> Result<(), (String, String)> {
+    pub(crate) fn check(routes: &[ProxyRoute]) -> Result<(), (String, String)> {
         Self::build(routes)?;
         for (i, r) in routes.iter().enumerate() {
             let key = |k: &str| format!("proxy.routes[{i}].{k}");
@@ -126,7 +126,7 @@ impl RouteTable {
     }
 
     /// The route serving `host` (already normalised by [`request_host`]) and `path`.
-    pub fn lookup(&self, host: &str, path: &str) -> Option<usize> {
+    pub(crate) fn lookup(&self, host: &str, path: &str) -> Option<usize> {
         let pick = |list: &Vec<(String, usize)>| list.iter().find(|(p, _)| prefix_matches(p, path)).map(|(_, i)| *i);
         if let Some(i) = self.exact.get(host).and_then(pick) {
             return Some(i);
@@ -137,17 +137,13 @@ impl RouteTable {
 
     /// Whether any route claims `host` (for any path).
     /// The routes serving `host` (its exact entry, else its wildcard), longest path prefix first.
-    pub fn host_routes(&self, host: &str) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn host_routes(&self, host: &str) -> impl Iterator<Item = usize> + '_ {
         let list = self.exact.get(host).or_else(|| self.wildcard.get(host.split_once('.')?.1));
         list.into_iter().flatten().map(|(_, i)| *i)
     }
 
-    pub fn has_host(&self, host: &str) -> bool {
+    pub(crate) fn has_host(&self, host: &str) -> bool {
         self.exact.contains_key(host) || host.split_once('.').is_some_and(|(_, p)| self.wildcard.contains_key(p))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.exact.is_empty() && self.wildcard.is_empty()
     }
 }
 

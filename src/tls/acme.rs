@@ -29,7 +29,7 @@ use crate::config::{Config, RouteTls};
 use crate::storage::{Db, Migration};
 use crate::util::unix_now;
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "certificates",
     sql: "
@@ -51,7 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
 
 /// What the API and UI show about one ACME name.
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
-pub struct CertStatus {
+pub(crate) struct CertStatus {
     pub name: String,
     /// "valid", "ordering", "failed", "pending" (not ordered yet) or "expired".
     pub status: String,
@@ -84,7 +84,7 @@ fn describe(e: &instant_acme::Error) -> Failure {
 }
 
 /// The names that want ACME certificates under `cfg`.
-pub fn wanted_names(cfg: &Config) -> Vec<String> {
+pub(crate) fn wanted_names(cfg: &Config) -> Vec<String> {
     let mut names = vec![];
     for r in cfg.proxy.routes.iter().filter(|r| r.tls == RouteTls::Acme) {
         for h in &r.hosts {
@@ -107,7 +107,7 @@ fn file_stem(name: &str) -> String {
     name.replace('*', "_wildcard_")
 }
 
-pub struct Acme {
+pub(crate) struct Acme {
     db: Db,
     certs: Arc<Certs>,
     data_dir: PathBuf,
@@ -119,7 +119,7 @@ pub struct Acme {
 }
 
 impl Acme {
-    pub fn new(db: Db, certs: Arc<Certs>, data_dir: &Path) -> Acme {
+    pub(crate) fn new(db: Db, certs: Arc<Certs>, data_dir: &Path) -> Acme {
         Acme {
             db,
             certs,
@@ -140,12 +140,12 @@ impl Acme {
     }
 
     /// The key authorization for an HTTP-01 token, while its challenge is pending.
-    pub fn http01_answer(&self, token: &str) -> Option<String> {
+    pub(crate) fn http01_answer(&self, token: &str) -> Option<String> {
         self.http01.locked().get(token).cloned()
     }
 
     /// Ask for a renewal of `name` now (the API's "renew now"); false when the name is not managed.
-    pub fn renew(&self, cfg: &Config, name: &str) -> bool {
+    pub(crate) fn renew(&self, cfg: &Config, name: &str) -> bool {
         if !wanted_names(cfg).iter().any(|n| n == name) {
             return false;
         }
@@ -188,7 +188,7 @@ impl Acme {
         }
     }
 
-    pub async fn status(&self, cfg: &Config) -> Vec<CertStatus> {
+    pub(crate) async fn status(&self, cfg: &Config) -> Vec<CertStatus> {
         let names = wanted_names(cfg);
         let ordering = self.ordering.locked().clone();
         let rows = self
@@ -222,7 +222,7 @@ impl Acme {
     }
 
     /// The `acme` subsystem: keeps every wanted name's certificate valid.
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         ctx: crate::supervisor::TaskCtx,
         live: Arc<crate::config::live::LiveConfig>,

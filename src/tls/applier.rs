@@ -10,7 +10,7 @@ use crate::config::live::Applier;
 use crate::config::{Config, ConfigError};
 use crate::util::Locked;
 
-pub struct CertsApplier {
+pub(crate) struct CertsApplier {
     certs: Arc<Certs>,
     pending: Mutex<Option<PreparedPolicy>>,
 }
@@ -28,7 +28,7 @@ fn policy_inputs(c: &Config) -> impl PartialEq + use<> {
 }
 
 /// The `[tls]` settings only a compiler can check (`hearth check-config`, start-up, every change).
-pub fn check(c: &Config) -> Result<(), ConfigError> {
+pub(crate) fn check(c: &Config) -> Result<(), ConfigError> {
     let t = &c.tls;
     if t.acme_challenges.iter().any(|c| c == "dns-01") || !t.dns01_server.is_empty() {
         super::dns01::TsigKey::parse(&t.dns01_tsig_key).map_err(|e| ConfigError::invalid("tls.dns01_tsig_key", e))?;
@@ -37,12 +37,12 @@ pub fn check(c: &Config) -> Result<(), ConfigError> {
 }
 
 impl CertsApplier {
-    pub fn new(certs: Arc<Certs>) -> CertsApplier {
+    pub(crate) fn new(certs: Arc<Certs>) -> CertsApplier {
         CertsApplier { certs, pending: Mutex::default() }
     }
 
     /// The internal root the change being prepared brings (or the current one).
-    pub fn next_root_pem(&self) -> Option<String> {
+    pub(crate) fn next_root_pem(&self) -> Option<String> {
         match &*self.pending.locked() {
             Some(p) => p.root_pem(),
             None => self.certs.root_pem(),

@@ -41,7 +41,7 @@ const INTERMEDIATE_KEY: &str = "intermediate.key";
 const STATE: &str = "constraints.json";
 
 /// The fixed part of the constraints: loopback, RFC 1918, link-local, ULA.
-pub const PRIVATE_NETWORKS: [&str; 8] = [
+pub(crate) const PRIVATE_NETWORKS: [&str; 8] = [
     "10.0.0.0/8",
     "172.16.0.0/12",
     "192.168.0.0/16",
@@ -52,7 +52,7 @@ pub const PRIVATE_NETWORKS: [&str; 8] = [
     "::1/128",
 ];
 /// The fixed DNS subtrees: names no public CA issues for.
-pub const LOCAL_SUFFIXES: [&str; 5] = ["home.arpa", "local", "lan", "internal", "localhost"];
+pub(crate) const LOCAL_SUFFIXES: [&str; 5] = ["home.arpa", "local", "lan", "internal", "localhost"];
 
 /// An address prefix (the address masked to its length).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ fn dns_covers(base: &str, name: &str) -> bool {
 /// and every name below it; an address entry permits the addresses in its prefix. Kept minimal (no entry covered
 /// by another) and sorted, so equal sets compare equal.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Constraints {
+pub(crate) struct Constraints {
     pub dns: Vec<String>,
     /// `address/prefix-length`
     pub ip: Vec<String>,
@@ -112,7 +112,7 @@ pub struct Constraints {
 impl Constraints {
     /// The set of DNS names (`*.parent` counts as `parent`), addresses and address prefixes in `entries`; entries
     /// that are neither are skipped.
-    pub fn new<S: AsRef<str>>(entries: impl IntoIterator<Item = S>) -> Constraints {
+    pub(crate) fn new<S: AsRef<str>>(entries: impl IntoIterator<Item = S>) -> Constraints {
         let mut dns: Vec<String> = vec![];
         let mut nets: Vec<Net> = vec![];
         for e in entries {
@@ -141,7 +141,7 @@ impl Constraints {
     }
 
     /// Whether a certificate for `name` (a DNS name or an address) satisfies the constraints.
-    pub fn permits(&self, name: &str) -> bool {
+    pub(crate) fn permits(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
         if let Ok(ip) = name.parse::<IpAddr>() {
             return self.ip.iter().filter_map(|n| Net::parse(n)).any(|n| n.contains(ip));
@@ -175,10 +175,9 @@ fn sha256_hex(der: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(&sha2::Sha256::digest(der))
 }
 
-pub struct InternalCa {
+pub(crate) struct InternalCa {
     /// The root (PEM), what `/ca.crt` serves and devices trust.
     pub root_pem: String,
-    pub root_der: CertificateDer<'static>,
     /// The issuing CA, sent after every leaf.
     pub intermediate_der: CertificateDer<'static>,
     pub constraints: Constraints,
@@ -212,7 +211,7 @@ fn validity(der: &[u8]) -> Result<(i64, Vec<u8>), String> {
 impl InternalCa {
     /// The CA in `dir` when it carries exactly `wanted`; otherwise a new root and intermediate carrying `wanted`
     /// (the previous root kept as `root.crt.old`, with a warning: devices must install the new one).
-    pub fn load_or_create(dir: &Path, wanted: &Constraints) -> Result<InternalCa, TlsError> {
+    pub(crate) fn load_or_create(dir: &Path, wanted: &Constraints) -> Result<InternalCa, TlsError> {
         crate::storage::ensure_private_dir(dir)
             .map_err(|e| TlsError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
         let reason = match InternalCa::load(dir) {
@@ -278,14 +277,7 @@ impl InternalCa {
             return Err("it expires soon".into());
         }
         let issuer = Issuer::from_ca_cert_pem(&inter_pem, kp).map_err(|e| format!("{INTERMEDIATE_CRT}: {e}"))?;
-        Ok(InternalCa {
-            root_pem,
-            root_der,
-            intermediate_der,
-            constraints: state.constraints,
-            dir: dir.to_path_buf(),
-            issuer,
-        })
+        Ok(InternalCa { root_pem, intermediate_der, constraints: state.constraints, dir: dir.to_path_buf(), issuer })
     }
 
     /// A new root and intermediate carrying `constraints`, written to `dir`; the root's key is dropped here.
@@ -348,7 +340,6 @@ impl InternalCa {
         }
         Ok(InternalCa {
             root_pem: root.pem(),
-            root_der: root.der().clone(),
             intermediate_der: inter.der().clone(),
             constraints: constraints.clone(),
             dir: dir.to_path_buf(),
@@ -358,7 +349,7 @@ impl InternalCa {
 
     /// A leaf certificate for `names` (DNS names or IP addresses) valid for `lifetime`; the chain is leaf +
     /// intermediate. Names outside the constraints are refused (clients would reject the certificate anyway).
-    pub fn issue(
+    pub(crate) fn issue(
         &self,
         names: &[String],
         lifetime: std::time::Duration,
@@ -390,6 +381,14 @@ impl InternalCa {
         let cert = params.signed_by(&kp, &self.issuer)?;
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(kp.serialize_der()));
         Ok((vec![cert.der().clone(), self.intermediate_der.clone()], key))
+    }
+}
+
+#[cfg(test)]
+impl InternalCa {
+    /// The root certificate (DER), read back from the PEM it is kept as.
+    fn root_der(&self) -> CertificateDer<'static> {
+        super::parse_chain(&self.root_pem, std::path::Path::new(ROOT_CRT)).unwrap().swap_remove(0)
     }
 }
 
@@ -464,7 +463,8 @@ mod tests {
         use x509_parser::prelude::*;
         let dir = tempfile::tempdir().unwrap();
         let ca = InternalCa::load_or_create(&dir.path().join("ca"), &wanted()).unwrap();
-        let (_, root) = parse_x509_certificate(&ca.root_der).unwrap();
+        let root_der = ca.root_der();
+        let (_, root) = parse_x509_certificate(&root_der).unwrap();
         let (_, inter) = parse_x509_certificate(&ca.intermediate_der).unwrap();
         for (c, path_len) in [(&root, 1), (&inter, 0)] {
             let bc = c.basic_constraints().unwrap().unwrap();
@@ -524,7 +524,7 @@ mod tests {
         assert!(leaf.verify_signature(Some(root.public_key())).is_err());
 
         // a rustls client that trusts only the root accepts the leaf for both names, and no other name
-        let v = verifier(&ca.root_der);
+        let v = verifier(&ca.root_der());
         let now = rustls::pki_types::UnixTime::now();
         for name in ["app.home.arpa", "192.168.1.5"] {
             let sn = rustls::pki_types::ServerName::try_from(name).unwrap();
@@ -583,7 +583,7 @@ mod tests {
             );
             // and by rustls/webpki
             let sn = rustls::pki_types::ServerName::try_from(forged[0].as_str()).unwrap();
-            let r = verifier(&ca.root_der).verify_server_cert(
+            let r = verifier(&ca.root_der()).verify_server_cert(
                 &chain[0],
                 &chain[1..],
                 &sn,
@@ -611,7 +611,7 @@ mod tests {
         // a leaf from the reloaded intermediate still chains to the root
         let (chain, _) = again.issue(&["nas.home.arpa".into()], std::time::Duration::from_secs(3600)).unwrap();
         let sn = rustls::pki_types::ServerName::try_from("nas.home.arpa").unwrap();
-        verifier(&ca.root_der)
+        verifier(&ca.root_der())
             .verify_server_cert(&chain[0], &chain[1..], &sn, &[], rustls::pki_types::UnixTime::now())
             .unwrap();
 
@@ -626,7 +626,7 @@ mod tests {
         // the old intermediate no longer chains to the root on disk
         let sn = rustls::pki_types::ServerName::try_from("nas.home.arpa").unwrap();
         assert!(
-            verifier(&changed.root_der)
+            verifier(&changed.root_der())
                 .verify_server_cert(&chain[0], &chain[1..], &sn, &[], rustls::pki_types::UnixTime::now())
                 .is_err()
         );
@@ -655,7 +655,8 @@ mod tests {
         assert_ne!(ca.root_pem, old.pem());
         assert_eq!(std::fs::read_to_string(d.join(ROOT_OLD)).unwrap(), old.pem(), "the old root is kept");
         assert!(!d.join(LEGACY_ROOT_KEY).exists(), "the old root's key is gone");
-        let (_, root) = x509_parser::parse_x509_certificate(&ca.root_der).unwrap();
+        let root_der = ca.root_der();
+        let (_, root) = x509_parser::parse_x509_certificate(&root_der).unwrap();
         assert!(root.name_constraints().unwrap().is_some());
     }
 }

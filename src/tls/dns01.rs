@@ -19,7 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `name:algorithm:base64-secret`, as BIND's `tsig-keygen` prints them (algorithm hmac-sha256, -384 or -512).
 #[derive(Clone)]
-pub struct TsigKey {
+pub(crate) struct TsigKey {
     pub name: String,
     pub algorithm: String,
     secret: Vec<u8>,
@@ -32,7 +32,7 @@ impl std::fmt::Debug for TsigKey {
 }
 
 impl TsigKey {
-    pub fn parse(s: &str) -> Result<TsigKey, String> {
+    pub(crate) fn parse(s: &str) -> Result<TsigKey, String> {
         let mut parts = s.splitn(3, ':');
         let (Some(name), Some(alg), Some(secret)) = (parts.next(), parts.next(), parts.next()) else {
             return Err("must be \"key-name:hmac-sha256:base64-secret\"".into());
@@ -63,12 +63,12 @@ impl TsigKey {
 }
 
 /// The record name for an identifier: `_acme-challenge.<name>` (a wildcard's `*.` dropped).
-pub fn record_name(identifier: &str) -> String {
+pub(crate) fn record_name(identifier: &str) -> String {
     format!("_acme-challenge.{}.", identifier.trim_start_matches("*.").trim_end_matches('.'))
 }
 
 /// An RFC 2136 update adding (or deleting) `value` as a TXT record at `name` in `zone`.
-pub fn update_message(zone: &Name, name: &str, value: &str, add: bool) -> Result<Message, String> {
+pub(crate) fn update_message(zone: &Name, name: &str, value: &str, add: bool) -> Result<Message, String> {
     let owner = Name::from_str(name).map_err(|e| e.to_string())?;
     let record = Record::from_rdata(owner.clone(), 60, RData::TXT(TXT::new(vec![value.to_string()])));
     let mut set = RecordSet::new(owner, RecordType::TXT, 0);
@@ -148,7 +148,7 @@ async fn visible(server: SocketAddr, name: &str, value: &str) -> bool {
 }
 
 /// Add the challenge record and wait until the primary serves it.
-pub async fn publish(server: SocketAddr, key: &TsigKey, identifier: &str, value: &str) -> Result<(), String> {
+pub(crate) async fn publish(server: SocketAddr, key: &TsigKey, identifier: &str, value: &str) -> Result<(), String> {
     let name = record_name(identifier);
     update(server, key, &name, value, true).await?;
     for _ in 0..50 {
@@ -161,7 +161,7 @@ pub async fn publish(server: SocketAddr, key: &TsigKey, identifier: &str, value:
 }
 
 /// Remove the challenge record (best effort: a leftover TXT record does no harm).
-pub async fn withdraw(server: SocketAddr, key: &TsigKey, identifier: &str, value: &str) {
+pub(crate) async fn withdraw(server: SocketAddr, key: &TsigKey, identifier: &str, value: &str) {
     if let Err(e) = update(server, key, &record_name(identifier), value, false).await {
         tracing::warn!(identifier, error = %e, "could not remove the DNS-01 record");
     }

@@ -17,12 +17,12 @@
 //! its own slot (single flight per name); the slot map's lock is held only to find or add a slot.
 //! Invariant: what the policy allows ⊆ the root's constraints; a changed set replaces root and intermediate.
 
-pub mod acme;
-pub mod applier;
-pub mod ca;
-pub mod dns01;
-pub mod renewal;
-pub mod selfsigned;
+pub(crate) mod acme;
+pub(crate) mod applier;
+pub(crate) mod ca;
+pub(crate) mod dns01;
+pub(crate) mod renewal;
+pub(crate) mod selfsigned;
 
 use crate::util::{Locked, RwLocked};
 use std::collections::HashMap;
@@ -38,11 +38,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 const MAX_INTERNAL: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("{path}: {reason}")]
@@ -82,7 +82,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub fn certified_key(
+pub(crate) fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: &PrivateKeyDer<'static>,
 ) -> Result<CertifiedKey, TlsError> {
@@ -91,7 +91,7 @@ pub fn certified_key(
 
 /// Like [`certified_key`] without the key/certificate consistency check, which parses the certificate with webpki
 /// and so refuses the TLS-ALPN-01 answer (its critical `acmeIdentifier` extension is unknown to webpki).
-pub fn certified_key_unchecked(
+pub(crate) fn certified_key_unchecked(
     chain: Vec<CertificateDer<'static>>,
     key: &PrivateKeyDer<'static>,
 ) -> Result<CertifiedKey, TlsError> {
@@ -101,14 +101,14 @@ pub fn certified_key_unchecked(
 
 /// Facts read from a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertInfo {
+pub(crate) struct CertInfo {
     pub not_before: i64,
     pub not_after: i64,
     pub issuer: String,
     pub names: Vec<String>,
 }
 
-pub fn cert_info(der: &CertificateDer<'_>) -> Result<CertInfo, TlsError> {
+pub(crate) fn cert_info(der: &CertificateDer<'_>) -> Result<CertInfo, TlsError> {
     use x509_parser::prelude::*;
     let (_, c) = parse_x509_certificate(der.as_ref()).map_err(|e| TlsError::Parse(e.to_string()))?;
     let mut names = vec![];
@@ -134,7 +134,7 @@ pub fn cert_info(der: &CertificateDer<'_>) -> Result<CertInfo, TlsError> {
 }
 
 /// The address of the interface that carries the default route (no packet is sent).
-pub fn lan_address() -> Option<IpAddr> {
+pub(crate) fn lan_address() -> Option<IpAddr> {
     let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
     s.connect("192.0.2.1:9").ok()?;
     s.local_addr().ok().map(|a| a.ip()).filter(|ip| !ip.is_unspecified())
@@ -146,7 +146,7 @@ pub fn lan_address() -> Option<IpAddr> {
 /// Invariant: every name [`NamePolicy::allows`] and every default name is inside `constraints`, so hearth never
 /// issues a certificate that its own root's name constraints make clients reject.
 #[derive(Debug, Clone, Default)]
-pub struct NamePolicy {
+pub(crate) struct NamePolicy {
     pub internal_ca: bool,
     pub lifetime: Duration,
     /// Names hearth serves or answers for, exact or `*.parent`: route hosts, `server.admin_hosts`, the names of
@@ -160,7 +160,7 @@ pub struct NamePolicy {
 }
 
 impl NamePolicy {
-    pub fn from_config(c: &crate::config::Config) -> NamePolicy {
+    pub(crate) fn from_config(c: &crate::config::Config) -> NamePolicy {
         let norm = |h: &String| h.trim().trim_end_matches('.').to_ascii_lowercase();
         let mut hosts: Vec<String> = c.server.admin_hosts.iter().map(norm).collect();
         for r in &c.proxy.routes {
@@ -217,7 +217,7 @@ impl NamePolicy {
 
     /// Whether `name` may get its own internal certificate: a name hearth serves, inside the root's constraints.
     /// Names hearth merely could answer (any `*.home.arpa`) do not: random SNI values must not mint certificates.
-    pub fn allows(&self, name: &str) -> bool {
+    pub(crate) fn allows(&self, name: &str) -> bool {
         let parent = name.split_once('.').map(|(_, p)| p).unwrap_or("");
         let served = self.default_names.iter().any(|d| d == name)
             || self.hosts.iter().any(|h| h == name || h.strip_prefix("*.") == Some(parent));
@@ -237,7 +237,7 @@ struct Active {
 }
 
 /// A certificate policy built by [`Certs::prepare_policy`], waiting for [`Certs::commit_policy`].
-pub struct PreparedPolicy {
+pub(crate) struct PreparedPolicy {
     policy: NamePolicy,
     ca: Option<Arc<ca::InternalCa>>,
     default: Arc<CertifiedKey>,
@@ -245,13 +245,13 @@ pub struct PreparedPolicy {
 
 impl PreparedPolicy {
     /// The internal root (PEM) this policy serves under, if the internal CA is on.
-    pub fn root_pem(&self) -> Option<String> {
+    pub(crate) fn root_pem(&self) -> Option<String> {
         self.ca.as_ref().map(|c| c.root_pem.clone())
     }
 }
 
 /// The certificate store and SNI resolver shared by the HTTPS and DoT listeners.
-pub struct Certs {
+pub(crate) struct Certs {
     active: ArcSwap<Active>,
     /// serialises `set_policy` (CA replacement); never taken in a handshake
     update: Mutex<()>,
@@ -269,7 +269,7 @@ impl std::fmt::Debug for Certs {
 
 impl Certs {
     /// Load (or create) the internal CA under `<data_dir>/ca` and the self-signed fallback under `<data_dir>/tls`.
-    pub fn new(data_dir: &Path, policy: NamePolicy) -> Result<Certs, TlsError> {
+    pub(crate) fn new(data_dir: &Path, policy: NamePolicy) -> Result<Certs, TlsError> {
         let (chain, key) = selfsigned::load_or_create(&data_dir.join("tls"))?;
         let selfsigned = Arc::new(certified_key(chain, &key)?);
         let certs = Certs {
@@ -285,7 +285,7 @@ impl Certs {
     }
 
     /// A new config, at once (start-up): [`Certs::prepare_policy`] then [`Certs::commit_policy`].
-    pub fn set_policy(&self, data_dir: &Path, policy: NamePolicy) -> Result<(), TlsError> {
+    pub(crate) fn set_policy(&self, data_dir: &Path, policy: NamePolicy) -> Result<(), TlsError> {
         let p = self.prepare_policy(data_dir, policy)?;
         self.commit_policy(p);
         Ok(())
@@ -293,7 +293,7 @@ impl Certs {
 
     /// Build what a new policy needs, with the disk IO that takes: load the CA when it is switched on — replacing
     /// root and intermediate when the constraints changed — and issue the default certificate. Nothing is swapped.
-    pub fn prepare_policy(&self, data_dir: &Path, policy: NamePolicy) -> Result<PreparedPolicy, TlsError> {
+    pub(crate) fn prepare_policy(&self, data_dir: &Path, policy: NamePolicy) -> Result<PreparedPolicy, TlsError> {
         let _serial = self.update.locked();
         let mut ca = self.active.load().ca.clone();
         if policy.internal_ca && ca.as_ref().is_none_or(|c| c.constraints != policy.constraints) {
@@ -313,31 +313,28 @@ impl Certs {
     }
 
     /// Swap in a prepared policy (re-issues nothing, forgets cached leaves). Cannot fail.
-    pub fn commit_policy(&self, p: PreparedPolicy) {
+    pub(crate) fn commit_policy(&self, p: PreparedPolicy) {
         let _serial = self.update.locked();
         self.default.store(p.default);
         self.active.store(Arc::new(Active { policy: p.policy, ca: p.ca, slots: Mutex::default() }));
     }
 
     /// The internal root (PEM) that devices trust, once the internal CA has been loaded.
-    pub fn root_pem(&self) -> Option<String> {
+    pub(crate) fn root_pem(&self) -> Option<String> {
         self.active.load().ca.as_ref().map(|c| c.root_pem.clone())
     }
 
+    #[cfg(test)]
     /// How many certificates the internal CA issued on demand (the default certificates not counted).
-    pub fn internal_issued(&self) -> u64 {
+    pub(crate) fn internal_issued(&self) -> u64 {
         self.issued.load(Ordering::Relaxed)
     }
 
-    pub fn set_acme(&self, name: &str, key: Arc<CertifiedKey>) {
+    pub(crate) fn set_acme(&self, name: &str, key: Arc<CertifiedKey>) {
         self.acme.write_locked().insert(name.to_string(), key);
     }
 
-    pub fn remove_acme(&self, name: &str) {
-        self.acme.write_locked().remove(name);
-    }
-
-    pub fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
+    pub(crate) fn set_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
         let mut c = self.challenges.locked();
         match key {
             Some(k) => c.insert(name.to_string(), k),
@@ -403,7 +400,7 @@ impl Certs {
     }
 
     /// The certificate for `name` (None: no SNI); `acme_alpn`: the client offered only `acme-tls/1`.
-    pub fn pick(&self, name: Option<&str>, acme_alpn: bool) -> Arc<CertifiedKey> {
+    pub(crate) fn pick(&self, name: Option<&str>, acme_alpn: bool) -> Arc<CertifiedKey> {
         if let Some(name) = name {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
             if acme_alpn && let Some(k) = self.challenges.locked().get(&name) {
@@ -427,7 +424,7 @@ impl ResolvesServerCert for Certs {
 }
 
 /// A rustls server config over the shared resolver (TLS 1.2 + 1.3) offering `alpn`.
-pub fn server_config(certs: Arc<Certs>, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub(crate) fn server_config(certs: Arc<Certs>, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()

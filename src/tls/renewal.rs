@@ -8,18 +8,18 @@
 
 /// When to renew a certificate valid from `not_before` to `not_after`; `ari` is the CA's suggested window and
 /// `pick` a number in [0, 1) that chooses the point inside it.
-pub fn renew_at(not_before: i64, not_after: i64, ari: Option<(i64, i64)>, pick: f64) -> i64 {
+pub(crate) fn renew_at(not_before: i64, not_after: i64, ari: Option<(i64, i64)>, pick: f64) -> i64 {
     if let Some((start, end)) = ari.filter(|(s, e)| e >= s) {
         return start + ((end - start) as f64 * pick.clamp(0.0, 1.0)) as i64;
     }
     not_before + (not_after - not_before) * 2 / 3
 }
 
-pub const FIRST_BACKOFF: i64 = 300;
-pub const MAX_BACKOFF: i64 = 6 * 3600;
+pub(crate) const FIRST_BACKOFF: i64 = 300;
+pub(crate) const MAX_BACKOFF: i64 = 6 * 3600;
 
 /// The wait after the `failures`-th failure in a row (1-based).
-pub fn backoff(failures: u32, rate_limited: bool, retry_after: Option<i64>) -> i64 {
+pub(crate) fn backoff(failures: u32, rate_limited: bool, retry_after: Option<i64>) -> i64 {
     let exp = FIRST_BACKOFF.saturating_mul(1i64 << failures.saturating_sub(1).min(20)).min(MAX_BACKOFF);
     if rate_limited {
         return exp.max(retry_after.unwrap_or(0)).max(3600);
@@ -29,7 +29,7 @@ pub fn backoff(failures: u32, rate_limited: bool, retry_after: Option<i64>) -> i
 
 /// What the manager should do for one name now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
+pub(crate) enum Due {
     /// Nothing until this time.
     Wait(i64),
     /// Order a certificate now.
@@ -37,7 +37,7 @@ pub enum Due {
 }
 
 /// `cert`: (not_before, not_after, renew_at) of the certificate on disk, if any; `next_attempt`: set after a failure.
-pub fn due(now: i64, cert: Option<(i64, i64, i64)>, next_attempt: Option<i64>) -> Due {
+pub(crate) fn due(now: i64, cert: Option<(i64, i64, i64)>, next_attempt: Option<i64>) -> Due {
     let wanted = match cert {
         Some((_, not_after, renew)) if now < not_after => renew,
         _ => now, // missing or expired

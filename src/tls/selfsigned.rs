@@ -34,7 +34,7 @@ fn local_names() -> Vec<String> {
 }
 
 /// Load `<dir>/selfsigned.{crt,key}`, creating or renewing them when missing or old.
-pub fn load_or_create(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+pub(crate) fn load_or_create(dir: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     crate::storage::ensure_private_dir(dir)
         .map_err(|e| TlsError::Io { path: dir.display().to_string(), reason: e.to_string() })?;
     let crt = dir.join("selfsigned.crt");

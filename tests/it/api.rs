@@ -537,16 +537,19 @@ async fn metrics_and_readiness_details_need_an_admin_client_or_a_metrics_token()
 async fn forward_auth_sessions_do_not_reach_the_admin_api() {
     let inst = Instance::start("").await;
     admin_session(&inst).await;
-    let db =
-        hearth::storage::Db::open(&inst.dir.path().join("data"), Duration::from_secs(5), &hearth::app::migrations())
-            .unwrap();
-    let now = hearth::util::unix_now();
+    let db = hearth::testing::Db::open(
+        &inst.dir.path().join("data"),
+        Duration::from_secs(5),
+        &hearth::testing::migrations(),
+    )
+    .unwrap();
+    let now = hearth::testing::unix_now();
     let (fwd, adm) = db.blocking(|c| {
-        let (user, _) = hearth::auth::find_user(c, "admin").unwrap().unwrap();
-        let kind = hearth::auth::SessionKind::Forward;
-        let fwd = hearth::auth::create_session(c, &user, 3600, "127.0.0.1", now, kind).unwrap();
-        let kind = hearth::auth::SessionKind::Admin;
-        let adm = hearth::auth::create_session(c, &user, 3600, "127.0.0.1", now, kind).unwrap();
+        let (user, _) = hearth::testing::find_user(c, "admin").unwrap().unwrap();
+        let kind = hearth::testing::SessionKind::Forward;
+        let fwd = hearth::testing::create_session(c, &user, 3600, "127.0.0.1", now, kind).unwrap();
+        let kind = hearth::testing::SessionKind::Admin;
+        let adm = hearth::testing::create_session(c, &user, 3600, "127.0.0.1", now, kind).unwrap();
         (fwd.id, adm.id)
     });
     let c = reqwest::Client::new();

@@ -442,7 +442,7 @@ async fn route_api_validates_and_persists() {
 async fn the_front_door_refuses_what_an_attacker_tries() {
     let b64 = |s: &[u8]| data_encoding::BASE64.encode(s);
     let a = Backend::start("A");
-    let hash = hearth::auth::hash_password("s3cret pass").unwrap();
+    let hash = hearth::testing::hash_password("s3cret pass").unwrap();
     let extra = format!(
         "[proxy]\n\
          [[proxy.routes]]\nhosts = [\"basic.home.arpa\"]\npath_prefix = \"/admin\"\nupstreams = [\"{a}\"]\ntls = \"internal\"\n\
@@ -620,7 +620,7 @@ async fn the_front_door_refuses_what_an_attacker_tries() {
 async fn editing_a_route_keeps_every_key_and_the_file_loads() {
     let inst = Instance::start("").await;
     let (c, csrf) = admin_session(&inst).await;
-    let hash = hearth::auth::hash_password("s3cret pass").unwrap();
+    let hash = hearth::testing::hash_password("s3cret pass").unwrap();
     let full = serde_json::json!({
         "hosts": ["full.home.arpa"], "path_prefix": "/app", "upstreams": ["http://127.0.0.1:1"], "tls": "internal",
         "strategy": "least_conn", "strip_prefix": true, "health_path": "/h", "max_fails": 5, "fail_timeout": "1m",

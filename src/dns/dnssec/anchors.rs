@@ -7,14 +7,14 @@ use hickory_proto::rr::Name;
 
 /// Trust anchors: DS or DNSKEY records for zones (normally just the root).
 #[derive(Debug, Clone, Default)]
-pub struct Anchors {
+pub(crate) struct Anchors {
     ds: Vec<(Name, DS)>,
     keys: Vec<(Name, DNSKEY)>,
 }
 
 impl Anchors {
     /// IANA's root key-signing keys (KSK-2017, tag 20326, and KSK-2024, tag 38696), as hickory ships them.
-    pub fn builtin() -> Anchors {
+    pub(crate) fn builtin() -> Anchors {
         let roots = TrustAnchors::default();
         let keys = (0..roots.len())
             .filter_map(|i| roots.get(i))
@@ -25,7 +25,7 @@ impl Anchors {
 
     /// Parse a file of DS and DNSKEY records in zone-file syntax (`owner [ttl] [IN] DS tag alg digest-type hex`,
     /// `owner [ttl] [IN] DNSKEY flags 3 alg base64`), e.g. Unbound's `root.key`. `;` starts a comment.
-    pub fn parse(text: &str) -> Result<Anchors, String> {
+    pub(crate) fn parse(text: &str) -> Result<Anchors, String> {
         let mut a = Anchors::default();
         for (n, line) in text.lines().enumerate() {
             let line = line.split(';').next().unwrap_or("").trim();

@@ -19,11 +19,11 @@ use super::denial::{Denial, Proofs, deny_name, deny_type, nsec_covers, nsec3_cov
 use super::verify::{Clock, supported, verify_rrset};
 use super::{Bogus, Security, bogus};
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where the validator gets DS and DNSKEY sets: a query with DO and CD set, answered by the upstreams (forward
 /// mode) or the recursor.
-pub trait Fetch: Send + Sync {
+pub(crate) trait Fetch: Send + Sync {
     fn fetch<'a>(&'a self, name: &'a Name, rtype: RecordType) -> BoxFuture<'a, Result<Message, String>>;
 }
 
@@ -40,7 +40,7 @@ enum Node {
 }
 
 /// The validator's state: trust anchors and the zone cuts proven so far.
-pub struct Validator {
+pub(crate) struct Validator {
     anchors: Anchors,
     nodes: Mutex<HashMap<Name, (Node, Instant)>>,
     max_nodes: usize,
@@ -64,12 +64,12 @@ const MAX_NODE_TTL: u32 = 3600;
 const BOGUS_TTL: u32 = 60;
 
 impl Validator {
-    pub fn new(anchors: Anchors) -> Validator {
+    pub(crate) fn new(anchors: Anchors) -> Validator {
         Validator { anchors, nodes: Mutex::default(), max_nodes: 10_000 }
     }
 
     /// Forget every proven zone cut (with a cache flush).
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
@@ -91,7 +91,7 @@ impl Validator {
     }
 
     /// Validate a response to `qname`/`qtype` (fetched with DO and CD set).
-    pub async fn validate(
+    pub(crate) async fn validate(
         &self,
         fetch: &dyn Fetch,
         msg: &Message,

@@ -61,7 +61,7 @@ const NSEC3_MAX_ITERATIONS: u16 = 150;
 
 /// What a set of (already verified) NSEC/NSEC3 records proves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denial {
+pub(crate) enum Denial {
     /// The proof holds.
     Proven,
     /// The proof relies on an NSEC3 opt-out span or an iteration count above the limit: no AD, not bogus.
@@ -71,13 +71,13 @@ pub enum Denial {
 }
 
 /// The NSEC/NSEC3 records of a section, by owner.
-pub struct Proofs<'a> {
+pub(crate) struct Proofs<'a> {
     pub(super) nsecs: Vec<(&'a Name, &'a NSEC)>,
     pub(super) nsec3s: Vec<(&'a Name, &'a NSEC3)>,
 }
 
 impl<'a> Proofs<'a> {
-    pub fn of(section: &'a [Record]) -> Self {
+    pub(crate) fn of(section: &'a [Record]) -> Self {
         let mut p = Proofs { nsecs: vec![], nsec3s: vec![] };
         for r in section {
             match &r.data {
@@ -88,15 +88,11 @@ impl<'a> Proofs<'a> {
         }
         p
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.nsecs.is_empty() && self.nsec3s.is_empty()
-    }
 }
 
 /// Proof that `name` does not exist in `zone` (NXDOMAIN): the name and the wildcard at its closest encloser
 /// are covered.
-pub fn deny_name(p: &Proofs<'_>, zone: &Name, name: &Name) -> Denial {
+pub(crate) fn deny_name(p: &Proofs<'_>, zone: &Name, name: &Name) -> Denial {
     // NSEC
     if let Some((owner, nsec)) = p.nsecs.iter().find(|(o, n)| nsec_covers(o, n.next_domain_name(), name)) {
         let ce = {
@@ -139,7 +135,7 @@ pub fn deny_name(p: &Proofs<'_>, zone: &Name, name: &Name) -> Denial {
 }
 
 /// Proof that `name` exists but has no `rtype` records (NODATA) in `zone`.
-pub fn deny_type(p: &Proofs<'_>, zone: &Name, name: &Name, rtype: RecordType) -> Denial {
+pub(crate) fn deny_type(p: &Proofs<'_>, zone: &Name, name: &Name, rtype: RecordType) -> Denial {
     let lacks = |types: &RecordTypeSet| !types.contains(rtype) && !types.contains(RecordType::CNAME);
     // NSEC at the name
     if let Some((_, nsec)) = p.nsecs.iter().find(|(o, _)| *o == name) {

@@ -20,15 +20,14 @@ mod chain;
 mod denial;
 mod verify;
 
-pub use super::wire::{EDNS_PAYLOAD, client_view, fqdn, upstream_query};
-pub use anchors::Anchors;
-pub use chain::{BoxFuture, Fetch, Validator};
-pub use denial::{Denial, Proofs, deny_name, deny_type};
-pub use verify::{Clock, verify_rrset};
+pub(crate) use super::wire::{EDNS_PAYLOAD, client_view, fqdn, upstream_query};
+pub(crate) use anchors::Anchors;
+pub(crate) use chain::{BoxFuture, Fetch, Validator};
+pub(crate) use verify::Clock;
 
 /// What validation concluded about an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Security {
+pub(crate) enum Security {
     /// Proven by a chain of signatures from a trust anchor: the answer may carry AD.
     Secure,
     /// Proven to be outside any signed zone (an unsigned delegation, no anchor above it, or an algorithm we
@@ -39,7 +38,7 @@ pub enum Security {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bogus {
+pub(crate) struct Bogus {
     /// The Extended DNS Error code (RFC 8914; `wire::EDE_*`).
     pub ede: u16,
     pub why: String,
@@ -50,7 +49,7 @@ fn bogus(ede: u16, why: impl Into<String>) -> Bogus {
 }
 
 impl Security {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             Security::Secure => "secure",
             Security::Insecure => "insecure",

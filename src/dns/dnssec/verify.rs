@@ -17,7 +17,7 @@ use super::{Bogus, bogus};
 /// the real clock is surely past —, so a signature that had expired before hearth was built is still refused
 /// (an attacker cannot replay old signed data to a resolver that has just booted in 1970).
 #[derive(Debug, Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     pub now: u32,
     pub check_times: bool,
     /// The earliest time the real clock can show (Unix seconds, the build date); 0 = no floor.
@@ -27,13 +27,13 @@ pub struct Clock {
 impl Clock {
     /// The system clock, plausible when not before `not_before` (Unix seconds, the build date), which is also the
     /// floor while it is not.
-    pub fn system(not_before: u64) -> Clock {
+    pub(crate) fn system(not_before: u64) -> Clock {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Clock::at(now, not_before)
     }
 
     /// The clock at `now` (Unix seconds) for a binary built at `not_before`.
-    pub fn at(now: u64, not_before: u64) -> Clock {
+    pub(crate) fn at(now: u64, not_before: u64) -> Clock {
         Clock { now: now as u32, check_times: now >= not_before, floor: not_before.min(u64::from(u32::MAX)) as u32 }
     }
 }
@@ -45,7 +45,7 @@ fn serial_lt(a: u32, b: u32) -> bool {
 
 /// Verify an RRset against the zone's keys: some signature by `zone` must verify with one of `keys` and be
 /// within its validity period. The error names the most telling failure.
-pub fn verify_rrset(set: &RrSet<'_>, zone: &Name, keys: &[DNSKEY], clock: Clock) -> Result<(), Bogus> {
+pub(crate) fn verify_rrset(set: &RrSet<'_>, zone: &Name, keys: &[DNSKEY], clock: Clock) -> Result<(), Bogus> {
     let what = format!("{} {}", set.name, set.rtype);
     if set.sigs.is_empty() {
         return Err(bogus(EDE_RRSIGS_MISSING, format!("{what} has no signature")));

@@ -14,7 +14,7 @@ use super::super::MemoryError;
 use super::super::filter::{self, Kind};
 use super::{Doc, Hit, store_err};
 
-pub const SCHEMA_VERSION: &str = "1";
+pub(crate) const SCHEMA_VERSION: &str = "1";
 const META_VERSION: &str = "hearth.schema_version";
 const META_MODEL: &str = "hearth.model";
 

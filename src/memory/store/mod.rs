@@ -22,7 +22,7 @@ mod ram_sync;
 mod upkeep;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,15 +43,14 @@ use super::ram_index::RamIndex;
 use arrow::{describe, hit, hits_of, kind_type, new_schema, strings, to_batch};
 use ram_sync::Journaled;
 
-pub use arrow::SCHEMA_VERSION;
-pub use upkeep::IndexPolicy;
+pub(crate) use upkeep::IndexPolicy;
 
 const VECTOR_INDEX: &str = "vector_idx";
 const TEXT_INDEX: &str = "text_idx";
 
 /// A document to upsert (its vector already computed).
 #[derive(Debug, Clone)]
-pub struct Doc {
+pub(crate) struct Doc {
     pub id: String,
     pub text: Option<String>,
     pub vector: Vec<f32>,
@@ -59,7 +58,7 @@ pub struct Doc {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Hit {
+pub(crate) struct Hit {
     pub id: String,
     /// Cosine similarity for vector search; the reciprocal-rank-fusion score for hybrid search.
     pub score: f32,
@@ -69,7 +68,7 @@ pub struct Hit {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct CollectionInfo {
+pub(crate) struct CollectionInfo {
     pub name: String,
     pub dimension: usize,
     pub model: Option<String>,
@@ -90,7 +89,7 @@ pub struct CollectionInfo {
     pub metadata_keys: BTreeMap<String, Kind>,
 }
 
-pub struct Query {
+pub(crate) struct Query {
     pub vector: Vec<f32>,
     /// Terms for the full-text leg of a hybrid query.
     pub text: Option<String>,
@@ -130,10 +129,9 @@ impl Collection {
     }
 }
 
-pub struct Store {
+pub(crate) struct Store {
     handle: tokio::runtime::Handle,
     db: lancedb::Connection,
-    dir: PathBuf,
     open: std::sync::Mutex<HashMap<String, Arc<Collection>>>,
 }
 
@@ -142,7 +140,7 @@ fn store_err(e: impl std::fmt::Display) -> MemoryError {
 }
 
 /// Collection names: 1–64 of letters, digits, `_`, `-` and `.`, starting with a letter or digit.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
@@ -150,7 +148,7 @@ pub fn valid_name(name: &str) -> bool {
 
 impl Store {
     /// Open (or create) the store under `dir`, running its IO on a runtime of its own.
-    pub fn open(dir: &Path) -> Result<Self, MemoryError> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, MemoryError> {
         std::fs::create_dir_all(dir).map_err(|e| MemoryError::Store(format!("{}: {e}", dir.display())))?;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -176,7 +174,7 @@ impl Store {
         let handle = rx.recv().map_err(store_err)?.map_err(store_err)?;
         let uri = dir.to_string_lossy().into_owned();
         let db = handle.block_on(async move { lancedb::connect(&uri).execute().await }).map_err(store_err)?;
-        Ok(Store { handle, db, dir: dir.to_path_buf(), open: Default::default() })
+        Ok(Store { handle, db, open: Default::default() })
     }
 
     /// Run `f` on the store's runtime and wait for it from any runtime.
@@ -186,10 +184,6 @@ impl Store {
         F: Future<Output = Result<T, MemoryError>> + Send + 'static,
     {
         self.handle.spawn(f).await.map_err(|e| MemoryError::Store(format!("store task failed: {e}")))?
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     async fn collection(&self, name: &str) -> Result<Arc<Collection>, MemoryError> {
@@ -225,12 +219,17 @@ impl Store {
         Ok(self.open.lock().unwrap_or_else(|p| p.into_inner()).entry(name.to_string()).or_insert(c).clone())
     }
 
-    pub async fn names(&self) -> Result<Vec<String>, MemoryError> {
+    pub(crate) async fn names(&self) -> Result<Vec<String>, MemoryError> {
         let db = self.db.clone();
         self.on_store(async move { db.table_names().execute().await.map_err(store_err) }).await
     }
 
-    pub async fn create(&self, name: &str, dim: usize, model: Option<&str>) -> Result<CollectionInfo, MemoryError> {
+    pub(crate) async fn create(
+        &self,
+        name: &str,
+        dim: usize,
+        model: Option<&str>,
+    ) -> Result<CollectionInfo, MemoryError> {
         if !valid_name(name) {
             return Err(MemoryError::Invalid(
                 "a collection name is 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit".into(),
@@ -253,7 +252,7 @@ impl Store {
         self.info(name).await
     }
 
-    pub async fn drop_collection(&self, name: &str) -> Result<(), MemoryError> {
+    pub(crate) async fn drop_collection(&self, name: &str) -> Result<(), MemoryError> {
         let c = self.collection(name).await?;
         let (db, n) = (self.db.clone(), name.to_string());
         self.on_store(async move {
@@ -267,12 +266,12 @@ impl Store {
         Ok(())
     }
 
-    pub async fn dimension(&self, name: &str) -> Result<(usize, Option<String>), MemoryError> {
+    pub(crate) async fn dimension(&self, name: &str) -> Result<(usize, Option<String>), MemoryError> {
         let c = self.collection(name).await?;
         Ok((c.dim, c.model.clone()))
     }
 
-    pub async fn info(&self, name: &str) -> Result<CollectionInfo, MemoryError> {
+    pub(crate) async fn info(&self, name: &str) -> Result<CollectionInfo, MemoryError> {
         let c = self.collection(name).await?;
         let (n, c2) = (name.to_string(), c.clone());
         self.on_store(async move {
@@ -312,7 +311,7 @@ impl Store {
     }
 
     /// Insert or replace documents by id (the last of duplicate ids in one call wins).
-    pub async fn upsert(&self, name: &str, docs: Vec<Doc>) -> Result<usize, MemoryError> {
+    pub(crate) async fn upsert(&self, name: &str, docs: Vec<Doc>) -> Result<usize, MemoryError> {
         let c = self.collection(name).await?;
         for (i, d) in docs.iter().enumerate() {
             if d.vector.len() != c.dim {
@@ -397,7 +396,7 @@ impl Store {
     }
 
     /// Delete by ids and/or a metadata filter; returns the rows deleted.
-    pub async fn delete(&self, name: &str, ids: &[String], filter: Option<&Value>) -> Result<u64, MemoryError> {
+    pub(crate) async fn delete(&self, name: &str, ids: &[String], filter: Option<&Value>) -> Result<u64, MemoryError> {
         let c = self.collection(name).await?;
         let mut preds = vec![];
         if !ids.is_empty() {
@@ -442,7 +441,7 @@ impl Store {
         .await
     }
 
-    pub async fn query(&self, name: &str, q: Query) -> Result<Vec<Hit>, MemoryError> {
+    pub(crate) async fn query(&self, name: &str, q: Query) -> Result<Vec<Hit>, MemoryError> {
         let c = self.collection(name).await?;
         if q.vector.len() != c.dim {
             return Err(MemoryError::Invalid(format!(

@@ -17,7 +17,7 @@ use crate::config::{AnnIndex, MemoryConfig};
 
 /// Which ANN index a collection gets, and past how many rows.
 #[derive(Debug, Clone, Copy)]
-pub struct IndexPolicy {
+pub(crate) struct IndexPolicy {
     pub threshold: usize,
     pub kind: AnnIndex,
     /// Keep a [`RamIndex`](super::super::ram_index::RamIndex) of collections past the threshold.
@@ -25,7 +25,7 @@ pub struct IndexPolicy {
 }
 
 impl IndexPolicy {
-    pub fn of(cfg: &MemoryConfig) -> Self {
+    pub(crate) fn of(cfg: &MemoryConfig) -> Self {
         IndexPolicy { threshold: cfg.index_threshold, kind: cfg.ann_index, ram: cfg.ram_index }
     }
 }
@@ -73,7 +73,7 @@ impl Store {
     ///
     /// The round is one task on the store's runtime: a caller that stops waiting (a request past its timeout, a
     /// client that leaves) never cuts it between the index build and the compaction.
-    pub async fn maintain(&self, name: &str, policy: &IndexPolicy, full: bool) -> Result<bool, MemoryError> {
+    pub(crate) async fn maintain(&self, name: &str, policy: &IndexPolicy, full: bool) -> Result<bool, MemoryError> {
         let c = self.collection(name).await?;
         let (n, policy) = (name.to_string(), *policy);
         self.on_store(async move {
@@ -96,7 +96,7 @@ impl Store {
     }
 
     /// Maintain every collection; errors are logged per collection.
-    pub async fn maintain_all(&self, policy: &IndexPolicy, full: bool) {
+    pub(crate) async fn maintain_all(&self, policy: &IndexPolicy, full: bool) {
         let Ok(names) = self.names().await else { return };
         for n in names {
             if let Err(e) = self.maintain(&n, policy, full).await {
