@@ -97,6 +97,11 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         crate::dns::querylog::start(db.clone(), crate::dns::querylog_policy(&cfg.dns), 10_000);
     let dns_settings = crate::dns::Settings::from_config(&cfg.dns).map_err(|(key, e)| anyhow::anyhow!("{key}: {e}"))?;
     let dns = Arc::new(crate::dns::Dns::new(dns_settings, crate::dns::cache_policy(&cfg.dns), Some(querylog)));
+    // a blocking pause outlives a restart (a timed one still ends on time)
+    let paused_until = db.call(|c| crate::dns::blocking::load(c)).await?;
+    if paused_until != 0 {
+        dns.pause_blocking(paused_until);
+    }
     let dns_applier = Arc::new(crate::dns::task::DnsApplier::new(dns.clone(), log_reader.clone(), route_records()));
     dns.apply(crate::dns::Prepared {
         zone: crate::dns::task::compile(None, &cfg, &route_records())?.zone,
@@ -140,6 +145,7 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
             dns: dns.clone(),
             querylog: log_reader.clone(),
             lists: updater.clone(),
+            db: db.clone(),
         },
         proxy: http::ProxyApi { config: live.clone(), proxy: proxy.clone(), certs: certs.clone() },
         memory: http::MemoryApi { config: live.clone(), memory: memory.clone() },

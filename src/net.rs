@@ -1,7 +1,8 @@
 //! The shared network vocabulary (pure, bottom layer): what several subsystems and the front door must agree on
 //! without importing each other — a connection's facts ([`ConnInfo`], [`AdminClient`]), request ids, address
 //! prefixes ([`Cidr`]), host names and the local-name rule, and sockets reserved while a config change is prepared
-//! ([`Reserved`]), which the task that serves them takes after the commit.
+//! ([`Reserved`]), which the task that serves them takes after the commit; and this machine's LAN addresses
+//! ([`lan_addresses`]), which the device guide tells the user to give the router.
 //!
 //! Invariant: this module imports nothing from the crate but `util`.
 
@@ -211,8 +212,95 @@ impl Reserved {
     }
 }
 
+/// One address other devices can reach this machine at.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct LanAddress {
+    pub interface: String,
+    #[schema(value_type = String)]
+    pub address: IpAddr,
+}
+
+/// Interfaces that are not the LAN: containers' and VMs' bridges and veths, VPN tunnels stay (a user may mean them).
+const VIRTUAL_PREFIXES: &[&str] = &["docker", "veth", "br-", "virbr", "cni", "flannel", "cali", "podman", "lxc"];
+
+/// The addresses of `found` (interface, address) that devices on the network can use: no loopback, no link-local,
+/// no container bridge; private IPv4 first, then other IPv4, then IPv6 (unique-local before global).
+pub(crate) fn lan_addresses(found: impl IntoIterator<Item = (String, IpAddr)>) -> Vec<LanAddress> {
+    let mut out: Vec<LanAddress> = found
+        .into_iter()
+        .filter(|(name, ip)| {
+            let link_local = match ip {
+                IpAddr::V4(v4) => v4.is_link_local(),
+                IpAddr::V6(v6) => v6.is_unicast_link_local(),
+            };
+            // the loopback interface may carry other addresses too (a local resolver's, say): none is the LAN's
+            name != "lo"
+                && !ip.is_loopback()
+                && !ip.is_unspecified()
+                && !link_local
+                && !VIRTUAL_PREFIXES.iter().any(|p| name.starts_with(p))
+        })
+        .map(|(interface, address)| LanAddress { interface, address })
+        .collect();
+    let rank = |a: &LanAddress| match a.address {
+        IpAddr::V4(v4) if v4.is_private() => 0,
+        IpAddr::V4(_) => 1,
+        IpAddr::V6(v6) if v6.is_unique_local() => 2,
+        IpAddr::V6(_) => 3,
+    };
+    out.sort_by_key(|a| (rank(a), a.interface.clone(), a.address));
+    out.dedup();
+    out
+}
+
+/// This machine's interface addresses (getifaddrs); empty when they cannot be read.
+pub(crate) fn interface_addresses() -> Vec<(String, IpAddr)> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return vec![] };
+    addrs
+        .filter_map(|a| {
+            let s = a.address?;
+            let ip = match (s.as_sockaddr_in(), s.as_sockaddr_in6()) {
+                (Some(v4), _) => IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => IpAddr::V6(v6.ip()),
+                _ => return None,
+            };
+            Some((a.interface_name, ip))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn lan_addresses_leave_out_loopback_link_local_and_container_bridges() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let found = [
+            ("lo", "127.0.0.1"),
+            ("lo", "::1"),
+            ("lo", "198.18.0.53"),
+            ("eth0", "fe80::1"),
+            ("eth0", "2001:db8::5"),
+            ("eth0", "fd00::5"),
+            ("docker0", "172.17.0.1"),
+            ("veth12ab", "10.0.3.1"),
+            ("wlan0", "169.254.3.3"),
+            ("wlan0", "192.168.1.20"),
+            ("eth0", "192.168.1.10"),
+            ("wg0", "100.64.0.2"),
+        ]
+        .map(|(n, a)| (n.to_string(), ip(a)));
+        let got: Vec<String> = lan_addresses(found).iter().map(|a| format!("{} {}", a.interface, a.address)).collect();
+        assert_eq!(
+            got,
+            ["eth0 192.168.1.10", "wlan0 192.168.1.20", "wg0 100.64.0.2", "eth0 fd00::5", "eth0 2001:db8::5"]
+        );
+    }
+
+    #[test]
+    fn this_machine_has_interface_addresses() {
+        assert!(interface_addresses().iter().any(|(_, a)| a.is_loopback()), "getifaddrs reads at least lo");
+    }
+
     use super::*;
 
     #[test]

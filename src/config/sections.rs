@@ -374,6 +374,9 @@ pub(crate) struct DnsConfig {
     pub rebinding_allow: Vec<String>,
     /// Upstream queries in flight at most; identical questions in flight share one upstream query.
     pub max_inflight: usize,
+    /// Where catalog lists are fetched from instead of their publishers: a directory or an http(s) URL prefix
+    /// holding `<id>.txt` copies (an offline mirror); empty: the publishers' URLs.
+    pub catalog_mirror: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -468,6 +471,7 @@ impl Default for DnsConfig {
             rebinding_protection: true,
             rebinding_allow: vec![],
             max_inflight: 1024,
+            catalog_mirror: String::new(),
         }
     }
 }

@@ -21,6 +21,11 @@ impl Groups {
         self.groups.push((name, clients, lists));
     }
 
+    /// The lists that apply to a client in no group (every enabled list).
+    pub(crate) fn default_lists(&self) -> &ListSet {
+        &self.default
+    }
+
     /// The group name (None for the default) and the lists that apply to `client`.
     pub(crate) fn lists_for(&self, client: IpAddr) -> (Option<&str>, &ListSet) {
         self.groups

@@ -2,7 +2,7 @@
 //! [`Dns::answer_local`] runs those that need no network: `stage_allowed` (the client allow list,
 //! `dns.allow_clients`: REFUSED outside), `stage_parse` (FORMERR for what cannot be read; the size the answer must
 //! fit), `stage_rate_limit` (per client), `stage_local` (local records and local domains), `stage_filter`
-//! (blocklists, allow beats block), `stage_any` (ANY answered minimally, RFC 8482), `stage_cache` (which may queue a
+//! (blocklists, allow beats block; skipped while blocking is paused), `stage_any` (ANY answered minimally, RFC 8482), `stage_cache` (which may queue a
 //! prefetch), `stage_inflight` (a place among the queries in flight, `dns.max_inflight`: SERVFAIL when full).
 //! [`Dns::forward`] runs the rest: identical questions in flight share one upstream query, whose leader runs
 //! `fetch` (`stage_upstream` — a forward zone's servers, the upstream pool or the recursor —, then
@@ -11,13 +11,16 @@
 //! same stages; UDP answers are cut to the client's EDNS size, at most 1232 bytes.
 //!
 //! Beside the pipeline: `settings.rs` compiles the `[dns]` section, `answer.rs` builds the answers hearth writes
-//! itself, `meters.rs` counts, `resolver.rs` is hearth's own name resolution. Transports (`server.rs`) only move
+//! itself, `meters.rs` counts, `resolver.rs` is hearth's own name resolution, `blocking.rs` the blocking pause,
+//! `catalog.rs` the block-list catalog (data). Transports (`server.rs`) only move
 //! bytes; the blocklist engine, the local zone, the cache policy, the answer builders and the wire helpers are pure
 //! cores.
 
 mod answer;
+pub(crate) mod blocking;
 pub(crate) mod blocklist;
 pub(crate) mod cache;
+pub(crate) mod catalog;
 pub(crate) mod dnssec;
 pub(crate) mod groups;
 pub(crate) mod inflight;
@@ -97,6 +100,17 @@ pub(crate) struct Dns {
     prefetch_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Pending>>>,
     /// The questions being asked upstream, with the queries waiting for the same answer.
     inflight: inflight::Inflight<CacheKey, Arc<Fetched>>,
+    /// A blocking pause: until this Unix second (0: none; see [`blocking`]).
+    paused_until: std::sync::atomic::AtomicI64,
+}
+
+/// What the lists say about a name ([`Dns::check_name`]).
+pub(crate) struct NameCheck {
+    /// "blocked", "allowed" or "none".
+    pub verdict: &'static str,
+    pub list: Option<String>,
+    pub rule: Option<String>,
+    pub group: Option<String>,
 }
 
 /// After the synchronous stages: either the answer, or a query that must go upstream.
@@ -171,7 +185,42 @@ impl Dns {
             meters: Meters::new(),
             log,
             inflight: inflight::Inflight::default(),
+            paused_until: Default::default(),
         }
+    }
+
+    /// Pause blocking until the Unix second `until` ([`blocking::UNTIL_RESUMED`]: no end), or resume it (0). The
+    /// caller stores it ([`blocking::save`]).
+    pub(crate) fn pause_blocking(&self, until: i64) {
+        self.paused_until.store(until, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(until, "blocking {}", if until == 0 { "resumed" } else { "paused" });
+    }
+
+    /// What the lists say about `name` for `client` (None: a client in no group): "Check a domain".
+    pub(crate) fn check_name(&self, name: &str, client: Option<IpAddr>) -> NameCheck {
+        let s = self.settings.load();
+        let (group, lists) = match client {
+            Some(ip) => s.groups.lists_for(ip),
+            None => (None, s.groups.default_lists()),
+        };
+        let list_name = |m: &blocklist::Match| s.list_names.get(m.list as usize).cloned();
+        let (verdict, m) = match self.engine.load().check(name, lists) {
+            Verdict::None => ("none", None),
+            Verdict::Allowed(m) => ("allowed", Some(m)),
+            Verdict::Blocked(m) => ("blocked", Some(m)),
+        };
+        NameCheck {
+            verdict,
+            list: m.as_ref().and_then(list_name),
+            rule: m.map(|m| m.rule),
+            group: group.map(str::to_string),
+        }
+    }
+
+    /// The end of the blocking pause in force (None: blocking is on).
+    pub(crate) fn blocking_paused_until(&self) -> Option<i64> {
+        let until = self.paused_until.load(std::sync::atomic::Ordering::Relaxed);
+        blocking::is_paused(until, crate::util::unix_now()).then_some(until)
     }
 
     /// Hand an answered query to the query log (never waits).
@@ -316,6 +365,10 @@ impl Dns {
     /// The blocklists of the client's group (allow beats block): a blocked name is answered in the blocking mode.
     #[inline]
     fn stage_filter(&self, a: Asked<'_>, q: &wire::QueryInfo, limit: usize, s: &Settings) -> Result<(), Answered> {
+        // a pause lets everything through (the clock is read only while one is set)
+        if self.paused_until.load(std::sync::atomic::Ordering::Relaxed) != 0 && self.blocking_paused_until().is_some() {
+            return Ok(());
+        }
         let (_group, lists) = s.groups.lists_for(a.client);
         let Verdict::Blocked(m) = self.engine.load().check(&q.name, lists) else { return Ok(()) };
         let list = s.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");

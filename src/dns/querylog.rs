@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::storage::{Db, Migration, StorageError};
 
+/// The `dns` component's tables: the query log, and the DNS state that outlives a restart (`blocking`).
 pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -39,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     ",
     },
     Migration { version: 2, name: "dns query log: dnssec verdict", sql: "ALTER TABLE dns_queries ADD dnssec TEXT;" },
+    Migration {
+        version: 3,
+        name: "dns state (a blocking pause)",
+        sql: "CREATE TABLE dns_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    },
 ];
 
 /// One answered query.
@@ -559,7 +565,7 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(crate::storage::apply_migrations(&mut c, "dns", MIGRATIONS).unwrap(), 1);
+        assert_eq!(crate::storage::apply_migrations(&mut c, "dns", &MIGRATIONS[..2]).unwrap(), 1);
         assert_eq!(crate::storage::schema_version(&c, "dns").unwrap(), 2);
         let mut e = entry("new.example", "forwarded", "10.0.0.2", 2);
         e.dnssec = Some("secure");

@@ -233,12 +233,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_sessions))
         .routes(routes!(revoke_session))
         .routes(routes!(change_password))
+        .routes(routes!(hash_password))
         .routes(routes!(status))
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(get_config, patch_config))
         .routes(routes!(reload_config))
         .merge(super::dns_api::routes())
+        .merge(super::dns_rules_api::routes())
         .merge(super::proxy_api::routes())
         .merge(super::system_api::routes())
         .merge(super::doh::routes())
@@ -381,7 +383,7 @@ fn throttled(t: Throttled, what: &str) -> ApiError {
 }
 
 /// Create the first admin account (only while none exists), with the one-time setup code from the log or
-/// `hearth admin setup-code`. A missing code is 403 `setup_code_required`, a wrong one 403 `invalid_setup_code`
+/// `hearth admin setup-code`, and log it in (the session cookie, as `POST /api/v1/auth/login` sets it). A missing code is 403 `setup_code_required`, a wrong one 403 `invalid_setup_code`
 /// (repeated wrong codes are slowed down like logins: 429).
 #[utoipa::path(post, path = "/api/v1/setup", tag = "auth", request_body = SetupRequest, responses(
     (status = 201, body = User),
@@ -391,6 +393,7 @@ fn throttled(t: Throttled, what: &str) -> ApiError {
 async fn setup(
     State(s): State<AppState>,
     axum::Extension(conn): axum::Extension<ConnInfo>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<SetupRequest>,
 ) -> Result<Response, ApiError> {
     if s.db.call(|c| core::user_count(c)).await? > 0 {
@@ -428,7 +431,18 @@ async fn setup(
     core::validate_password(&body.password)?;
     let phc = s.verifier.hash(body.password).await?;
     let name = body.username;
-    let user = s.db.call(move |c| core::create_first_admin(c, &name, &phc, unix_now())).await?;
+    let ttl = s.config.current().auth.session_ttl.as_std().as_secs() as i64;
+    let client = conn.peer.ip().to_string();
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    // the wizard goes on as the new admin: the account and its first session are made together
+    let (user, sess) =
+        s.db.call(move |c| {
+            let now = unix_now();
+            let user = core::create_first_admin(c, &name, &phc, now)?;
+            let sess = core::create_session_with_agent(c, &user, ttl, &client, &agent, now, SessionKind::Admin)?;
+            Ok::<_, core::AuthError>((user, sess))
+        })
+        .await?;
     if let Err(e) = tokio::task::spawn_blocking(move || core::setup_code::remove(&dir))
         .await
         .map_err(|e| e.to_string())
@@ -437,7 +451,8 @@ async fn setup(
         tracing::error!(error = %e, "could not delete the setup code file");
     }
     tracing::info!(user = %user.username, client = %conn.peer.ip(), "first admin account created");
-    Ok((StatusCode::CREATED, Json(user)).into_response())
+    Ok((StatusCode::CREATED, [(header::SET_COOKIE, set_session_cookie(&sess.id, ttl, &conn))], Json(user))
+        .into_response())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -568,6 +583,33 @@ struct PasswordChange {
     /// Also revoke the API tokens this user created.
     #[serde(default)]
     revoke_tokens: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct HashRequest {
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Hashed {
+    /// The password's argon2id hash (PHC string), e.g. for a route's `basic_auth` (`"user:<hash>"`).
+    hash: String,
+}
+
+/// Hash a password for a route's basic-auth users (the route editor sends `user:<hash>`, never the password),
+/// as `hearth admin hash-password` does. At most two hashes run at once, like logins.
+#[utoipa::path(post, path = "/api/v1/auth/hash-password", tag = "auth", request_body = HashRequest,
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = Hashed), (status = 401, body = ErrorBody),
+        (status = 422, description = "`invalid_input`: fewer than 8 characters", body = ErrorBody)))]
+async fn hash_password(
+    _auth: AdminAuth,
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<HashRequest>,
+) -> Result<Json<Hashed>, ApiError> {
+    core::validate_password(&body.password).map_err(|e| ApiError::from(e).with_key("password"))?;
+    Ok(Json(Hashed { hash: s.verifier.hash(body.password).await? }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -1,4 +1,5 @@
-//! DNS routes of the admin API: the query log (filtered pages and a live tail), stats, cache flush.
+//! DNS routes of the admin API: the query log (filtered pages and a live tail), stats, cache flush, lists and
+//! one-click rules, the block-list catalog, and the blocking pause.
 
 use std::convert::Infallible;
 
@@ -24,112 +25,144 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(upstreams))
         .routes(routes!(lists))
         .routes(routes!(update_lists))
-        .routes(routes!(add_rule))
+        .routes(routes!(catalog))
+        .routes(routes!(add_from_catalog))
+        .routes(routes!(blocking, pause_blocking))
+}
+
+#[derive(Serialize, ToSchema)]
+struct CatalogEntry {
+    #[serde(flatten)]
+    list: crate::dns::catalog::CatalogList,
+    /// Whether `dns.lists` has it already (by its id as the name, or by its source).
+    added: bool,
+}
+
+fn in_config(cfg: &crate::config::Config, l: &crate::dns::catalog::CatalogList) -> bool {
+    let source = crate::dns::catalog::source(l, &cfg.dns.catalog_mirror);
+    cfg.dns.lists.iter().any(|c| c.name == l.id || c.source == l.url || c.source == source)
+}
+
+/// The block-list catalog: well-known lists to add with one click (the recommended one first).
+#[utoipa::path(get, path = "/api/v1/dns/catalog", tag = "dns",
+    security(("session" = []), ("token" = ["dns:read"])),
+    responses((status = 200, body = [CatalogEntry]), (status = 401, body = ErrorBody)))]
+async fn catalog(_auth: DnsReadAuth, State(s): State<DnsApi>) -> Json<Vec<CatalogEntry>> {
+    let cfg = s.config.current();
+    Json(crate::dns::catalog::CATALOG.iter().map(|l| CatalogEntry { list: *l, added: in_config(&cfg, l) }).collect())
+}
+
+/// Add a catalog list to `dns.lists` (named by its id; fetched from `dns.catalog_mirror` when that is set). It is
+/// downloaded and compiled in the background: its state shows in `GET /api/v1/dns/lists`.
+#[utoipa::path(post, path = "/api/v1/dns/catalog/{id}", tag = "dns", params(("id" = String, Path)),
+    security(("session" = []), ("token" = [])),
+    responses((status = 201, body = [ListView]), (status = 401, body = ErrorBody),
+        (status = 404, description = "`not_found`: no catalog list has this id", body = ErrorBody),
+        (status = 409, description = "`conflict`: the list is in dns.lists already", body = ErrorBody),
+        (status = 412, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_from_catalog(
+    auth: AdminAuth,
+    State(s): State<DnsApi>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<(axum::http::StatusCode, Json<Vec<ListView>>), ApiError> {
+    use axum::http::StatusCode;
+    let Some(l) = crate::dns::catalog::find(&id) else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no catalog list is called {id:?}")));
+    };
+    let (added, _) = s
+        .config
+        .edit(move |cfg| {
+            if in_config(cfg, l) {
+                return Ok(false);
+            }
+            let source = crate::dns::catalog::source(l, &cfg.dns.catalog_mirror);
+            cfg.dns.lists.push(crate::config::DnsList {
+                name: l.id.to_string(),
+                kind: crate::dns::blocklist::ListKind::Block,
+                source,
+                enabled: true,
+                update: crate::config::Duration::from_secs(86_400),
+            });
+            Ok(true)
+        })
+        .await?;
+    if !added {
+        return Err(ApiError::new(StatusCode::CONFLICT, "conflict", format!("{} is in your lists already", l.name)));
+    }
+    tracing::info!(by = %auth.principal, list = l.id, "catalog list added");
+    Ok((StatusCode::CREATED, Json(list_views(&s))))
+}
+
+#[derive(Serialize, ToSchema)]
+struct BlockingState {
+    /// False while blocking is paused.
+    enabled: bool,
+    /// The end of the pause (Unix seconds); null while blocking is on or when the pause lasts until resumed.
+    paused_until: Option<i64>,
+}
+
+fn blocking_state(s: &DnsApi) -> BlockingState {
+    let until = s.dns.blocking_paused_until();
+    BlockingState {
+        enabled: until.is_none(),
+        paused_until: until.filter(|u| *u != crate::dns::blocking::UNTIL_RESUMED),
+    }
+}
+
+/// Whether blocking is on, or paused and until when.
+#[utoipa::path(get, path = "/api/v1/dns/blocking", tag = "dns",
+    security(("session" = []), ("token" = ["dns:read"])),
+    responses((status = 200, body = BlockingState), (status = 401, body = ErrorBody)))]
+async fn blocking(_auth: DnsReadAuth, State(s): State<DnsApi>) -> Json<BlockingState> {
+    Json(blocking_state(&s))
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RuleRequest {
-    /// The name to allow or block (with its subdomains).
-    domain: String,
-    /// "allow" or "block".
-    action: crate::dns::blocklist::ListKind,
+struct BlockingChange {
+    /// true: resume blocking; false: pause it.
+    enabled: bool,
+    /// With `enabled: false`: pause for this many minutes (1 to 1440); absent: until resumed.
+    minutes: Option<u32>,
 }
 
-/// The hearth-managed list for one-click rules of this kind: its name and file.
-fn managed_list(
-    data_dir: &std::path::Path,
-    kind: crate::dns::blocklist::ListKind,
-) -> (&'static str, std::path::PathBuf) {
-    use crate::dns::blocklist::ListKind;
-    match kind {
-        ListKind::Allow => ("my allowlist", data_dir.join("rules/allow.txt")),
-        ListKind::Block => ("my blocklist", data_dir.join("rules/block.txt")),
-    }
-}
-
-/// Allow or block a name with one click (from a query log row): the rule goes into hearth's own list of that kind
-/// (created in the data dir and added to `dns.lists` the first time), and the lists are recompiled at once.
-#[utoipa::path(post, path = "/api/v1/dns/rules", tag = "dns", request_body = RuleRequest,
+/// Pause blocking for some minutes or until resumed, or resume it. Local records, client rules and rate limits
+/// still apply while paused; the pause outlives a restart.
+#[utoipa::path(put, path = "/api/v1/dns/blocking", tag = "dns", request_body = BlockingChange,
     security(("session" = []), ("token" = [])),
-    responses((status = 200, body = [ListView]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn add_rule(
+    responses((status = 200, body = BlockingState), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn pause_blocking(
     auth: AdminAuth,
     State(s): State<DnsApi>,
-    super::error::ApiJson(req): super::error::ApiJson<RuleRequest>,
-) -> Result<Json<Vec<ListView>>, ApiError> {
-    let domain = crate::dns::blocklist::normalize_domain(req.domain.trim()).ok_or_else(|| {
-        ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "not a valid domain name")
-    })?;
-    let cfg = s.config.current();
-    let (name, file) = managed_list(&cfg.data_dir(), req.action);
-    // 1. the rule, appended once
-    let rule = format!("||{domain}^");
-    let (f, r) = (file.clone(), rule.clone());
-    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-        use std::io::Write;
-        if let Some(dir) = f.parent() {
-            std::fs::create_dir_all(dir)?;
+    super::error::ApiJson(req): super::error::ApiJson<BlockingChange>,
+) -> Result<Json<BlockingState>, ApiError> {
+    let until = match (req.enabled, req.minutes) {
+        (true, _) => 0,
+        (false, None) => crate::dns::blocking::UNTIL_RESUMED,
+        (false, Some(m @ 1..=1440)) => crate::util::unix_now() + 60 * i64::from(m),
+        (false, Some(_)) => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_input",
+                "minutes: from 1 to 1440 (or leave it out to pause until resumed)",
+            )
+            .with_key("minutes"));
         }
-        let existing = std::fs::read_to_string(&f).unwrap_or_default();
-        if !existing.lines().any(|l| l.trim() == r) {
-            let mut out = std::fs::OpenOptions::new().create(true).append(true).open(&f)?;
-            if existing.is_empty() {
-                writeln!(out, "# Rules added from the hearth UI")?;
-            }
-            writeln!(out, "{r}")?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
-    // 2. the list itself, registered through the config transaction the first time (that recompiles too)
-    let source = file.display().to_string();
-    let registered = cfg.dns.lists.iter().find(|l| l.name == name);
-    match registered {
-        Some(l) if l.source == source && l.enabled => {
-            let (dns, c, dir) = (s.dns.clone(), cfg.dns.clone(), cfg.data_dir().join("lists"));
-            tokio::task::spawn_blocking(move || dns.reload_lists(&c, &dir)).await.map_err(ApiError::internal)?;
-        }
-        _ => {
-            let generation = s.dns.list_generation();
-            // registered inside the config transaction: a concurrent change of dns.lists is kept, not overwritten
-            let list = crate::config::DnsList {
-                name: name.to_string(),
-                kind: req.action,
-                source,
-                enabled: true,
-                update: crate::config::Duration::from_secs(86_400),
-            };
-            s.config
-                .edit(move |cfg| {
-                    cfg.dns.lists.retain(|l| l.name != list.name);
-                    cfg.dns.lists.push(list);
-                    Ok(())
-                })
-                .await?;
-            // the DNS task recompiles on the change; wait (briefly) for that compilation, not an earlier one
-            for _ in 0..100 {
-                if s.dns.list_generation() > generation {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-    }
-    tracing::info!(by = %auth.principal, rule = %rule, list = name, "rule added");
-    Ok(Json(list_views(&s)))
+    };
+    s.db.call(move |c| crate::dns::blocking::save(c, until)).await.map_err(ApiError::internal)?;
+    s.dns.pause_blocking(until);
+    tracing::info!(by = %auth.principal, until, "blocking {}", if until == 0 { "resumed" } else { "paused" });
+    Ok(Json(blocking_state(&s)))
 }
 
 #[derive(Serialize, ToSchema)]
-struct ListView {
+pub(super) struct ListView {
     name: String,
     kind: crate::dns::blocklist::ListKind,
     source: String,
     enabled: bool,
     /// Rules, comments and invalid lines counted at the last compilation.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     counts: Option<crate::dns::blocklist::ListStats>,
     /// Why the list is not in use, if it is not.
     error: Option<String>,
@@ -137,7 +170,7 @@ struct ListView {
     download: Option<crate::dns::lists::DownloadStatus>,
 }
 
-fn list_views(s: &DnsApi) -> Vec<ListView> {
+pub(super) fn list_views(s: &DnsApi) -> Vec<ListView> {
     let cfg = s.config.current();
     let report = s.dns.list_report();
     let downloads = s.lists.statuses();

@@ -50,6 +50,10 @@ impl ApiError {
     pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
+    /// The request field (or config key) the error is about, for the UI to show it next to that field.
+    pub(crate) fn with_key(self, key: impl Into<String>) -> Self {
+        ApiError { key: Some(key.into()), ..self }
+    }
     /// An unexpected failure: the client gets a generic message, the log gets `detail`.
     pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
         ApiError {

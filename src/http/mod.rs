@@ -8,6 +8,7 @@
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod dns_api;
+pub(crate) mod dns_rules_api;
 pub(crate) mod doh;
 pub(crate) mod error;
 pub(crate) mod memory_api;
@@ -57,6 +58,8 @@ pub(crate) struct DnsApi {
     pub dns: Arc<crate::dns::Dns>,
     pub querylog: crate::dns::querylog::LogReader,
     pub lists: Arc<crate::dns::lists::ListUpdater>,
+    /// The DNS state that outlives a restart (`dns::blocking`).
+    pub db: crate::storage::Db,
 }
 
 /// What the HTTPS-front routes (`proxy_api`) use.

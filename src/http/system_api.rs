@@ -1,4 +1,5 @@
-//! System routes of the admin API: port 53 and systemd-resolved. GET shows whether resolved's stub listener keeps
+//! System routes of the admin API: this machine on the network (the device guide's addresses), and port 53 and
+//! systemd-resolved. GET shows whether resolved's stub listener keeps
 //! hearth off port 53; POST asks — with the admin's consent, which is the click — for the stub to be turned off
 //! or for the change to be undone. hearth runs unprivileged, so the request goes into the data dir for the
 //! package's root helper (`hearth-resolved.path` → `hearth system apply-request`); see `sysdns`.
@@ -16,7 +17,51 @@ use super::error::{ApiError, ApiJson, ErrorBody};
 use crate::sysdns::{self, Request, StubState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(resolved_state, resolved_change))
+    OpenApiRouter::new().routes(routes!(resolved_state, resolved_change)).routes(routes!(network))
+}
+
+#[derive(Serialize, ToSchema)]
+struct NetworkView {
+    hostname: String,
+    /// `<hostname>.local`, the name the admin answers to on the LAN (mDNS), when the machine has a host name.
+    mdns_name: Option<String>,
+    /// The addresses devices can reach this machine at, the likeliest LAN address first.
+    addresses: Vec<crate::net::LanAddress>,
+    /// `dns.listen`, as configured.
+    dns_listen: Vec<String>,
+    /// The port devices must ask (the first `dns.listen` address that is not loopback-only).
+    dns_port: Option<u16>,
+    /// Whether some `dns.listen` address is reachable from other devices (not loopback only).
+    dns_reachable: bool,
+    /// DNS over TLS (`dns.tls_listen`), for Android's "Private DNS".
+    dot_port: Option<u16>,
+    /// The HTTPS listener: DNS over HTTPS at `/dns-query`, and the admin.
+    https_port: Option<u16>,
+}
+
+/// This machine on the network: its LAN addresses and the DNS, DoT and HTTPS ports devices are to use (the
+/// wizard's "Configure your devices" guide).
+#[utoipa::path(get, path = "/api/v1/system/network", tag = "system",
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = NetworkView), (status = 401, body = ErrorBody)))]
+async fn network(_auth: AdminAuth, State(s): State<AppState>) -> Json<NetworkView> {
+    let cfg = s.config.current();
+    let (hostname, found) =
+        tokio::task::spawn_blocking(|| (crate::util::host_name(), crate::net::interface_addresses()))
+            .await
+            .unwrap_or_default();
+    let reachable = |a: &&crate::config::ListenAddr| !a.0.ip().is_loopback();
+    let first_port = |l: &[crate::config::ListenAddr]| l.iter().find(reachable).or(l.first()).map(|a| a.0.port());
+    Json(NetworkView {
+        mdns_name: (!hostname.is_empty()).then(|| format!("{hostname}.local")),
+        hostname,
+        addresses: crate::net::lan_addresses(found),
+        dns_listen: cfg.dns.listen.iter().map(|a| a.to_string()).collect(),
+        dns_port: first_port(&cfg.dns.listen),
+        dns_reachable: cfg.dns.listen.iter().any(|a| reachable(&a)),
+        dot_port: first_port(&cfg.dns.tls_listen),
+        https_port: first_port(&cfg.server.https_listen),
+    })
 }
 
 #[derive(Serialize, ToSchema)]

@@ -141,10 +141,20 @@ impl Proxy {
         let form = |msg: &str| {
             let html = format!(
                 "<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'><title>Log in · hearth</title>\
-                 <style>body{{font:16px system-ui;display:grid;place-items:center;min-height:90vh}}form{{display:grid;gap:.6em;width:18em}}\
-                 .e{{color:#b00}}</style><form method=post action='/.hearth/login?next={}'><h1>{}</h1><p>Log in with your hearth account.</p>\
-                 <p class=e>{}</p><label>User <input name=username autocomplete=username required></label>\
-                 <label>Password <input name=password type=password autocomplete=current-password required></label><button>Log in</button></form>",
+                 <style>:root{{color-scheme:light dark;--bg:light-dark(#f6f5f3,#151412);--fg:light-dark(#1d1b19,#ece9e4);\
+                 --card:light-dark(#fff,#1f1d1a);--line:light-dark(#e2ded8,#34312c);--muted:light-dark(#6b655e,#a39d94);\
+                 --accent:light-dark(#c4521f,#e8763f)}}*{{box-sizing:border-box}}\
+                 body{{margin:0;font:15px/1.5 system-ui,sans-serif;background:var(--bg);color:var(--fg);display:grid;\
+                 place-items:center;min-height:100vh;padding:1rem}}form{{display:grid;gap:.8rem;width:min(100%,22rem);\
+                 background:var(--card);border:1px solid var(--line);border-radius:10px;padding:1.25rem 1.5rem}}\
+                 h1{{margin:0;font-size:1.3rem;overflow-wrap:anywhere}}p{{margin:0;color:var(--muted)}}\
+                 label{{display:grid;gap:.25rem;font-weight:600}}input{{font:inherit;padding:.5rem .6rem;border-radius:6px;\
+                 border:1px solid var(--line);background:var(--bg);color:var(--fg)}}button{{font:inherit;font-weight:600;\
+                 padding:.55rem;border:0;border-radius:6px;background:var(--accent);color:#fff;cursor:pointer}}\
+                 .e{{color:light-dark(#b42318,#f87171)}}.e:empty{{display:none}}</style>\
+                 <form method=post action='/.hearth/login?next={}'><h1>{}</h1><p>Log in with your hearth account.</p>\
+                 <p class=e role=alert>{}</p><label>User name<input name=username autocomplete=username required></label>\
+                 <label>Password<input name=password type=password autocomplete=current-password required></label><button>Log in</button></form>",
                 urlencode(&next),
                 html_escape(&route.name),
                 html_escape(msg)

@@ -86,6 +86,8 @@ impl std::fmt::Display for UpstreamAddr {
 
 #[derive(Debug, Default, Clone)]
 struct State {
+    /// A health check or a request has reached the backend at least once (before: "not checked yet").
+    seen: bool,
     fails: u32,
     open_until: Option<Instant>,
     check_ok: bool,
@@ -107,6 +109,8 @@ pub(crate) struct Upstream {
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct UpstreamStatus {
     pub url: String,
+    /// False until a health check or a request has reached the backend: its state is not known yet.
+    pub checked: bool,
     pub available: bool,
     pub circuit_open: bool,
     pub health_check_ok: bool,
@@ -186,6 +190,7 @@ impl Pool {
 
     pub(crate) fn success(&self, i: usize, latency: Duration) {
         let mut s = lock(&self.upstreams[i].state);
+        s.seen = true;
         s.fails = 0;
         s.open_until = None;
         let ms = latency.as_secs_f64() * 1000.0;
@@ -197,6 +202,7 @@ impl Pool {
         let u = &self.upstreams[i];
         u.failures.fetch_add(1, Ordering::Relaxed);
         let mut s = lock(&u.state);
+        s.seen = true;
         s.fails = s.fails.saturating_add(1);
         s.last_error = error;
         let half_open = s.open_until.is_some_and(|t| now >= t);
@@ -210,6 +216,7 @@ impl Pool {
     /// The result of an active health check; a backend that passes again after failing also gets its circuit closed.
     pub(crate) fn checked(&self, i: usize, ok: bool, detail: String) -> bool {
         let mut s = lock(&self.upstreams[i].state);
+        s.seen = true;
         let changed = s.check_ok != ok;
         s.check_ok = ok;
         if changed && ok {
@@ -229,6 +236,7 @@ impl Pool {
                 let open = s.open_until.is_some_and(|t| now < t);
                 UpstreamStatus {
                     url: u.addr.to_string(),
+                    checked: s.seen,
                     available: s.check_ok && !open,
                     circuit_open: open,
                     health_check_ok: s.check_ok,

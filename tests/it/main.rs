@@ -10,5 +10,6 @@ mod dns;
 mod dnssec;
 mod lifecycle;
 mod memory;
+mod onboarding;
 mod openapi;
 mod proxy;

@@ -60,7 +60,12 @@ schemathesis.serializer.alias("application/dns-message", "application/octet-stre
 #[tokio::test]
 async fn every_answer_is_the_one_the_document_describes() {
     // the memory API with its model, so that embeddings and collections answer for real
-    let inst = Instance::start("[memory]\nenabled = true\n").await;
+    // catalog lists come from a mirror that does not exist: adding one never downloads from the internet
+    let inst = Instance::start(
+        "[memory]\nenabled = true\n\n[dns]\nlisten = [\"127.0.0.1:{dns_port}\"]\nupstreams = [\"udp://127.0.0.1:9\"]\n\
+         catalog_mirror = \"/nonexistent/catalog-mirror\"\n",
+    )
+    .await;
     let (c, csrf) = admin_session(&inst).await;
     let r = c
         .post(inst.url("/api/v1/tokens"))

@@ -84,6 +84,12 @@ export type QueryEntry = Omit<Schemas['Entry'], 'dnssec'> & {
 };
 export type DnsStats = Schemas['Stats'];
 export type Flushed = Schemas['Flushed'];
+export type CatalogEntry = Schemas['CatalogEntry'];
+export type BlockingState = Schemas['BlockingState'];
+export type NetworkView = Schemas['NetworkView'];
+export type LanAddress = Schemas['LanAddress'];
+export type MyRules = Schemas['MyRules'];
+export type CheckResult = Schemas['CheckResult'];
 export type Resolution = Schemas['Resolution'];
 export type UpstreamHealth = Schemas['UpstreamHealth'];
 export type ListView = Omit<Schemas['ListView'], 'counts'> & {

@@ -21,6 +21,11 @@ interface Props {
   window?: number;
 }
 
+/** Whether any line has a value above zero (before that, the y axis shows no numbers: "0.0 / 0.0 / 0" said nothing). */
+function hasData(u: uPlot): boolean {
+  return u.data.slice(1).some((s) => s.some((v) => v != null && v > 0));
+}
+
 // A small live line chart (uPlot): re-created on resize and theme changes, data swapped in place on updates.
 export function Chart({ title, times, format, lines, window = WINDOW_SECONDS }: Props) {
   const box = useRef<HTMLDivElement>(null);
@@ -37,7 +42,8 @@ export function Chart({ title, times, format, lines, window = WINDOW_SECONDS }: 
         {
           width: Math.max(200, el.clientWidth),
           height: 160,
-          legend: { show: false },
+          // the legend under the chart names each line and, under the pointer, its value at that time
+          legend: { show: true, live: true },
           cursor: { drag: { x: false, y: false } },
           scales: {
             // a fixed trailing window, so that a young instance with few samples does not stretch the axis
@@ -46,12 +52,20 @@ export function Chart({ title, times, format, lines, window = WINDOW_SECONDS }: 
           },
           axes: [
             { stroke: axisStroke, grid, ticks: grid },
-            { stroke: axisStroke, grid, ticks: grid, size: 70, values: (_u, vals) => vals.map((v) => format(v)) },
+            {
+              stroke: axisStroke,
+              grid,
+              ticks: grid,
+              // wide enough for the longest label ("512.0 MiB" is not clipped); no numbers before there is data
+              size: (_u: uPlot, vals: string[] | null) => 16 + 7.5 * Math.max(3, ...(vals ?? []).map((v) => v.length)),
+              values: (u: uPlot, vals: number[]) => (hasData(u) ? vals.map((v) => format(v)) : vals.map(() => '')),
+            },
           ],
           series: [
             {},
             ...lines.map((l) => ({
               label: l.label,
+              value: (_u: uPlot, v: number | null) => (v == null ? '—' : format(v)),
               stroke: l.color,
               width: 2,
               fill: l.color + '22',
@@ -82,18 +96,11 @@ export function Chart({ title, times, format, lines, window = WINDOW_SECONDS }: 
     plot.current?.setData([times, ...lines.map((l) => l.values)]);
   }, [times, lines]);
 
+  const empty = !lines.some((l) => l.values.some((v) => v > 0));
   return (
-    <div>
+    <div class="chart-box">
       <div class="chart" ref={box} role="img" aria-label={title} />
-      {lines.length > 1 && (
-        <p class="legend small">
-          {lines.map((l) => (
-            <span>
-              <i style={{ background: l.color }} /> {l.label}
-            </span>
-          ))}
-        </p>
-      )}
+      {empty && <p class="chart-empty muted small">No data yet</p>}
     </div>
   );
 }

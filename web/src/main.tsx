@@ -1,5 +1,6 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
+import { navigate, usePath } from './nav';
 import { api, ApiError, setCsrf, SessionView, SetupState } from './api';
 import { Alert } from './alert';
 import { Setup } from './pages/setup';
@@ -10,36 +11,22 @@ import { Settings } from './pages/settings';
 import { Dns } from './pages/dns/dns';
 import { Proxy } from './pages/proxy';
 import { Memory } from './pages/memory';
+import { Status } from './pages/status';
+import { DeviceGuide } from './devices';
+import { PauseSwitch } from './pause';
 import './style.css';
 
-// Pages of the shell's navigation; later subsystems (DNS, proxy, memory) add theirs here.
+// Pages of the shell's navigation (`nav: false`: reached from a link, not listed); a new subsystem adds its page here.
 const PAGES = [
-  { path: '/', title: 'Dashboard', view: Dashboard },
-  { path: '/dns', title: 'DNS', view: Dns },
-  { path: '/proxy', title: 'Proxy', view: Proxy },
-  { path: '/memory', title: 'Memory', view: Memory },
-  { path: '/tokens', title: 'API tokens', view: Tokens },
-  { path: '/settings', title: 'Settings', view: Settings },
+  { path: '/', title: 'Dashboard', view: Dashboard, nav: true },
+  { path: '/dns', title: 'DNS', view: Dns, nav: true },
+  { path: '/proxy', title: 'Proxy', view: Proxy, nav: true },
+  { path: '/memory', title: 'Memory', view: Memory, nav: true },
+  { path: '/status', title: 'Status', view: Status, nav: true },
+  { path: '/tokens', title: 'API tokens', view: Tokens, nav: true },
+  { path: '/settings', title: 'Settings', view: Settings, nav: true },
+  { path: '/devices', title: 'Connect your devices', view: DeviceGuide, nav: false },
 ];
-
-export function navigate(path: string) {
-  if (location.pathname !== path) history.pushState(null, '', path);
-  window.dispatchEvent(new Event('hearth:navigate'));
-}
-
-function usePath(): string {
-  const [path, setPath] = useState(location.pathname);
-  useEffect(() => {
-    const on = () => setPath(location.pathname);
-    window.addEventListener('popstate', on);
-    window.addEventListener('hearth:navigate', on);
-    return () => {
-      window.removeEventListener('popstate', on);
-      window.removeEventListener('hearth:navigate', on);
-    };
-  }, []);
-  return path;
-}
 
 type Theme = 'auto' | 'light' | 'dark';
 function useTheme(): [Theme, () => void] {
@@ -110,7 +97,17 @@ function App() {
         </div>
       </main>
     );
-  if (phase.kind === 'setup') return <Setup done={() => setPhase({ kind: 'login' })} themeButton={themeButton} port53={phase.port53} />;
+  if (phase.kind === 'setup')
+    return (
+      <Setup
+        finished={(session) => {
+          navigate('/');
+          setPhase({ kind: 'app', session });
+        }}
+        themeButton={themeButton}
+        port53={phase.port53}
+      />
+    );
   if (phase.kind === 'login')
     return (
       <Login
@@ -122,7 +119,8 @@ function App() {
       />
     );
 
-  const page = PAGES.find((p) => p.path === path) ?? PAGES[0];
+  // a page owns its sub-paths (the DNS page's sections: /dns/log, /dns/lists, …)
+  const page = PAGES.find((p) => p.path === path) ?? PAGES.find((p) => p.path !== '/' && path.startsWith(p.path + '/')) ?? PAGES[0];
   const View = page.view;
   document.title = `${page.title} · hearth`;
   return (
@@ -135,7 +133,7 @@ function App() {
           <img src="/favicon.svg" alt="" width="22" height="22" /> hearth
         </span>
         <nav aria-label="Main">
-          {PAGES.map((p) => (
+          {PAGES.filter((p) => p.nav).map((p) => (
             <a
               href={p.path}
               aria-current={p === page ? 'page' : undefined}
@@ -149,6 +147,7 @@ function App() {
           ))}
         </nav>
         <span class="spacer" />
+        <PauseSwitch />
         {themeButton}
         <span class="muted user">{phase.session.user}</span>
         <button class="ghost" onClick={logout}>

@@ -99,3 +99,74 @@ for (const [label, viewport] of [
     await context.close();
   });
 }
+
+test('the route editor shows every key on its tabs, and an edit on each tab keeps the access settings', async () => {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const page = await context.newPage();
+  await page.goto(base + '/');
+  await page.getByLabel('User name').fill('admin');
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  await page.getByRole('link', { name: 'Proxy' }).click();
+  // the list: a lock and the access rules, and the certificate worded truthfully
+  const routes = page.getByTestId('routes');
+  await routes.getByTestId('route-access').filter({ hasText: /🔒.*hearth login.*basic auth \(1 user\)/ }).waitFor();
+  await routes.getByTestId('route-cert').filter({ hasText: "hearth's CA" }).waitFor();
+  const before = await routeJson(page);
+
+  await routes.getByRole('button', { name: 'Edit' }).first().click();
+  const form = page.getByRole('form', { name: 'Edit route 0' });
+  const tab = (name) => form.getByRole('tab', { name }).click();
+  // Details
+  assert.equal(await form.getByLabel('Health check path').inputValue(), '/health');
+  assert.equal(await form.getByLabel(/Expected status/).inputValue(), '204');
+  // TLS: HSTS is off on this route; turn it on
+  await tab('TLS');
+  const hsts = form.getByRole('checkbox', { name: /HSTS/ });
+  assert.equal(await hsts.isChecked(), false);
+  await hsts.check();
+  await shot(page, 'proxy-tab-tls');
+  // Access: hearth login with its user, alice, the address rules, the rate limit; add bob, raise the limit
+  await tab('Access');
+  assert.equal(await form.getByRole('checkbox', { name: /Require a hearth login/ }).isChecked(), true);
+  assert.equal(await form.getByLabel(/Only these users/).inputValue(), 'admin');
+  await form.locator('[data-user="alice"]').waitFor();
+  assert.equal(await form.getByLabel(/Allow only these clients/).inputValue(), '127.0.0.0/8');
+  assert.equal(await form.getByLabel(/Refuse these clients/).inputValue(), '127.0.0.9');
+  await form.getByLabel('New user name').fill('bob');
+  await form.getByLabel("New user's password").fill('bob secret pass');
+  await form.getByRole('button', { name: 'Add user' }).click();
+  await form.locator('[data-user="bob"]').waitFor();
+  await form.getByLabel(/Rate limit/).fill('8');
+  await shot(page, 'proxy-tab-access');
+  // Advanced: the timeouts, the body limit and the headers as they are; a longer response timeout
+  await tab('Advanced');
+  assert.equal(await form.getByLabel('Response timeout').inputValue(), '2m');
+  assert.equal(await form.getByLabel(/Largest request body/).inputValue(), '4096');
+  assert.match(await form.getByLabel(/Response headers/).inputValue(), /X-Robots-Tag: noindex/);
+  await form.getByLabel('Response timeout').fill('90s');
+  await shot(page, 'proxy-tab-advanced');
+  // a bad value is shown on its tab, next to its field, in words
+  await form.getByLabel('Connect timeout').fill('soon');
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await form.getByRole('alert').filter({ hasText: 'connect_timeout' }).waitFor();
+  assert.equal(await form.getByLabel('Connect timeout').getAttribute('aria-invalid'), 'true');
+  await form.getByLabel('Connect timeout').fill('3s');
+  await form.getByRole('button', { name: 'Save', exact: true }).click();
+  await routes.getByTestId('route-access').filter({ hasText: 'basic auth (2 users)' }).waitFor();
+
+  const after = await routeJson(page);
+  assert.deepEqual(after.basic_auth, ['alice:(redacted)', 'bob:(redacted)']);
+  assert.equal(after.hsts, true);
+  assert.equal(after.rate_limit, 8);
+  assert.match(after.timeout, /^(90s|1m30s)$/);
+  for (const k of ['forward_auth', 'forward_auth_users', 'allow', 'deny', 'headers', 'rate_limit_burst', 'max_body_bytes', 'health_status', 'strategy', 'strip_prefix']) {
+    assert.deepEqual(after[k], before[k], k);
+  }
+  const file = readFileSync(join(dir, 'hearth.toml'), 'utf8');
+  assert.match(file, /"bob:\$argon2id\$/, 'the new user is stored as a hash, never the password');
+  assert.ok(!file.includes('bob secret pass'));
+  execFileSync(BIN, ['check-config', join(dir, 'hearth.toml')]);
+  await context.close();
+});

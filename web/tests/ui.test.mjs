@@ -23,10 +23,13 @@ before(async () => {
   const [http, https, dns] = [await freePort(), await freePort(), await freePort()];
   dnsPort = dns;
   writeFileSync(join(dir, 'ads.txt'), '||ads.example^\n');
+  // the catalog's lists come from this local mirror (dns.catalog_mirror), never from their publishers
+  mkdirSync(join(dir, 'mirror'));
+  writeFileSync(join(dir, 'mirror', 'adguard-dns.txt'), '! a local copy for the test\n||catalog-ad.example^\n');
   base = `http://127.0.0.1:${http}`;
   writeFileSync(
     join(dir, 'hearth.toml'),
-    `# ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n\n[[dns.lists]]\nname = "ads"\nkind = "block"\nsource = "${dir}/ads.txt"\n\n[dns.querylog]\nflush_interval = "200ms"\n`,
+    `# ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\ncatalog_mirror = "${dir}/mirror"\n\n[[dns.lists]]\nname = "ads"\nkind = "block"\nsource = "${dir}/ads.txt"\n\n[dns.querylog]\nflush_interval = "200ms"\n`,
   );
   hearth = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   hearth.stdout.on('data', (d) => (logs += d));
@@ -54,8 +57,8 @@ async function shot(page, name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 
-test('wizard → login → dashboard → token → settings → logout', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, colorScheme: 'light' });
+test('wizard → devices → dashboard → status → token → settings → logout → login', async () => {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, colorScheme: 'light' });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -72,44 +75,89 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByLabel(/^Password/).fill('short');
   await page.getByLabel('Repeat the password').fill('short');
   await page.getByRole('button', { name: 'Create admin account' }).click();
-  await page.getByRole('alert').filter({ hasText: 'at least 8' }).waitFor();
+  // the error sits next to its field, which is marked invalid
+  await page.locator('#password-error').filter({ hasText: 'at least 8' }).waitFor();
+  assert.equal(await page.getByLabel(/^Password/).getAttribute('aria-invalid'), 'true');
+  await shot(page, '01b-wizard-account-error');
   await page.getByLabel(/^Password/).fill('correct horse battery');
   await page.getByLabel('Repeat the password').fill('correct horse battery');
   await page.getByRole('button', { name: 'Create admin account' }).click();
-  await page.getByRole('status').filter({ hasText: 'is ready' }).waitFor();
-  await page.getByRole('button', { name: 'Continue to log in' }).click();
 
-  // login, with one wrong attempt first
-  await page.getByRole('heading', { name: 'Log in to hearth' }).waitFor();
-  await page.getByLabel('User name').fill('admin');
-  await page.getByLabel('Password').fill('wrong password');
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('alert').filter({ hasText: 'wrong user name or password' }).waitFor();
-  await shot(page, '02-login-error');
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.keyboard.press('Enter');
-  // (Enter submits the login form and nothing else: the theme stays as it was)
+  // resolver: the presets; keeping the current one changes nothing
+  await page.getByRole('heading', { name: 'Resolver' }).waitFor();
+  await page.locator('[data-preset="quad9"]').waitFor();
+  await page.getByRole('radio', { name: /Keep the current setting/ }).check();
+  await shot(page, '01c-wizard-resolver');
+  await page.getByRole('button', { name: 'Continue' }).click();
 
-  // dashboard: live subsystem states
+  // block lists: the catalog, the recommended list ticked; adding it blocks its names at once
+  await page.getByRole('heading', { name: 'Block lists' }).waitFor();
+  const recommended = page.locator('[data-catalog="adguard-dns"] input[type=checkbox]');
+  await recommended.waitFor();
+  assert.equal(await recommended.isChecked(), true, 'the recommended list is ticked');
+  await shot(page, '01d-wizard-lists');
+  await page.getByRole('button', { name: 'Add this list and continue' }).click();
+
+  // the device guide: hearth's address, the warning that DNS listens on loopback only, the CA steps
+  await page.getByRole('heading', { name: 'Your devices' }).waitFor();
+  await page.getByTestId('device-guide').waitFor();
+  await page.getByRole('alert').filter({ hasText: 'listens only on this machine' }).waitFor();
+  await page.getByText('Use hearth for every device: the router').waitFor();
+  await page.getByTestId('ca-install').waitFor();
+  await shot(page, '01e-wizard-devices');
+  const catalogToml = readFileSync(join(dir, 'hearth.toml'), 'utf8');
+  assert.match(catalogToml, /name = "adguard-dns"/);
+  assert.ok(catalogToml.includes(`source = "${dir}/mirror/adguard-dns.txt"`), 'fetched from the mirror');
+  assert.equal(execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'x.catalog-ad.example', '+short', '+tries=1']).toString().trim(), '0.0.0.0');
+  await page.getByRole('button', { name: 'Go to the dashboard' }).click();
+
+  // dashboard (logged in by the wizard): DNS first, the overall state in words
   await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  await page.getByTestId('queries').filter({ hasText: /^\d/ }).waitFor();
+  await page.getByTestId('blocking-state').filter({ hasText: 'Blocking on' }).waitFor();
+  await page.getByTestId('top-blocked').filter({ hasText: 'x.catalog-ad.example' }).waitFor();
+  await page.getByRole('link', { name: 'Open the guide' }).waitFor();
+  assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'auto');
+  await shot(page, '03-dashboard');
+
+  // pause blocking from the dashboard: the blocked name is let through; resuming blocks it again
+  const digShort = (name) => execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), name, '+short', '+tries=1']).toString().trim();
+  await page.getByTestId('blocking-card').getByRole('button', { name: 'Pause 5 minutes' }).click();
+  await page.getByTestId('blocking-state').filter({ hasText: /Paused, [45]:\d\d left/ }).waitFor();
+  await page.getByTestId('blocking-switch').filter({ hasText: /Paused/ }).waitFor();
+  assert.notEqual(digShort('y.catalog-ad.example'), '0.0.0.0', 'paused: not blocked');
+  await shot(page, '03a-dashboard-paused');
+  await page.getByTestId('blocking-card').getByTestId('resume-blocking').click();
+  await page.getByTestId('blocking-state').filter({ hasText: 'Blocking on' }).waitFor();
+  assert.equal(digShort('z.catalog-ad.example'), '0.0.0.0', 'resumed: blocked again');
+
+  // status: live subsystem states; the summary is the worst of them, never "healthy" over a degraded one
+  await page.getByRole('link', { name: 'Status' }).click();
   const table = page.getByTestId('subsystems');
   for (const name of ['http', 'https', 'storage', 'metrics', 'dns']) {
     await table.locator(`tr[data-subsystem="${name}"] .badge`).filter({ hasText: 'ready' }).waitFor();
   }
-  assert.equal(await page.getByTestId('overall').textContent(), 'Healthy');
+  const states = await table.locator('.badge').allTextContents();
+  const summary = await page.getByTestId('overall').textContent();
+  if (states.includes('failed')) assert.match(summary, /^Not working/);
+  else if (states.includes('degraded')) assert.match(summary, /^Needs attention/);
+  else if (states.includes('starting')) assert.match(summary, /^Starting/);
+  else assert.equal(summary, 'Everything is working');
   assert.match(await page.getByTestId('memory').textContent(), /MiB/);
   // auto-refresh: the uptime moves without a reload
   const up1 = await page.getByTestId('uptime').textContent();
   await page.waitForFunction((u) => document.querySelector('[data-testid=uptime]').textContent !== u, up1, { timeout: 12000 });
   await page.locator('.chart canvas').first().waitFor();
-  assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'auto');
-  await shot(page, '03-dashboard');
+  await shot(page, '03b-status');
 
   // DNS: a blocked query shows up in the live query log, with the list and rule that blocked it
+  const dig = (name) => execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), name, '+short', '+tries=1']).toString().trim();
+  const tab = (name) => page.getByRole('navigation', { name: 'DNS sections' }).getByRole('link', { name, exact: true }).click();
   await page.getByRole('link', { name: 'DNS' }).click();
+  await tab('Query log');
   await page.getByRole('heading', { name: 'Query log' }).waitFor();
   await page.waitForTimeout(300); // the live tail connects
-  execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'tracker.ads.example', '+short', '+tries=1']);
+  dig('tracker.ads.example');
   const row = page.locator('tr[data-outcome="blocked"]').filter({ hasText: 'tracker.ads.example' });
   await row.waitFor({ timeout: 10000 });
   assert.match(await row.textContent(), /ads: \|\|ads\.example\^/);
@@ -117,45 +165,76 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByText('No queries yet.').waitFor();
   await page.getByLabel('Outcome').selectOption('');
   await row.waitFor();
-  // one click from the row allows it (hearth's own allowlist), at once
+  // un-breaking a site: the row's ⋯ menu allows it (hearth's own allowlist), at once; the confirmation is next to the row
+  await row.getByLabel('Actions for tracker.ads.example').click();
   await row.getByRole('button', { name: 'Allow tracker.ads.example' }).click();
-  await page.getByRole('status').filter({ hasText: 'Allowed tracker.ads.example' }).waitFor();
-  assert.notEqual(execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'tracker.ads.example', '+short', '+tries=1']).toString().trim(), '0.0.0.0');
-  await page.reload();
+  const note = page.locator('tr.row-note');
+  await note.getByRole('status').filter({ hasText: 'Allowed tracker.ads.example' }).waitFor();
+  await note.getByRole('button', { name: 'Undo' }).waitFor();
+  assert.notEqual(dig('tracker.ads.example'), '0.0.0.0');
+  await shot(page, '04-dns-log-allowed');
+
+  // my rules: the allowed domain is listed; removing it blocks the name again; "Check a domain" names list and rule
+  await tab('Lists & rules');
+  const mine = page.getByTestId('my-allow');
+  await mine.getByText('tracker.ads.example').waitFor();
+  await shot(page, '04a-my-rules');
+  await mine.getByRole('button', { name: 'Remove tracker.ads.example from my allowlist' }).click();
+  await page.getByRole('status').filter({ hasText: 'Removed tracker.ads.example' }).waitFor();
+  assert.equal(dig('tracker.ads.example'), '0.0.0.0');
+  await page.getByLabel('Domain', { exact: true }).fill('tracker.ads.example');
+  await page.getByRole('button', { name: 'Check', exact: true }).click();
+  await page.getByTestId('check-result').filter({ hasText: 'is blocked by “ads”: ||ads.example^' }).waitFor();
+  // the free-text editor refuses a line that is not a rule, naming it, and keeps the text
+  await page.getByText('Edit as text').first().click();
+  await page.getByLabel(/My allowlist as text/).fill('||fine.example^\nnot a rule at all\n');
+  await page.getByRole('button', { name: 'Save my allowlist' }).click();
+  await page.getByRole('alert').filter({ hasText: 'line 2' }).waitFor();
+  assert.match(await page.getByLabel(/My allowlist as text/).inputValue(), /not a rule at all/);
+  await page.getByLabel(/My allowlist as text/).fill('# mine\nok.ads.example\n');
+  await page.getByRole('button', { name: 'Save my allowlist' }).click();
+  await mine.getByText('ok.ads.example').waitFor();
+  assert.notEqual(dig('ok.ads.example'), '0.0.0.0');
+
+  // overview: the blocked name is among the top blocked
+  await tab('Overview');
   await page.getByTestId('top-blocked').filter({ hasText: 'tracker.ads.example' }).waitFor();
   await shot(page, '04-dns');
 
-  // lists: add one through the form; it is compiled and blocks at once; switch another off
+  // lists: the catalog is offered; add one through the form; it is compiled and blocks at once; switch another off
+  await tab('Lists & rules');
+  await page.getByText('Add from the catalog').click();
+  await page.locator('[data-catalog="adguard-dns"]').getByText('added').waitFor();
   writeFileSync(join(dir, 'extra.txt'), '# mine\n||extra.example^\nnot a rule at all\n');
   await page.getByLabel('Name', { exact: true }).fill('extra');
   await page.getByLabel('Source (URL or file path)').fill(join(dir, 'extra.txt'));
   await page.getByRole('button', { name: 'Add list' }).click();
   await page.getByRole('status').filter({ hasText: 'Added “extra”' }).waitFor();
   const extraRow = page.locator('tr[data-list="extra"]');
-  await extraRow.filter({ hasText: '1 lines skipped' }).waitFor();
-  assert.equal(execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'a.extra.example', '+short', '+tries=1']).toString().trim(), '0.0.0.0');
+  await extraRow.filter({ hasText: '1 line skipped' }).waitFor();
+  assert.equal(dig('a.extra.example'), '0.0.0.0');
   await page.getByRole('checkbox', { name: 'Use ads' }).uncheck();
   await page.locator('tr[data-list="ads"]').filter({ hasText: 'off' }).waitFor();
   assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /name = "extra"/);
   await shot(page, '04b-lists');
 
-  // local records, client groups and how names are resolved
+  // local records
+  await tab('Local records');
   await page.getByLabel('Record name').fill('nas.home.arpa');
   await page.getByLabel('Value').fill('192.168.1.10');
   await page.getByRole('button', { name: 'Add record' }).click();
   await page.getByRole('status').filter({ hasText: 'Added nas.home.arpa A 192.168.1.10' }).waitFor();
-  assert.equal(execFileSync('dig', ['@127.0.0.1', '-p', String(dnsPort), 'nas.home.arpa', '+short', '+tries=1']).toString().trim(), '192.168.1.10');
+  assert.equal(dig('nas.home.arpa'), '192.168.1.10');
   await page.getByLabel('Record name').fill('bad.home.arpa');
   await page.getByLabel('Value').fill('not-an-ip');
   await page.getByRole('button', { name: 'Add record' }).click();
   await page.getByRole('alert').filter({ hasText: 'dns.records[1]' }).waitFor();
   await page.getByTestId('records').filter({ hasText: 'nas.home.arpa' }).waitFor();
   assert.doesNotMatch(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /bad\.home\.arpa/);
-  await page.getByRole('textbox', { name: 'Domain', exact: true }).fill('fritz.box');
-  await page.getByRole('textbox', { name: 'Servers', exact: true }).fill('udp://127.0.0.1:9');
-  await page.getByRole('button', { name: 'Add zone' }).click();
-  await page.getByTestId('forward-zones').filter({ hasText: 'fritz.box' }).filter({ hasText: 'udp://127.0.0.1:9' }).waitFor();
-  assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /domain = "fritz\.box"/);
+  await shot(page, '04d-dns-records');
+
+  // clients and groups
+  await tab('Clients & groups');
   await page.getByLabel('Group', { exact: true }).fill('trusted');
   await page.getByRole('textbox', { name: 'Clients' }).fill('127.0.0.1');
   await page.getByRole('checkbox', { name: 'extra', exact: true }).check();
@@ -164,6 +243,15 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByRole('status').filter({ hasText: 'Added the group “trusted”' }).waitFor();
   await page.getByTestId('groups').filter({ hasText: '127.0.0.1' }).filter({ hasText: 'extra' }).waitFor();
   assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /name = "trusted"/);
+  await shot(page, '04e-dns-groups');
+
+  // how names are resolved, and conditional forwarding
+  await tab('Settings');
+  await page.getByRole('textbox', { name: 'Domain', exact: true }).fill('fritz.box');
+  await page.getByRole('textbox', { name: 'Servers', exact: true }).fill('udp://127.0.0.1:9');
+  await page.getByRole('button', { name: 'Add zone' }).click();
+  await page.getByTestId('forward-zones').filter({ hasText: 'fritz.box' }).filter({ hasText: 'udp://127.0.0.1:9' }).waitFor();
+  assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /domain = "fritz\.box"/);
   await page.getByTestId('upstreams').filter({ hasText: 'udp://127.0.0.1:9' }).waitFor();
   await page.getByTestId('resolution').filter({ hasText: 'DNSSEC validation on' }).waitFor();
   await shot(page, '04c-dns-settings');
@@ -186,17 +274,31 @@ test('wizard → login → dashboard → token → settings → logout', async (
   // settings: a bad value names the key, a good one is saved to hearth.toml with its comments
   await page.getByRole('link', { name: 'Settings' }).click();
   await page.getByLabel(/Session lifetime/).fill('forever');
-  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
   await page.getByRole('alert').filter({ hasText: 'auth.session_ttl' }).waitFor();
   await shot(page, '06-settings-error');
   await page.getByLabel(/Session lifetime/).fill('12h');
   await page.getByLabel(/Log level/).selectOption('debug');
-  await page.getByRole('button', { name: 'Save' }).click();
+  await page.getByRole('button', { name: 'Save', exact: true }).click();
   await page.getByRole('status').filter({ hasText: 'Saved to' }).waitFor();
   const file = readFileSync(join(dir, 'hearth.toml'), 'utf8');
   assert.match(file, /^# ui test\n/);
   assert.match(file, /level = "debug"/);
   assert.match(file, /session_ttl = "12h"/);
+  // the DNS essentials: an error sits next to its field, in words with the key as a detail
+  const essentials = page.getByRole('form', { name: 'DNS, query log and ports' });
+  await essentials.getByLabel(/Keep entries for/).fill('forever');
+  await essentials.getByRole('button', { name: 'Save DNS and port settings' }).click();
+  await essentials.getByRole('alert').filter({ hasText: 'dns.querylog.retention' }).waitFor();
+  assert.equal(await essentials.getByLabel(/Keep entries for/).getAttribute('aria-invalid'), 'true');
+  await shot(page, '06b-settings-field-error');
+  await essentials.getByLabel(/Keep entries for/).fill('2d');
+  await essentials.getByLabel(/Where it is kept/).selectOption('memory');
+  await essentials.getByRole('button', { name: 'Save DNS and port settings' }).click();
+  await essentials.getByRole('status').filter({ hasText: 'Saved' }).waitFor();
+  const file2 = readFileSync(join(dir, 'hearth.toml'), 'utf8');
+  assert.match(file2, /retention = "2d"/);
+  assert.match(file2, /storage = "memory"/);
 
   // keyboard: after a page load the skip link is the first stop, and it moves focus to the content
   await page.reload();
@@ -266,21 +368,54 @@ test('wizard → login → dashboard → token → settings → logout', async (
   await page.getByRole('heading', { name: 'Log in to hearth' }).waitFor();
   await page.reload();
   await page.getByRole('heading', { name: 'Log in to hearth' }).waitFor();
+  // login, with one wrong attempt first
+  await page.getByLabel('User name').fill('admin');
+  await page.getByLabel('Password').fill('wrong password');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'wrong user name or password' }).waitFor();
+  await shot(page, '02-login-error');
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
   // deliberate 401/422 answers are logged by the browser as failed loads; nothing else may be
   assert.deepEqual(errors.filter((e) => !/status of 4(01|22)/.test(e)), []);
   await context.close();
 });
 
-test('narrow screens: the dashboard stays usable on a phone', async () => {
+test('narrow screens: every page fits a phone', async () => {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, colorScheme: 'dark' });
   const page = await context.newPage();
   await page.goto(base + '/');
   await page.getByLabel('User name').fill('admin');
   await page.getByLabel('Password').fill('correct horse battery');
   await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByTestId('subsystems').waitFor();
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  assert.ok(overflow <= 1, `no horizontal scrolling (${overflow}px)`);
-  await shot(page, '08-phone-dark');
+  await page.getByTestId('overall').waitFor();
+  for (const [path, ready] of [
+    ['/', 'blocking-state'],
+    ['/dns', null],
+    ['/proxy', null],
+    ['/memory', null],
+    ['/status', 'subsystems'],
+    ['/tokens', null],
+    ['/settings', null],
+    ['/devices', 'device-guide'],
+  ]) {
+    await page.goto(base + path);
+    await page.locator('main h1').waitFor();
+    if (ready) await page.getByTestId(ready).waitFor();
+    await page.waitForTimeout(400); // the page's data arrives
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    const name = path === '/' ? 'dashboard' : path.slice(1);
+    await shot(page, `10-phone-${name}`);
+    assert.ok(overflow <= 1, `${path}: no horizontal scrolling on a 390 px phone (${overflow}px wider)`);
+  }
+  // the blocking switch in the navigation works on a phone too
+  await page.getByTestId('blocking-switch').click();
+  await page.getByRole('button', { name: 'Pause 5 minutes' }).first().click();
+  await page.getByTestId('blocking-switch').filter({ hasText: /Paused, [45]:\d\d left/ }).waitFor();
+  await shot(page, '10-phone-paused');
+  await page.getByTestId('blocking-switch').click();
+  await page.getByTestId('resume-blocking').first().click();
+  await page.getByTestId('blocking-switch').filter({ hasText: 'Blocking on' }).waitFor();
   await context.close();
 });

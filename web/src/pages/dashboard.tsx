@@ -1,21 +1,37 @@
-import { Status } from '../api';
+// The dashboard, DNS first (what a Pi-hole or AdGuard Home user looks at): the overall state in words, queries and
+// the share blocked over the last 24 hours, the blocking switch, top blocked names and top clients, the upstreams'
+// latency, the proxy's routes up or down, certificates that need a look, and the way to connect devices. hearth's
+// own process figures are on the Status page.
+import { CertificatesView, DnsStats, Resolution, RouteView, Status as StatusData } from '../api';
 import { usePoll } from '../poll';
 import { Chart } from '../chart';
-import { ago, bytes, duration } from '../format';
 import { Port53 } from '../port53';
 import { Alert } from '../alert';
+import { Link } from '../nav';
+import { overall } from './status';
+import { blockingLabel, PauseControls, useBlocking } from '../pause';
 
-const REFRESH_MS = 5000;
+/** A route is up when a backend is available and known to be (probed or used); down when none is available. */
+export function routeState(r: RouteView): 'up' | 'down' | 'unknown' {
+  if (!r.upstreams.some((u) => u.available)) return 'down';
+  return r.upstreams.some((u) => u.available && u.checked) ? 'up' : 'unknown';
+}
+
+const DAY = 86400;
 
 export function Dashboard() {
-  const { data: status, error } = usePoll<Status>('/api/v1/status', REFRESH_MS);
+  const { data: status, error } = usePoll<StatusData>('/api/v1/status', 10000);
+  const { data: stats } = usePoll<DnsStats>('/api/v1/dns/stats?hours=24', 15000);
+  const { data: resolution } = usePoll<Resolution>('/api/v1/dns/upstreams', 15000);
+  const { data: routes } = usePoll<RouteView[]>('/api/v1/proxy/routes', 15000);
+  const { data: certs } = usePoll<CertificatesView>('/api/v1/tls/certificates', 60000);
+  const blocking = useBlocking();
 
-  if (!status) return error ? <Alert>{error}</Alert> : <p aria-busy="true">Loading…</p>;
-  const series = status.series;
-  const times = series.map((s) => s.t);
-  const last = series[series.length - 1];
-  const subsystems = Object.entries(status.subsystems);
-  const healthy = subsystems.every(([, s]) => s.state === 'ready' || s.state === 'degraded');
+  const o = status ? overall(status.subsystems) : null;
+  const now = Date.now() / 1000;
+  const certIssues = (certs?.acme ?? []).filter((c) => c.status !== 'valid' || (c.not_after ?? 0) - now < 14 * DAY);
+  const up = (routes ?? []).filter((r) => routeState(r) === 'up').length;
+  const down = (routes ?? []).filter((r) => routeState(r) === 'down');
 
   return (
     <>
@@ -24,90 +40,158 @@ export function Dashboard() {
       <section class="cards" aria-label="Overview">
         <div class="card stat">
           <span class="label">Status</span>
-          <span class={`value ${healthy ? 'ok' : 'bad'}`} data-testid="overall">
-            {healthy ? 'Healthy' : 'Attention'}
+          <span class={`value ${o?.level ?? ''}`} data-testid="overall">
+            {o ? o.text : '…'}
           </span>
+          <Link to="/status">Details</Link>
         </div>
         <div class="card stat">
-          <span class="label">Uptime</span>
-          <span class="value" data-testid="uptime">
-            {duration(status.uptime_seconds)}
+          <span class="label">Queries, last 24 h</span>
+          <span class="value" data-testid="queries">
+            {stats ? stats.total.toLocaleString() : '…'}
           </span>
+          <span class="muted small">{stats ? `${stats.clients} client${stats.clients === 1 ? '' : 's'} · ${stats.cached.toLocaleString()} from the cache` : ''}</span>
         </div>
         <div class="card stat">
-          <span class="label">Memory (RSS)</span>
-          <span class="value" data-testid="memory">
-            {bytes(status.process.rss_bytes)}
+          <span class="label">Blocked, last 24 h</span>
+          <span class="value" data-testid="blocked">
+            {stats ? `${stats.blocked_percent.toFixed(1)} %` : '…'}
           </span>
+          <span class="muted small">{stats ? `${stats.blocked.toLocaleString()} ${stats.blocked === 1 ? "query" : "queries"}` : ''}</span>
         </div>
-        <div class="card stat">
-          <span class="label">Requests</span>
-          <span class="value" data-testid="rate">
-            {last ? `${last.requests_per_second.toFixed(2)}/s` : '…'}
+        <div class="card stat" data-testid="blocking-card">
+          <span class="label">Blocking</span>
+          <span class={`value ${blocking && !blocking.enabled ? 'warn' : 'ok'}`} data-testid="blocking-state">
+            {blockingLabel(blocking)}
           </span>
-          <span class="muted small">{status.http_requests_total} in total</span>
-        </div>
-        <div class="card stat">
-          <span class="label">CPU</span>
-          <span class="value">{last ? `${last.cpu_percent.toFixed(1)} %` : '…'}</span>
+          <PauseControls />
         </div>
       </section>
 
-      <section class="card">
-        <h2>Subsystems</h2>
-        <table class="table" data-testid="subsystems">
-          <thead>
-            <tr>
-              <th scope="col">Subsystem</th>
-              <th scope="col">State</th>
-              <th scope="col">Details</th>
-              <th scope="col">Since</th>
-              <th scope="col">Restarts</th>
-            </tr>
-          </thead>
-          <tbody>
-            {subsystems.map(([name, s]) => (
-              <tr data-subsystem={name}>
-                <th scope="row">{name}</th>
-                <td data-label="State">
-                  <span class={`badge ${s.state}`}>{s.state}</span>
-                </td>
-                <td data-label="Details">
-                  {s.detail}
-                  {s.last_error && <div class="error small">last error: {s.last_error}</div>}
-                </td>
-                <td data-label="Since">{ago(s.since)}</td>
-                <td data-label="Restarts">{s.restarts}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+      {stats && stats.total === 0 && (
+        <section class="card" data-testid="no-queries">
+          <h2>No device asks hearth yet</h2>
+          <p>
+            Point your router's (or a device's) DNS server at hearth: <Link to="/devices">Connect your devices</Link>.
+          </p>
+        </section>
+      )}
+
+      <section class="grid3">
+        <div class="card">
+          <h2>Top blocked</h2>
+          {stats && stats.top_blocked.length ? (
+            <ol class="toplist" data-testid="top-blocked">
+              {stats.top_blocked.slice(0, 8).map(([name, n]) => (
+                <li>
+                  <span class="name">{name}</span> <span class="muted">{n}</span>
+                </li>
+              ))}
+            </ol>
+          ) : (
+            <p class="muted">Nothing blocked in the last 24 hours.</p>
+          )}
+        </div>
+        <div class="card">
+          <h2>Top clients</h2>
+          {stats && stats.top_clients.length ? (
+            <ol class="toplist" data-testid="top-clients">
+              {stats.top_clients.slice(0, 8).map(([name, n]) => (
+                <li>
+                  <span class="name">{name}</span> <span class="muted">{n}</span>
+                </li>
+              ))}
+            </ol>
+          ) : (
+            <p class="muted">No queries in the last 24 hours.</p>
+          )}
+        </div>
+        <div class="card">
+          <h2>Upstreams</h2>
+          {resolution?.mode === 'recursive' ? (
+            <p>Recursive: hearth asks each domain's own servers.</p>
+          ) : (
+            <ul class="plain" data-testid="dash-upstreams">
+              {(resolution?.upstreams ?? []).map((u) => (
+                <li>
+                  <span class={`dot ${u.queries === 0 ? 'unknown' : u.healthy ? 'ok' : 'bad'}`} aria-hidden="true" />{' '}
+                  <span class="name">{u.upstream}</span>{' '}
+                  <span class="muted small">
+                    {u.queries === 0 ? 'not used yet' : u.healthy ? (u.latency_ms != null ? `${u.latency_ms.toFixed(0)} ms` : 'answering') : `failing: ${u.last_error ?? ''}`}
+                  </span>
+                </li>
+              ))}
+            </ul>
+          )}
+        </div>
+        <div class="card">
+          <h2>Sites (proxy)</h2>
+          {routes && routes.length ? (
+            <>
+              <p data-testid="routes-summary">
+                {up} of {routes.length} up{down.length ? `, ${down.length} down` : ''}
+                {routes.length - up - down.length ? `, ${routes.length - up - down.length} not checked yet` : ''}
+              </p>
+              {down.length > 0 && (
+                <ul class="plain">
+                  {down.map((r) => (
+                    <li class="error small">
+                      {r.route.hosts.join(', ')}: {r.upstreams.find((u) => u.last_error)?.last_error || 'no backend answers'}
+                    </li>
+                  ))}
+                </ul>
+              )}
+            </>
+          ) : (
+            <p class="muted">
+              No sites yet. <Link to="/proxy">Add one</Link> to reach a service by name over HTTPS.
+            </p>
+          )}
+          <Link to="/proxy">Manage sites</Link>
+        </div>
+        <div class="card">
+          <h2>Certificates</h2>
+          {certIssues.length ? (
+            <ul class="plain" data-testid="cert-issues">
+              {certIssues.map((c) => (
+                <li>
+                  <strong>{c.name}</strong>{' '}
+                  <span class={c.status === 'valid' ? 'muted small' : 'error small'}>
+                    {c.status === 'valid'
+                      ? `expires ${new Date((c.not_after ?? 0) * 1000).toLocaleDateString()}`
+                      : c.status === 'failed'
+                        ? `failed: ${c.last_error}`
+                        : c.status}
+                  </span>
+                </li>
+              ))}
+            </ul>
+          ) : (
+            <p class="muted">{certs?.acme.length ? 'All certificates are valid for more than 14 days.' : 'No public (ACME) certificates.'}</p>
+          )}
+        </div>
+        <div class="card">
+          <h2>Connect your devices</h2>
+          <p>The address to give your router, steps for each system, and hearth's certificate.</p>
+          <Link to="/devices">Open the guide</Link>
+        </div>
       </section>
 
-      <section class="charts">
-        <div class="card">
-          <h2>Request rate</h2>
+      {stats && stats.per_hour.length > 0 && (
+        <section class="card">
+          <h2>Queries per hour</h2>
           <Chart
-            title="HTTP requests per second"
-            times={times}
-            lines={[{ label: 'requests/s', values: series.map((s) => s.requests_per_second), color: '#d9622b' }]}
-            format={(v) => `${v.toFixed(1)}/s`}
+            title="DNS queries per hour, last 24 hours"
+            times={stats.per_hour.map(([t]) => t)}
+            lines={[
+              { label: 'queries', values: stats.per_hour.map(([, q]) => q), color: '#3b82f6' },
+              { label: 'blocked', values: stats.per_hour.map(([, , b]) => b), color: '#d9622b' },
+            ]}
+            format={(v) => (Number.isInteger(v) ? String(v) : v.toFixed(1))}
+            window={DAY}
           />
-        </div>
-        <div class="card">
-          <h2>Memory</h2>
-          <Chart
-            title="Resident memory"
-            times={times}
-            lines={[{ label: 'RSS', values: series.map((s) => s.rss_bytes), color: '#3b82f6' }]}
-            format={bytes}
-          />
-        </div>
-      </section>
-      <p class="muted small">
-        hearth {status.version} · commit {status.commit} · built {status.build_date} · {status.process.threads} threads ·{' '}
-        {status.process.open_fds} open files · refreshes every {REFRESH_MS / 1000}s
-      </p>
+        </section>
+      )}
     </>
   );
 }

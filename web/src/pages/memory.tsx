@@ -240,10 +240,10 @@ function Search({ collection }: { collection: string }) {
             <tbody>
               {hits.map((h) => (
                 <tr key={h.id}>
-                  <td class="num">{h.score.toFixed(4)}</td>
-                  <td>{h.id}</td>
-                  <td class="wrap">{h.text}</td>
-                  <td>
+                  <td class="num" data-label="Score">{h.score.toFixed(4)}</td>
+                  <td data-label="Id">{h.id}</td>
+                  <td class="wrap" data-label="Text">{h.text}</td>
+                  <td data-label="Metadata">
                     <code>{h.metadata == null ? '' : JSON.stringify(h.metadata)}</code>
                   </td>
                 </tr>
@@ -330,9 +330,9 @@ export function Memory() {
                     {c.dimension} dims{c.model ? ` · ${c.model}` : ''}
                   </div>
                 </td>
-                <td class="num">{c.rows.toLocaleString()}</td>
-                <td class="num">{bytes(c.bytes)}</td>
-                <td>
+                <td class="num" data-label="Documents">{c.rows.toLocaleString()}</td>
+                <td class="num" data-label="Size">{bytes(c.bytes)}</td>
+                <td data-label="Vector index">
                   {c.vector_index === 'none' ? 'exact search' : c.vector_index}
                   {c.vector_index !== 'none' && c.unindexed_rows > 0 && <div class="muted small">{c.unindexed_rows} rows not yet indexed</div>}
                   {c.ram_index_rows > 0 && (
@@ -341,8 +341,8 @@ export function Memory() {
                     </div>
                   )}
                 </td>
-                <td>{c.text_index ? 'BM25' : '—'}</td>
-                <td class="small">
+                <td data-label="Text index">{c.text_index ? 'BM25' : '—'}</td>
+                <td class="small" data-label="Metadata keys">
                   {Object.entries(c.metadata_keys)
                     .map(([k, t]) => `${k} (${t})`)
                     .join(', ') || '—'}

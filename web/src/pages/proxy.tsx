@@ -1,136 +1,60 @@
 // The HTTPS front: routes with live backend health (add, edit, delete, test a backend), certificates (ACME state with
 // the CA's own error text, renew now), and the internal root CA with install instructions.
 import { useEffect, useState } from 'preact/hooks';
-import { AccessEntry, api, ApiError, CertificatesView, ProxyRoute, RouteView, TestResult } from '../api';
+import { AccessEntry, api, ApiError, CertificatesView, CertStatus, RouteView } from '../api';
 import { date } from '../format';
+import { CaInstall } from '../devices';
+import { isLocalName, NEW_ROUTE, RouteForm } from './routeform';
 import { Alert } from '../alert';
 
-interface Draft {
-  hosts: string;
-  path_prefix: string;
-  upstreams: string;
-  tls: 'acme' | 'internal' | 'none';
-  strategy: 'round_robin' | 'least_conn' | 'ip_hash';
-  health_path: string;
-}
-
-const EMPTY: Draft = { hosts: '', path_prefix: '/', upstreams: '', tls: 'internal', strategy: 'round_robin', health_path: '' };
-
-function toDraft(r: ProxyRoute): Draft {
-  return {
-    hosts: r.hosts.join(', '),
-    path_prefix: r.path_prefix,
-    upstreams: r.upstreams.join(', '),
-    tls: r.tls,
-    strategy: r.strategy,
-    health_path: r.health_path,
-  };
-}
-
-const split = (s: string) =>
-  s
-    .split(/[\s,]+/)
-    .map((x) => x.trim())
-    .filter(Boolean);
-
-// `base` is the route as hearth has it: the form edits six of its keys and sends the whole route back, so keys the
-// form does not show (auth, headers, limits, timeouts, …) are kept; secrets come back redacted and the API keeps them.
-function RouteForm({ initial, base, index, id, saved, cancel }: { initial: Draft; base?: ProxyRoute; index: number | null; id?: string; saved: () => void; cancel?: () => void }) {
-  const [d, setD] = useState<Draft>(initial);
-  const [error, setError] = useState('');
-  const [test, setTest] = useState('');
-  const [busy, setBusy] = useState(false);
-  const set = (k: keyof Draft) => (e: Event) => setD({ ...d, [k]: (e.currentTarget as HTMLInputElement).value });
-
-  async function save(e: Event) {
-    e.preventDefault();
-    setError('');
-    setBusy(true);
-    const body = { ...(base ?? {}), hosts: split(d.hosts), path_prefix: d.path_prefix || '/', upstreams: split(d.upstreams), tls: d.tls, strategy: d.strategy, health_path: d.health_path };
-    try {
-      if (index === null) await api('POST', '/api/v1/proxy/routes', body);
-      else await api('PUT', `/api/v1/proxy/routes/${encodeURIComponent(id ?? '')}`, body);
-      setD(EMPTY);
-      saved();
-    } catch (err) {
-      setError((err as ApiError).message);
-    } finally {
-      setBusy(false);
-    }
-  }
-
-  async function testUpstream() {
-    const url = split(d.upstreams)[0];
-    setError('');
-    if (!url) return setError('Enter a backend URL first.');
-    setTest('Testing…');
-    try {
-      const r = await api<TestResult>('POST', '/api/v1/proxy/test-upstream', {
-        url,
-        path: d.health_path || '/',
-      });
-      setTest(r.error ? `✗ ${url}: ${r.error}` : `${r.ok ? '✓' : '✗'} ${url} answered ${r.status} in ${r.latency_ms} ms`);
-    } catch (err) {
-      setTest('');
-      setError((err as ApiError).message);
-    }
-  }
-
+/** Who may use a route, in a few words, with a lock when it is not open to everyone. */
+function access_of(r: RouteView) {
+  const parts: string[] = [];
+  if (r.route.forward_auth) parts.push('hearth login');
+  const basic = (r.route.basic_auth as string[] | undefined) ?? [];
+  if (basic.length) parts.push(`basic auth (${basic.length} user${basic.length === 1 ? '' : 's'})`);
+  if (((r.route.allow as string[] | undefined) ?? []).length) parts.push('allowed addresses only');
+  if (((r.route.deny as string[] | undefined) ?? []).length) parts.push('some addresses refused');
+  if ((r.route.rate_limit as number | undefined) ?? 0) parts.push(`${r.route.rate_limit}/s per client`);
+  const locked = !!r.route.forward_auth || basic.length > 0;
   return (
-    <form class="filters" onSubmit={save} aria-label={index === null ? 'Add a route' : `Edit route ${index}`}>
-      <label class="grow">
-        Host names
-        <input name="hosts" value={d.hosts} onInput={set('hosts')} placeholder="jellyfin.home.arpa" required />
-      </label>
-      <label>
-        Path prefix
-        <input name="path_prefix" value={d.path_prefix} onInput={set('path_prefix')} />
-      </label>
-      <label class="grow">
-        Backends
-        <input name="upstreams" value={d.upstreams} onInput={set('upstreams')} placeholder="http://192.168.1.20:8096" required />
-      </label>
-      <label>
-        Certificate
-        <select name="tls" value={d.tls} onChange={set('tls')}>
-          <option value="internal">hearth's CA (LAN)</option>
-          <option value="acme">ACME (public name)</option>
-          <option value="none">none (plain HTTP)</option>
-        </select>
-      </label>
-      <label>
-        Balancing
-        <select name="strategy" value={d.strategy} onChange={set('strategy')}>
-          <option value="round_robin">round robin</option>
-          <option value="least_conn">least connections</option>
-          <option value="ip_hash">client IP hash</option>
-        </select>
-      </label>
-      <label>
-        Health check path
-        <input name="health_path" value={d.health_path} onInput={set('health_path')} placeholder="/health (empty: off)" />
-      </label>
-      <div class="row">
-        <button type="submit" disabled={busy}>
-          {index === null ? 'Add route' : 'Save'}
-        </button>
-        <button type="button" class="ghost" onClick={testUpstream}>
-          Test backend
-        </button>
-        {cancel && (
-          <button type="button" class="ghost" onClick={cancel}>
-            Cancel
-          </button>
-        )}
-      </div>
-      {test && (
-        <p class="muted" role="status" data-testid="test-result">
-          {test}
-        </p>
+    <>
+      {locked && (
+        <span class="lock" title="login required" aria-label="login required">
+          🔒{' '}
+        </span>
       )}
-      <Alert>{error}</Alert>
-    </form>
+      {parts.length ? parts.join(' · ') : 'open to every client'}
+    </>
   );
+}
+
+/** The certificate a route gets, worded truthfully: hearth's CA (also for a local name set to ACME), the ACME
+ *  certificate's validity, or why ordering failed. */
+function certificate_of(r: RouteView, certs: CertificatesView | null) {
+  if (r.route.tls === 'none') return 'none (plain HTTP)';
+  const local = r.route.hosts.filter(isLocalName);
+  if (r.route.tls === 'internal' || local.length === r.route.hosts.length) {
+    return (
+      <>
+        hearth's CA{r.route.tls === 'acme' && <div class="muted">local names get no public certificate</div>}
+      </>
+    );
+  }
+  const own: CertStatus[] = (certs?.acme ?? []).filter((c) => r.route.hosts.includes(c.name));
+  if (!own.length) return 'ACME: not ordered yet';
+  return own.map((c) => (
+    <div>
+      {c.status === 'valid' && c.not_after ? (
+        <span class="ok">valid until {new Date(c.not_after * 1000).toLocaleDateString()}</span>
+      ) : c.status === 'failed' ? (
+        <span class="error">failed: {c.last_error || 'see Certificates below'}</span>
+      ) : (
+        <span class="muted">{c.status === 'ordering' ? 'ordering…' : c.status}</span>
+      )}
+      {own.length > 1 && <span class="muted"> ({c.name})</span>}
+    </div>
+  ));
 }
 
 export function Proxy() {
@@ -186,6 +110,7 @@ export function Proxy() {
               <tr>
                 <th>Site</th>
                 <th>Backends</th>
+                <th>Access</th>
                 <th>Certificate</th>
                 <th>
                   <span class="visually-hidden">Actions</span>
@@ -196,10 +121,9 @@ export function Proxy() {
               {routes.map((r) =>
                 editing === r.index ? (
                   <tr>
-                    <td colSpan={4}>
+                    <td colSpan={5}>
                       <RouteForm
-                        initial={toDraft(r.route)}
-                        base={r.route}
+                        initial={r.route}
                         index={r.index}
                         id={r.id}
                         saved={() => {
@@ -230,16 +154,25 @@ export function Proxy() {
                     <td data-label="Backends" class="small">
                       {r.upstreams.map((u) => (
                         <div title={u.last_error || u.health_check}>
-                          <span class={u.available ? 'ok' : 'error'}>{u.available ? '●' : '○'}</span> {u.url}{' '}
-                          <span class="muted">
-                            {u.available ? `${u.latency_ms} ms · ${u.active_requests} active` : u.circuit_open ? 'taken out after failures' : `health check: ${u.health_check}`}
+                          <span class={!u.available ? 'error' : u.checked ? 'ok' : 'muted'}>{u.available && u.checked ? '●' : '○'}</span> {u.url}{' '}
+                          <span class="muted" data-testid="backend-state">
+                            {!u.available
+                              ? u.circuit_open
+                                ? 'taken out after failures'
+                                : `health check: ${u.health_check}`
+                              : u.checked
+                                ? `${u.latency_ms} ms · ${u.active_requests} active`
+                                : 'not checked yet'}
                           </span>
                           {!u.available && u.last_error && <div class="error small">{u.last_error}</div>}
                         </div>
                       ))}
                     </td>
-                    <td data-label="Certificate" class="small">
-                      {r.route.tls === 'acme' ? 'ACME' : r.route.tls === 'internal' ? "hearth's CA" : 'none'}
+                    <td data-label="Access" class="small" data-testid="route-access">
+                      {access_of(r)}
+                    </td>
+                    <td data-label="Certificate" class="small" data-testid="route-cert">
+                      {certificate_of(r, certs)}
                     </td>
                     <td>
                       <button class="ghost" onClick={() => setEditing(r.index)}>
@@ -260,7 +193,7 @@ export function Proxy() {
           Names under <code>home.arpa</code> (and your local domains) resolve to hearth automatically and get a certificate from hearth's own CA. Public names
           get ACME certificates.
         </p>
-        <RouteForm initial={EMPTY} index={null} saved={load} />
+        <RouteForm initial={NEW_ROUTE} index={null} saved={load} />
       </section>
 
       <section class="card">
@@ -362,37 +295,7 @@ export function Proxy() {
       {certs?.internal_ca && (
         <section class="card">
           <h2>hearth's certificate authority</h2>
-          <p>
-            Sites with hearth's certificates are trusted by devices that have hearth's root certificate installed.{' '}
-            <a href="/ca.crt" download="hearth-root-ca.crt">
-              Download the root certificate
-            </a>
-            {certs.internal_root_sha256 && (
-              <span class="muted small">
-                {' '}
-                (SHA-256 <code>{certs.internal_root_sha256}</code>)
-              </span>
-            )}
-          </p>
-          <ul class="small">
-            <li>
-              <strong>iPhone/iPad:</strong> open the download in Safari, install the profile in Settings → General → VPN &amp; Device Management, then turn it on
-              in Settings → General → About → Certificate Trust Settings.
-            </li>
-            <li>
-              <strong>Android:</strong> Settings → Security → Encryption &amp; credentials → Install a certificate → CA certificate.
-            </li>
-            <li>
-              <strong>Windows:</strong> open the file → Install Certificate → Local Machine → “Trusted Root Certification Authorities”.
-            </li>
-            <li>
-              <strong>macOS:</strong> open the file in Keychain Access (System keychain), then set “When using this certificate” to Always Trust.
-            </li>
-            <li>
-              <strong>Linux:</strong> copy it to <code>/usr/local/share/ca-certificates/hearth.crt</code> and run <code>sudo update-ca-certificates</code>;
-              Firefox: Settings → Certificates → Import.
-            </li>
-          </ul>
+          <CaInstall sha256={certs.internal_root_sha256} />
         </section>
       )}
     </>

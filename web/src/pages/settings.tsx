@@ -146,6 +146,164 @@ function Password() {
   );
 }
 
+/** One setting of the essentials form: its dotted key in hearth.toml, its label and its kind of input. */
+interface Field {
+  key: string;
+  label: string;
+  help?: string;
+  kind: 'text' | 'number' | 'list' | 'select';
+  options?: [string, string][];
+}
+
+// The keys a Pi-hole or AdGuard Home user changes most.
+const ESSENTIALS: { title: string; fields: Field[] }[] = [
+  {
+    title: 'Blocking',
+    fields: [
+      {
+        key: 'dns.blocking_mode',
+        label: 'Blocked names are answered with',
+        kind: 'select',
+        options: [
+          ['null_ip', '0.0.0.0 / :: (the default)'],
+          ['nxdomain', 'NXDOMAIN: the name does not exist'],
+          ['refused', 'REFUSED'],
+        ],
+      },
+      { key: 'dns.blocked_ttl', label: 'Devices remember a blocked answer for', kind: 'text', help: 'e.g. 10s' },
+    ],
+  },
+  {
+    title: 'Query log',
+    fields: [
+      {
+        key: 'dns.querylog.storage',
+        label: 'Where it is kept',
+        kind: 'select',
+        options: [
+          ['sqlite', 'on disk (SQLite)'],
+          ['memory', 'in memory only (no SD-card writes)'],
+        ],
+      },
+      { key: 'dns.querylog.retention', label: 'Keep entries for', kind: 'text', help: 'e.g. 7d, 24h' },
+      { key: 'dns.querylog.max_entries', label: 'Keep at most', kind: 'number', help: 'entries' },
+    ],
+  },
+  {
+    title: 'Cache and ports',
+    fields: [
+      { key: 'dns.cache.size', label: 'DNS cache size', kind: 'number', help: 'answers' },
+      { key: 'dns.listen', label: 'DNS listens on', kind: 'list', help: 'e.g. 0.0.0.0:53, [::]:53' },
+      { key: 'server.http_listen', label: 'Admin UI (HTTP) listens on', kind: 'list', help: 'e.g. :80' },
+      { key: 'server.https_listen', label: 'HTTPS listens on', kind: 'list', help: 'e.g. :443' },
+    ],
+  },
+];
+
+const get = (c: any, key: string) => key.split('.').reduce((o, k) => o?.[k], c);
+function patchOf(key: string, value: unknown): any {
+  return key
+    .split('.')
+    .reverse()
+    .reduce((inner: unknown, k) => ({ [k]: inner }), value);
+}
+function merge(a: any, b: any): any {
+  for (const [k, v] of Object.entries(b)) a[k] = v && typeof v === 'object' && !Array.isArray(v) ? merge(a[k] ?? {}, v) : v;
+  return a;
+}
+const shown = (c: any, f: Field) => {
+  const v = get(c, f.key);
+  return Array.isArray(v) ? v.join(', ') : String(v ?? '');
+};
+
+/** The DNS, query-log and port settings a user changes most, each error next to its field in words. */
+function Essentials() {
+  const { view } = useConfig();
+  const [values, setValues] = useState<Record<string, string>>({});
+  const [error, setError] = useState<{ message: string; key?: string } | null>(null);
+  const [saved, setSaved] = useState('');
+  const fields = ESSENTIALS.flatMap((g) => g.fields);
+  useFill(view?.config, (c) => Object.fromEntries(fields.map((f) => [f.key, shown(c, f)])), setValues);
+  if (!view) return null;
+  async function save(e: Event) {
+    e.preventDefault();
+    setError(null);
+    setSaved('');
+    let patch = {};
+    for (const f of fields) {
+      const v = values[f.key] ?? '';
+      if (v === shown(view!.config, f)) continue;
+      const value =
+        f.kind === 'number'
+          ? Number.isFinite(Number(v)) && v.trim() !== ''
+            ? Number(v)
+            : v
+          : f.kind === 'list'
+            ? v
+                .split(/[\s,]+/)
+                .map((x) => x.trim())
+                .filter(Boolean)
+            : v;
+      patch = merge(patch, patchOf(f.key, value));
+    }
+    if (!Object.keys(patch).length) return setSaved('Nothing changed.');
+    try {
+      const r = await patchConfig(patch);
+      const restart = r.report.restart_required.length ? ` Restart hearth to apply: ${r.report.restart_required.join(', ')}.` : '';
+      setSaved(`Saved and applied.${restart}`);
+    } catch (err) {
+      const ae = err as ApiError;
+      setError({ message: ae.key ? ae.message.replace(`${ae.key}: `, '') : ae.message, key: ae.key });
+    }
+  }
+  // an error's key (dns.listen[1]) belongs to the field of its list (dns.listen)
+  const fieldError = (f: Field) => (error?.key && (error.key === f.key || error.key.startsWith(f.key + '[')) ? error : null);
+  const orphan = error && !fields.some((f) => fieldError(f));
+  return (
+    <form class="card" onSubmit={save} aria-label="DNS, query log and ports">
+      <h2>DNS, query log and ports</h2>
+      {ESSENTIALS.map((g) => (
+        <fieldset class="group">
+          <legend>{g.title}</legend>
+          <div class="grid2">
+            {g.fields.map((f) => {
+              const fe = fieldError(f);
+              const set = (e: Event) => setValues({ ...values, [f.key]: (e.currentTarget as HTMLInputElement).value });
+              return (
+                <label>
+                  {f.label} {f.help && <span class="muted small">({f.help})</span>}
+                  {f.kind === 'select' ? (
+                    <select name={f.key} value={values[f.key]} onChange={set} aria-invalid={fe ? true : undefined}>
+                      {!f.options!.some(([v]) => v === values[f.key]) && <option value={values[f.key]}>{values[f.key]}</option>}
+                      {f.options!.map(([v, l]) => (
+                        <option value={v}>{l}</option>
+                      ))}
+                    </select>
+                  ) : (
+                    <input name={f.key} value={values[f.key] ?? ''} onInput={set} inputMode={f.kind === 'number' ? 'numeric' : undefined} aria-invalid={fe ? true : undefined} />
+                  )}
+                  {fe && (
+                    <span class="error small" role="alert">
+                      {fe.message} <span class="muted detail">({fe.key})</span>
+                    </span>
+                  )}
+                </label>
+              );
+            })}
+          </div>
+        </fieldset>
+      ))}
+      {orphan && <Alert>{error!.message}</Alert>}
+      {saved && (
+        <p class="ok" role="status">
+          {saved}
+        </p>
+      )}
+      <button type="submit">Save DNS and port settings</button>
+    </form>
+  );
+}
+
 // Settings edit hearth.toml through the API: validated, applied live, written back keeping comments.
 const LEVELS = ['error', 'warn', 'info', 'debug', 'trace'];
 const formOf = (c: any) => ({
@@ -243,6 +401,7 @@ export function Settings() {
           </button>
         </div>
       </form>
+      <Essentials />
       <Port53 />
       <Sessions />
       <Password />

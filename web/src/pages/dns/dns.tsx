@@ -5,6 +5,13 @@ import { Chart } from '../../chart';
 import { usePoll } from '../../poll';
 import { Lists } from './lists';
 import { ForwardZones, Groups, Records, ResolutionPanel } from './dnsconfig';
+import { CheckDomain, MyRulesPanel, removeRule } from './rules';
+import { Link, navigate, usePath } from '../../nav';
+
+/** Response codes other than NOERROR, as dig names them: an answer that is not a success is not shown green. */
+const RCODES: Record<number, string> = { 1: 'FORMERR', 2: 'SERVFAIL', 3: 'NXDOMAIN', 4: 'NOTIMP', 5: 'REFUSED' };
+/** An answer (not a block) whose response code is not NOERROR. */
+const failed = (r: QueryEntry) => r.rcode !== 0 && r.outcome !== 'blocked';
 
 // The DNS page: today's figures, an hourly chart, top lists, and the query log with filters and live tail.
 
@@ -136,21 +143,48 @@ function QueryLog() {
       if (f.search && !e.name.includes(f.search.toLowerCase())) return;
       if (f.outcome && e.outcome !== f.outcome) return;
       if (f.client && e.client !== f.client) return;
+      // while the pointer is over the table, new rows wait: the row being aimed at does not move
+      if (hovered.current) {
+        waiting.current = [e, ...waiting.current].slice(0, MAX_ROWS);
+        setHeld(waiting.current.length);
+        return;
+      }
       setRows((rs) => (rs.some((r) => r.id === e.id) ? rs : [e, ...rs].slice(0, MAX_ROWS)));
     });
     return () => es.close();
   }, [live]);
+  const hovered = useRef(false);
+  const waiting = useRef<QueryEntry[]>([]);
+  const [held, setHeld] = useState(0);
+  function release() {
+    hovered.current = false;
+    const w = waiting.current;
+    waiting.current = [];
+    setHeld(0);
+    if (w.length) setRows((rs) => [...w.filter((e) => !rs.some((r) => r.id === e.id)), ...rs].slice(0, MAX_ROWS));
+  }
+  // the outcome of a row's action, shown under that row, with Undo for a rule
+  const [done, setDone] = useState<{ id: number; text: string; error: boolean; undo?: () => void } | null>(null);
 
-  async function rule(name: string, action: 'allow' | 'block') {
+  async function rule(id: number, name: string, action: 'allow' | 'block') {
     try {
       await api('POST', '/api/v1/dns/rules', { domain: name, action });
-      setMessage({ text: `${action === 'allow' ? 'Allowed' : 'Blocked'} ${name} (and its subdomains) — in “my ${action}list”.`, error: false });
+      const undo = async () => {
+        try {
+          await removeRule(name, action);
+          setDone({ id, text: `Undone: ${name} is no longer in my ${action}list.`, error: false });
+        } catch (e) {
+          setDone({ id, text: (e as ApiError).message, error: true });
+        }
+      };
+      setDone({ id, text: `${action === 'allow' ? 'Allowed' : 'Blocked'} ${name} (and its subdomains) — in “my ${action}list”.`, error: false, undo });
     } catch (e) {
-      setMessage({ text: (e as ApiError).message, error: true });
+      setDone({ id, text: (e as ApiError).message, error: true });
     }
   }
 
   async function flush() {
+    if (!confirm('Empty the DNS cache? Every name is asked upstream again the next time (a little slower for a while).')) return;
     try {
       const r = await api<Flushed>('POST', '/api/v1/dns/cache/flush');
       setMessage({ text: `Cache flushed (${r.flushed} answers).`, error: false });
@@ -194,7 +228,8 @@ function QueryLog() {
       {rows.length === 0 ? (
         <p class="muted">No queries yet. Point a device's DNS at hearth, or try: dig @hearth-address example.com</p>
       ) : (
-        <table class="table log" data-testid="querylog">
+        <div class="log-box" onPointerEnter={() => (hovered.current = true)} onPointerLeave={release}>
+        <table class="table log querylog" data-testid="querylog">
           <thead>
             <tr>
               <th scope="col">Time</th>
@@ -210,7 +245,7 @@ function QueryLog() {
             </tr>
           </thead>
           <tbody>
-            {rows.map((r) => (
+            {rows.map((r) => [
               <tr data-outcome={r.outcome}>
                 <td data-label="Time">{new Date(r.ts_ms).toLocaleTimeString()}</td>
                 <td data-label="Client">{r.client}</td>
@@ -219,7 +254,12 @@ function QueryLog() {
                 </td>
                 <td data-label="Type">{qtype(r.qtype)}</td>
                 <td data-label="Outcome">
-                  <span class={`badge ${r.outcome}`}>{r.outcome}</span>
+                  <span class={`badge ${failed(r) ? 'stopped' : r.outcome}`}>{r.outcome}</span>
+                  {failed(r) && r.outcome !== 'refused' && (
+                    <span class={`badge rcode-${r.rcode}`} title="the answer's response code" data-testid="rcode">
+                      {RCODES[r.rcode] ?? `RCODE ${r.rcode}`}
+                    </span>
+                  )}
                   {r.dnssec === 'secure' && (
                     <span class="badge secure" title="DNSSEC: signatures verified">
                       signed
@@ -230,22 +270,58 @@ function QueryLog() {
                   {r.rule ? `${r.list}: ${r.rule}` : (r.upstream ?? '')}
                 </td>
                 <td data-label="ms">{(r.latency_us / 1000).toFixed(1)}</td>
-                <td>
-                  {r.name &&
-                    (r.outcome === 'blocked' ? (
-                      <button type="button" class="ghost" onClick={() => rule(r.name, 'allow')} aria-label={`Allow ${r.name}`}>
-                        Allow
-                      </button>
-                    ) : (
-                      <button type="button" class="ghost danger" onClick={() => rule(r.name, 'block')} aria-label={`Block ${r.name}`}>
-                        Block
-                      </button>
-                    ))}
+                <td class="actions">
+                  {r.name && (
+                    <details class="menu row-menu">
+                      <summary aria-label={`Actions for ${r.name}`}>⋯</summary>
+                      <div class="menu-body">
+                        {r.outcome === 'blocked' ? (
+                          <button type="button" class="ghost" onClick={() => rule(r.id, r.name, 'allow')} aria-label={`Allow ${r.name}`}>
+                            Allow {r.name}
+                          </button>
+                        ) : (
+                          // a local answer is hearth's own record: nothing to block
+                          r.outcome !== 'local' && (
+                            <button type="button" class="ghost danger" onClick={() => rule(r.id, r.name, 'block')} aria-label={`Block ${r.name}`}>
+                              Block {r.name}
+                            </button>
+                          )
+                        )}
+                        <button type="button" class="ghost" onClick={() => navigate(`/dns/lists?check=${encodeURIComponent(r.name)}`)}>
+                          Check in the lists
+                        </button>
+                        <button type="button" class="ghost" onClick={() => setClient(r.client)}>
+                          Only this client
+                        </button>
+                      </div>
+                    </details>
+                  )}
                 </td>
-              </tr>
-            ))}
+              </tr>,
+              done?.id === r.id && (
+                <tr class="row-note">
+                  <td colSpan={8}>
+                    <span class={done.error ? 'error' : 'ok'} role={done.error ? 'alert' : 'status'}>
+                      {done.text}
+                    </span>{' '}
+                    {done.undo && (
+                      <button type="button" class="link" onClick={done.undo}>
+                        Undo
+                      </button>
+                    )}{' '}
+                    {!done.error && <Link to="/dns/lists">My rules</Link>}
+                  </td>
+                </tr>
+              ),
+            ])}
           </tbody>
         </table>
+        </div>
+      )}
+      {held > 0 && (
+        <p class="muted small" role="status">
+          {held} new {held === 1 ? 'entry waits' : 'entries wait'} while the pointer is over the log.
+        </p>
       )}
       {more && rows.length > 0 && (
         <button type="button" class="ghost" onClick={older}>
@@ -256,16 +332,53 @@ function QueryLog() {
   );
 }
 
+/** The DNS page's sections, each at its own path (a link or a bookmark opens it). */
+const SECTIONS = [
+  { path: '/dns', title: 'Overview' },
+  { path: '/dns/log', title: 'Query log' },
+  { path: '/dns/lists', title: 'Lists & rules' },
+  { path: '/dns/records', title: 'Local records' },
+  { path: '/dns/clients', title: 'Clients & groups' },
+  { path: '/dns/settings', title: 'Settings' },
+];
+
 export function Dns() {
+  const path = usePath();
+  const section = SECTIONS.find((s) => s.path === path) ?? SECTIONS[0];
+  const check = new URLSearchParams(location.search).get('check') ?? '';
   return (
     <>
-      <Stats />
-      <QueryLog />
-      <Lists />
-      <ResolutionPanel />
-      <Records />
-      <ForwardZones />
-      <Groups />
+      <nav class="tabs" aria-label="DNS sections">
+        {SECTIONS.map((s) => (
+          <a
+            href={s.path}
+            aria-current={s === section ? 'page' : undefined}
+            onClick={(e) => {
+              e.preventDefault();
+              navigate(s.path);
+            }}
+          >
+            {s.title}
+          </a>
+        ))}
+      </nav>
+      {section.path === '/dns' && <Stats />}
+      {section.path === '/dns/log' && <QueryLog />}
+      {section.path === '/dns/lists' && (
+        <>
+          <Lists />
+          <MyRulesPanel />
+          <CheckDomain initial={check} key={check} />
+        </>
+      )}
+      {section.path === '/dns/records' && <Records />}
+      {section.path === '/dns/clients' && <Groups />}
+      {section.path === '/dns/settings' && (
+        <>
+          <ResolutionPanel />
+          <ForwardZones />
+        </>
+      )}
     </>
   );
 }

@@ -3,6 +3,7 @@ import { api, ApiError, ListView } from '../../api';
 import { Note, Message } from '../../alert';
 import { editConfig } from '../../config';
 import { ago } from '../../format';
+import { CatalogAdd } from '../../catalog';
 
 // Block and allow lists: counts, errors and downloads from the API; changes go through the config (validated,
 // applied live, written to hearth.toml).
@@ -38,7 +39,7 @@ export function Lists() {
   }, [lists]);
 
   // apply a change to the configured lists (the whole array: RFC 7396 replaces arrays)
-  async function change(edit: (ls: ListConfig[]) => ListConfig[], done: string) {
+  async function change(edit: (ls: ListConfig[]) => ListConfig[], done: string): Promise<boolean> {
     setBusy(true);
     setMessage(null);
     try {
@@ -46,9 +47,11 @@ export function Lists() {
       setMessage({ text: done, error: false });
       // the DNS subsystem recompiles (and downloads new URL lists) in the background
       setTimeout(load, 700);
+      return true;
     } catch (e) {
       setMessage({ text: (e as ApiError).message, error: true });
       load();
+      return false;
     } finally {
       setBusy(false);
     }
@@ -57,8 +60,8 @@ export function Lists() {
   async function add(e: Event) {
     e.preventDefault();
     const item = { name: form.name.trim(), kind: form.kind, source: form.source.trim(), enabled: true, update: '24h' };
-    await change((ls) => [...ls, item], `Added “${item.name}”.`);
-    setForm({ name: '', kind: 'block', source: '' });
+    // what was typed stays when the server refuses it, to be corrected
+    if (await change((ls) => [...ls, item], `Added “${item.name}”.`)) setForm({ name: '', kind: 'block', source: '' });
   }
 
   async function updateNow() {
@@ -90,7 +93,10 @@ export function Lists() {
       {lists === null ? (
         <p>Loading…</p>
       ) : lists.length === 0 ? (
-        <p class="muted">No lists yet. Add a hosts file, a domain list or an adblock-style list below.</p>
+        <p class="muted" data-testid="no-lists">
+          Nothing is blocked yet: no lists. Pick one from the catalog below (the recommended one is a safe start), or add your own hosts file, domain list
+          or adblock-style list.
+        </p>
       ) : (
         <table class="table log" data-testid="lists">
           <thead>
@@ -132,7 +138,7 @@ export function Lists() {
                   {l.counts ? l.counts.rules : '—'}
                   {l.counts && l.counts.invalid > 0 && (
                     <div class="muted small" title={l.counts.examples.map(([n, why]) => `line ${n}: ${why}`).join('\n')}>
-                      {l.counts.invalid} lines skipped
+                      {l.counts.invalid === 1 ? '1 line skipped' : `${l.counts.invalid} lines skipped`}
                     </div>
                   )}
                 </td>
@@ -170,7 +176,12 @@ export function Lists() {
           </tbody>
         </table>
       )}
-      <form class="filters" onSubmit={add} style={{ marginTop: '1rem' }}>
+      <details class="catalog-box" open={lists !== null && lists.length === 0}>
+        <summary>Add from the catalog</summary>
+        <CatalogAdd onAdded={() => setTimeout(load, 300)} />
+      </details>
+      <h3>Add your own list</h3>
+      <form class="filters" onSubmit={add}>
         <label>
           Name
           <input name="list-name" value={form.name} onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} required maxLength={64} />
