@@ -129,6 +129,8 @@ pub(crate) struct Pending {
     client: IpAddr,
     /// A background refresh of a cached answer: stored, not sent, not logged.
     prefetch: bool,
+    /// The allow rule that let the name through the filter (its list and rule), for the query log.
+    allowed: Option<Box<(String, String)>>,
     /// Its place among the queries in flight (`dns.max_inflight`), given back when it is answered.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -257,6 +259,13 @@ impl Dns {
             upstream,
             latency_us: started.elapsed().as_micros() as u64,
             dnssec,
+            // what the name resolved to (blocked answers are hearth's own 0.0.0.0: not worth a column)
+            answers: match (outcome, answer) {
+                (Outcome::Forwarded | Outcome::Cached | Outcome::Stale | Outcome::Local, Some(a)) => {
+                    wire::answer_addresses(a, 8)
+                }
+                _ => vec![],
+            },
         });
     }
 
@@ -278,10 +287,10 @@ impl Dns {
             let (q, limit) = self.stage_parse(a)?;
             self.stage_rate_limit(a, &q, &settings)?;
             self.stage_local(a, &q, limit)?;
-            self.stage_filter(a, &q, limit, &settings)?;
+            let allowed = self.stage_filter(a, &q, limit, &settings)?;
             self.stage_any(a, &q, limit)?;
             let key = CacheKey::of(&q);
-            self.stage_cache(a, &q, limit, &key, &settings)?;
+            self.stage_cache(a, &q, limit, &key, &settings, allowed.as_ref())?;
             let permit = self.stage_inflight(a, &q, &settings)?;
             Ok(Pending {
                 query: query.to_vec(),
@@ -291,6 +300,7 @@ impl Dns {
                 started: a.started,
                 client,
                 prefetch: false,
+                allowed: allowed.map(Box::new),
                 _permit: permit,
             })
         };
@@ -364,13 +374,27 @@ impl Dns {
 
     /// The blocklists of the client's group (allow beats block): a blocked name is answered in the blocking mode.
     #[inline]
-    fn stage_filter(&self, a: Asked<'_>, q: &wire::QueryInfo, limit: usize, s: &Settings) -> Result<(), Answered> {
+    /// Ok: the name passes; with the allow rule that let it through, if one did (list, rule), for the log.
+    fn stage_filter(
+        &self,
+        a: Asked<'_>,
+        q: &wire::QueryInfo,
+        limit: usize,
+        s: &Settings,
+    ) -> Result<Option<(String, String)>, Answered> {
         // a pause lets everything through (the clock is read only while one is set)
         if self.paused_until.load(std::sync::atomic::Ordering::Relaxed) != 0 && self.blocking_paused_until().is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let (_group, lists) = s.groups.lists_for(a.client);
-        let Verdict::Blocked(m) = self.engine.load().check(&q.name, lists) else { return Ok(()) };
+        let m = match self.engine.load().check(&q.name, lists) {
+            Verdict::None => return Ok(None),
+            Verdict::Allowed(m) => {
+                let list = s.list_names.get(m.list as usize).cloned().unwrap_or_default();
+                return Ok(Some((list, m.rule)));
+            }
+            Verdict::Blocked(m) => m,
+        };
         let list = s.list_names.get(m.list as usize).map(String::as_str).unwrap_or("?");
         tracing::debug!(name = %q.name, list, rule = %m.rule, "blocked");
         self.meters.count(Outcome::Blocked);
@@ -413,6 +437,7 @@ impl Dns {
         limit: usize,
         key: &CacheKey,
         s: &Settings,
+        allowed: Option<&(String, String)>,
     ) -> Result<(), Answered> {
         let hit = {
             let mut cache = self.cache.locked();
@@ -428,7 +453,8 @@ impl Dns {
         self.meters.cache_hit.increment(1);
         self.meters.count(Outcome::Cached);
         let answer = fit(hit, q, limit);
-        self.log(a.client, Some(q), Outcome::Cached, Some(&answer), None, None, None, a.started, None);
+        let (list, rule) = (allowed.map(|a| a.0.as_str()), allowed.map(|a| a.1.as_str()));
+        self.log(a.client, Some(q), Outcome::Cached, Some(&answer), list, rule, None, a.started, None);
         Err(Some(answer))
     }
 
@@ -444,6 +470,7 @@ impl Dns {
                 started: a.started,
                 client: a.client,
                 prefetch: true,
+                allowed: None,
                 _permit: permit,
             };
             if self.prefetch.try_send(p).is_ok() {
@@ -655,8 +682,8 @@ impl Dns {
                     Some(&p.q),
                     Outcome::Forwarded,
                     Some(&answer),
-                    None,
-                    None,
+                    p.allowed.as_ref().map(|a| a.0.as_str()),
+                    p.allowed.as_ref().map(|a| a.1.as_str()),
                     Some(from.clone()),
                     p.started,
                     *security,
@@ -671,7 +698,9 @@ impl Dns {
                     wire::clear_ad(&mut answer);
                     self.meters.count(Outcome::Stale);
                     let answer = fit(answer, &p.q, p.limit);
-                    self.log(p.client, Some(&p.q), Outcome::Stale, Some(&answer), None, None, None, p.started, None);
+                    let (list, rule) =
+                        (p.allowed.as_ref().map(|a| a.0.as_str()), p.allowed.as_ref().map(|a| a.1.as_str()));
+                    self.log(p.client, Some(&p.q), Outcome::Stale, Some(&answer), list, rule, None, p.started, None);
                     return Some(answer);
                 }
                 tracing::warn!(name = %p.q.name, error = %e, "no upstream answered");

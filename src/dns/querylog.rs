@@ -45,6 +45,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "dns state (a blocking pause)",
         sql: "CREATE TABLE dns_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
     },
+    Migration { version: 4, name: "dns query log: answer addresses", sql: "ALTER TABLE dns_queries ADD answers TEXT;" },
 ];
 
 /// One answered query.
@@ -71,6 +72,9 @@ pub(crate) struct Entry {
     /// The DNSSEC verdict on a forwarded answer: secure, insecure or bogus (none when not validated).
     #[schema(value_type = Option<String>)]
     pub dnssec: Option<&'static str>,
+    /// The addresses the answer gave (A and AAAA records, at most 8).
+    #[schema(value_type = Vec<String>)]
+    pub answers: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,8 +253,8 @@ fn insert_batch(c: &mut Connection, batch: Vec<Entry>) -> Result<Vec<Entry>, Sto
     let mut out = Vec::with_capacity(batch.len());
     {
         let mut st = tx.prepare_cached(
-            "INSERT INTO dns_queries (ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            "INSERT INTO dns_queries (ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec,
+             answers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for mut e in batch {
             st.execute(params![
@@ -264,7 +268,8 @@ fn insert_batch(c: &mut Connection, batch: Vec<Entry>) -> Result<Vec<Entry>, Sto
                 e.rule,
                 e.upstream,
                 e.latency_us as i64,
-                e.dnssec
+                e.dnssec,
+                (!e.answers.is_empty()).then(|| e.answers.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(","))
             ])?;
             e.id = tx.last_insert_rowid();
             out.push(e);
@@ -303,6 +308,10 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             Some("bogus") => Some("bogus"),
             _ => None,
         },
+        answers: r
+            .get::<_, Option<String>>(12)?
+            .map(|t| t.split(',').filter_map(|a| a.parse().ok()).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -328,8 +337,8 @@ impl LogReader {
         self.db
             .call(move |c| {
                 let mut sql =
-                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec
-                               FROM dns_queries WHERE 1=1"
+                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec,
+                    answers FROM dns_queries WHERE 1=1"
                         .to_string();
                 let mut args: Vec<rusqlite::types::Value> = vec![];
                 if let Some(b) = f.before {
@@ -367,8 +376,8 @@ impl LogReader {
         self.db
             .call(move |c| {
                 let mut st = c.prepare_cached(
-                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec
-                     FROM dns_queries WHERE ts_ms >= ?1",
+                    "SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec,
+                     answers FROM dns_queries WHERE ts_ms >= ?1",
                 )?;
                 let rows: Vec<Entry> = st.query_map([since_ms], row)?.collect::<Result<_, _>>()?;
                 Ok::<_, StorageError>(stats_of(rows.iter(), since_ms))
@@ -445,6 +454,7 @@ mod tests {
             upstream: None,
             latency_us: 5,
             dnssec: None,
+            answers: vec![],
         }
     }
 
@@ -553,9 +563,10 @@ mod tests {
         assert_eq!(kept, ["x1", "x0"], "the first two were queued, the rest dropped");
     }
 
-    /// A log written by the first schema keeps its rows through the migration and gains the DNSSEC column.
+    /// A log written by the first schema keeps its rows through every migration and gains the DNSSEC verdict
+    /// (2) and the answer addresses (4); the state table (3) comes with them.
     #[test]
-    fn migration_2_keeps_old_rows_and_adds_the_verdict() {
+    fn migrations_keep_old_rows_and_add_the_verdict_and_the_answers() {
         let mut c = rusqlite::Connection::open_in_memory().unwrap();
         crate::storage::configure(&c, std::time::Duration::from_secs(1)).unwrap();
         crate::storage::apply_migrations(&mut c, "dns", &MIGRATIONS[..1]).unwrap();
@@ -565,18 +576,22 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(crate::storage::apply_migrations(&mut c, "dns", &MIGRATIONS[..2]).unwrap(), 1);
-        assert_eq!(crate::storage::schema_version(&c, "dns").unwrap(), 2);
+        assert_eq!(crate::storage::apply_migrations(&mut c, "dns", MIGRATIONS).unwrap(), 3);
+        assert_eq!(crate::storage::schema_version(&c, "dns").unwrap(), 4);
         let mut e = entry("new.example", "forwarded", "10.0.0.2", 2);
         e.dnssec = Some("secure");
+        e.answers = vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
         insert_batch(&mut c, vec![e]).unwrap();
         let rows: Vec<Entry> = c
-            .prepare("SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec FROM dns_queries ORDER BY id")
+            .prepare("SELECT id, ts_ms, client, name, qtype, outcome, rcode, list, rule, upstream, latency_us, dnssec, answers FROM dns_queries ORDER BY id")
             .unwrap()
             .query_map([], row)
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
+        assert_eq!(rows[0].answers, Vec::<std::net::IpAddr>::new());
+        assert_eq!(rows[1].answers.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["192.0.2.1", "2001:db8::1"]);
+        crate::dns::blocking::save(&c, 5).unwrap();
         assert_eq!((rows[0].name.as_str(), rows[0].dnssec), ("old.example", None));
         assert_eq!((rows[1].name.as_str(), rows[1].dnssec), ("new.example", Some("secure")));
     }

@@ -42,6 +42,8 @@ pub(crate) enum WireError {
 
 const HEADER: usize = 12;
 pub(crate) const TYPE_OPT: u16 = 41;
+pub(crate) const TYPE_A: u16 = 1;
+pub(crate) const TYPE_AAAA: u16 = 28;
 pub(crate) const TYPE_SOA: u16 = 6;
 
 /// Response codes (RFC 1035 §4.1.1), as the header's four RCODE bits carry them (the `rcode` of [`synthesize`];
@@ -217,6 +219,38 @@ pub(crate) fn parse_response(b: &[u8]) -> Result<ResponseInfo, WireError> {
         i = rdata + rdlen;
     }
     Ok(info)
+}
+
+/// The addresses in a response's answer section (A and AAAA data, in order, at most `max`), for the query log:
+/// what a name resolved to. A message that cannot be read gives what was read before the fault.
+pub(crate) fn answer_addresses(b: &[u8], max: usize) -> Vec<std::net::IpAddr> {
+    let mut out = vec![];
+    let mut read = || -> Result<(), WireError> {
+        let (qd, an) = (u16_at(b, 4)?, u16_at(b, 6)?);
+        let mut i = HEADER;
+        for _ in 0..qd {
+            i = skip_name(b, i)? + 4;
+        }
+        for _ in 0..an {
+            let after_name = skip_name(b, i)?;
+            let rtype = u16_at(b, after_name)?;
+            let rdlen = u16_at(b, after_name + 8)? as usize;
+            let rdata = b.get(after_name + 10..after_name + 10 + rdlen).ok_or(WireError::Short)?;
+            match (rtype, rdata.len()) {
+                (TYPE_A, 4) => out.push(std::net::IpAddr::from(<[u8; 4]>::try_from(rdata).expect("4 bytes"))),
+                (TYPE_AAAA, 16) => out.push(std::net::IpAddr::from(<[u8; 16]>::try_from(rdata).expect("16 bytes"))),
+                _ => {}
+            }
+            if out.len() >= max {
+                break;
+            }
+            i = after_name + 10 + rdlen;
+        }
+        Ok(())
+    };
+    // a fault ends the reading; what was read stays
+    let _ = read();
+    out
 }
 
 pub(crate) fn set_id(b: &mut [u8], id: u16) {
@@ -482,6 +516,32 @@ pub(crate) fn rrsets(section: &[Record]) -> Vec<RrSet<'_>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn answer_addresses_reads_a_and_aaaa_and_survives_garbage() {
+        use hickory_proto::op::{Message, MessageType, Query};
+        use hickory_proto::rr::{Name, RData, Record, RecordType, rdata};
+        let name = Name::from_ascii("www.example.").unwrap();
+        let mut m = Message::new(7, MessageType::Response, hickory_proto::op::OpCode::Query);
+        m.add_query(Query::query(name.clone(), RecordType::A));
+        m.add_answer(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::CNAME(rdata::CNAME(Name::from_ascii("cdn.example.").unwrap())),
+        ));
+        m.add_answer(Record::from_rdata(name.clone(), 60, RData::A(rdata::A::new(192, 0, 2, 1))));
+        m.add_answer(Record::from_rdata(
+            name.clone(),
+            60,
+            RData::AAAA(rdata::AAAA::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+        ));
+        let b = m.to_vec().unwrap();
+        let got: Vec<String> = answer_addresses(&b, 8).iter().map(|a| a.to_string()).collect();
+        assert_eq!(got, ["192.0.2.1", "2001:db8::1"]);
+        assert_eq!(answer_addresses(&b, 1).len(), 1, "at most max");
+        assert!(answer_addresses(&b[..20], 8).is_empty(), "a cut message gives what it has");
+        assert!(answer_addresses(&[], 8).is_empty());
+    }
+
     use hickory_proto::rr::DNSClass;
     use hickory_proto::rr::rdata::{A, SOA};
 

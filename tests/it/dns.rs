@@ -345,6 +345,10 @@ async fn query_log_stats_and_live_tail() {
         assert_eq!(blocked["rule"], "||ads.example.test^");
         assert_eq!(blocked["client"], "127.0.0.1");
         assert_eq!(log[2]["upstream"], format!("udp://127.0.0.1:{}", up.port));
+        // what a name resolved to is in its entry; a blocked one has hearth's own answer, not listed
+        assert_eq!(log[2]["answers"], serde_json::json!(["192.0.2.10"]), "{log}");
+        assert_eq!(log[1]["answers"], serde_json::json!(["192.0.2.10"]), "cached: {log}");
+        assert_eq!(blocked["answers"], serde_json::json!([]), "{log}");
         let only: serde_json::Value = c
             .get(inst.url("/api/v1/dns/querylog?outcome=cached&search=WWW"))
             .send()
@@ -367,6 +371,21 @@ async fn query_log_stats_and_live_tail() {
         let log = wait_querylog(&c, &inst, "limit=10", |log| log.as_array().unwrap().len() == 4).await;
         assert_eq!(log[0]["name"], "www.example.test", "{log}");
         assert_eq!(log[0]["outcome"], "forwarded", "{log}");
+        // a name an allow rule let through names that list and rule (the block list's own @@ exception here)
+        dig(p, &["keep.ads.example.test"]);
+        let log = wait_querylog(&c, &inst, "limit=10", |log| log.as_array().unwrap().len() == 5).await;
+        let e = &log[0];
+        assert_eq!(
+            (&e["name"], &e["outcome"]),
+            (&serde_json::json!("keep.ads.example.test"), &serde_json::json!("forwarded")),
+            "{log}"
+        );
+        assert_eq!(
+            (&e["list"], &e["rule"]),
+            (&serde_json::json!("ads"), &serde_json::json!("||keep.ads.example.test^")),
+            "{e}"
+        );
+        assert_eq!(e["answers"], serde_json::json!(["192.0.2.67"]), "{e}");
     }
 }
 

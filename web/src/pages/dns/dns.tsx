@@ -251,6 +251,11 @@ function QueryLog() {
                 <td data-label="Client">{r.client}</td>
                 <td data-label="Name" class="name">
                   {r.name || '(unreadable)'}
+                  {r.answers.length > 0 && (
+                    <div class="muted small" data-testid="answers">
+                      → {r.answers.join(', ')}
+                    </div>
+                  )}
                 </td>
                 <td data-label="Type">{qtype(r.qtype)}</td>
                 <td data-label="Outcome">
@@ -267,7 +272,11 @@ function QueryLog() {
                   )}
                 </td>
                 <td data-label="Why" class="small">
-                  {r.rule ? `${r.list}: ${r.rule}` : (r.upstream ?? '')}
+                  {r.rule && r.list
+                    ? r.outcome === 'blocked'
+                      ? `${r.list}: ${r.rule}`
+                      : `allowed by ${r.list}: ${r.rule}${r.upstream ? ` · ${r.upstream}` : ''}`
+                    : r.rule || (r.upstream ?? '')}
                 </td>
                 <td data-label="ms">{(r.latency_us / 1000).toFixed(1)}</td>
                 <td class="actions">
