@@ -155,6 +155,9 @@ enum TokenCommand {
         /// (GET /metrics), dns:read (query log, stats, lists). Repeat it or give a comma list.
         #[arg(long = "scope", value_name = "SCOPE", default_value = "admin")]
         scopes: Vec<String>,
+        /// The token stops working after this many days (default: never; revoke it to end it).
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_in_days: Option<u32>,
         #[command(flatten)]
         args: ConfigArgs,
     },
@@ -276,12 +279,14 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Token { what: TokenCommand::Create { name, scopes, args } } => {
+        Command::Token { what: TokenCommand::Create { name, scopes, expires_in_days, args } } => {
             let scopes = auth::parse_scopes(&scopes).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(!scopes.is_empty(), "give at least one --scope");
             let db = open_db(&args)?;
+            let now = util::unix_now();
+            let expires_at = expires_in_days.map(|d| now + 86_400 * i64::from(d));
             let (secret, info) =
-                db.blocking(|c| auth::create_token(c, name.trim(), &scopes, "cli", util::unix_now()))?;
+                db.blocking(|c| auth::create_token(c, name.trim(), &scopes, "cli", now, expires_at))?;
             let names: Vec<&str> = info.scopes.iter().map(|s| s.as_str()).collect();
             eprintln!(
                 "created API token {:?} (id {}, scopes {}); it is shown only now:",

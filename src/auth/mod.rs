@@ -68,6 +68,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin';
     ",
     },
+    Migration { version: 3, name: "token expiry", sql: "ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;" },
 ];
 
 /// Prefix of every API token, so that leaked tokens are recognisable by secret scanners.
@@ -475,6 +476,8 @@ pub(crate) struct TokenInfo {
     pub created_by: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// When the token stops working (Unix seconds); none: it works until revoked.
+    pub expires_at: Option<i64>,
 }
 
 impl TokenInfo {
@@ -501,6 +504,7 @@ pub(crate) fn create_token(
     scopes: &[Scope],
     created_by: &str,
     now: i64,
+    expires_at: Option<i64>,
 ) -> Result<(String, TokenInfo), AuthError> {
     validate_token_name(name)?;
     let scopes = normalize_scopes(scopes);
@@ -511,9 +515,9 @@ pub(crate) fn create_token(
     let secret = format!("{TOKEN_PREFIX}{}", random_secret(32));
     let prefix: String = secret.chars().take(TOKEN_PREFIX.len() + 6).collect();
     let res = c.execute(
-        "INSERT INTO api_tokens (name, token_hash, prefix, created_by, created_at, scopes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![name, sha256_hex(&secret), prefix, created_by, now, scope_text],
+        "INSERT INTO api_tokens (name, token_hash, prefix, created_by, created_at, scopes, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![name, sha256_hex(&secret), prefix, created_by, now, scope_text, expires_at],
     );
     match res {
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -531,6 +535,7 @@ pub(crate) fn create_token(
         created_by: created_by.into(),
         created_at: now,
         last_used_at: None,
+        expires_at,
     };
     Ok((secret, info))
 }
@@ -541,7 +546,7 @@ pub(crate) fn list_tokens(c: &Connection) -> Result<Vec<TokenInfo>, AuthError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-const TOKEN_COLUMNS: &str = "id, name, prefix, created_by, created_at, last_used_at, scopes";
+const TOKEN_COLUMNS: &str = "id, name, prefix, created_by, created_at, last_used_at, scopes, expires_at";
 
 fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
     Ok(TokenInfo {
@@ -552,6 +557,7 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenInfo> {
         created_at: r.get(4)?,
         last_used_at: r.get(5)?,
         scopes: scopes_from_db(&r.get::<_, String>(6)?),
+        expires_at: r.get(7)?,
     })
 }
 
@@ -574,6 +580,8 @@ pub(crate) fn check_token(c: &Connection, secret: &str, now: i64) -> Result<Opti
     let info = c
         .query_row(&format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_hash = ?1"), [&hash], token_row)
         .optional()?;
+    // an expired token is no token (it stays listed, marked expired, until revoked)
+    let info = info.filter(|t| t.expires_at.is_none_or(|e| now < e));
     if let Some(t) = &info
         && t.last_used_at.is_none_or(|l| now - l >= TOUCH_INTERVAL)
     {
@@ -600,6 +608,18 @@ mod tests {
 
     fn db() -> Db {
         Db::open_in_memory(&[("auth", MIGRATIONS)]).unwrap()
+    }
+
+    #[test]
+    fn an_expired_token_is_refused_and_stays_listed() {
+        db().blocking(|c| {
+            let (secret, info) = create_token(c, "short-lived", &[Scope::Metrics], "admin", 100, Some(200)).unwrap();
+            assert_eq!(info.expires_at, Some(200));
+            assert!(check_token(c, &secret, 199).unwrap().is_some(), "valid until its expiry");
+            assert!(check_token(c, &secret, 200).unwrap().is_none(), "refused from then on");
+            let listed = list_tokens(c).unwrap();
+            assert_eq!((listed[0].name.as_str(), listed[0].expires_at), ("short-lived", Some(200)));
+        });
     }
 
     #[test]
@@ -690,11 +710,11 @@ mod tests {
     fn token_lifecycle_and_revocation() {
         let db = db();
         db.blocking(|c| {
-            let (secret, info) = create_token(c, "backup", &[Scope::Admin], "admin", 100).unwrap();
+            let (secret, info) = create_token(c, "backup", &[Scope::Admin], "admin", 100, None).unwrap();
             assert!(secret.starts_with("hth_") && secret.len() > 40);
             assert!(secret.starts_with(&info.prefix));
             assert!(matches!(
-                create_token(c, "backup", &[Scope::Admin], "admin", 100),
+                create_token(c, "backup", &[Scope::Admin], "admin", 100, None),
                 Err(AuthError::DuplicateToken(_))
             ));
             assert_eq!(check_token(c, &secret, 200).unwrap().unwrap().id, info.id);
@@ -761,14 +781,15 @@ mod tests {
     fn token_scopes() {
         let db = db();
         db.blocking(|c| {
-            let (_, m) = create_token(c, "m", &[Scope::Memory, Scope::Metrics, Scope::Memory], "admin", 1).unwrap();
+            let (_, m) =
+                create_token(c, "m", &[Scope::Memory, Scope::Metrics, Scope::Memory], "admin", 1, None).unwrap();
             assert_eq!(m.scopes, [Scope::Memory, Scope::Metrics]);
             assert!(m.allows(Scope::Memory) && m.allows(Scope::Metrics));
             assert!(!m.allows(Scope::Admin) && !m.allows(Scope::DnsRead));
-            let (secret, a) = create_token(c, "a", &[Scope::Admin], "admin", 1).unwrap();
+            let (secret, a) = create_token(c, "a", &[Scope::Admin], "admin", 1, None).unwrap();
             assert!(Scope::ALL.iter().all(|s| a.allows(*s)));
             assert_eq!(check_token(c, &secret, 2).unwrap().unwrap().scopes, [Scope::Admin]);
-            assert!(matches!(create_token(c, "none", &[], "admin", 1), Err(AuthError::BadTokenName(_))));
+            assert!(matches!(create_token(c, "none", &[], "admin", 1, None), Err(AuthError::BadTokenName(_))));
             assert_eq!(list_tokens(c).unwrap()[0].scopes, [Scope::Memory, Scope::Metrics]);
             assert_eq!(
                 parse_scopes(&["memory,dns:read", " METRICS "]).unwrap(),
@@ -806,8 +827,8 @@ mod tests {
         let db = db();
         db.blocking(|c| {
             create_first_admin(c, "admin", "h", 0).unwrap();
-            create_token(c, "mine", &[Scope::Admin], "admin", 1).unwrap();
-            create_token(c, "cli", &[Scope::Admin], "cli", 1).unwrap();
+            create_token(c, "mine", &[Scope::Admin], "admin", 1, None).unwrap();
+            create_token(c, "cli", &[Scope::Admin], "cli", 1, None).unwrap();
             assert_eq!(revoke_user_tokens(c, "ADMIN").unwrap(), 1);
             assert_eq!(list_tokens(c).unwrap()[0].name, "cli");
         });

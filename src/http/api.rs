@@ -715,6 +715,9 @@ struct NewToken {
     /// What the token may do: `admin` (everything, the default), `memory`, `metrics`, `dns:read`.
     #[serde(default = "admin_scope")]
     scopes: Vec<Scope>,
+    /// The token stops working this many days after it is made (1 to 3650); absent: it works until revoked.
+    #[serde(default)]
+    expires_in_days: Option<u32>,
 }
 
 fn admin_scope() -> Vec<Scope> {
@@ -728,7 +731,8 @@ struct CreatedToken {
     info: TokenInfo,
 }
 
-/// Create an API token with scopes (default `["admin"]`); the answer is the only time its secret is shown.
+/// Create an API token with scopes (default `["admin"]`) and an optional expiry; the answer is the only time its
+/// secret is shown. An expired token is refused like a revoked one (401 `invalid_token`) and stays listed.
 #[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = NewToken,
     security(("session" = []), ("token" = [])),
     responses((status = 201, body = CreatedToken), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -741,9 +745,19 @@ async fn create_token(
     if body.scopes.is_empty() {
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "choose at least one scope"));
     }
+    let now = unix_now();
+    let expires_at = match body.expires_in_days {
+        None => None,
+        Some(d @ 1..=3650) => Some(now + 86_400 * i64::from(d)),
+        Some(_) => {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "from 1 to 3650 days")
+                .with_key("expires_in_days"));
+        }
+    };
     let by = auth.principal.clone();
     let scopes = body.scopes;
-    let (token, info) = s.db.call(move |c| core::create_token(c, body.name.trim(), &scopes, &by, unix_now())).await?;
+    let (token, info) =
+        s.db.call(move |c| core::create_token(c, body.name.trim(), &scopes, &by, now, expires_at)).await?;
     let scopes: Vec<&str> = info.scopes.iter().map(|s| s.as_str()).collect();
     tracing::info!(token = %info.name, scopes = %scopes.join(","), by = %auth.principal, "API token created");
     Ok((StatusCode::CREATED, Json(CreatedToken { token, info })).into_response())

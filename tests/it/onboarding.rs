@@ -278,3 +278,39 @@ async fn my_rules_are_listed_removed_edited_and_checked() {
     let v: Value = hash("long enough pass").await.unwrap().json().await.unwrap();
     assert!(v["hash"].as_str().unwrap().starts_with("$argon2id$"), "{v}");
 }
+
+#[tokio::test]
+async fn a_token_with_an_expiry_says_when_and_is_refused_afterwards() {
+    let inst = Instance::start("").await;
+    let (c, csrf) = setup_logged_in(&inst).await;
+    let create = |body: Value| c.post(inst.url("/api/v1/tokens")).header("X-CSRF-Token", &csrf).json(&body).send();
+    let v = expect_error(create(json!({"name": "x", "expires_in_days": 0})).await.unwrap(), 422, "invalid_input").await;
+    assert_eq!(v["error"]["key"], "expires_in_days");
+    let r = create(json!({"name": "monthly", "scopes": ["metrics"], "expires_in_days": 30})).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let expires = v["info"]["expires_at"].as_i64().unwrap();
+    assert!((now + 30 * 86_400 - 5..=now + 30 * 86_400 + 5).contains(&expires), "{v}");
+    let token = v["token"].as_str().unwrap().to_string();
+    let m = reqwest::Client::new().get(inst.url("/metrics")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(m.status(), 200, "valid until then");
+    // an expired token (moved into the past in the database) is refused, and still listed
+    let db = hearth::testing::Db::open(
+        &inst.dir.path().join("data"),
+        std::time::Duration::from_secs(5),
+        &hearth::testing::migrations(),
+    )
+    .unwrap();
+    db.blocking(|c| c.execute("UPDATE api_tokens SET expires_at = 1 WHERE name = 'monthly'", []).unwrap());
+    let r = reqwest::Client::new().get(inst.url("/api/v1/dns/stats")).bearer_auth(&token).send().await.unwrap();
+    expect_error(r, 401, "invalid_token").await;
+    let list: Value = c.get(inst.url("/api/v1/tokens")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list[0]["expires_at"], 1, "{list}");
+    // the command line makes them too
+    let cfg = inst.config_path();
+    let out = inst.cli(&["token", "create", "cli-made", "--expires-in-days", "7", "-c", cfg.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list: Value = c.get(inst.url("/api/v1/tokens")).send().await.unwrap().json().await.unwrap();
+    assert!(list[1]["expires_at"].as_i64().unwrap() > now, "{list}");
+}

@@ -270,6 +270,16 @@ test('wizard → devices → dashboard → status → token → settings → log
   await page.getByRole('button', { name: 'Revoke home-assistant' }).click();
   await page.getByText('No tokens yet.').waitFor();
   assert.equal((await fetch(base + '/api/v1/tokens', { headers: { Authorization: 'Bearer ' + secret } })).status, 401);
+  // a memory-only token that expires: the OpenAI snippet to paste into an app, the expiry in the list
+  await page.getByLabel('Name').fill('embedder');
+  const scopeBox = page.getByTestId('token-scopes');
+  await scopeBox.getByRole('checkbox', { name: /^admin/ }).uncheck();
+  await scopeBox.getByRole('checkbox', { name: /^memory/ }).check();
+  await page.getByLabel('Expires').selectOption('30');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  await page.getByTestId('openai-snippet').filter({ hasText: 'base_url=' }).waitFor();
+  await page.locator('tr[data-token="embedder"] td[data-label="Expires"]').filter({ hasText: /\d/ }).waitFor();
+  await shot(page, '05b-token-memory');
 
   // settings: a bad value names the key, a good one is saved to hearth.toml with its comments
   await page.getByRole('link', { name: 'Settings' }).click();

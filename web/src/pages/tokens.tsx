@@ -7,7 +7,8 @@ export function Tokens() {
   const [tokens, setTokens] = useState<TokenInfo[] | null>(null);
   const [name, setName] = useState('');
   const [scopes, setScopes] = useState<Scope[]>(['admin']);
-  const [secret, setSecret] = useState<{ name: string; token: string } | null>(null);
+  const [days, setDays] = useState('');
+  const [secret, setSecret] = useState<{ name: string; token: string; scopes: Scope[] } | null>(null);
   const [error, setError] = useState('');
   const [copied, setCopied] = useState(false);
 
@@ -24,11 +25,13 @@ export function Tokens() {
     setError('');
     if (scopes.length === 0) return setError('Choose at least one scope.');
     try {
-      const r = await api<CreatedToken>('POST', '/api/v1/tokens', { name, scopes });
-      setSecret({ name: r.info.name, token: r.token });
+      const body = days ? { name, scopes, expires_in_days: Number(days) } : { name, scopes };
+      const r = await api<CreatedToken>('POST', '/api/v1/tokens', body);
+      setSecret({ name: r.info.name, token: r.token, scopes: r.info.scopes });
       setCopied(false);
       setName('');
       setScopes(['admin']);
+      setDays('');
       load();
     } catch (err) {
       setError((err as ApiError).message);
@@ -75,6 +78,15 @@ export function Tokens() {
               </label>
             ))}
           </fieldset>
+          <label>
+            Expires
+            <select name="token-expiry" value={days} onChange={(e) => setDays(e.currentTarget.value)}>
+              <option value="">never (until revoked)</option>
+              <option value="30">in 30 days</option>
+              <option value="90">in 90 days</option>
+              <option value="365">in a year</option>
+            </select>
+          </label>
           <div class="row">
             <button type="submit">Create token</button>
           </div>
@@ -97,6 +109,18 @@ export function Tokens() {
                 {copied ? 'Copied' : 'Copy'}
               </button>
             </div>
+            {secret.scopes.includes('memory') && (
+              <div data-testid="openai-snippet">
+                <p class="small">
+                  Use it as the OpenAI API key of an app, with hearth's address as the base URL (Python, the official <code>openai</code> package):
+                </p>
+                <pre class="small">{`from openai import OpenAI
+
+client = OpenAI(base_url="${location.origin}/v1", api_key="${secret.token}")
+vectors = client.embeddings.create(model="all-MiniLM-L6-v2", input=["hello hearth"])
+print(len(vectors.data[0].embedding))  # 384`}</pre>
+              </div>
+            )}
           </div>
         )}
       </section>
@@ -115,6 +139,7 @@ export function Tokens() {
                 <th scope="col">Scopes</th>
                 <th scope="col">Created</th>
                 <th scope="col">Last used</th>
+                <th scope="col">Expires</th>
                 <th scope="col">
                   <span class="visually-hidden">Actions</span>
                 </th>
@@ -136,6 +161,15 @@ export function Tokens() {
                     {ago(t.created_at)} by {t.created_by}
                   </td>
                   <td data-label="Last used">{ago(t.last_used_at)}</td>
+                  <td data-label="Expires" title={t.expires_at ? date(t.expires_at) : undefined}>
+                    {!t.expires_at ? (
+                      'never'
+                    ) : t.expires_at * 1000 <= Date.now() ? (
+                      <span class="badge failed">expired</span>
+                    ) : (
+                      new Date(t.expires_at * 1000).toLocaleDateString()
+                    )}
+                  </td>
                   <td>
                     <button class="danger ghost" onClick={() => revoke(t)} aria-label={`Revoke ${t.name}`}>
                       Revoke
