@@ -138,6 +138,20 @@ pub(crate) fn private_dir(dir: &std::path::Path) -> std::io::Result<Option<u32>>
     Ok(Some(mode))
 }
 
+/// An error and its sources, each said once.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

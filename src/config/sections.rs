@@ -428,6 +428,9 @@ pub(crate) struct QueryLogConfig {
     pub retention: Duration,
     pub max_entries: usize,
     pub flush_interval: Duration,
+    /// Log (and count in the stats) clients by their network only: the last octet of an IPv4 address and the last
+    /// 80 bits of an IPv6 address are zeroed (AdGuard Home's "anonymize client IP").
+    pub anonymize_clients: bool,
 }
 
 impl Default for QueryLogConfig {
@@ -438,6 +441,7 @@ impl Default for QueryLogConfig {
             retention: Duration::from_secs(7 * 86_400),
             max_entries: 1_000_000,
             flush_interval: Duration::from_secs(5),
+            anonymize_clients: false,
         }
     }
 }

@@ -240,9 +240,11 @@ impl Dns {
         dnssec: Option<&'static str>,
     ) {
         let Some(log) = &self.log else { return };
-        if !self.settings.load().log_queries {
+        let settings = self.settings.load();
+        if !settings.log_queries {
             return;
         }
+        let client = if settings.anonymize_clients { querylog::anonymize(client) } else { client };
         log.record(querylog::Entry {
             id: 0,
             ts_ms: std::time::SystemTime::now()

@@ -77,6 +77,21 @@ pub(crate) struct Entry {
     pub answers: Vec<std::net::IpAddr>,
 }
 
+/// A client address with the host part zeroed: the last octet of IPv4, the last 80 bits of IPv6 (a /48 keeps the
+/// site, not the device), as AdGuard Home's "anonymize client IP" does.
+pub(crate) fn anonymize(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            std::net::Ipv4Addr::new(a, b, c, 0).into()
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).into()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Storage {
     Sqlite,
@@ -520,6 +535,13 @@ mod tests {
 
     /// Age retention on its own: the count bound (1000) is far away, so only the age rule can remove the 2-hour-old
     /// entry (retention 1 hour), in SQLite and in RAM-only mode.
+    #[test]
+    fn anonymizing_keeps_the_network_not_the_device() {
+        let a = |s: &str| anonymize(s.parse().unwrap()).to_string();
+        assert_eq!(a("192.168.1.57"), "192.168.1.0");
+        assert_eq!(a("2001:db8:aa:bb:1:2:3:4"), "2001:db8:aa::");
+    }
+
     #[tokio::test]
     async fn prunes_by_age_alone() {
         for storage in [Storage::Sqlite, Storage::Memory] {

@@ -60,6 +60,8 @@ pub(crate) struct Settings {
     /// a coalesced question included, so tasks, sockets and upstream queries are all bounded by it.
     pub inflight: Arc<tokio::sync::Semaphore>,
     pub log_queries: bool,
+    /// The query log keeps only the client's network (`dns.querylog.anonymize_clients`).
+    pub anonymize_clients: bool,
     /// The DNSSEC validator (None: `dns.dnssec = false`).
     pub dnssec: Option<Arc<dnssec::Validator>>,
     /// Recursive mode: the resolver that asks the authoritative servers (None: forward to the upstreams).
@@ -216,6 +218,7 @@ impl Settings {
             list_names: c.lists.iter().map(|l| l.name.clone()).collect(),
             groups,
             log_queries: c.querylog.enabled,
+            anonymize_clients: c.querylog.anonymize_clients,
         })
     }
 }

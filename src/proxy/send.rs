@@ -406,19 +406,7 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// An error and its sources, each said once.
-pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut src = e.source();
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        src = s.source();
-    }
-    parts.join(": ")
-}
+pub(super) use crate::util::error_chain;
 
 #[cfg(test)]
 mod tests {

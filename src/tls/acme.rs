@@ -73,13 +73,24 @@ struct Failure {
     rate_limited: bool,
 }
 
+/// A failure worded for the user: what the CA answered ("the CA said: …", its problem type kept), or that it could
+/// not be reached, with the cause (a refused connection, a name that does not resolve, a certificate it presents
+/// that is not trusted) — never a bare "client error (Connect)".
 fn describe(e: &instant_acme::Error) -> Failure {
+    use instant_acme::Error as E;
     match e {
-        instant_acme::Error::Api(p) => Failure {
-            message: p.to_string().trim_start_matches("API error: ").to_string(),
+        E::Api(p) => Failure {
+            message: format!("the CA said: {}", p.to_string().trim_start_matches("API error: ")),
             rate_limited: p.r#type.as_deref().is_some_and(|t| t.ends_with(":rateLimited")),
         },
-        other => Failure { message: other.to_string(), rate_limited: false },
+        E::Hyper(_) | E::Http(_) | E::Other(_) => Failure {
+            message: format!("the CA could not be reached: {}", crate::util::error_chain(e)),
+            rate_limited: false,
+        },
+        other => Failure {
+            message: format!("the CA's answer could not be used: {}", crate::util::error_chain(other)),
+            rate_limited: false,
+        },
     }
 }
 

@@ -314,3 +314,52 @@ async fn a_token_with_an_expiry_says_when_and_is_refused_afterwards() {
     let list: Value = c.get(inst.url("/api/v1/tokens")).send().await.unwrap().json().await.unwrap();
     assert!(list[1]["expires_at"].as_i64().unwrap() > now, "{list}");
 }
+
+#[tokio::test]
+async fn anonymized_clients_are_logged_by_their_network() {
+    let m = mirror();
+    let extra = format!(
+        "{}\n[[dns.lists]]\nname = \"ads\"\nkind = \"block\"\nsource = \"{}/adguard-dns.txt\"\n\n[dns.querylog]\nflush_interval = \"100ms\"\nanonymize_clients = true\n",
+        dns_with_mirror(&m),
+        m.path().display()
+    );
+    let inst = Instance::start(&extra).await;
+    let (c, _) = setup_logged_in(&inst).await;
+    assert!(blocked(&crate::common::dns_ask_with(inst.dns, &["-b", "127.0.0.5"], "a.catalog-ad.example", "A")));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let log: Value = c.get(inst.url("/api/v1/dns/querylog")).send().await.unwrap().json().await.unwrap();
+        if let Some(e) = log.as_array().unwrap().first() {
+            assert_eq!(e["client"], "127.0.0.0", "{e}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing logged");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stats: Value = c.get(inst.url("/api/v1/dns/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["top_clients"][0][0], "127.0.0.0", "{stats}");
+}
+
+/// A CA that cannot be reached is said so, with the cause, not as "client error (Connect)".
+#[tokio::test]
+async fn an_unreachable_ca_is_worded_as_such() {
+    let port = crate::common::free_port();
+    let extra = format!(
+        "[tls]\nacme_directory = \"https://127.0.0.1:{port}/directory\"\n\n[proxy]\n[[proxy.routes]]\nhosts = [\"public.example.com\"]\nupstreams = [\"http://127.0.0.1:9\"]\ntls = \"acme\"\n"
+    );
+    let inst = Instance::start(&extra).await;
+    let (c, _) = setup_logged_in(&inst).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let v: Value = c.get(inst.url("/api/v1/tls/certificates")).send().await.unwrap().json().await.unwrap();
+        let cert = &v["acme"][0];
+        if cert["status"] == "failed" {
+            let err = cert["last_error"].as_str().unwrap();
+            assert!(err.starts_with("the CA could not be reached: "), "{err}");
+            assert!(err.to_lowercase().contains("refused"), "the cause is named: {err}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no failure reported: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

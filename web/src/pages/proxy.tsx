@@ -223,7 +223,7 @@ export function Proxy() {
                     <span class={c.status === 'valid' ? 'ok' : c.status === 'failed' || c.status === 'expired' ? 'error' : ''}>{c.status}</span>
                     {c.last_error && (
                       <div class="error small" data-testid={`cert-error-${c.name}`}>
-                        {c.rate_limited ? 'Rate limited by the CA: ' : 'The CA said: '}
+                        {c.rate_limited ? 'Rate limited by the CA: ' : ''}
                         {c.last_error}
                       </div>
                     )}

@@ -151,7 +151,7 @@ interface Field {
   key: string;
   label: string;
   help?: string;
-  kind: 'text' | 'number' | 'list' | 'select';
+  kind: 'text' | 'number' | 'list' | 'select' | 'bool';
   options?: [string, string][];
 }
 
@@ -187,6 +187,7 @@ const ESSENTIALS: { title: string; fields: Field[] }[] = [
       },
       { key: 'dns.querylog.retention', label: 'Keep entries for', kind: 'text', help: 'e.g. 7d, 24h' },
       { key: 'dns.querylog.max_entries', label: 'Keep at most', kind: 'number', help: 'entries' },
+      { key: 'dns.querylog.anonymize_clients', label: 'Log only each client’s network, not the device (192.168.1.0)', kind: 'bool' },
     ],
   },
   {
@@ -238,7 +239,9 @@ function Essentials() {
           ? Number.isFinite(Number(v)) && v.trim() !== ''
             ? Number(v)
             : v
-          : f.kind === 'list'
+          : f.kind === 'bool'
+            ? v === 'true'
+            : f.kind === 'list'
             ? v
                 .split(/[\s,]+/)
                 .map((x) => x.trim())
@@ -270,9 +273,16 @@ function Essentials() {
               const fe = fieldError(f);
               const set = (e: Event) => setValues({ ...values, [f.key]: (e.currentTarget as HTMLInputElement).value });
               return (
-                <label>
+                <label class={f.kind === 'bool' ? 'check' : undefined}>
                   {f.label} {f.help && <span class="muted small">({f.help})</span>}
-                  {f.kind === 'select' ? (
+                  {f.kind === 'bool' ? (
+                    <input
+                      type="checkbox"
+                      name={f.key}
+                      checked={values[f.key] === 'true'}
+                      onChange={(e) => setValues({ ...values, [f.key]: String(e.currentTarget.checked) })}
+                    />
+                  ) : f.kind === 'select' ? (
                     <select name={f.key} value={values[f.key]} onChange={set} aria-invalid={fe ? true : undefined}>
                       {!f.options!.some(([v]) => v === values[f.key]) && <option value={values[f.key]}>{values[f.key]}</option>}
                       {f.options!.map(([v, l]) => (
