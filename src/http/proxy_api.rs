@@ -26,6 +26,180 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(certificates))
         .routes(routes!(renew_certificate))
         .routes(routes!(ca_certificate))
+        .routes(routes!(preflight))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PreflightRequest {
+    /// The public name a route wants an ACME certificate for.
+    name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Check {
+    ok: bool,
+    /// What was found, in words, and what to do about it.
+    detail: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Preflight {
+    name: String,
+    /// The addresses public DNS gives for the name (through hearth's resolver: its upstreams or recursion).
+    #[schema(value_type = Vec<String>)]
+    addresses: Vec<std::net::IpAddr>,
+    /// The name resolves to a public address.
+    dns: Check,
+    /// HTTP-01: port 80 of that address reaches hearth (a probe token hearth serves, asked over the address).
+    http: Check,
+    /// TLS-ALPN-01 and the site itself: port 443 of that address accepts connections.
+    https: Check,
+}
+
+/// Whether an address is one a public CA can reach (not loopback, private, link-local or shared).
+fn is_public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            // 100.64.0.0/10: carrier-grade NAT, shared, not reachable from the internet
+            let shared = v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1]);
+            !(v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || shared)
+        }
+        std::net::IpAddr::V6(v6) => {
+            !(v6.is_loopback() || v6.is_unspecified() || v6.is_unique_local() || v6.is_unicast_link_local())
+        }
+    }
+}
+
+/// Pre-flight check for ACME (Nginx Proxy Manager's "test server reachability"): does the name resolve to a public
+/// address, and do ports 80 and 443 of that address reach hearth? Asked from hearth itself, so a router without NAT
+/// loopback can make the port checks fail although the CA would get through; the answer says so.
+#[utoipa::path(post, path = "/api/v1/tls/preflight", tag = "proxy", request_body = PreflightRequest,
+    security(("session" = []), ("token" = [])),
+    responses((status = 200, body = Preflight), (status = 401, body = ErrorBody),
+        (status = 422, description = "`invalid_input`: not a domain name, or a local name (hearth's CA certifies those)",
+            body = ErrorBody)))]
+async fn preflight(
+    _auth: AdminAuth,
+    State(s): State<AppState>,
+    ApiJson(req): ApiJson<PreflightRequest>,
+) -> Result<Json<Preflight>, ApiError> {
+    use reqwest::dns::Resolve;
+    let cfg = s.config.current();
+    let name = crate::dns::blocklist::normalize_domain(req.name.trim()).ok_or_else(|| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", "not a domain name").with_key("name")
+    })?;
+    if crate::net::is_local_name(&name, &cfg.dns.local_domains) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("{name} is a local name: no public CA certifies it, hearth's own CA does"),
+        )
+        .with_key("name"));
+    }
+    let resolver = crate::dns::SelfResolver(s.dns.dns.clone());
+    let looked_up = match name.parse::<reqwest::dns::Name>() {
+        Ok(n) => tokio::time::timeout(std::time::Duration::from_secs(10), resolver.resolve(n))
+            .await
+            .map_err(|_| "no answer within 10 s".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string())),
+        Err(e) => Err(e.to_string()),
+    };
+    let addresses: Vec<std::net::IpAddr> = match looked_up {
+        Ok(addrs) => addrs.map(|a| a.ip()).collect(),
+        Err(ref e) => {
+            let why = e.clone();
+            let skipped = || Check { ok: false, detail: "not checked: the name must resolve first".into() };
+            return Ok(Json(Preflight {
+                dns: Check {
+                    ok: false,
+                    detail: format!(
+                        "{name} does not resolve in public DNS ({why}): create an A (or AAAA) record for it pointing at your public address"
+                    ),
+                },
+                http: skipped(),
+                https: skipped(),
+                name,
+                addresses: vec![],
+            }));
+        }
+    };
+    let skipped = |why: &str| Check { ok: false, detail: format!("not checked: {why}") };
+    let private: Vec<String> = addresses.iter().filter(|a| !is_public(**a)).map(|a| a.to_string()).collect();
+    let Some(addr) = addresses.iter().copied().find(|a| is_public(*a)) else {
+        let detail = if addresses.is_empty() {
+            format!("{name} has no address record: create an A (or AAAA) record pointing at your public address")
+        } else {
+            format!(
+                "{name} resolves to {}, a private address: the CA looks it up in public DNS and must reach a public \
+                 address (a local DNS record can hide the public one from this check)",
+                private.join(", ")
+            )
+        };
+        return Ok(Json(Preflight {
+            dns: Check { ok: false, detail },
+            http: skipped("the name must resolve to a public address first"),
+            https: skipped("the name must resolve to a public address first"),
+            name,
+            addresses,
+        }));
+    };
+    let dns = Check { ok: true, detail: format!("{name} resolves to {addr}") };
+    // port 80: a probe token hearth serves, asked over the public address
+    let (guard, token, answer) = s.proxy.proxy.acme.probe();
+    let client = reqwest::Client::builder()
+        .resolve(&name, std::net::SocketAddr::new(addr, 80))
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(ApiError::internal)?;
+    let loopback =
+        "checked from hearth itself: a router without NAT loopback fails this although the CA may get through";
+    let http = match client.get(format!("http://{name}/.well-known/acme-challenge/{token}")).send().await {
+        Ok(r) => {
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if status.is_success() && body.trim() == answer {
+                Check { ok: true, detail: format!("port 80 of {addr} reaches hearth") }
+            } else {
+                Check {
+                    ok: false,
+                    detail: format!(
+                        "port 80 of {addr} answers, but not as hearth (status {status}): is it forwarded to another machine?"
+                    ),
+                }
+            }
+        }
+        Err(e) => Check {
+            ok: false,
+            detail: format!(
+                "port 80 of {addr} did not answer ({}): forward port 80 of your router to this machine ({loopback})",
+                crate::util::error_chain(&e)
+            ),
+        },
+    };
+    drop(guard);
+    let https = match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect(std::net::SocketAddr::new(addr, 443)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Check { ok: true, detail: format!("port 443 of {addr} accepts connections") },
+        Ok(Err(e)) => Check {
+            ok: false,
+            detail: format!(
+                "port 443 of {addr} refused or failed ({e}): forward port 443 to this machine ({loopback})"
+            ),
+        },
+        Err(_) => Check {
+            ok: false,
+            detail: format!(
+                "port 443 of {addr} did not answer within 5 s: forward port 443 to this machine ({loopback})"
+            ),
+        },
+    };
+    Ok(Json(Preflight { name, addresses, dns, http, https }))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -118,6 +118,18 @@ fn file_stem(name: &str) -> String {
     name.replace('*', "_wildcard_")
 }
 
+/// Removes a pre-flight probe token when dropped.
+pub(crate) struct ProbeGuard {
+    acme: Arc<Acme>,
+    token: String,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        self.acme.http01.locked().remove(&self.token);
+    }
+}
+
 pub(crate) struct Acme {
     db: Db,
     certs: Arc<Certs>,
@@ -153,6 +165,15 @@ impl Acme {
     /// The key authorization for an HTTP-01 token, while its challenge is pending.
     pub(crate) fn http01_answer(&self, token: &str) -> Option<String> {
         self.http01.locked().get(token).cloned()
+    }
+
+    /// Serve a probe token at `/.well-known/acme-challenge/<token>` while the guard lives (the pre-flight check's
+    /// self-request over the name's public address); returns the token and what it answers.
+    pub(crate) fn probe(self: &Arc<Self>) -> (ProbeGuard, String, String) {
+        let token = format!("hearth-preflight-{}", crate::util::random_secret(16));
+        let answer = format!("{token}.{}", crate::util::random_secret(16));
+        self.http01.locked().insert(token.clone(), answer.clone());
+        (ProbeGuard { acme: self.clone(), token: token.clone() }, token, answer)
     }
 
     /// Ask for a renewal of `name` now (the API's "renew now"); false when the name is not managed.

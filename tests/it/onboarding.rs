@@ -363,3 +363,35 @@ async fn an_unreachable_ca_is_worded_as_such() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// The ACME pre-flight check: a local name is refused, a name with no public address or a private one is named
+/// as the problem, and a public address whose port 80 does not answer hearth's probe is said so.
+#[tokio::test]
+async fn the_acme_preflight_names_what_is_missing() {
+    let extra = "[dns]\nlisten = [\"127.0.0.1:{dns_port}\"]\nupstreams = [\"udp://127.0.0.1:9\"]\nupstream_timeout = \"300ms\"\n\n\
+                 [[dns.records]]\nname = \"lan.example.com\"\ntype = \"A\"\nvalue = \"192.168.1.50\"\n\n\
+                 [[dns.records]]\nname = \"far.example.com\"\ntype = \"A\"\nvalue = \"192.0.2.1\"\n";
+    let inst = Instance::start(extra).await;
+    let (c, csrf) = setup_logged_in(&inst).await;
+    let check = |name: &str| {
+        c.post(inst.url("/api/v1/tls/preflight")).header("X-CSRF-Token", &csrf).json(&json!({ "name": name })).send()
+    };
+    let v = expect_error(check("nas.home.arpa").await.unwrap(), 422, "invalid_input").await;
+    assert!(v["error"]["message"].as_str().unwrap().contains("local name"), "{v}");
+    assert_eq!(v["error"]["key"], "name");
+    expect_error(check("not a name").await.unwrap(), 422, "invalid_input").await;
+
+    let v: Value = check("lan.example.com").await.unwrap().json().await.unwrap();
+    assert_eq!((&v["dns"]["ok"], &v["http"]["ok"]), (&json!(false), &json!(false)), "{v}");
+    assert!(v["dns"]["detail"].as_str().unwrap().contains("192.168.1.50, a private address"), "{v}");
+    assert!(v["http"]["detail"].as_str().unwrap().starts_with("not checked"), "{v}");
+
+    let v: Value = check("nowhere.example.com").await.unwrap().json().await.unwrap();
+    assert!(v["dns"]["detail"].as_str().unwrap().contains("does not resolve"), "{v}");
+
+    let v: Value = check("far.example.com").await.unwrap().json().await.unwrap();
+    assert_eq!((&v["dns"]["ok"], &v["addresses"]), (&json!(true), &json!(["192.0.2.1"])), "{v}");
+    assert_eq!(v["http"]["ok"], false, "{v}");
+    assert!(v["http"]["detail"].as_str().unwrap().contains("port 80 of 192.0.2.1"), "{v}");
+    assert!(v["http"]["detail"].as_str().unwrap().contains("NAT loopback"), "the limit of the check is said: {v}");
+}

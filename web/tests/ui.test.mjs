@@ -341,6 +341,12 @@ test('wizard → devices → dashboard → status → token → settings → log
   await page.getByTestId('routes').getByText('https://jellyfin.home.arpa/').waitFor();
   await page.getByRole('link', { name: 'Download the root certificate' }).waitFor();
   await shot(page, '08-proxy');
+  // ACME: the pre-flight check says why a local name needs no public certificate
+  const pre = page.getByRole('form', { name: 'Pre-flight check' });
+  await pre.getByLabel('Public name').fill('nas.home.arpa');
+  await pre.getByRole('button', { name: 'Check' }).click();
+  await page.getByRole('alert').filter({ hasText: 'is a local name' }).waitFor();
+  await page.getByRole('form', { name: 'ACME settings' }).getByLabel('Certificate authority').waitFor();
   assert.match(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /\[\[proxy\.routes\]\]\nhosts = \["jellyfin\.home\.arpa"\]/);
 
   // memory: the model is ready, a collection is filled from pasted text and an uploaded file, hybrid search finds

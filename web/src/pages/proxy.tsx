@@ -5,6 +5,7 @@ import { AccessEntry, api, ApiError, CertificatesView, CertStatus, RouteView } f
 import { date } from '../format';
 import { CaInstall } from '../devices';
 import { isLocalName, NEW_ROUTE, RouteForm } from './routeform';
+import { AcmeSettings } from './acme';
 import { Alert } from '../alert';
 
 /** Who may use a route, in a few words, with a lock when it is not open to everyone. */
@@ -246,6 +247,8 @@ export function Proxy() {
           </table>
         )}
       </section>
+
+      <AcmeSettings />
 
       <section class="card">
         <h2>Recent requests</h2>
