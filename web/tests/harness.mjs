@@ -53,8 +53,9 @@ export async function freePort() {
   }
 }
 
-/// Start hearth with the test's listeners and data dir, `extra` appended to the config; resolves once /readyz is 200.
-export async function startHearth(name, extra = '') {
+/// Start hearth with the test's listeners and data dir, `extra` appended to the config and `dnsExtra` to its [dns]
+/// table; resolves once /readyz is 200.
+export async function startHearth(name, extra = '', dnsExtra = '') {
   assert.ok(BIN, 'set HEARTH_BIN to the hearth binary (tests/run.sh does)');
   mkdirSync(ARTIFACTS, { recursive: true });
   const dir = mkdtempSync(join(tmpdir(), `hearth-${name}-`));
@@ -62,9 +63,9 @@ export async function startHearth(name, extra = '') {
   const base = `http://127.0.0.1:${http}`;
   writeFileSync(
     join(dir, 'hearth.toml'),
-    `# ${name} ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n\n[memory]\nenabled = false\n\n${extra}`,
+    `# ${name} ui test\n[server]\nhttp_listen = ["127.0.0.1:${http}"]\nhttps_listen = ["127.0.0.1:${https}"]\ndata_dir = "${dir}/data"\n\n[log]\nlevel = "info"\nformat = "json"\n\n[dns]\nlisten = ["127.0.0.1:${dns}"]\nupstreams = ["udp://127.0.0.1:9"]\n${dnsExtra}\n[memory]\nenabled = false\n\n${extra}`,
   );
-  const h = { dir, base, logs: '' };
+  const h = { dir, base, dnsPort: dns, logs: '' };
   h.proc = spawn(BIN, ['run', '--config', join(dir, 'hearth.toml')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   h.proc.stdout.on('data', (d) => (h.logs += d));
   h.proc.stderr.on('data', (d) => (h.logs += d));
