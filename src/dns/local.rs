@@ -59,31 +59,35 @@ impl LocalZone {
     pub(crate) fn build(
         records: &[(String, String, String, u32)],
         domains: &[String],
-    ) -> Result<LocalZone, (usize, String)> {
+    ) -> Result<LocalZone, (usize, &'static str, String)> {
         let mut zone = LocalZone::default();
         for (i, (name, rtype, value, ttl)) in records.iter().enumerate() {
-            let name = normalize_domain(name).ok_or((i, format!("{name:?} is not a valid name")))?;
+            let name = normalize_domain(name).ok_or((i, "name", format!("{name:?} is not a valid name")))?;
             let data = match rtype.to_ascii_uppercase().as_str() {
                 "A" => match value.parse::<IpAddr>() {
                     Ok(ip @ IpAddr::V4(_)) => Data::Addr(ip),
-                    _ => return Err((i, format!("{value:?} is not an IPv4 address"))),
+                    _ => return Err((i, "value", format!("{value:?} is not an IPv4 address"))),
                 },
                 "AAAA" => match value.parse::<IpAddr>() {
                     Ok(ip @ IpAddr::V6(_)) => Data::Addr(ip),
-                    _ => return Err((i, format!("{value:?} is not an IPv6 address"))),
+                    _ => return Err((i, "value", format!("{value:?} is not an IPv6 address"))),
                 },
-                "CNAME" => Data::Cname(normalize_domain(value).ok_or((i, format!("{value:?} is not a valid name")))?),
-                other => return Err((i, format!("type {other:?} is not supported (A, AAAA or CNAME)"))),
+                "CNAME" => Data::Cname(normalize_domain(value).ok_or((
+                    i,
+                    "value",
+                    format!("{value:?} is not a valid name"),
+                ))?),
+                other => return Err((i, "type", format!("type {other:?} is not supported (A, AAAA or CNAME)"))),
             };
             let recs = zone.by_name.entry(name.clone()).or_default();
             let has_cname = recs.iter().any(|r| matches!(r.data, Data::Cname(_)));
             if has_cname || (matches!(data, Data::Cname(_)) && !recs.is_empty()) {
-                return Err((i, format!("{name} cannot have a CNAME and other records")));
+                return Err((i, "name", format!("{name} cannot have a CNAME and other records")));
             }
             recs.push(Rec { ttl: *ttl, data });
         }
         for d in domains {
-            let d = normalize_domain(d).ok_or((usize::MAX, format!("{d:?} is not a valid domain")))?;
+            let d = normalize_domain(d).ok_or((usize::MAX, "", format!("{d:?} is not a valid domain")))?;
             zone.domains.push(d);
         }
         Ok(zone)
@@ -187,14 +191,12 @@ mod tests {
     #[test]
     fn build_errors_name_the_entry() {
         let r = |n: &str, t: &str, v: &str| (n.to_string(), t.to_string(), v.to_string(), 60);
-        assert_eq!(LocalZone::build(&[r("a.lan", "A", "::1")], &[]).unwrap_err().0, 0);
-        assert!(
-            LocalZone::build(&[r("a.lan", "A", "10.0.0.1"), r("b..lan", "A", "10.0.0.1")], &[])
-                .unwrap_err()
-                .1
-                .contains("not a valid name")
-        );
-        assert!(LocalZone::build(&[r("a.lan", "MX", "x")], &[]).unwrap_err().1.contains("not supported"));
+        let e = LocalZone::build(&[r("a.lan", "A", "::1")], &[]).unwrap_err();
+        assert_eq!((e.0, e.1), (0, "value"), "the entry and its field");
+        let e = LocalZone::build(&[r("a.lan", "A", "10.0.0.1"), r("b..lan", "A", "10.0.0.1")], &[]).unwrap_err();
+        assert_eq!((e.0, e.1), (1, "name"));
+        assert!(e.2.contains("not a valid name"), "{e:?}");
+        assert!(LocalZone::build(&[r("a.lan", "MX", "x")], &[]).unwrap_err().2.contains("not supported"));
         assert!(LocalZone::build(&[r("a.lan", "A", "10.0.0.1"), r("a.lan", "CNAME", "b.lan")], &[]).is_err());
         assert_eq!(encode_name("a.bc."), vec![1, b'a', 2, b'b', b'c', 0]);
     }

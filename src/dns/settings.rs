@@ -223,7 +223,7 @@ impl Settings {
     }
 }
 
-/// The local zone described by the config; errors carry the key (`dns.records[2]`).
+/// The local zone described by the config; errors carry the key (`dns.records[2].value`).
 pub(crate) fn local_zone(c: &DnsConfig) -> Result<local::LocalZone, (String, String)> {
     local_zone_with(c, &[])
 }
@@ -240,8 +240,8 @@ pub(crate) fn local_zone_with(
         .collect();
     // a configured record for the same name wins over a generated one
     records.extend(extra.iter().filter(|e| !c.records.iter().any(|r| r.name.eq_ignore_ascii_case(&e.0))).cloned());
-    local::LocalZone::build(&records, &c.local_domains).map_err(|(i, e)| {
-        let key = if i == usize::MAX { "dns.local_domains".to_string() } else { format!("dns.records[{i}]") };
+    local::LocalZone::build(&records, &c.local_domains).map_err(|(i, field, e)| {
+        let key = if i == usize::MAX { "dns.local_domains".to_string() } else { format!("dns.records[{i}].{field}") };
         (key, e)
     })
 }

@@ -524,7 +524,7 @@ async fn local_records_and_home_arpa() {
         .await
         .unwrap();
     let v = expect_error(r, 422, "invalid_config").await;
-    assert_eq!(v["error"]["key"], "dns.records[0]", "{v}");
+    assert_eq!(v["error"]["key"], "dns.records[0].value", "the field it is about: {v}");
     assert_eq!(dig(p, &["nas.home.arpa", "+short"]).trim(), "192.168.1.10");
     // a good change applies live
     let r = cl

@@ -60,11 +60,33 @@ export function ConfigList<T>(p: Props<T>) {
   // the array as `config` has it, changed by `edit`, as a merge patch
   const patch = (edit: (items: T[]) => T[]) => editConfig((c) => ({ [table]: { [key]: edit((c[table]?.[key] ?? []) as T[]) } }));
 
+  // a refusal about one field of the new item (`dns.records[1].value`) is shown next to that field, in words
+  const [fieldError, setFieldError] = useState<{ field: string; text: string; key: string } | null>(null);
   function add(e: Event) {
     e.preventDefault();
+    setFieldError(null);
     const item = p.make(form);
-    run(() => patch((xs) => [...xs, item]), p.added(item)).then((ok) => ok && setForm(p.empty));
+    const at = new RegExp(`^${table}\\.${key}\\[\\d+\\]\\.(\\w+)`);
+    run(async () => {
+      try {
+        await patch((xs) => [...xs, item]);
+      } catch (err) {
+        const ae = err as ApiError;
+        const field = ae.key ? at.exec(ae.key)?.[1] : undefined;
+        if (!field || !p.fields.some((f) => f.key === field)) throw err;
+        setFieldError({ field, text: ae.message.replace(`${ae.key}: `, ''), key: ae.key! });
+        // the general alert stays empty: the field says it
+        throw new ApiError(ae.status, ae.code, '', ae.id, ae.key);
+      }
+    }, p.added(item)).then((ok) => ok && setForm(p.empty));
   }
+  const invalid = (k: string) => (fieldError?.field === k ? true : undefined);
+  const note = (k: string) =>
+    fieldError?.field === k ? (
+      <span class="error small" role="alert">
+        {fieldError.text} <span class="muted detail">({fieldError.key})</span>
+      </span>
+    ) : null;
   function remove(item: T) {
     run(
       () =>
@@ -139,6 +161,7 @@ export function ConfigList<T>(p: Props<T>) {
                     {o}
                   </label>
                 ))}
+                {note(f.key)}
               </fieldset>
             );
           }
@@ -146,14 +169,22 @@ export function ConfigList<T>(p: Props<T>) {
             <label class={f.grow ? 'grow' : undefined}>
               {f.label}
               {f.kind === 'select' ? (
-                <select name={f.name} value={v as string} onChange={(e) => set(f.key, e.currentTarget.value)}>
+                <select name={f.name} value={v as string} onChange={(e) => set(f.key, e.currentTarget.value)} aria-invalid={invalid(f.key)}>
                   {(f.options?.(config) ?? []).map((o) => (
                     <option>{o}</option>
                   ))}
                 </select>
               ) : (
-                <input name={f.name} value={v as string} onInput={(e) => set(f.key, e.currentTarget.value)} placeholder={f.placeholder} required />
+                <input
+                  name={f.name}
+                  value={v as string}
+                  onInput={(e) => set(f.key, e.currentTarget.value)}
+                  placeholder={f.placeholder}
+                  required
+                  aria-invalid={invalid(f.key)}
+                />
               )}
+              {note(f.key)}
             </label>
           );
         })}

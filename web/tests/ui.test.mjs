@@ -229,6 +229,8 @@ test('wizard → devices → dashboard → status → token → settings → log
   await page.getByLabel('Value').fill('not-an-ip');
   await page.getByRole('button', { name: 'Add record' }).click();
   await page.getByRole('alert').filter({ hasText: 'dns.records[1]' }).waitFor();
+  // the error sits next to the field it is about, which is marked invalid
+  assert.equal(await page.getByLabel('Value').getAttribute('aria-invalid'), 'true');
   await page.getByTestId('records').filter({ hasText: 'nas.home.arpa' }).waitFor();
   assert.doesNotMatch(readFileSync(join(dir, 'hearth.toml'), 'utf8'), /bad\.home\.arpa/);
   await shot(page, '04d-dns-records');
