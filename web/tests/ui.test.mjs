@@ -206,7 +206,15 @@ test('wizard → devices → dashboard → status → token → settings → log
   await page.getByText('Add from the catalog').click();
   await page.locator('[data-catalog="adguard-dns"]').getByText('added').waitFor();
   writeFileSync(join(dir, 'extra.txt'), '# mine\n||extra.example^\nnot a rule at all\n');
-  await page.getByLabel('Name', { exact: true }).fill('extra');
+  // a refused list: the error next to its field, what was typed kept
+  const listName = page.locator('input[name="list-name"]');
+  await listName.fill('ads');
+  await page.getByLabel('Source (URL or file path)').fill(join(dir, 'extra.txt'));
+  await page.getByRole('button', { name: 'Add list' }).click();
+  await page.getByRole('alert').filter({ hasText: 'unique' }).waitFor();
+  assert.equal(await listName.getAttribute('aria-invalid'), 'true');
+  assert.equal(await listName.inputValue(), 'ads', 'what was typed stays');
+  await listName.fill('extra');
   await page.getByLabel('Source (URL or file path)').fill(join(dir, 'extra.txt'));
   await page.getByRole('button', { name: 'Add list' }).click();
   await page.getByRole('status').filter({ hasText: 'Added “extra”' }).waitFor();

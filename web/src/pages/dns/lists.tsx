@@ -57,12 +57,36 @@ export function Lists() {
     }
   }
 
+  // a refusal of the new list (`dns.lists[5].source`) is shown next to its field, in words
+  const [fieldError, setFieldError] = useState<{ field: string; text: string; key: string } | null>(null);
   async function add(e: Event) {
     e.preventDefault();
+    setFieldError(null);
     const item = { name: form.name.trim(), kind: form.kind, source: form.source.trim(), enabled: true, update: '24h' };
-    // what was typed stays when the server refuses it, to be corrected
-    if (await change((ls) => [...ls, item], `Added “${item.name}”.`)) setForm({ name: '', kind: 'block', source: '' });
+    setBusy(true);
+    setMessage(null);
+    try {
+      await editConfig((c) => ({ dns: { lists: [...((c.dns.lists ?? []) as ListConfig[]), item] } }));
+      setMessage({ text: `Added “${item.name}”.`, error: false });
+      setForm({ name: '', kind: 'block', source: '' });
+      setTimeout(load, 700);
+    } catch (err) {
+      // what was typed stays, to be corrected
+      const ae = err as ApiError;
+      const field = ae.key ? /^dns\.lists\[\d+\]\.(name|kind|source)/.exec(ae.key)?.[1] : undefined;
+      if (field) setFieldError({ field, text: ae.message.replace(`${ae.key}: `, ''), key: ae.key! });
+      else setMessage({ text: ae.message, error: true });
+    } finally {
+      setBusy(false);
+    }
   }
+  const note = (k: string) =>
+    fieldError?.field === k ? (
+      <span class="error small" role="alert">
+        {fieldError.text} <span class="muted detail">({fieldError.key})</span>
+      </span>
+    ) : null;
+  const invalid = (k: string) => (fieldError?.field === k ? true : undefined);
 
   async function updateNow() {
     setBusy(true);
@@ -184,7 +208,15 @@ export function Lists() {
       <form class="filters" onSubmit={add}>
         <label>
           Name
-          <input name="list-name" value={form.name} onInput={(e) => setForm({ ...form, name: e.currentTarget.value })} required maxLength={64} />
+          <input
+            name="list-name"
+            value={form.name}
+            onInput={(e) => setForm({ ...form, name: e.currentTarget.value })}
+            required
+            maxLength={64}
+            aria-invalid={invalid('name')}
+          />
+          {note('name')}
         </label>
         <label>
           Kind
@@ -195,7 +227,15 @@ export function Lists() {
         </label>
         <label class="grow">
           Source (URL or file path)
-          <input name="list-source" value={form.source} onInput={(e) => setForm({ ...form, source: e.currentTarget.value })} placeholder="https://…/hosts.txt" required />
+          <input
+            name="list-source"
+            value={form.source}
+            onInput={(e) => setForm({ ...form, source: e.currentTarget.value })}
+            placeholder="https://…/hosts.txt"
+            required
+            aria-invalid={invalid('source')}
+          />
+          {note('source')}
         </label>
         <button type="submit" disabled={busy}>
           Add list
