@@ -95,8 +95,8 @@ export function ResolutionPanel() {
                   {u.upstream}
                 </th>
                 <td data-label="Health">
-                  <span class={`badge ${u.healthy ? 'ready' : 'failed'}`} title={u.last_error ?? ''}>
-                    {u.healthy ? 'up' : 'down'}
+                  <span class={`badge ${u.queries === 0 ? 'stopped' : u.healthy ? 'ready' : 'failed'}`} title={u.last_error ?? ''}>
+                    {u.queries === 0 ? 'not used yet' : u.healthy ? 'up' : 'down'}
                   </span>
                   {u.last_error && <div class="muted small">{u.last_error}</div>}
                 </td>
