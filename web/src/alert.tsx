@@ -22,3 +22,22 @@ export function Note({ m }: { m: Message }) {
     </p>
   );
 }
+
+/** A refusal about one field of a form: the field, the message in words, the config key (a detail line). */
+export type FieldProblem = { field: string; text: string; key?: string } | null;
+
+/** The API's refusal as a problem of `field`: its message without the leading `key: `. */
+export function problemOf(e: { message: string; key?: string }, field: string): FieldProblem {
+  return { field, text: e.key ? e.message.replace(`${e.key}: `, '') : e.message, key: e.key };
+}
+
+/** The one way a form shows a refusal next to its field (nothing when the problem is another field's). */
+export function FieldError({ problem, field }: { problem: FieldProblem; field: string }) {
+  if (!problem || problem.field !== field) return null;
+  return (
+    <span class="error small" role="alert">
+      {problem.text}
+      {problem.key && <span class="muted detail"> ({problem.key})</span>}
+    </span>
+  );
+}

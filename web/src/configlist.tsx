@@ -4,7 +4,7 @@
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { ApiError } from './api';
-import { Alert, Note } from './alert';
+import { Alert, FieldError, FieldProblem, Note, problemOf } from './alert';
 import { editConfig, STALE, useConfig, useConfigEdit } from './config';
 
 export type Values = Record<string, string | string[]>;
@@ -61,7 +61,7 @@ export function ConfigList<T>(p: Props<T>) {
   const patch = (edit: (items: T[]) => T[]) => editConfig((c) => ({ [table]: { [key]: edit((c[table]?.[key] ?? []) as T[]) } }));
 
   // a refusal about one field of the new item (`dns.records[1].value`) is shown next to that field, in words
-  const [fieldError, setFieldError] = useState<{ field: string; text: string; key: string } | null>(null);
+  const [fieldError, setFieldError] = useState<FieldProblem>(null);
   function add(e: Event) {
     e.preventDefault();
     setFieldError(null);
@@ -74,19 +74,14 @@ export function ConfigList<T>(p: Props<T>) {
         const ae = err as ApiError;
         const field = ae.key ? at.exec(ae.key)?.[1] : undefined;
         if (!field || !p.fields.some((f) => f.key === field)) throw err;
-        setFieldError({ field, text: ae.message.replace(`${ae.key}: `, ''), key: ae.key! });
+        setFieldError(problemOf(ae, field));
         // the general alert stays empty: the field says it
         throw new ApiError(ae.status, ae.code, '', ae.id, ae.key);
       }
     }, p.added(item)).then((ok) => ok && setForm(p.empty));
   }
   const invalid = (k: string) => (fieldError?.field === k ? true : undefined);
-  const note = (k: string) =>
-    fieldError?.field === k ? (
-      <span class="error small" role="alert">
-        {fieldError.text} <span class="muted detail">({fieldError.key})</span>
-      </span>
-    ) : null;
+  const note = (k: string) => <FieldError problem={fieldError} field={k} />;
   function remove(item: T) {
     run(
       () =>

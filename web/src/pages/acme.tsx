@@ -3,7 +3,7 @@
 // does it resolve to a public address, and do ports 80 and 443 of that address reach hearth?
 import { useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
-import { Alert } from '../alert';
+import { Alert, FieldError, problemOf } from '../alert';
 import { patchConfig, useConfig, useFill } from '../config';
 
 const LE = 'https://acme-v02.api.letsencrypt.org/directory';
@@ -65,7 +65,8 @@ export function AcmeSettings() {
       setSaved('Saved and applied.');
     } catch (err) {
       const ae = err as ApiError;
-      setError({ text: ae.key ? ae.message.replace(`${ae.key}: `, '') : ae.message, key: ae.key });
+      const p = problemOf(ae, '');
+      setError({ text: p!.text, key: ae.key });
     }
   }
 
@@ -83,12 +84,7 @@ export function AcmeSettings() {
     }
   }
 
-  const fieldError = (k: string) =>
-    error?.key?.startsWith(k) ? (
-      <span class="error small" role="alert">
-        {error.text} <span class="muted detail">({error.key})</span>
-      </span>
-    ) : null;
+  const fieldError = (k: string) => (error?.key?.startsWith(k) ? <FieldError problem={{ field: k, text: error.text, key: error.key }} field={k} /> : null);
   const set = (k: keyof Form) => (e: Event) => setF({ ...f, [k]: (e.currentTarget as HTMLInputElement).value });
   const row = (label: string, c: Check) => (
     <li class={c.ok ? 'ok' : 'error'}>

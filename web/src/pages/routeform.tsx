@@ -5,7 +5,7 @@
 // words; the config path is its detail line.
 import { useState } from 'preact/hooks';
 import { api, ApiError, ProxyRoute, TestResult } from '../api';
-import { Alert } from '../alert';
+import { FieldError, FieldProblem, problemOf } from '../alert';
 import { Link } from '../nav';
 
 const split = (s: string) =>
@@ -105,7 +105,8 @@ export function RouteForm({
   const [r, setR] = useState<ProxyRoute>(initial);
   const [f, setF] = useState<Form>(toForm(initial));
   const [tab, setTab] = useState<Tab>('details');
-  const [error, setError] = useState<{ field?: string; text: string; key?: string } | null>(null);
+  // a refusal: of one field (shown next to it, on its tab) or of the whole route (field '')
+  const [error, setError] = useState<FieldProblem>(null);
   const [test, setTest] = useState('');
   const [busy, setBusy] = useState(false);
   const [added, setAdded] = useState<{ hosts: string; tls: string } | null>(null);
@@ -124,13 +125,7 @@ export function RouteForm({
   const num = (k: string) => (e: Event) => setKey(k, Number((e.currentTarget as HTMLInputElement).value) || 0);
   const check = (k: string) => (e: Event) => setKey(k, (e.currentTarget as HTMLInputElement).checked);
   const invalid = (k: string) => (error?.field === k ? true : undefined);
-  const note = (k: string) =>
-    error?.field === k ? (
-      <span class="error small" role="alert">
-        {error.text}
-        {error.key && <span class="muted detail"> ({error.key})</span>}
-      </span>
-    ) : null;
+  const note = (k: string) => <FieldError problem={error} field={k} />;
 
   function body(): ProxyRoute {
     return {
@@ -165,8 +160,7 @@ export function RouteForm({
       const ae = err as ApiError;
       const field = fieldOf(ae.key);
       // the message in words; the config path only as a detail
-      const words = ae.key ? ae.message.replace(`${ae.key}: `, '') : ae.message;
-      setError({ field, text: words, key: ae.key });
+      setError(problemOf(ae, field ?? ''));
       if (field) setTab(TAB_OF[field] ?? 'advanced');
     } finally {
       setBusy(false);
@@ -183,7 +177,7 @@ export function RouteForm({
       setTest(t.error ? `✗ ${url}: ${t.error}` : `${t.ok ? '✓' : '✗'} ${url} answered ${t.status} in ${t.latency_ms} ms`);
     } catch (err) {
       setTest('');
-      setError({ text: (err as ApiError).message });
+      setError({ field: '', text: (err as ApiError).message });
     }
   }
 
@@ -416,12 +410,7 @@ export function RouteForm({
         </label>
       </div>
 
-      {error && !error.field && (
-        <Alert>
-          {error.text}
-          {error.key && <span class="muted detail"> ({error.key})</span>}
-        </Alert>
-      )}
+      <FieldError problem={error} field="" />
       <div class="row">
         <button type="submit" disabled={busy}>
           {index === null ? 'Add route' : 'Save'}

@@ -1,7 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, SessionListing } from '../api';
 import { Port53 } from '../port53';
-import { Alert } from '../alert';
+import { Alert, FieldError, problemOf } from '../alert';
 import { patchConfig, reloadConfigFile, useConfig, useFill } from '../config';
 import { ago, date } from '../format';
 
@@ -256,7 +256,7 @@ function Essentials() {
       setSaved(`Saved and applied.${restart}`);
     } catch (err) {
       const ae = err as ApiError;
-      setError({ message: ae.key ? ae.message.replace(`${ae.key}: `, '') : ae.message, key: ae.key });
+      setError({ message: ae.message, key: ae.key });
     }
   }
   // an error's key (dns.listen[1]) belongs to the field of its list (dns.listen)
@@ -292,11 +292,7 @@ function Essentials() {
                   ) : (
                     <input name={f.key} value={values[f.key] ?? ''} onInput={set} inputMode={f.kind === 'number' ? 'numeric' : undefined} aria-invalid={fe ? true : undefined} />
                   )}
-                  {fe && (
-                    <span class="error small" role="alert">
-                      {fe.message} <span class="muted detail">({fe.key})</span>
-                    </span>
-                  )}
+                  {fe && <FieldError problem={problemOf(fe, f.key)} field={f.key} />}
                 </label>
               );
             })}

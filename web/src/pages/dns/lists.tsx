@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, ListView } from '../../api';
-import { Note, Message } from '../../alert';
+import { FieldError, FieldProblem, Message, Note, problemOf } from '../../alert';
 import { editConfig } from '../../config';
 import { ago } from '../../format';
 import { CatalogAdd } from '../../catalog';
@@ -58,7 +58,7 @@ export function Lists() {
   }
 
   // a refusal of the new list (`dns.lists[5].source`) is shown next to its field, in words
-  const [fieldError, setFieldError] = useState<{ field: string; text: string; key: string } | null>(null);
+  const [fieldError, setFieldError] = useState<FieldProblem>(null);
   async function add(e: Event) {
     e.preventDefault();
     setFieldError(null);
@@ -74,18 +74,13 @@ export function Lists() {
       // what was typed stays, to be corrected
       const ae = err as ApiError;
       const field = ae.key ? /^dns\.lists\[\d+\]\.(name|kind|source)/.exec(ae.key)?.[1] : undefined;
-      if (field) setFieldError({ field, text: ae.message.replace(`${ae.key}: `, ''), key: ae.key! });
+      if (field) setFieldError(problemOf(ae, field));
       else setMessage({ text: ae.message, error: true });
     } finally {
       setBusy(false);
     }
   }
-  const note = (k: string) =>
-    fieldError?.field === k ? (
-      <span class="error small" role="alert">
-        {fieldError.text} <span class="muted detail">({fieldError.key})</span>
-      </span>
-    ) : null;
+  const note = (k: string) => <FieldError problem={fieldError} field={k} />;
   const invalid = (k: string) => (fieldError?.field === k ? true : undefined);
 
   async function updateNow() {
