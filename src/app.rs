@@ -4,10 +4,14 @@
 //! SIGTERM/SIGINT shut down within the deadline). No subsystem logic lives here.
 //!
 //! Appliers, in the order a change is prepared and committed: log level, login throttle, listeners (reserves new
-//! addresses, UDP and TCP), dns, certificates, proxy (trusts the root the certificates' applier prepared).
+//! addresses, UDP and TCP), dns, certificates, proxy (trusts the root the certificates' applier prepared), metrics
+//! history (scrape targets, retention), alerts (rules, channels).
 //! Tasks: `storage` (SQLite upkeep), `http` and `https` (the front door's listeners), `acme`, `proxy` (backend
 //! health checks), `metrics` (process samples for the dashboard), `dns`, `querylog`, `memory` (the embedding
-//! model, loaded in the background) and `memory-upkeep` (collection indexes, compaction, pruning).
+//! model, loaded in the background), `memory-upkeep` (collection indexes, compaction, pruning), `history` (the
+//! machine's, the services' and hearth's own samples into the metrics store) and `scrape` (`[[metrics.scrape]]`), `remote-write`
+//! (`[[metrics.remote_write]]`), `alerts`
+//! (rule evaluation) and `notify` (the alerts' outbox).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -30,6 +34,7 @@ pub fn migrations() -> Vec<(&'static str, &'static [Migration])> {
         ("auth", crate::auth::MIGRATIONS),
         ("dns", crate::dns::querylog::MIGRATIONS),
         ("tls", crate::tls::acme::MIGRATIONS),
+        ("alerts", crate::alerts::MIGRATIONS),
     ]
 }
 
@@ -44,7 +49,25 @@ pub(crate) fn check_config(cfg: &Config) -> Result<(), ConfigError> {
     cfg.validate()?;
     crate::tls::applier::check(cfg)?;
     crate::proxy::Proxy::check(cfg).map_err(|(k, e)| ConfigError::invalid(k, e))?;
+    crate::metrics::task::check(cfg)?;
+    crate::alerts::task::check(cfg, &promql_checker())?;
     crate::dns::task::check(cfg, &route_records())
+}
+
+/// The alerts' expressions are parsed the way the metrics history evaluates them.
+fn promql_checker() -> crate::alerts::Checker {
+    Arc::new(|expr: &str| crate::metrics::promql::Query::parse(expr).map(|_| ()).map_err(|e| e.to_string()))
+}
+
+/// The alerts' rules are evaluated as instant queries over the metrics history.
+fn promql_evaluator(history: Arc<crate::metrics::Metrics>) -> crate::alerts::Evaluator {
+    Arc::new(move |expr: &str, t: i64| match history.query_instant(expr, t, crate::util::unix_now_ms()) {
+        Ok(crate::metrics::promql::Value::Vector(v)) => {
+            Ok(v.into_iter().map(|(l, x)| (l.pairs().iter().cloned().collect(), x)).collect())
+        }
+        Ok(_) => Err("an alert rule must return an instant vector (a selector, a comparison, an aggregation)".into()),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 pub(crate) struct RunOptions {
@@ -130,6 +153,21 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Arc::new(tokio::task::spawn_blocking(move || crate::memory::store::Store::open(&d)).await??)
     };
     let memory = Arc::new(crate::memory::Memory::new(live.clone(), store));
+    // metrics history: its own SQLite file and write-ahead file (or RAM only)
+    let history = {
+        let dir = (cfg.metrics.storage == crate::config::MetricsStorage::Sqlite).then(|| data_dir.clone());
+        let tiers = crate::metrics::task::tiers_of(&cfg.metrics);
+        let store = tokio::task::spawn_blocking(move || {
+            crate::metrics::store::Store::open(dir.as_deref(), tiers, crate::util::unix_now_ms())
+        })
+        .await??;
+        crate::metrics::Metrics::new(store)
+    };
+    let scrape_targets = Arc::new(Mutex::new(crate::metrics::task::compile(&cfg.metrics)?));
+    let receivers = Arc::new(Mutex::new(crate::metrics::task::compile_receivers(&cfg.metrics)?));
+    // alerts: rules over the history, state and outbox in hearth.db
+    let alerts = crate::alerts::Alerts::open(db.clone(), promql_evaluator(history.clone())).await?;
+    let alert_rules = Arc::new(Mutex::new(crate::alerts::task::compile(&cfg.alerts)?));
     let state = AppState {
         db: db.clone(),
         health: sup.health(),
@@ -149,17 +187,21 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         },
         proxy: http::ProxyApi { config: live.clone(), proxy: proxy.clone(), certs: certs.clone() },
         memory: http::MemoryApi { config: live.clone(), memory: memory.clone() },
+        history: http::MetricsApi { metrics: history.clone() },
+        alerts: http::AlertsApi { alerts: alerts.clone(), compiled: alert_rules.clone() },
     };
     let front = Arc::new(crate::front::Front::new(http::router(state.clone()), proxy.clone(), &cfg));
 
     // the config transaction: prepared in this order, committed in this order
-    let appliers: [Arc<dyn Applier>; 6] = [
+    let appliers: [Arc<dyn Applier>; 8] = [
         Arc::new(LevelApplier(levels)),
         Arc::new(ThrottleApplier(verifier.clone())),
         Arc::new(crate::front::listeners::ListenerApplier { reserved: reserved.clone(), front: front.clone() }),
         dns_applier,
         certs_applier.clone(),
         Arc::new(crate::proxy::ProxyApplier { proxy: proxy.clone(), certs: certs_applier, prepared: Mutex::default() }),
+        Arc::new(crate::metrics::task::MetricsApplier::new(history.clone(), scrape_targets.clone(), receivers.clone())),
+        Arc::new(crate::alerts::task::AlertsApplier::new(alert_rules.clone(), promql_checker())),
     ];
     for a in appliers {
         live.add_applier(a);
@@ -169,8 +211,10 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         let (db, live) = (db.clone(), live.clone());
         let every: Arc<dyn Fn() -> Duration + Send + Sync> =
             Arc::new(move || live.current().storage.maintenance_interval.as_std());
-        let jobs: Vec<crate::storage::Upkeep> =
-            vec![("expired sessions", |c, now| crate::auth::prune_sessions(c, now).map_err(|e| e.to_string()))];
+        let jobs: Vec<crate::storage::Upkeep> = vec![
+            ("expired sessions", |c, now| crate::auth::prune_sessions(c, now).map_err(|e| e.to_string())),
+            ("alert history", crate::alerts::prune),
+        ];
         sup.spawn("storage", move |ctx| {
             let (db, every, jobs) = (db.clone(), every.clone(), jobs.clone());
             async move { Ok(crate::storage::task(ctx, db, every, jobs).await?) }
@@ -203,6 +247,28 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         sup.spawn("metrics", move |ctx| {
             crate::telemetry::sampler(ctx, series.clone(), requests.clone(), handle.clone())
         });
+    }
+    {
+        let (history, live, handle) = (history.clone(), live.clone(), state.metrics.clone());
+        sup.spawn("history", move |ctx| crate::metrics::task::run(ctx, history.clone(), live.clone(), handle.clone()));
+    }
+    {
+        let (alerts, rules, live) = (alerts.clone(), alert_rules.clone(), live.clone());
+        sup.spawn("alerts", move |ctx| crate::alerts::task::run(ctx, alerts.clone(), rules.clone(), live.clone()));
+    }
+    {
+        let (alerts, rules) = (alerts.clone(), alert_rules.clone());
+        sup.spawn("notify", move |ctx| crate::alerts::task::deliver(ctx, alerts.clone(), rules.clone()));
+    }
+    {
+        let (history, receivers) = (history.clone(), receivers.clone());
+        sup.spawn("remote-write", move |ctx| {
+            crate::metrics::task::remote_write_task(ctx, history.clone(), receivers.clone())
+        });
+    }
+    {
+        let (history, targets) = (history.clone(), scrape_targets.clone());
+        sup.spawn("scrape", move |ctx| crate::metrics::task::scrape_task(ctx, history.clone(), targets.clone()));
     }
     {
         let (live, reserved, updater, certs) = (live.clone(), reserved.clone(), updater.clone(), certs.clone());

@@ -10,6 +10,7 @@
 
 #![warn(unreachable_pub)]
 
+mod alerts;
 mod app;
 mod auth;
 pub mod cli;
@@ -22,6 +23,7 @@ mod http;
 mod layers;
 mod logging;
 mod memory;
+mod metrics;
 mod net;
 mod proxy;
 mod ratelimit;
@@ -38,6 +40,7 @@ pub mod testing {
     pub use crate::app::migrations;
     pub use crate::auth::{SessionKind, create_session, find_user, hash_password};
     pub use crate::dns::blocklist::{Engine, ListInput, ListKind, ListSet, Verdict};
+    pub use crate::metrics::{BenchStore, HostState, bench_collect_round};
     pub use crate::storage::Db;
     pub use crate::util::unix_now;
 }

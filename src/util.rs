@@ -14,6 +14,11 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// `n` random bytes from the OS-seeded CSPRNG, base64url without padding.
 pub(crate) fn random_secret(n: usize) -> String {
     let mut buf = vec![0u8; n];

@@ -16,6 +16,7 @@ pub(crate) mod live;
 pub(crate) mod migrate;
 pub(crate) mod persist;
 mod sections;
+mod size;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use duration::Duration;
 pub(crate) use listen::ListenAddr;
 pub use sections::*;
+pub(crate) use size::ByteSize;
 
 /// The configuration schema this binary writes and understands.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -81,6 +83,8 @@ pub(crate) struct Config {
     pub tls: TlsConfig,
     pub proxy: ProxyConfig,
     pub memory: MemoryConfig,
+    pub metrics: MetricsConfig,
+    pub alerts: AlertsConfig,
 }
 
 impl Default for Config {
@@ -95,6 +99,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             proxy: ProxyConfig::default(),
             memory: MemoryConfig::default(),
+            metrics: MetricsConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -162,6 +168,16 @@ pub(crate) fn redact(json: &mut serde_json::Value) {
             redact_route(r);
         }
     }
+    // channel URLs carry tokens: only their scheme shows
+    if let Some(chs) = json.pointer_mut("/alerts/channels").and_then(|r| r.as_array_mut()) {
+        for c in chs {
+            if let Some(u) = c.get_mut("url")
+                && let Some((scheme, _)) = u.as_str().and_then(|s| s.split_once("://"))
+            {
+                *u = serde_json::Value::String(format!("{scheme}://{REDACTED}"));
+            }
+        }
+    }
 }
 
 /// A route's JSON form with its `basic_auth` hashes hidden.
@@ -195,6 +211,18 @@ pub(crate) fn unredact(json: &mut serde_json::Value, current: &Config) {
     if let Some(routes) = json.pointer_mut("/proxy/routes").and_then(|r| r.as_array_mut()) {
         for r in routes {
             unredact_route(r, &current.proxy.routes);
+        }
+    }
+    // a redacted channel URL takes the running URL of the channel with the same name
+    if let Some(chs) = json.pointer_mut("/alerts/channels").and_then(|r| r.as_array_mut()) {
+        for c in chs {
+            let name = c.get("name").and_then(|n| n.as_str()).unwrap_or("").to_string();
+            if let Some(u) = c.get_mut("url")
+                && u.as_str().is_some_and(|s| s.ends_with(REDACTED))
+                && let Some(real) = current.alerts.channels.iter().find(|x| x.name == name)
+            {
+                *u = serde_json::Value::String(real.url.clone());
+            }
         }
     }
 }

@@ -541,3 +541,159 @@ fn default_list_update() -> Duration {
 fn yes() -> bool {
     true
 }
+
+/// `[metrics]`: the machine's, the services' and hearth's own metrics, kept as history (`metrics/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    pub enabled: bool,
+    /// How often the host, services and hearth itself are sampled (and the default scrape interval).
+    pub interval: Duration,
+    /// How long each resolution is kept: raw samples, 1-minute and 1-hour roll-ups.
+    pub retention_raw: Duration,
+    pub retention_1m: Duration,
+    pub retention_1h: Duration,
+    /// The store's size cap: past it the oldest tier is shortened first.
+    pub max_disk: super::ByteSize,
+    /// "sqlite" (`metrics.db` in the data dir) or "memory" (nothing written; history ends at a restart).
+    pub storage: MetricsStorage,
+    /// Collect the machine's metrics (CPU, memory, disks, network, temperatures, throttling).
+    pub host: bool,
+    /// Collect per systemd unit and per container metrics from cgroup v2.
+    pub services: bool,
+    pub scrape: Vec<ScrapeConfig>,
+    pub remote_write: Vec<RemoteWriteConfig>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            interval: Duration::from_secs(10),
+            retention_raw: Duration::from_secs(48 * 3600),
+            retention_1m: Duration::from_secs(14 * 86_400),
+            retention_1h: Duration::from_secs(400 * 86_400),
+            max_disk: super::ByteSize::mib(256),
+            storage: MetricsStorage::Sqlite,
+            host: true,
+            services: true,
+            scrape: vec![],
+            remote_write: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum MetricsStorage {
+    Sqlite,
+    Memory,
+}
+
+/// `[[metrics.scrape]]`: a Prometheus text / OpenMetrics endpoint hearth scrapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScrapeConfig {
+    /// The `job` label of every series scraped here.
+    pub name: String,
+    pub url: String,
+    /// Defaults to `metrics.interval`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    /// Defaults to the interval, at most 10 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// A file holding a bearer token sent with each scrape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// `[[metrics.remote_write]]`: a Prometheus remote-write 1.0 receiver that gets every raw sample (VictoriaMetrics,
+/// Mimir, Prometheus with `--web.enable-remote-write-receiver`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RemoteWriteConfig {
+    pub url: String,
+    /// Basic auth: the user, with the password read from `password_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// A file holding a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// `[alerts]`: rules over the metrics history and where their notices go (`alerts/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AlertsConfig {
+    pub enabled: bool,
+    /// The built-in rules (disk full, temperature, throttling, a failed subsystem, certificates, DNS upstreams,
+    /// list downloads, scrape targets); a rule in `[[alerts.rules]]` with the same name replaces one.
+    pub default_rules: bool,
+    /// How often every rule is evaluated (a pending alert is also evaluated the moment its `for` ends).
+    pub evaluation_interval: Duration,
+    /// A firing alert is notified again after this long.
+    pub repeat_interval: Duration,
+    /// The admin UI's address as users reach it (e.g. "https://hearth.home.arpa"), for links in notices.
+    pub external_url: String,
+    pub rules: Vec<AlertRule>,
+    pub channels: Vec<AlertChannel>,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            default_rules: true,
+            evaluation_interval: Duration::from_secs(15),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            external_url: String::new(),
+            rules: vec![],
+            channels: vec![],
+        }
+    }
+}
+
+/// `[[alerts.rules]]`: fires while `expr` returns anything for at least `for`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertRule {
+    pub name: String,
+    pub expr: String,
+    #[serde(default = "zero_duration", rename = "for")]
+    pub for_: Duration,
+    /// "info", "warning" or "critical"
+    #[serde(default = "warning")]
+    pub severity: String,
+    /// The notice's text; `{{ $labels.name }}` and `{{ $value }}` are filled in.
+    #[serde(default)]
+    pub summary: String,
+}
+
+fn zero_duration() -> Duration {
+    Duration::from_secs(0)
+}
+fn warning() -> String {
+    "warning".into()
+}
+
+/// `[[alerts.channels]]`: where notices go, as a URL (`ntfy://`, `gotify://`, `discord://`, `slack://`,
+/// `telegram://`, or an `https://` Alertmanager-style webhook).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertChannel {
+    pub name: String,
+    pub url: String,
+    /// Also tell when an alert is resolved.
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    /// The lowest severity sent here: "info", "warning" or "critical".
+    #[serde(default = "info")]
+    pub min_severity: String,
+}
+
+fn info() -> String {
+    "info".into()
+}

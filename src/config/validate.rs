@@ -81,6 +81,122 @@ impl Config {
         self.validate_dns()?;
         self.validate_tls_proxy()?;
         self.validate_memory()?;
+        self.validate_metrics()?;
+        self.validate_alerts()?;
+        Ok(())
+    }
+
+    fn validate_metrics(&self) -> Result<(), ConfigError> {
+        let m = &self.metrics;
+        let secs = |d: super::Duration| d.as_std().as_secs();
+        if !(1..=3600).contains(&secs(m.interval)) {
+            return Err(ConfigError::invalid("metrics.interval", "must be between 1s and 1h"));
+        }
+        // each tier's open window is rebuilt from the finer tier, which must still hold it
+        if secs(m.retention_raw) < 26 * 3600 {
+            return Err(ConfigError::invalid(
+                "metrics.retention_raw",
+                "must be at least 26h (a day of 1-minute roll-ups is built from it)",
+            ));
+        }
+        if secs(m.retention_1m) < 8 * 86_400 {
+            return Err(ConfigError::invalid(
+                "metrics.retention_1m",
+                "must be at least 8d (a week of 1-hour roll-ups is built from it)",
+            ));
+        }
+        if secs(m.retention_1h) < 7 * 86_400 {
+            return Err(ConfigError::invalid("metrics.retention_1h", "must be at least 7d"));
+        }
+        if m.max_disk.bytes() < 1 << 20 {
+            return Err(ConfigError::invalid("metrics.max_disk", "must be at least 1MB"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in m.scrape.iter().enumerate() {
+            let key = |k: &str| format!("metrics.scrape[{i}].{k}");
+            if s.name.trim().is_empty() {
+                return Err(ConfigError::invalid(key("name"), "must not be empty (it becomes the job label)"));
+            }
+            if !names.insert(&s.name) {
+                return Err(ConfigError::invalid(key("name"), format!("{:?} is used by another scrape", s.name)));
+            }
+            if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                return Err(ConfigError::invalid(key("url"), "must be an http:// or https:// URL"));
+            }
+            if let Some(iv) = s.interval
+                && !(1..=3600).contains(&secs(iv))
+            {
+                return Err(ConfigError::invalid(key("interval"), "must be between 1s and 1h"));
+            }
+            if let Some(t) = s.timeout
+                && (t.as_std().is_zero() || t > s.interval.unwrap_or(m.interval))
+            {
+                return Err(ConfigError::invalid(key("timeout"), "must be above zero and at most the interval"));
+            }
+        }
+        for (i, r) in m.remote_write.iter().enumerate() {
+            let key = |k: &str| format!("metrics.remote_write[{i}].{k}");
+            if !(r.url.starts_with("http://") || r.url.starts_with("https://")) {
+                return Err(ConfigError::invalid(key("url"), "must be an http:// or https:// URL"));
+            }
+            if r.username.is_some() != r.password_file.is_some() {
+                return Err(ConfigError::invalid(key("password_file"), "username and password_file go together"));
+            }
+            if r.username.is_some() && r.bearer_token_file.is_some() {
+                return Err(ConfigError::invalid(
+                    key("bearer_token_file"),
+                    "use basic auth or a bearer token, not both",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_alerts(&self) -> Result<(), ConfigError> {
+        let a = &self.alerts;
+        let secs = |d: super::Duration| d.as_std().as_secs();
+        if !(1..=3600).contains(&secs(a.evaluation_interval)) {
+            return Err(ConfigError::invalid("alerts.evaluation_interval", "must be between 1s and 1h"));
+        }
+        if secs(a.repeat_interval) < 60 {
+            return Err(ConfigError::invalid("alerts.repeat_interval", "must be at least 1m"));
+        }
+        if !(a.external_url.is_empty()
+            || a.external_url.starts_with("http://")
+            || a.external_url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid("alerts.external_url", "must be an http:// or https:// URL, or empty"));
+        }
+        let severities = ["info", "warning", "critical"];
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in a.rules.iter().enumerate() {
+            let key = |k: &str| format!("alerts.rules[{i}].{k}");
+            if r.name.trim().is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(ConfigError::invalid(key("name"), "must be letters, digits, '_' or '-'"));
+            }
+            if !names.insert(&r.name) {
+                return Err(ConfigError::invalid(key("name"), format!("{:?} is used by another rule", r.name)));
+            }
+            if r.expr.trim().is_empty() {
+                return Err(ConfigError::invalid(key("expr"), "must not be empty"));
+            }
+            if !severities.contains(&r.severity.as_str()) {
+                return Err(ConfigError::invalid(key("severity"), "must be \"info\", \"warning\" or \"critical\""));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in a.channels.iter().enumerate() {
+            let key = |k: &str| format!("alerts.channels[{i}].{k}");
+            if c.name.trim().is_empty() {
+                return Err(ConfigError::invalid(key("name"), "must not be empty"));
+            }
+            if !names.insert(&c.name) {
+                return Err(ConfigError::invalid(key("name"), format!("{:?} is used by another channel", c.name)));
+            }
+            if !severities.contains(&c.min_severity.as_str()) {
+                return Err(ConfigError::invalid(key("min_severity"), "must be \"info\", \"warning\" or \"critical\""));
+            }
+        }
         Ok(())
     }
 

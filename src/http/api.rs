@@ -244,6 +244,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .merge(super::proxy_api::routes())
         .merge(super::system_api::routes())
         .merge(super::doh::routes())
+        .merge(super::metrics_api::routes())
+        .merge(super::alerts_api::routes())
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {

@@ -50,6 +50,22 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
 }
 
+/// The API token of a request: `Authorization: Bearer hth_…`, or HTTP basic auth with the token as the password
+/// (any user name), for clients that speak only basic auth (`promtool query`, some Grafana and exporter setups).
+fn token_of(headers: &HeaderMap) -> Option<String> {
+    if let Some(t) = bearer(headers) {
+        return Some(t.to_string());
+    }
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = data_encoding::BASE64.decode(rest.trim().as_bytes()).ok()?;
+    let (_, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    password.starts_with("hth_").then(|| password.to_string())
+}
+
 fn insufficient_scope(t: &TokenInfo, need: Scope) -> ApiError {
     let has: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
     ApiError::new(
@@ -66,10 +82,9 @@ pub(crate) async fn bearer_with_scope(
     state: &AppState,
     scope: Scope,
 ) -> Result<Option<TokenInfo>, ApiError> {
-    let Some(token) = bearer(headers) else {
+    let Some(token) = token_of(headers) else {
         return Ok(None);
     };
-    let token = token.to_string();
     let now = unix_now();
     match state.db.call(move |c| auth::check_token(c, &token, now)).await? {
         Some(t) if t.allows(scope) => Ok(Some(t)),
@@ -158,6 +173,12 @@ impl NeedsScope for DnsReadScope {
     const SCOPE: Scope = Scope::DnsRead;
 }
 
+/// `metrics`: `/metrics` and the Prometheus-compatible query API.
+pub(crate) struct MetricsScope;
+impl NeedsScope for MetricsScope {
+    const SCOPE: Scope = Scope::Metrics;
+}
+
 /// An admin session, or a token holding `S::SCOPE` (or `admin`). Wrong-scope tokens get 403 `insufficient_scope`.
 #[derive(Debug, Clone)]
 pub(crate) struct ScopedAuth<S> {
@@ -168,6 +189,7 @@ pub(crate) struct ScopedAuth<S> {
 
 pub(crate) type MemoryAuth = ScopedAuth<MemoryScope>;
 pub(crate) type DnsReadAuth = ScopedAuth<DnsReadScope>;
+pub(crate) type MetricsAuth = ScopedAuth<MetricsScope>;
 
 impl<S: NeedsScope> FromRequestParts<AppState> for ScopedAuth<S> {
     type Rejection = ApiError;
@@ -195,6 +217,13 @@ mod tests {
         assert_eq!(session_cookie(&h, false).as_deref(), Some("abc"));
         assert_eq!(cookie(&h, "b").as_deref(), Some("2"));
         assert_eq!(bearer(&h), Some("hth_x"));
+        // a token as the password of basic auth (promtool); a basic-auth password that is not a token is not one
+        let mut h = HeaderMap::new();
+        let basic = |up: &str| format!("Basic {}", data_encoding::BASE64.encode(up.as_bytes())).parse().unwrap();
+        h.insert(header::AUTHORIZATION, basic("prom:hth_abc"));
+        assert_eq!(token_of(&h).as_deref(), Some("hth_abc"));
+        h.insert(header::AUTHORIZATION, basic("alice:secret"));
+        assert_eq!(token_of(&h), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! Invariants: every `/api/v1` handler that is not public takes [`auth::AdminAuth`] (checked by a test against the
 //! OpenAPI document); every error answer is JSON with an id; every log line of a request carries its request id.
 
+pub(crate) mod alerts_api;
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod dns_api;
@@ -12,6 +13,7 @@ pub(crate) mod dns_rules_api;
 pub(crate) mod doh;
 pub(crate) mod error;
 pub(crate) mod memory_api;
+pub(crate) mod metrics_api;
 pub(crate) mod proxy_api;
 pub(crate) mod system_api;
 pub(crate) mod ui;
@@ -49,6 +51,27 @@ pub(crate) struct AppState {
     pub dns: DnsApi,
     pub proxy: ProxyApi,
     pub memory: MemoryApi,
+    pub history: MetricsApi,
+    pub alerts: AlertsApi,
+}
+
+/// What the alerts routes (`alerts_api`) use.
+#[derive(Clone)]
+pub(crate) struct AlertsApi {
+    pub alerts: Arc<crate::alerts::Alerts>,
+    pub compiled: Arc<Mutex<crate::alerts::task::Compiled>>,
+}
+
+impl axum::extract::FromRef<AppState> for AlertsApi {
+    fn from_ref(s: &AppState) -> Self {
+        s.alerts.clone()
+    }
+}
+
+/// What the metrics-history routes (`metrics_api`) use.
+#[derive(Clone)]
+pub(crate) struct MetricsApi {
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the DNS routes (`dns_api`, `doh`) use.
@@ -86,6 +109,12 @@ impl axum::extract::FromRef<AppState> for DnsApi {
 impl axum::extract::FromRef<AppState> for ProxyApi {
     fn from_ref(s: &AppState) -> ProxyApi {
         s.proxy.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for MetricsApi {
+    fn from_ref(s: &AppState) -> Self {
+        s.history.clone()
     }
 }
 

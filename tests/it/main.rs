@@ -4,12 +4,14 @@
 mod common;
 
 mod acme;
+mod alerts;
 mod api;
 mod contract;
 mod dns;
 mod dnssec;
 mod lifecycle;
 mod memory;
+mod metrics;
 mod onboarding;
 mod openapi;
 mod proxy;

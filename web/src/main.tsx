@@ -12,6 +12,8 @@ import { Dns } from './pages/dns/dns';
 import { Proxy } from './pages/proxy';
 import { Memory } from './pages/memory';
 import { Status } from './pages/status';
+import { Dashboards } from './pages/dashboards';
+import { Alerts } from './pages/alerts';
 import { DeviceGuide } from './devices';
 import { PauseSwitch } from './pause';
 import './style.css';
@@ -20,6 +22,8 @@ import './style.css';
 const PAGES = [
   { path: '/', title: 'Dashboard', view: Dashboard, nav: true },
   { path: '/dns', title: 'DNS', view: Dns, nav: true },
+  { path: '/dashboards', title: 'Dashboards', view: Dashboards, nav: true },
+  { path: '/alerts', title: 'Alerts', view: Alerts, nav: true },
   { path: '/proxy', title: 'Proxy', view: Proxy, nav: true },
   { path: '/memory', title: 'Memory', view: Memory, nav: true },
   { path: '/status', title: 'Status', view: Status, nav: true },

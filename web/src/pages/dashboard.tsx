@@ -10,6 +10,7 @@ import { Alert } from '../alert';
 import { Link } from '../nav';
 import { overall } from './status';
 import { blockingLabel, PauseControls, useBlocking } from '../pause';
+import { MachineCards } from './dashboards';
 
 /** A route is up when a backend is available and known to be (probed or used); down when none is available. */
 export function routeState(r: RouteView): 'up' | 'down' | 'unknown' {
@@ -67,6 +68,7 @@ export function Dashboard() {
           <PauseControls />
         </div>
       </section>
+      <MachineCards />
 
       {stats && stats.total === 0 && (
         <section class="card" data-testid="no-queries">
