@@ -61,14 +61,25 @@ for (const [label, viewport, theme] of [
     await shot(page, `dashboards-system-${label}`);
 
     // another range; then a custom range by dragging across a chart
-    await page.getByRole('button', { name: '24h' }).click();
-    assert.equal(await page.getByRole('button', { name: '24h' }).getAttribute('aria-pressed'), 'true');
-    const plot = cpu.locator('.u-over');
-    const box = await plot.boundingBox();
-    await page.mouse.move(box.x + box.width * 0.8, box.y + box.height / 2);
-    await page.mouse.down();
-    await page.mouse.move(box.x + box.width * 0.98, box.y + box.height / 2, { steps: 5 });
-    await page.mouse.up();
+    await page.getByRole('button', { name: '6h' }).click();
+    assert.equal(await page.getByRole('button', { name: '6h' }).getAttribute('aria-pressed'), 'true');
+    const cpu6 = page.locator('.history-chart[data-range="6h"]', { has: page.getByRole('heading', { name: 'CPU busy' }) });
+    await cpu6.locator('.u-legend .u-series').nth(1).waitFor();
+    if (label === 'desktop') {
+      // drag across the chart: that time range
+      const plot = cpu6.locator('.u-over');
+      const box = await plot.boundingBox();
+      await page.mouse.move(box.x + box.width * 0.8, box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.98, box.y + box.height / 2, { steps: 5 });
+      await page.mouse.up();
+    } else {
+      // on a phone (no drag), the custom range: the last ten minutes
+      const fmt = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+      await page.getByLabel('From').fill(fmt(new Date(Date.now() - 600000)));
+      await page.getByLabel('to', { exact: true }).fill(fmt(new Date(Date.now() + 60000)));
+      await page.getByRole('button', { name: 'Show' }).click();
+    }
     await page.getByRole('button', { name: 'Back to the last hour' }).waitFor();
     await page.getByRole('button', { name: 'Back to the last hour' }).click();
 

@@ -332,7 +332,7 @@ test('wizard → devices → dashboard → status → token → settings → log
   await page.getByRole('button', { name: /Theme:/ }).click();
   await page.waitForFunction(() => document.documentElement.dataset.theme === 'dark');
   assert.equal(await page.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(21, 20, 18)');
-  await page.getByRole('link', { name: 'Dashboard' }).click();
+  await page.getByRole('link', { name: 'Dashboard', exact: true }).click();
   await page.locator('.chart canvas').first().waitFor();
   await shot(page, '07-dashboard-dark');
 

@@ -152,7 +152,7 @@ export function Alerts() {
   if (!data) return <p class="muted">Loading…</p>;
   const active = data.rules.flatMap((r) => r.alerts.map((a) => ({ ...a, severity: r.severity })));
   return (
-    <>
+    <div class="alerts-page">
       {!data.enabled && <p class="muted">Alerts are off (alerts.enabled = false): rules are not evaluated.</p>}
       <Note m={notice} />
       <section class="card">
@@ -346,6 +346,6 @@ export function Alerts() {
           </table>
         )}
       </section>
-    </>
+    </div>
   );
 }

@@ -90,7 +90,8 @@ interface Series {
 
 async function fetchChart(spec: ChartSpec, r: Range): Promise<{ times: number[]; series: Series[] }> {
   const step = stepOf(r);
-  const start = Math.floor(r.start / step) * step;
+  // the grid ends at the range's end, so a live chart's last point is now
+  const start = r.end - Math.ceil((r.end - r.start) / step) * step;
   const times: number[] = [];
   for (let t = start; t <= r.end; t += step) times.push(t);
   const index = new Map(times.map((t, i) => [t, i]));
@@ -115,7 +116,7 @@ async function fetchChart(spec: ChartSpec, r: Range): Promise<{ times: number[];
 function HistoryChart({ spec, range, onZoom }: { spec: ChartSpec; range: Range; onZoom: (a: number, b: number) => void }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
-  const [data, setData] = useState<{ times: number[]; series: Series[] } | null>(null);
+  const [data, setData] = useState<{ times: number[]; series: Series[]; label: string } | null>(null);
   const [error, setError] = useState('');
   const zoom = useRef(onZoom);
   zoom.current = onZoom;
@@ -123,7 +124,7 @@ function HistoryChart({ spec, range, onZoom }: { spec: ChartSpec; range: Range; 
   useEffect(() => {
     let stop = false;
     fetchChart(spec, range)
-      .then((d) => !stop && (setData(d), setError('')))
+      .then((d) => !stop && (setData({ ...d, label: range.label }), setError('')))
       .catch((e) => !stop && setError((e as ApiError).message));
     return () => {
       stop = true;
@@ -201,7 +202,7 @@ function HistoryChart({ spec, range, onZoom }: { spec: ChartSpec; range: Range; 
 
   const empty = data && data.series.length === 0;
   return (
-    <section class="card history-chart">
+    <section class="card history-chart" data-range={data?.label}>
       <h3>{spec.title}</h3>
       {error && <p class="error small">{error}</p>}
       <div class="chart" ref={box} role="img" aria-label={spec.title} />
@@ -317,7 +318,7 @@ function StorePanel() {
   const s = data.store;
   const names = ['raw', '1 min', '1 hour'];
   return (
-    <section class="card">
+    <section class="card store-panel">
       <h3>History store</h3>
       {s.cap_shortened && (
         <p class="error" role="status">
