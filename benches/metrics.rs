@@ -30,6 +30,7 @@ fn io() -> (u64, u64) {
 }
 
 /// The synthetic series: keys, and a value generator per series.
+#[derive(Clone)]
 struct Synth {
     keys: Vec<String>,
     state: Vec<f64>,
@@ -43,11 +44,7 @@ impl Synth {
             keys.push(format!("bench_requests_total{{job=\"svc{}\",code=\"{}\"}}", i / 4, [200, 404, 500, 301][i % 4]));
         }
         for i in 0..150 {
-            keys.push(format!(
-                "bench_gauge{{instance=\"host{}\",kind=\"{}\"}}",
-                i / 10,
-                ["temp", "mem", "load"][i % 3]
-            ));
+            keys.push(format!("bench_gauge{{instance=\"host{}\",kind=\"{}\"}}", i / 3, ["temp", "mem", "load"][i % 3]));
         }
         for i in 0..50 {
             let le = ["0.005", "0.01", "0.05", "0.1", "0.5", "1", "2.5", "5", "10", "+Inf"][i % 10];
@@ -99,16 +96,14 @@ fn main() {
     let mut last_flush = t0;
     let mut hour_io: Option<((u64, u64), i64)> = None;
     let mut hour_written = (0u64, 0u64);
-    let mut last_day: Vec<Vec<(i64, f64)>> = vec![vec![]; SERIES];
+    // the generator as it was when the last day began: that day is generated again for promtool at the end
+    let mut last_day_gen: Option<Synth> = None;
     let mut t = t0;
     while t < end {
-        let samples = synth.next();
-        // the last simulated day is also written as OpenMetrics for promtool
-        if t >= end - DAY {
-            for (i, (_, v)) in samples.iter().enumerate() {
-                last_day[i].push((t, *v));
-            }
+        if t == end - DAY {
+            last_day_gen = Some(synth.clone());
         }
+        let samples = synth.next();
         store.append(t, &samples);
         if t - last_flush >= 50_000 {
             store.flush(t);
@@ -209,6 +204,15 @@ fn main() {
         println!("  (promtool not installed: no Prometheus comparison)");
         return;
     }
+    let mut replay = last_day_gen.expect("at least one day");
+    let mut last_day: Vec<Vec<(i64, f64)>> = vec![vec![]; SERIES];
+    let mut t = end - DAY;
+    while t < end {
+        for (i, (_, v)) in replay.next().into_iter().enumerate() {
+            last_day[i].push((t, v));
+        }
+        t += STEP;
+    }
     let pdir = tempfile::tempdir().unwrap();
     let om = pdir.path().join("day.om");
     // OpenMetrics: one family after the other (never interleaved), each series' samples in time order, # EOF
@@ -221,7 +225,7 @@ fn main() {
         let _ = writeln!(text, "# TYPE {family} {kind}");
         for i in range {
             for (t, v) in &last_day[i] {
-                let _ = writeln!(text, "{} {v} {}", synth.keys[i], *t as f64 / 1000.0);
+                let _ = writeln!(text, "{} {v} {}", replay.keys[i], *t as f64 / 1000.0);
             }
         }
     }
