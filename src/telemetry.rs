@@ -118,6 +118,17 @@ fn describe() {
         "hearth_dns_querylog_dropped_total",
         "Query log entries dropped because the writer fell behind (answering never waits for the log)."
     );
+    describe_gauge!("hearth_metrics_collect_duration_seconds", Unit::Seconds, "Time the last collection round took.");
+    describe_gauge!(
+        "hearth_metrics_collected_samples",
+        "Samples the last collection round stored (host, services, hearth)."
+    );
+    describe_counter!("hearth_metrics_scrapes_total", "Scrapes of [[metrics.scrape]] targets, by job and result.");
+    describe_counter!(
+        "hearth_metrics_remote_write_samples_total",
+        "Samples a remote-write receiver accepted, by receiver."
+    );
+    describe_counter!("hearth_metrics_remote_write_failures_total", "Remote-write rounds that failed, by receiver.");
     metrics::gauge!(
         "hearth_build_info",
         "version" => env!("CARGO_PKG_VERSION"),
