@@ -35,12 +35,39 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 struct PromEnvelope {
     /// `success` or `error`
     status: String,
-    #[schema(value_type = Object)]
+    /// the result (`resultType` and `result`), a list of series, or a list of names; absent on errors
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
     data: Option<Json>,
     #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
     error_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+/// The form bodies of the POST variants (documentation: the handlers read the raw form, as Prometheus does).
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct QueryForm {
+    query: String,
+    time: Option<String>,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct RangeForm {
+    query: String,
+    start: String,
+    end: String,
+    step: String,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct MatchForm {
+    #[serde(rename = "match[]")]
+    matches: Option<Vec<String>>,
+    start: Option<String>,
 }
 
 fn prom_error(status: StatusCode, kind: &str, msg: impl Into<String>) -> Response {
@@ -244,7 +271,7 @@ async fn query_get(_a: MetricsAuth, State(m): State<MetricsApi>, RawQuery(q): Ra
 
 /// Instant query with a form body, as Prometheus's `POST /api/v1/query`.
 #[utoipa::path(post, path = "/prometheus/api/v1/query", tag = "metrics",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "query=…&time=…"),
+    request_body(content = QueryForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "result", body = PromEnvelope),
               (status = 400, description = "`bad_data`", body = PromEnvelope),
               (status = 422, description = "`execution`", body = PromEnvelope),
@@ -274,7 +301,7 @@ async fn query_range_get(_a: MetricsAuth, State(m): State<MetricsApi>, RawQuery(
 
 /// Range query with a form body.
 #[utoipa::path(post, path = "/prometheus/api/v1/query_range", tag = "metrics",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "query=…&start=…&end=…&step=…"),
+    request_body(content = RangeForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "a matrix", body = PromEnvelope),
               (status = 400, description = "`bad_data`", body = PromEnvelope),
               (status = 422, description = "`execution`", body = PromEnvelope),
@@ -305,7 +332,7 @@ async fn series_get(_a: MetricsAuth, State(m): State<MetricsApi>, RawQuery(q): R
 
 /// The series matching `match[]` selectors (form body).
 #[utoipa::path(post, path = "/prometheus/api/v1/series", tag = "metrics",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "match[]=…"),
+    request_body(content = MatchForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "label sets", body = PromEnvelope),
               (status = 400, description = "`bad_data`", body = PromEnvelope),
               (status = 401, description = "not signed in", body = ErrorBody),
@@ -329,7 +356,7 @@ async fn labels_get(_a: MetricsAuth, State(m): State<MetricsApi>, RawQuery(q): R
 
 /// Label names (form body).
 #[utoipa::path(post, path = "/prometheus/api/v1/labels", tag = "metrics",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "match[]=…"),
+    request_body(content = MatchForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "names", body = PromEnvelope),
               (status = 400, description = "`bad_data`", body = PromEnvelope),
               (status = 401, description = "not signed in", body = ErrorBody),
