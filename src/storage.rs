@@ -39,7 +39,7 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-/// The migrations of every component, named by component: handed in by the wiring code (`crate::app::migrations`),
+/// The migrations of every component, named by component: handed in by the wiring code (`app::migrations`),
 /// so this module knows no subsystem.
 pub(crate) type Components<'a> = &'a [(&'static str, &'static [Migration])];
 

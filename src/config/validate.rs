@@ -320,7 +320,7 @@ impl Config {
             }
         }
         // upstreams, blocking mode, groups, exemptions, records and the list count are checked where they are
-        // compiled, once, when a change is prepared (`crate::dns::task`): one parser each
+        // compiled, once, when a change is prepared (`dns::task`): one parser each
         for (i, l) in d.lists.iter().enumerate() {
             if l.name.trim().is_empty() || d.lists[..i].iter().any(|o| o.name == l.name) {
                 return Err(ConfigError::invalid(format!("dns.lists[{i}].name"), "must be set and unique"));

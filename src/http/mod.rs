@@ -1,5 +1,5 @@
 //! The admin HTTP shell: one router (API, UI, health, metrics) behind middleware for request ids, access logs,
-//! metrics, limits and security headers. The front door (`crate::front`) serves it for the requests no proxy
+//! metrics, limits and security headers. The front door (`front`) serves it for the requests no proxy
 //! route claims.
 //!
 //! Invariants: every `/api/v1` handler that is not public takes [`auth::AdminAuth`] (checked by a test against the

@@ -1,5 +1,5 @@
 //! The reverse proxy (IO shell): every request on the HTTP(S) listeners enters [`Proxy::dispatch`] (called by
-//! `crate::front`), which answers ACME HTTP-01 challenges, normalises the path ([`path`]), serves the forward-auth
+//! `front`), which answers ACME HTTP-01 challenges, normalises the path ([`path`]), serves the forward-auth
 //! login form, sends requests for route hosts through the proxy, and hands everything else (requests by IP,
 //! `server.admin_hosts`, unknown names) back as [`Dispatch::Admin`] once the admin's front door admits it.
 //!
