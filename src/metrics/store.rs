@@ -492,24 +492,10 @@ impl Store {
     /// Apply retention by age and the disk cap; forget series that have no data left.
     pub(crate) fn enforce_retention(&self, now: i64, max_bytes: u64) -> Result<(), MetricsError> {
         let tiers = self.tiers();
-        let mut usage = [TierUsage::default(); 3];
         let conn = self.conn.lock().expect("metrics db lock");
-        {
-            let mut st = conn
-                .prepare(
-                    "SELECT tier, SUM(length(data)) + COUNT(*) * 40, MIN(start_ms) FROM metrics_blocks GROUP BY tier",
-                )
-                .map_err(sql)?;
-            let rows = st
-                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
-                .map_err(sql)?;
-            for row in rows {
-                let (k, bytes, oldest) = row.map_err(sql)?;
-                if let Some(u) = usage.get_mut(k as usize) {
-                    *u = TierUsage { bytes: bytes as u64, oldest_ms: Some(oldest) };
-                }
-            }
-        }
+        // the retention plan counts each block's row overhead too (about 40 bytes in SQLite)
+        let usage =
+            tier_usage(&conn)?.map(|(data, blocks, oldest_ms)| TierUsage { bytes: data + blocks * 40, oldest_ms });
         let (cut, shortened) = block::retention_plan(now, &tiers, &usage, max_bytes);
         for (k, c) in cut.iter().enumerate() {
             conn.execute("DELETE FROM metrics_blocks WHERE tier = ?1 AND end_ms <= ?2", params![k as i64, c])
@@ -549,20 +535,10 @@ impl Store {
             let live = inner.series.iter().flatten();
             (inner.by_key.len(), live.map(|s| s.head.len()).sum(), inner.dropped_series, inner.cap_shortened)
         };
-        let mut tier_bytes = [0u64; 3];
-        let mut tier_oldest_ms = [None; 3];
         let conn = self.conn.lock().expect("metrics db lock");
-        if let Ok(mut st) =
-            conn.prepare_cached("SELECT tier, SUM(length(data)), MIN(start_ms) FROM metrics_blocks GROUP BY tier")
-            && let Ok(rows) = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
-        {
-            for (k, b, o) in rows.flatten() {
-                if let Some(slot) = tier_bytes.get_mut(k as usize) {
-                    *slot = b as u64;
-                    tier_oldest_ms[k as usize] = Some(o);
-                }
-            }
-        }
+        let usage = tier_usage(&conn).unwrap_or_default();
+        let tier_bytes = usage.map(|(data, _, _)| data);
+        let tier_oldest_ms = usage.map(|(_, _, oldest)| oldest);
         drop(conn);
         let file = |p: &Option<PathBuf>| p.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
         let wal_side = self.db_path.as_ref().map(|p| p.with_extension("db-wal"));
@@ -578,6 +554,24 @@ impl Store {
             in_memory: self.wal.is_none(),
         }
     }
+}
+
+/// Per tier: bytes of block data, number of blocks, and the oldest block's start.
+fn tier_usage(conn: &Connection) -> Result<[(u64, u64, Option<i64>); 3], MetricsError> {
+    let mut out = [(0, 0, None); 3];
+    let mut st = conn
+        .prepare_cached("SELECT tier, SUM(length(data)), COUNT(*), MIN(start_ms) FROM metrics_blocks GROUP BY tier")
+        .map_err(sql)?;
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?)))
+        .map_err(sql)?;
+    for row in rows {
+        let (k, data, blocks, oldest) = row.map_err(sql)?;
+        if let Some(slot) = out.get_mut(k as usize) {
+            *slot = (data as u64, blocks as u64, Some(oldest));
+        }
+    }
+    Ok(out)
 }
 
 fn set_meta(tx: &rusqlite::Transaction<'_>, key: &str, v: i64) -> Result<(), MetricsError> {
