@@ -1347,10 +1347,16 @@ async fn health_paths_are_exempt_from_a_routes_rate_limit() {
         let r = get(p);
         assert_ne!(r.status, 429, "{p} is exempt");
     }
+    // A limited path counts against the budget: it always carries the limit headers, and right after the budget is
+    // spent it is refused. One token comes back each second, so on a loaded machine the request after `spend` can
+    // land just after a refill; that is the limiter working, and the next try (budget spent again) shows the 429.
     for p in limited {
-        spend();
-        let r = get(p);
-        assert_eq!(r.status, 429, "{p} is limited");
-        assert_eq!(r.header("x-ratelimit-remaining").as_deref(), Some("0"), "{p}");
+        let refused = (0..5).any(|_| {
+            spend();
+            let r = get(p);
+            assert!(r.header("x-ratelimit-limit").is_some(), "{p} carries no limit header");
+            r.status == 429 && r.header("x-ratelimit-remaining").as_deref() == Some("0")
+        });
+        assert!(refused, "{p} is limited");
     }
 }
