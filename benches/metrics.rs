@@ -85,7 +85,18 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+/// This process's resident set (MB).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
 fn main() {
+    let rss_start = rss_mb();
     let days: i64 = std::env::var("HEARTH_BENCH_DAYS").ok().and_then(|d| d.parse().ok()).unwrap_or(31);
     let dir = tempfile::tempdir().unwrap();
     let t0 = 20_000 * DAY; // a Thursday at midnight UTC: the week's 1-hour roll-up windows start here
@@ -124,6 +135,7 @@ fn main() {
     }
     store.flush(end);
     let write_time = started.elapsed();
+    let rss_written = rss_mb();
     let samples = (days * DAY / STEP) as u64 * SERIES as u64;
     let (disk, tiers) = store.bytes();
     // tier bytes per day (raw: all written days but the open window; roll-ups: their completed windows)
@@ -189,14 +201,11 @@ fn main() {
         round * 1000.0,
         round / 10.0 * 100.0
     );
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let rss_end = rss_mb();
     println!(
-        "  RSS of this benchmark process (store, head, page cache of SQLite): {:.1} MB   (goal ≤ 15 MB)",
-        rss / 1024.0
+        "  RSS: {rss_start:.1} MB at the start, {rss_written:.1} MB after the writes (store: {:.1} MB of head, caches, \
+         SQLite), {rss_end:.1} MB after the queries (their buffers kept by malloc)   (goal: the store ≤ 15 MB)",
+        rss_written - rss_start
     );
 
     // side by side: the same last day in Prometheus's TSDB

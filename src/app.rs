@@ -89,7 +89,8 @@ pub(crate) fn load_config(
 
 pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let (source, overrides, cfg) = load_config(&opts.config, opts.data_dir)?;
-    let levels = crate::logging::init(&cfg.log);
+    // hearth's own events also go to the log store, through a bounded tap (drained by the `own-logs` task)
+    let (levels, own_events) = crate::logging::init(&cfg.log, 50_000);
     let metrics = crate::telemetry::install_recorder();
     let data_dir = cfg.data_dir();
     let db = {
@@ -165,6 +166,13 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let scrape_targets = Arc::new(Mutex::new(crate::metrics::task::compile(&cfg.metrics)?));
     let receivers = Arc::new(Mutex::new(crate::metrics::task::compile_receivers(&cfg.metrics)?));
+    // logs: their own SQLite file (or RAM only); syslog sockets bound now, so a busy port fails the start
+    let logs = {
+        let dir = (cfg.logs.storage == crate::config::MetricsStorage::Sqlite).then(|| data_dir.clone());
+        let store = tokio::task::spawn_blocking(move || crate::logs::store::Store::open(dir.as_deref())).await??;
+        crate::logs::Logs::new(store, crate::util::host_name(), cfg.logs.retention.as_std())
+    };
+    let (syslog_sockets, syslog_rx) = tokio::sync::watch::channel(crate::logs::task::bind_all(&cfg, &[])?);
     // alerts: rules over the history, state and outbox in hearth.db
     let alerts = crate::alerts::Alerts::open(db.clone(), promql_evaluator(history.clone())).await?;
     let alert_rules = Arc::new(Mutex::new(crate::alerts::task::compile(&cfg.alerts)?));
@@ -189,11 +197,12 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         memory: http::MemoryApi { config: live.clone(), memory: memory.clone() },
         history: http::MetricsApi { metrics: history.clone() },
         alerts: http::AlertsApi { alerts: alerts.clone(), compiled: alert_rules.clone() },
+        logs: http::LogsApi { logs: logs.clone() },
     };
     let front = Arc::new(crate::front::Front::new(http::router(state.clone()), proxy.clone(), &cfg));
 
     // the config transaction: prepared in this order, committed in this order
-    let appliers: [Arc<dyn Applier>; 8] = [
+    let appliers: [Arc<dyn Applier>; 9] = [
         Arc::new(LevelApplier(levels)),
         Arc::new(ThrottleApplier(verifier.clone())),
         Arc::new(crate::front::listeners::ListenerApplier { reserved: reserved.clone(), front: front.clone() }),
@@ -202,6 +211,7 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         Arc::new(crate::proxy::ProxyApplier { proxy: proxy.clone(), certs: certs_applier, prepared: Mutex::default() }),
         Arc::new(crate::metrics::task::MetricsApplier::new(history.clone(), scrape_targets.clone(), receivers.clone())),
         Arc::new(crate::alerts::task::AlertsApplier::new(alert_rules.clone(), promql_checker())),
+        Arc::new(crate::logs::task::LogsApplier::new(logs.clone(), syslog_sockets)),
     ];
     for a in appliers {
         live.add_applier(a);
@@ -269,6 +279,22 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
     {
         let (history, targets) = (history.clone(), scrape_targets.clone());
         sup.spawn("scrape", move |ctx| crate::metrics::task::scrape_task(ctx, history.clone(), targets.clone()));
+    }
+    {
+        let (logs, live) = (logs.clone(), live.clone());
+        sup.spawn("logs", move |ctx| crate::logs::task::writer(ctx, logs.clone(), live.clone()));
+    }
+    {
+        // the tap's receiver outlives a restart of the task (a restarted task takes it over)
+        let (logs, events) = (logs.clone(), Arc::new(tokio::sync::Mutex::new(own_events.rx)));
+        let dropped = own_events.dropped.clone();
+        sup.spawn("own-logs", move |ctx| {
+            crate::logs::task::own_events(ctx, logs.clone(), events.clone(), dropped.clone())
+        });
+    }
+    {
+        let logs = logs.clone();
+        sup.spawn("syslog", move |ctx| crate::logs::task::syslog(ctx, logs.clone(), syslog_rx.clone()));
     }
     {
         let (live, reserved, updater, certs) = (live.clone(), reserved.clone(), updater.clone(), certs.clone());

@@ -9,12 +9,12 @@
 /// Lowest first.
 pub(crate) const LAYERS: &[(&str, &[&str])] = &[
     ("helpers", &["util"]),
-    ("vocabulary", &["net", "ratelimit"]),
+    ("vocabulary", &["net", "ratelimit", "docker"]),
     ("runtime", &["supervisor"]),
     ("foundation", &["config", "storage"]),
     ("process services", &["telemetry", "logging", "sysdns"]),
     ("shared services", &["auth", "tls"]),
-    ("subsystems", &["dns", "proxy", "memory", "metrics", "alerts"]),
+    ("subsystems", &["dns", "proxy", "memory", "metrics", "alerts", "logs"]),
     ("admin API", &["http"]),
     ("front door", &["front"]),
     ("wiring", &["app", "fuzzing", "layers"]),

@@ -16,12 +16,14 @@ mod auth;
 pub mod cli;
 mod config;
 mod dns;
+mod docker;
 mod front;
 pub mod fuzzing;
 mod http;
 #[cfg(test)]
 mod layers;
 mod logging;
+mod logs;
 mod memory;
 mod metrics;
 mod net;

@@ -1,11 +1,18 @@
 //! Logging: `tracing` to stdout, JSON when stdout is not a terminal (or `log.format = "json"`), readable text when it
-//! is. The level filter can be swapped at run time (config changes); the format is fixed at start-up.
+//! is. The level filter can be swapped at run time (config changes); the format is fixed at start-up. A tap hands
+//! every event that passes the filter, as one line with its request id, to a bounded channel the log store reads
+//! (`logs`); when that channel is full, events are dropped there and counted, never waited for.
 
+use std::fmt::Write;
 use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::field::{Field, Visit};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Registry, reload};
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -20,8 +27,101 @@ impl LevelHandle {
     }
 }
 
-/// Install the global subscriber. `RUST_LOG`, when set, overrides `log.level` at start-up.
-pub(crate) fn init(cfg: &LogConfig) -> LevelHandle {
+/// One of hearth's own events, for the log store.
+#[derive(Debug)]
+pub(crate) struct OwnEvent {
+    pub t_ns: i64,
+    pub level: &'static str,
+    /// the module the event came from (`dns`, `proxy`, …; a dependency's crate name for theirs)
+    pub subsystem: String,
+    /// `message key=value …` (logfmt after the message), with `request_id=` when the event is inside a request
+    pub text: String,
+}
+
+/// The receiving end of the tap, and how many events it had to drop.
+pub(crate) struct OwnEvents {
+    pub rx: tokio::sync::mpsc::Receiver<OwnEvent>,
+    pub dropped: Arc<AtomicU64>,
+}
+
+struct Tap {
+    tx: tokio::sync::mpsc::Sender<OwnEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// A span's request id, kept in its extensions for the events inside it.
+struct RequestId(String);
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    rest: String,
+    request_id: Option<String>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, f: &Field, v: &str) {
+        match f.name() {
+            "message" => self.message.push_str(v),
+            "request_id" => self.request_id = Some(v.to_string()),
+            name => {
+                if v.is_empty() || v.contains([' ', '"', '=']) {
+                    let _ = write!(self.rest, " {name}={v:?}");
+                } else {
+                    let _ = write!(self.rest, " {name}={v}");
+                }
+            }
+        }
+    }
+    fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+        self.record_str(f, &format!("{v:?}"));
+    }
+}
+
+fn level_word(l: &tracing::Level) -> &'static str {
+    match *l {
+        tracing::Level::ERROR => "error",
+        tracing::Level::WARN => "warning",
+        tracing::Level::INFO => "info",
+        _ => "debug",
+    }
+}
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Tap {
+    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+        let mut f = Fields::default();
+        attrs.record(&mut f);
+        if let (Some(rid), Some(span)) = (f.request_id, ctx.span(id)) {
+            span.extensions_mut().insert(RequestId(rid));
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        let mut f = Fields::default();
+        event.record(&mut f);
+        let rid = f.request_id.clone().or_else(|| {
+            ctx.event_scope(event)?.find_map(|span| span.extensions().get::<RequestId>().map(|r| r.0.clone()))
+        });
+        let mut text = f.message;
+        text.push_str(&f.rest);
+        if let Some(r) = rid {
+            let _ = write!(text, " request_id={r}");
+        }
+        let target = meta.target();
+        let subsystem = target.strip_prefix("hearth::").unwrap_or(target).split("::").next().unwrap_or("").to_string();
+        let t_ns =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let ev = OwnEvent { t_ns, level: level_word(meta.level()), subsystem, text };
+        if self.tx.try_send(ev).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Install the global subscriber. `RUST_LOG`, when set, overrides `log.level` at start-up. Returns the handle that
+/// changes the level and the tap's receiving end (`capacity` events; the log store drains it).
+pub(crate) fn init(cfg: &LogConfig, capacity: usize) -> (LevelHandle, OwnEvents) {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.level.clone());
     let filter = EnvFilter::builder().parse(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
@@ -30,7 +130,10 @@ pub(crate) fn init(cfg: &LogConfig) -> LevelHandle {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stdout().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let tap = Tap { tx, dropped: dropped.clone() };
+    let registry = tracing_subscriber::registry().with(filter).with(tap);
     let result = if json {
         registry
             .with(
@@ -41,5 +144,5 @@ pub(crate) fn init(cfg: &LogConfig) -> LevelHandle {
         registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
     };
     let _ = result;
-    LevelHandle(handle)
+    (LevelHandle(handle), OwnEvents { rx, dropped })
 }

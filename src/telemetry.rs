@@ -123,6 +123,13 @@ fn describe() {
         "hearth_metrics_collected_samples",
         "Samples the last collection round stored (host, services, hearth)."
     );
+    describe_gauge!("hearth_logs_queued_lines", "Log lines waiting for the log store's next write.");
+    describe_counter!("hearth_logs_syslog_messages_total", "Syslog messages received, by transport.");
+    describe_counter!("hearth_logs_push_lines_total", "Lines received on the Loki push API.");
+    describe_gauge!(
+        "hearth_logs_tap_dropped_events",
+        "hearth's own log events dropped before the log store because its tap was full."
+    );
     describe_counter!("hearth_metrics_scrapes_total", "Scrapes of [[metrics.scrape]] targets, by job and result.");
     describe_counter!(
         "hearth_metrics_remote_write_samples_total",

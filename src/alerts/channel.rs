@@ -6,7 +6,10 @@
 //! - `gotify://host[:port][/path]/TOKEN[?scheme=http]` — a Gotify server;
 //! - `discord://TOKEN@WEBHOOK_ID`, `slack://T…/B…/X…`, `telegram://BOT_TOKEN@telegram?chats=ID[,ID]`;
 //! - `http://…` / `https://…` — Alertmanager's webhook JSON (version 4), so anything that takes Alertmanager's
-//!   webhooks takes hearth's.
+//!   webhooks takes hearth's;
+//! - `smtp://[user:pass@]host[:port]/?from=ADDR&to=ADDR[,ADDR][&tls=starttls|opportunistic|none]` — e-mail through
+//!   a mail server (STARTTLS required by default, port 587; `tls=none` for a relay on the LAN, port 25), and
+//!   `smtps://…` for TLS from the first byte (port 465). Sent with `lettre` over rustls.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +25,74 @@ pub(crate) enum Channel {
     Slack { url: String },
     Telegram { token: String, chats: Vec<String> },
     Webhook { url: String },
+    Smtp(Smtp),
+}
+
+/// An e-mail channel: the server, how its connection is secured, the login, the envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub auth: Option<(String, String)>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum SmtpTls {
+    /// `smtps://`: TLS from the first byte
+    Implicit,
+    /// STARTTLS, refusing a server that does not offer it (the default)
+    StartTls,
+    /// STARTTLS when offered, plain otherwise
+    Opportunistic,
+    /// plain SMTP (a relay on the LAN)
+    None,
+}
+
+fn decoded(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn parse_smtp(u: &reqwest::Url) -> Result<Smtp, String> {
+    const FORM: &str = "expected smtp://[user:pass@]host[:port]/?from=ADDRESS&to=ADDRESS[,ADDRESS]";
+    let host = u.host_str().filter(|h| !h.is_empty()).ok_or(FORM)?.trim_matches(['[', ']']).to_string();
+    let query =
+        |key: &str| -> Vec<String> { u.query_pairs().filter(|(k, _)| k == key).map(|(_, v)| v.into_owned()).collect() };
+    let tls = if u.scheme() == "smtps" {
+        SmtpTls::Implicit
+    } else {
+        match query("tls").last().map(String::as_str) {
+            None | Some("starttls") | Some("required") => SmtpTls::StartTls,
+            Some("opportunistic") => SmtpTls::Opportunistic,
+            Some("none") => SmtpTls::None,
+            Some(other) => return Err(format!("tls={other}: use starttls (the default), opportunistic or none")),
+        }
+    };
+    let port = u.port().unwrap_or(match tls {
+        SmtpTls::Implicit => 465,
+        SmtpTls::None => 25,
+        _ => 587,
+    });
+    let mailbox = |a: &str| {
+        a.parse::<lettre::message::Mailbox>()
+            .map(|_| a.to_string())
+            .map_err(|e| format!("{a:?} is not an e-mail address: {e}"))
+    };
+    let from = mailbox(query("from").last().ok_or("smtp:// needs ?from=ADDRESS (the sender)")?)?;
+    let to = query("to")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(mailbox)
+        .collect::<Result<Vec<_>, _>>()?;
+    if to.is_empty() {
+        return Err("smtp:// needs ?to=ADDRESS[,ADDRESS] (the recipients)".into());
+    }
+    let auth = (!u.username().is_empty()).then(|| (decoded(u.username()), decoded(u.password().unwrap_or(""))));
+    Ok(Smtp { host, port, tls, auth, from, to })
 }
 
 fn scheme_of(u: &reqwest::Url) -> &'static str {
@@ -89,9 +160,10 @@ impl Channel {
                 Ok(Channel::Telegram { token, chats })
             }
             "http" | "https" => Ok(Channel::Webhook { url: url.to_string() }),
-            "smtp" | "smtps" => Err("e-mail (smtp://) is not supported yet: use ntfy, Gotify or a webhook".into()),
+            "smtp" | "smtps" => parse_smtp(&u).map(Channel::Smtp),
             other => Err(format!(
-                "unknown channel type {other}://; use ntfy://, gotify://, discord://, slack://, telegram:// or an https:// webhook"
+                "unknown channel type {other}://; use ntfy://, gotify://, discord://, slack://, telegram://, smtp:// \
+                 or an https:// webhook"
             )),
         }
     }
@@ -285,9 +357,11 @@ pub(crate) fn request(ch: &Channel, receiver: &str, n: &Notice) -> (String, Vec<
             (url.clone(), h, b)
         }
         Channel::Telegram { token, .. } => {
-            // one request per chat: the caller sends `telegram_requests`
+            // one request per chat: `send` makes them
             (format!("https://api.telegram.org/bot{token}/sendMessage"), vec![], vec![])
         }
+        // not HTTP: `send` mails it
+        Channel::Smtp(_) => (String::new(), vec![], vec![]),
         Channel::Webhook { url } => {
             let (h, b) = json_body(n.alertmanager(receiver));
             (url.clone(), h, b)
@@ -298,6 +372,9 @@ pub(crate) fn request(ch: &Channel, receiver: &str, n: &Notice) -> (String, Vec<
 /// Send a notice; the error is the reason in words (HTTP status and body, or the connection error).
 pub(crate) async fn send(client: &reqwest::Client, ch: &Channel, receiver: &str, n: &Notice) -> Result<(), String> {
     let mut reqs = vec![];
+    if let Channel::Smtp(s) = ch {
+        return mail(s, n).await;
+    }
     if let Channel::Telegram { token, chats } = ch {
         for chat in chats {
             let body =
@@ -324,6 +401,41 @@ pub(crate) async fn send(client: &reqwest::Client, ch: &Channel, receiver: &str,
         }
     }
     Ok(())
+}
+
+/// The notice as a plain-text e-mail.
+pub(crate) fn message(s: &Smtp, n: &Notice) -> Result<lettre::Message, String> {
+    let addr = |a: &str| a.parse::<lettre::message::Mailbox>().map_err(|e| format!("{a}: {e}"));
+    let mut b = lettre::Message::builder()
+        .from(addr(&s.from)?)
+        .subject(n.title())
+        .header(lettre::message::header::ContentType::TEXT_PLAIN);
+    for to in &s.to {
+        b = b.to(addr(to)?);
+    }
+    b.body(n.text()).map_err(|e| e.to_string())
+}
+
+async fn mail(s: &Smtp, n: &Notice) -> Result<(), String> {
+    use lettre::AsyncTransport;
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
+    let msg = message(s, n)?;
+    let params = || TlsParameters::new(s.host.clone()).map_err(|e| crate::util::error_chain(&e));
+    let tls = match s.tls {
+        SmtpTls::Implicit => Tls::Wrapper(params()?),
+        SmtpTls::StartTls => Tls::Required(params()?),
+        SmtpTls::Opportunistic => Tls::Opportunistic(params()?),
+        SmtpTls::None => Tls::None,
+    };
+    let mut t = lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::builder_dangerous(&s.host)
+        .port(s.port)
+        .tls(tls)
+        .timeout(Some(std::time::Duration::from_secs(10)));
+    if let Some((user, pass)) = &s.auth {
+        t = t.credentials(Credentials::new(user.clone(), pass.clone()));
+    }
+    t.build().send(msg).await.map(|_| ()).map_err(|e| crate::util::error_chain(&e))
 }
 
 #[cfg(test)]
@@ -366,11 +478,47 @@ mod tests {
             "slack://T/B",
             "telegram://t@telegram",
             "smtp://mail",
+            "smtp://mail/?from=a@example.org",
+            "smtp://mail/?from=nobody&to=b@example.org",
+            "smtp://mail/?from=a@example.org&to=b@example.org&tls=ssl3",
             "ftp://x",
             "nope",
         ] {
             assert!(Channel::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn smtp_urls_name_the_server_the_security_and_the_envelope() {
+        assert_eq!(
+            Channel::parse("smtp://me%40example.org:p%2Fss@mail.example.org/?from=hearth@example.org&to=a@example.org,b@example.org")
+                .unwrap(),
+            Channel::Smtp(Smtp {
+                host: "mail.example.org".into(),
+                port: 587,
+                tls: SmtpTls::StartTls,
+                auth: Some(("me@example.org".into(), "p/ss".into())),
+                from: "hearth@example.org".into(),
+                to: vec!["a@example.org".into(), "b@example.org".into()],
+            })
+        );
+        let Channel::Smtp(s) = Channel::parse("smtps://mail.example.org/?from=h@x.org&to=a@x.org").unwrap() else {
+            panic!()
+        };
+        assert_eq!((s.port, s.tls, s.auth), (465, SmtpTls::Implicit, None));
+        let Channel::Smtp(s) = Channel::parse("smtp://10.0.0.2/?from=h@x.org&to=a@x.org&tls=none").unwrap() else {
+            panic!()
+        };
+        assert_eq!((s.port, s.tls), (25, SmtpTls::None));
+        let Channel::Smtp(s) = Channel::parse("smtp://relay:2525/?from=h@x.org&to=a@x.org&tls=opportunistic").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((s.host.as_str(), s.port, s.tls), ("relay", 2525, SmtpTls::Opportunistic));
+        let n = Notice { alerts: vec![], external_url: String::new(), test: true };
+        let m = String::from_utf8(message(&s, &n).unwrap().formatted()).unwrap();
+        assert!(m.contains("Subject: hearth: test notification"), "{m}");
+        assert!(m.contains("To: a@x.org"), "{m}");
     }
 
     #[test]

@@ -413,10 +413,13 @@ pub(crate) enum Scope {
     /// The read-only DNS endpoints: query log, live tail, stats, lists, upstreams.
     #[serde(rename = "dns:read")]
     DnsRead,
+    /// The log store's Loki-compatible API: push and query (`/loki/api/v1/*`).
+    #[serde(rename = "logs")]
+    Logs,
 }
 
 impl Scope {
-    pub(crate) const ALL: [Scope; 4] = [Scope::Admin, Scope::Memory, Scope::Metrics, Scope::DnsRead];
+    pub(crate) const ALL: [Scope; 5] = [Scope::Admin, Scope::Memory, Scope::Metrics, Scope::DnsRead, Scope::Logs];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
@@ -424,6 +427,7 @@ impl Scope {
             Scope::Memory => "memory",
             Scope::Metrics => "metrics",
             Scope::DnsRead => "dns:read",
+            Scope::Logs => "logs",
         }
     }
 

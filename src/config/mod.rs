@@ -85,6 +85,7 @@ pub(crate) struct Config {
     pub memory: MemoryConfig,
     pub metrics: MetricsConfig,
     pub alerts: AlertsConfig,
+    pub logs: LogsConfig,
 }
 
 impl Default for Config {
@@ -101,6 +102,7 @@ impl Default for Config {
             memory: MemoryConfig::default(),
             metrics: MetricsConfig::default(),
             alerts: AlertsConfig::default(),
+            logs: LogsConfig::default(),
         }
     }
 }

@@ -542,6 +542,31 @@ fn yes() -> bool {
     true
 }
 
+/// `[logs]`: the box's log store (`logs/`): hearth's own events, the journal, containers, syslog and Loki pushes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LogsConfig {
+    /// How long lines are kept (whole days are dropped; younger lines past it are no longer answered).
+    pub retention: Duration,
+    /// The store's size cap: past it the oldest lines go first.
+    pub max_disk: super::ByteSize,
+    /// "sqlite" (`logs.db` in the data dir) or "memory" (nothing written; lines end at a restart).
+    pub storage: MetricsStorage,
+    /// Addresses to receive syslog on, UDP and TCP each (e.g. "0.0.0.0:514"); none by default.
+    pub syslog_listen: Vec<String>,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        LogsConfig {
+            retention: Duration::from_secs(14 * 86_400),
+            max_disk: super::ByteSize::mib(512),
+            storage: MetricsStorage::Sqlite,
+            syslog_listen: vec![],
+        }
+    }
+}
+
 /// `[metrics]`: the machine's, the services' and hearth's own metrics, kept as history (`metrics/`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -83,6 +83,26 @@ impl Config {
         self.validate_memory()?;
         self.validate_metrics()?;
         self.validate_alerts()?;
+        self.validate_logs()?;
+        Ok(())
+    }
+
+    fn validate_logs(&self) -> Result<(), ConfigError> {
+        let l = &self.logs;
+        if l.retention.as_std().as_secs() < 3600 {
+            return Err(ConfigError::invalid("logs.retention", "must be at least 1h"));
+        }
+        if l.max_disk.bytes() < 1 << 20 {
+            return Err(ConfigError::invalid("logs.max_disk", "must be at least 1MB"));
+        }
+        for (i, a) in l.syslog_listen.iter().enumerate() {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::invalid(
+                    format!("logs.syslog_listen[{i}]"),
+                    format!("{a:?} is not an address:port (e.g. \"0.0.0.0:514\" or \"[::]:1514\")"),
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -33,7 +33,7 @@ use crate::util::unix_now;
         description = "Authenticate with the session cookie from `POST /api/v1/auth/login` (`hearth_session` over \
                        HTTP, `__Host-hearth_session` over HTTPS; send its CSRF token in `X-CSRF-Token` on changes) \
                        or with `Authorization: Bearer hth_…` API tokens. A token has scopes: `admin` (everything), \
-                       `memory`, `metrics`, `dns:read`; an operation's `token` requirement names the scope it needs \
+                       `memory`, `metrics`, `dns:read`, `logs`; an operation's `token` requirement names the scope it needs \
                        besides `admin`. A token without it gets 403 `insufficient_scope`. Errors are \
                        `{\"error\":{\"code\",\"message\",\"id\"}}`."
     ),
@@ -246,6 +246,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .merge(super::doh::routes())
         .merge(super::metrics_api::routes())
         .merge(super::alerts_api::routes())
+        .merge(super::logs_api::routes())
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {
@@ -714,7 +715,7 @@ async fn list_tokens(_auth: AdminAuth, State(s): State<AppState>) -> Result<Json
 #[serde(deny_unknown_fields)]
 struct NewToken {
     name: String,
-    /// What the token may do: `admin` (everything, the default), `memory`, `metrics`, `dns:read`.
+    /// What the token may do: `admin` (everything, the default), `memory`, `metrics`, `dns:read`, `logs`.
     #[serde(default = "admin_scope")]
     scopes: Vec<Scope>,
     /// The token stops working this many days after it is made (1 to 3650); absent: it works until revoked.

@@ -179,6 +179,12 @@ impl NeedsScope for MetricsScope {
     const SCOPE: Scope = Scope::Metrics;
 }
 
+/// `logs`: the Loki-compatible push and query API.
+pub(crate) struct LogsScope;
+impl NeedsScope for LogsScope {
+    const SCOPE: Scope = Scope::Logs;
+}
+
 /// An admin session, or a token holding `S::SCOPE` (or `admin`). Wrong-scope tokens get 403 `insufficient_scope`.
 #[derive(Debug, Clone)]
 pub(crate) struct ScopedAuth<S> {
@@ -190,6 +196,7 @@ pub(crate) struct ScopedAuth<S> {
 pub(crate) type MemoryAuth = ScopedAuth<MemoryScope>;
 pub(crate) type DnsReadAuth = ScopedAuth<DnsReadScope>;
 pub(crate) type MetricsAuth = ScopedAuth<MetricsScope>;
+pub(crate) type LogsAuth = ScopedAuth<LogsScope>;
 
 impl<S: NeedsScope> FromRequestParts<AppState> for ScopedAuth<S> {
     type Rejection = ApiError;

@@ -12,6 +12,7 @@ pub(crate) mod dns_api;
 pub(crate) mod dns_rules_api;
 pub(crate) mod doh;
 pub(crate) mod error;
+pub(crate) mod logs_api;
 pub(crate) mod memory_api;
 pub(crate) mod metrics_api;
 pub(crate) mod proxy_api;
@@ -53,6 +54,19 @@ pub(crate) struct AppState {
     pub memory: MemoryApi,
     pub history: MetricsApi,
     pub alerts: AlertsApi,
+    pub logs: LogsApi,
+}
+
+/// What the log-store routes (`logs_api`) use.
+#[derive(Clone)]
+pub(crate) struct LogsApi {
+    pub logs: Arc<crate::logs::Logs>,
+}
+
+impl axum::extract::FromRef<AppState> for LogsApi {
+    fn from_ref(s: &AppState) -> Self {
+        s.logs.clone()
+    }
 }
 
 /// What the alerts routes (`alerts_api`) use.

@@ -85,7 +85,7 @@ impl Metrics {
         for f in q.selectors(self.lookback(tier)) {
             let (a, b) = (start - f.offset - f.before, end - f.offset);
             let got: Vec<(Labels, Vec<Point>)> = self.store.select(f.name.as_deref(), &|l| f.matches(l), tier, a, b)?;
-            data.insert(f.key, got);
+            data.insert(f.key, got.into_iter().map(|(l, p)| promql::Series::new(l, p)).collect());
         }
         Ok(data)
     }
@@ -130,20 +130,16 @@ impl Metrics {
         let tier = self.choose_tier(now, start, step);
         let lookback = self.lookback(tier);
         let data = self.fetch(&q, tier, start, end)?;
-        let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
-        let mut t = start;
-        while t <= end {
-            match q.eval(&data, t, lookback)? {
-                Value::Scalar(v) => series.entry(Labels::default()).or_default().push((t, v)),
-                Value::Vector(v) => {
-                    for (l, x) in v {
-                        series.entry(l).or_default().push((t, x));
-                    }
+        let mut series: HashMap<Labels, Vec<(i64, f64)>, foldhash::fast::RandomState> = HashMap::default();
+        q.eval_range(&data, (start, end, step), lookback, &mut |t, value| match value {
+            Value::Scalar(v) => series.entry(Labels::default()).or_default().push((t, v)),
+            Value::Vector(v) => {
+                for (l, x) in v {
+                    series.entry(l).or_default().push((t, x));
                 }
-                _ => {}
             }
-            t += step;
-        }
+            _ => {}
+        })?;
         let mut out: Matrix = series.into_iter().collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)

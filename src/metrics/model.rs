@@ -1,10 +1,12 @@
 //! The data model shared by the store, the collectors and the query engine: label sets and points.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// A series' labels, sorted by name, `__name__` included. Two label sets are the same series exactly when equal.
+/// Shared, so that the query engine hands the same set to every step of a range query without copying it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub(crate) struct Labels(Vec<(String, String)>);
+pub(crate) struct Labels(Arc<Vec<(String, String)>>);
 
 pub(crate) const NAME: &str = "__name__";
 
@@ -13,7 +15,7 @@ impl Labels {
         pairs.retain(|(_, v)| !v.is_empty()); // an empty label value is the same as no label (Prometheus)
         pairs.sort();
         pairs.dedup_by(|a, b| a.0 == b.0);
-        Labels(pairs)
+        Labels(Arc::new(pairs))
     }
 
     pub(crate) fn from_pairs(name: &str, pairs: &[(&str, &str)]) -> Labels {
@@ -35,20 +37,24 @@ impl Labels {
     }
 
     pub(crate) fn set(&mut self, name: &str, value: &str) {
-        self.0.retain(|(k, _)| k != name);
+        let pairs = Arc::make_mut(&mut self.0);
+        pairs.retain(|(k, _)| k != name);
         if !value.is_empty() {
-            self.0.push((name.into(), value.into()));
-            self.0.sort();
+            pairs.push((name.into(), value.into()));
+            pairs.sort();
         }
     }
 
     pub(crate) fn without_name(&self) -> Labels {
-        Labels(self.0.iter().filter(|(k, _)| k != NAME).cloned().collect())
+        if self.get(NAME).is_none() {
+            return self.clone();
+        }
+        Labels(Arc::new(self.0.iter().filter(|(k, _)| k != NAME).cloned().collect()))
     }
 
     /// Keep only `names` (or drop them when `keep` is false).
     pub(crate) fn project(&self, names: &[String], keep: bool) -> Labels {
-        Labels(self.0.iter().filter(|(k, _)| names.iter().any(|n| n == k) == keep).cloned().collect())
+        Labels(Arc::new(self.0.iter().filter(|(k, _)| names.iter().any(|n| n == k) == keep).cloned().collect()))
     }
 
     /// The canonical text form, `name{a="1",b="2"}`, used as the store's key.
@@ -56,7 +62,7 @@ impl Labels {
         let mut s = String::from(self.name());
         s.push('{');
         let mut first = true;
-        for (k, v) in &self.0 {
+        for (k, v) in self.0.iter() {
             if k == NAME {
                 continue;
             }
@@ -110,26 +116,6 @@ impl Point {
     pub(crate) fn raw(t: i64, v: f64) -> Point {
         Point { t, min: v, max: v, sum: v, count: 1.0, last: v }
     }
-
-    /// The value of `field` (what a roll-up tier answers for `min_over_time`, `avg_over_time`, …).
-    pub(crate) fn get(&self, field: Field) -> f64 {
-        match field {
-            Field::Last => self.last,
-            Field::Min => self.min,
-            Field::Max => self.max,
-            Field::Sum => self.sum,
-            Field::Count => self.count,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Field {
-    Last,
-    Min,
-    Max,
-    Sum,
-    Count,
 }
 
 #[cfg(test)]

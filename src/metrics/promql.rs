@@ -18,7 +18,7 @@ use promql_parser::parser::{
     self, AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorMatchCardinality, VectorSelector,
 };
 
-use super::model::{Field, Labels, NAME, Point};
+use super::model::{Labels, NAME, Point};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub(crate) enum QueryError {
@@ -64,7 +64,22 @@ pub(crate) fn matches(m: &Matchers, l: &Labels) -> bool {
     if m.or_matchers.is_empty() { all(&m.matchers) } else { m.or_matchers.iter().any(|g| all(g)) }
 }
 
-pub(crate) type Data = HashMap<String, Vec<(Labels, Vec<Point>)>>;
+/// One fetched series: its labels, the same without `__name__` (what most functions answer, computed once for
+/// every step of a range query), and its points in time order.
+pub(crate) struct Series {
+    pub labels: Labels,
+    pub bare: Labels,
+    pub pts: Vec<Point>,
+}
+
+impl Series {
+    pub(crate) fn new(labels: Labels, pts: Vec<Point>) -> Series {
+        Series { bare: labels.without_name(), labels, pts }
+    }
+}
+
+/// What the shell fetched, per selector key ([`Fetch::key`]).
+pub(crate) type Data = HashMap<String, Vec<Series>>;
 
 #[derive(Debug)]
 pub(crate) struct Query {
@@ -118,7 +133,26 @@ impl Query {
 
     /// Evaluate at `t` (ms) over fetched `data`.
     pub(crate) fn eval(&self, data: &Data, t: i64, lookback: i64) -> Result<Value, QueryError> {
-        Eval { data, t, lookback }.eval(&self.expr)
+        let found = Found::default();
+        Eval { data, t, lookback, found: &found }.eval(&self.expr)
+    }
+
+    /// Evaluate at every `step` from `start` to `end` (ms), handing each step's value to `each`. The selectors are
+    /// looked up in `data` once for all steps.
+    pub(crate) fn eval_range(
+        &self,
+        data: &Data,
+        (start, end, step): (i64, i64, i64),
+        lookback: i64,
+        each: &mut dyn FnMut(i64, Value),
+    ) -> Result<(), QueryError> {
+        let found = Found::default();
+        let mut t = start;
+        while t <= end {
+            each(t, Eval { data, t, lookback, found: &found }.eval(&self.expr)?);
+            t += step;
+        }
+        Ok(())
     }
 }
 
@@ -221,17 +255,22 @@ fn check(e: &Expr) -> Result<(), QueryError> {
     err.map_or(Ok(()), |e| Err(QueryError::Unsupported(e)))
 }
 
-struct Eval<'a> {
+/// The fetched series of each selector node met so far (by the node's address and reach), so that the steps of
+/// a range query do not format and hash the selector's key again.
+type Found<'a> = std::cell::RefCell<HashMap<(usize, i64), &'a [Series]>>;
+
+struct Eval<'a, 'f> {
     data: &'a Data,
     t: i64,
     lookback: i64,
+    found: &'f Found<'a>,
 }
 
 fn exec(msg: impl Into<String>) -> QueryError {
     QueryError::Execution(msg.into())
 }
 
-impl Eval<'_> {
+impl<'a> Eval<'a, '_> {
     fn eval(&self, e: &Expr) -> Result<Value, QueryError> {
         match e {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
@@ -244,9 +283,13 @@ impl Eval<'_> {
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.instant(vs))),
             Expr::MatrixSelector(m) => {
-                let range = ms(&m.range);
-                let series = self.range(&m.vs, range, Field::Last);
-                Ok(Value::Matrix(series))
+                let windows = self.range(&m.vs, ms(&m.range));
+                Ok(Value::Matrix(
+                    windows
+                        .into_iter()
+                        .map(|(s, w)| (s.labels.clone(), w.iter().map(|p| (p.t, p.last)).collect()))
+                        .collect(),
+                ))
             }
             Expr::Call(c) => self.call(c),
             Expr::Aggregate(a) => self.aggregate(a),
@@ -255,36 +298,41 @@ impl Eval<'_> {
         }
     }
 
-    fn fetched(&self, vs: &VectorSelector, range: i64) -> &[(Labels, Vec<Point>)] {
-        self.data.get(&selector_key(vs, range)).map(|v| v.as_slice()).unwrap_or(&[])
+    fn fetched(&self, vs: &VectorSelector, range: i64) -> &'a [Series] {
+        let id = (vs as *const VectorSelector as usize, range);
+        if let Some(s) = self.found.borrow().get(&id) {
+            return s;
+        }
+        let s = self.data.get(&selector_key(vs, range)).map(|v| v.as_slice()).unwrap_or(&[]);
+        self.found.borrow_mut().insert(id, s);
+        s
     }
 
     fn instant(&self, vs: &VectorSelector) -> Vec<(Labels, f64)> {
         let at = self.t - offset_ms(&vs.offset);
         let mut out = vec![];
-        for (labels, pts) in self.fetched(vs, self.lookback) {
-            let i = pts.partition_point(|p| p.t <= at);
+        for s in self.fetched(vs, self.lookback) {
+            let i = s.pts.partition_point(|p| p.t <= at);
             if i > 0 {
-                let p = &pts[i - 1];
+                let p = &s.pts[i - 1];
                 if p.t >= at - self.lookback && !p.last.is_nan() {
-                    out.push((labels.clone(), p.last));
+                    out.push((s.labels.clone(), p.last));
                 }
             }
         }
         out
     }
 
-    /// Points of each series in `[t - offset - range, t - offset]`, reading `field`.
-    fn range(&self, vs: &VectorSelector, range: i64, field: Field) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    /// Each series' points in `[t - offset - range, t - offset]`, borrowed (series with none are left out).
+    fn range(&self, vs: &VectorSelector, range: i64) -> Vec<(&'a Series, &'a [Point])> {
         let end = self.t - offset_ms(&vs.offset);
         let start = end - range;
         let mut out = vec![];
-        for (labels, pts) in self.fetched(vs, range) {
-            let a = pts.partition_point(|p| p.t < start);
-            let b = pts.partition_point(|p| p.t <= end);
-            let v: Vec<(i64, f64)> = pts[a..b].iter().map(|p| (p.t, p.get(field))).collect();
-            if !v.is_empty() {
-                out.push((labels.clone(), v));
+        for s in self.fetched(vs, range) {
+            let a = s.pts.partition_point(|p| p.t < start);
+            let b = a + s.pts[a..].partition_point(|p| p.t <= end);
+            if b > a {
+                out.push((s, &s.pts[a..b]));
             }
         }
         out
@@ -312,39 +360,28 @@ impl Eval<'_> {
                 return Err(exec(format!("{name}() needs a range vector selector")));
             };
             let range = ms(&m.range);
-            let field = match name {
-                "min_over_time" => Field::Min,
-                "max_over_time" => Field::Max,
-                "sum_over_time" | "avg_over_time" => Field::Sum,
-                _ => Field::Last,
-            };
+            let at = self.t - offset_ms(&m.vs.offset);
+            let sum = |w: &[Point]| w.iter().map(|p| p.sum).sum::<f64>();
+            let count = |w: &[Point]| w.iter().map(|p| p.count).sum::<f64>();
             let mut out = vec![];
-            let counts = if matches!(name, "count_over_time" | "avg_over_time") {
-                Some(self.range(&m.vs, range, Field::Count))
-            } else {
-                None
-            };
-            for (i, (labels, pts)) in self.range(&m.vs, range, field).into_iter().enumerate() {
-                let count = || counts.as_ref().map_or(0.0, |c| c[i].1.iter().map(|p| p.1).sum::<f64>());
+            for (s, w) in self.range(&m.vs, range) {
                 let v = match name {
-                    "rate" | "increase" | "delta" => {
-                        extrapolated(&pts, self.t - offset_ms(&m.vs.offset), range, name != "delta", name == "rate")
-                    }
-                    "irate" | "idelta" => instant_delta(&pts, name == "irate"),
-                    "changes" => Some(pts.windows(2).filter(|w| w[1].1 != w[0].1).count() as f64),
-                    "resets" => Some(pts.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64),
-                    "min_over_time" => pts.iter().map(|p| p.1).reduce(f64::min),
-                    "max_over_time" => pts.iter().map(|p| p.1).reduce(f64::max),
-                    "sum_over_time" => Some(pts.iter().map(|p| p.1).sum()),
-                    "count_over_time" => Some(count()),
-                    "avg_over_time" => Some(pts.iter().map(|p| p.1).sum::<f64>() / count()),
-                    "last_over_time" => pts.last().map(|p| p.1),
+                    "rate" | "increase" | "delta" => extrapolated(w, at, range, name != "delta", name == "rate"),
+                    "irate" | "idelta" => instant_delta(w, name == "irate"),
+                    "changes" => Some(w.windows(2).filter(|x| x[1].last != x[0].last).count() as f64),
+                    "resets" => Some(w.windows(2).filter(|x| x[1].last < x[0].last).count() as f64),
+                    "min_over_time" => w.iter().map(|p| p.min).reduce(f64::min),
+                    "max_over_time" => w.iter().map(|p| p.max).reduce(f64::max),
+                    "sum_over_time" => Some(sum(w)),
+                    "count_over_time" => Some(count(w)),
+                    "avg_over_time" => Some(sum(w) / count(w)),
+                    "last_over_time" => w.last().map(|p| p.last),
                     "present_over_time" => Some(1.0),
                     _ => None,
                 };
                 if let Some(v) = v {
-                    let l = if name == "last_over_time" { labels } else { labels.without_name() };
-                    out.push((l, v));
+                    let l = if name == "last_over_time" { &s.labels } else { &s.bare };
+                    out.push((l.clone(), v));
                 }
             }
             return Ok(Value::Vector(out));
@@ -395,10 +432,10 @@ impl Eval<'_> {
                 };
                 let at = self.t - offset_ms(&vs.offset);
                 let mut out = vec![];
-                for (labels, pts) in self.fetched(vs, self.lookback) {
-                    let i = pts.partition_point(|p| p.t <= at);
-                    if i > 0 && pts[i - 1].t >= at - self.lookback {
-                        out.push((labels.without_name(), pts[i - 1].t as f64 / 1000.0));
+                for s in self.fetched(vs, self.lookback) {
+                    let i = s.pts.partition_point(|p| p.t <= at);
+                    if i > 0 && s.pts[i - 1].t >= at - self.lookback {
+                        out.push((s.bare.clone(), s.pts[i - 1].t as f64 / 1000.0));
                     }
                 }
                 Ok(Value::Vector(out))
@@ -702,28 +739,28 @@ fn arith(op: &str, a: f64, b: f64) -> Option<f64> {
 
 /// Prometheus's `extrapolatedRate` (2.x): the increase over the samples in the window, extrapolated to the
 /// window's edges unless a sample is more than 1.1 average intervals away from one, never below zero for counters.
-fn extrapolated(pts: &[(i64, f64)], t: i64, range: i64, counter: bool, per_second: bool) -> Option<f64> {
+fn extrapolated(pts: &[Point], t: i64, range: i64, counter: bool, per_second: bool) -> Option<f64> {
     if pts.len() < 2 {
         return None;
     }
     let (first, last) = (pts[0], pts[pts.len() - 1]);
-    let mut result = last.1 - first.1;
+    let mut result = last.last - first.last;
     if counter {
-        let mut prev = first.1;
+        let mut prev = first.last;
         for p in &pts[1..] {
-            if p.1 < prev {
+            if p.last < prev {
                 result += prev;
             }
-            prev = p.1;
+            prev = p.last;
         }
     }
     let range_start = t - range;
-    let mut to_start = (first.0 - range_start) as f64 / 1000.0;
-    let to_end = (t - last.0) as f64 / 1000.0;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let to_end = (t - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
     let avg = sampled / (pts.len() - 1) as f64;
-    if counter && result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
+    if counter && result > 0.0 && first.last >= 0.0 {
+        let to_zero = sampled * (first.last / result);
         if to_zero < to_start {
             to_start = to_zero;
         }
@@ -739,16 +776,16 @@ fn extrapolated(pts: &[(i64, f64)], t: i64, range: i64, counter: bool, per_secon
     Some(result)
 }
 
-fn instant_delta(pts: &[(i64, f64)], rate: bool) -> Option<f64> {
+fn instant_delta(pts: &[Point], rate: bool) -> Option<f64> {
     if pts.len() < 2 {
         return None;
     }
     let (a, b) = (pts[pts.len() - 2], pts[pts.len() - 1]);
-    let dv = if rate && b.1 < a.1 { b.1 } else { b.1 - a.1 };
+    let dv = if rate && b.last < a.last { b.last } else { b.last - a.last };
     if !rate {
         return Some(dv);
     }
-    let dt = (b.0 - a.0) as f64 / 1000.0;
+    let dt = (b.t - a.t) as f64 / 1000.0;
     if dt == 0.0 { None } else { Some(dv / dt) }
 }
 
@@ -847,7 +884,7 @@ mod tests {
                 let got = series
                     .iter()
                     .filter(|(l, _)| f.name.as_deref().is_none_or(|n| l.name() == n) && f.matches(l))
-                    .cloned()
+                    .map(|(l, p)| Series::new(l.clone(), p.clone()))
                     .collect();
                 (f.key, got)
             })

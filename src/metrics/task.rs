@@ -101,10 +101,46 @@ impl Applier for MetricsApplier {
     }
 }
 
+/// Container names from the Docker API, for the services collector: fetched again when a container it does not
+/// know appears (at most every 30 s) and every 5 minutes. Without a readable socket the short ids stay the names.
+#[derive(Default)]
+pub(crate) struct DockerNames {
+    names: HashMap<String, String>,
+    fetched: Option<Instant>,
+    missed: bool,
+    error: Option<String>,
+}
+
+impl DockerNames {
+    fn refresh_if_due(&mut self, socket: &std::path::Path) {
+        let every = if self.missed { Duration::from_secs(30) } else { Duration::from_secs(300) };
+        if self.fetched.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        self.fetched = Some(Instant::now());
+        if !socket.exists() {
+            return;
+        }
+        match crate::docker::containers(socket, Duration::from_secs(2)) {
+            Ok(list) => {
+                self.names = list.iter().map(|c| (c.id.clone(), c.name())).collect();
+                self.error = None;
+            }
+            Err(e) => {
+                let e = e.to_string();
+                if self.error.as_ref() != Some(&e) {
+                    tracing::info!(error = %e, "container metrics are named by id: the Docker API is not readable");
+                }
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
 /// One collection round: the machine, the services and hearth's own `/metrics`.
 fn collect_round(
     m: &MetricsConfig,
-    host: &mut super::collect::HostState,
+    (host, docker): (&mut super::collect::HostState, &mut DockerNames),
     own: Option<&metrics_exporter_prometheus::PrometheusHandle>,
     now_ms: i64,
 ) -> Vec<(super::model::Labels, f64)> {
@@ -113,7 +149,15 @@ fn collect_round(
         out.extend(super::collect::host(std::path::Path::new("/"), host, now_ms as f64 / 1000.0));
     }
     if m.services {
-        out.extend(super::collect::services(std::path::Path::new("/sys/fs/cgroup"), &|_| None));
+        docker.refresh_if_due(std::path::Path::new(crate::docker::DEFAULT_SOCKET));
+        let missed = std::cell::Cell::new(false);
+        let name = |id: &str| {
+            let n = docker.names.get(id).cloned();
+            missed.set(missed.get() || n.is_none());
+            n
+        };
+        out.extend(super::collect::services(std::path::Path::new("/sys/fs/cgroup"), &name));
+        docker.missed = missed.get();
     }
     if let Some(h) = own {
         match super::expo::parse(&h.render(), &[]) {
@@ -131,7 +175,7 @@ pub(crate) async fn run(
     own: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<()> {
     ctx.ready("collecting");
-    let host = Arc::new(Mutex::new(super::collect::HostState::default()));
+    let host = Arc::new(Mutex::new((super::collect::HostState::default(), DockerNames::default())));
     let mut last_flush = Instant::now();
     let mut last_retention: Option<Instant> = None;
     loop {
@@ -141,7 +185,9 @@ pub(crate) async fn run(
             let started = Instant::now();
             let res = tokio::task::spawn_blocking(move || {
                 let now = crate::util::unix_now_ms();
-                let samples = collect_round(&m, &mut host.locked(), own.as_ref(), now);
+                let mut state = host.locked();
+                let (h, d) = &mut *state;
+                let samples = collect_round(&m, (h, d), own.as_ref(), now);
                 let n = samples.len();
                 metrics2.store.append(now, samples);
                 n

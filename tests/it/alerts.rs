@@ -1,6 +1,7 @@
 //! Alerts (issue 23): a rule over a scraped gauge fires, notifies an Alertmanager-style webhook and an ntfy server
 //! (both a local HTTP sink), resolves; a kill -9 while pending or firing neither repeats nor loses a notice; a
-//! channel that refuses is retried after a restart; silences mute; "send test" reports the channel's answer.
+//! channel that refuses is retried after a restart; silences mute; "send test" reports the channel's answer; e-mail
+//! goes through a real mail server (aiosmtpd) with a login.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -261,4 +262,97 @@ async fn silences_mute_and_send_test_reports_the_channel() {
     // the channel URL (which may hold a token) is redacted in the config API
     let cfg: Value = c.get(inst.url("/api/v1/config")).send().await.unwrap().json().await.unwrap();
     assert_eq!(cfg["config"]["alerts"]["channels"][1]["url"], "ntfy://(redacted)", "{cfg}");
+}
+
+/// A real mail server (aiosmtpd, `tests/peers/smtp.py`, which requires a login) on loopback.
+struct MailServer {
+    child: std::process::Child,
+    port: u16,
+    mails: Arc<Mutex<Vec<Value>>>,
+}
+
+impl MailServer {
+    fn start() -> MailServer {
+        let python = std::env::var("HEARTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let port = crate::common::free_port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/smtp.py");
+        let mut child = std::process::Command::new(python)
+            .args([script, &port.to_string(), "alerts@home.arpa", "s3cret/pass"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python with aiosmtpd (.ci/deps installs it; HEARTH_TEST_PYTHON names the venv's python)");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"), "smtp.py did not start");
+        let mails: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let m = mails.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                m.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        MailServer { child, port, mails }
+    }
+
+    async fn wait(&self, subject: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let found = self.mails.lock().unwrap().iter().find(|m| m["subject"] == subject).cloned();
+            if let Some(m) = found {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "no mail with {subject:?}: {:?}", self.mails.lock().unwrap());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for MailServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn e_mail_alerts_go_through_a_real_mail_server_with_a_login() {
+    let mail = MailServer::start();
+    let gauge = Arc::new(AtomicU64::new(0));
+    let (_sink, sink_port) = Sink::start();
+    let channels = format!(
+        "[[alerts.channels]]\nname = \"mail\"\nurl = \"smtp://alerts%40home.arpa:s3cret%2Fpass@127.0.0.1:{p}/?tls=none&from=hearth@home.arpa&to=me@home.arpa,partner@home.arpa\"\n\n\
+         [[alerts.channels]]\nname = \"wrong-login\"\nurl = \"smtp://alerts%40home.arpa:guess@127.0.0.1:{p}/?tls=none&from=hearth@home.arpa&to=me@home.arpa\"\n",
+        p = mail.port
+    );
+    let cfg = config(exporter(gauge.clone()), sink_port, "0s")
+        .replace("[[alerts.channels]]\nname = \"am\"", &format!("{channels}\n[[alerts.channels]]\nname = \"am\""));
+    let inst = Instance::start(&cfg).await;
+    let (c, csrf) = admin_session(&inst).await;
+
+    // send test: a real message through a login
+    let r = c.post(inst.url("/api/v1/alerts/channels/mail/test")).header("X-CSRF-Token", &csrf).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let m = mail.wait("hearth: test notification", Duration::from_secs(5)).await;
+    assert_eq!(m["from"], "hearth@home.arpa");
+    assert_eq!(m["to"], json!(["me@home.arpa", "partner@home.arpa"]));
+    assert_eq!(m["login"], "alerts@home.arpa");
+
+    // a wrong password: the mail server's refusal is the error the UI shows
+    let r = c
+        .post(inst.url("/api/v1/alerts/channels/wrong-login/test"))
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("535"), "{v}");
+
+    // a firing alert and its resolution arrive as mail, with the link back to the Alerts page
+    gauge.store(3, Ordering::SeqCst);
+    let m = mail.wait("[FIRING:1] AtticHot", Duration::from_secs(15)).await;
+    let body = m["body"].as_str().unwrap();
+    assert!(body.contains("the attic reads 3"), "{body}");
+    assert!(body.contains("https://hearth.home.arpa/alerts"), "{body}");
+    gauge.store(0, Ordering::SeqCst);
+    mail.wait("[RESOLVED] AtticHot", Duration::from_secs(20)).await;
 }

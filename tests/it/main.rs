@@ -10,6 +10,7 @@ mod contract;
 mod dns;
 mod dnssec;
 mod lifecycle;
+mod logs;
 mod memory;
 mod metrics;
 mod onboarding;

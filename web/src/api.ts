@@ -73,6 +73,7 @@ export const SCOPES: { scope: Scope; label: string; help: string }[] = [
   { scope: 'memory', label: 'memory', help: 'embeddings (/v1/*, /api/v1/embed) and collections' },
   { scope: 'metrics', label: 'metrics', help: 'GET /metrics (Prometheus)' },
   { scope: 'dns:read', label: 'dns:read', help: 'read the query log, DNS stats, lists and upstreams' },
+  { scope: 'logs', label: 'logs', help: 'push lines to and query the log store (Loki API: Grafana, logcli, Alloy)' },
 ];
 export type TokenInfo = Schemas['TokenInfo'];
 export type CreatedToken = Schemas['CreatedToken'];

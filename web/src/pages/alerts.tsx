@@ -207,7 +207,8 @@ export function Alerts() {
         {data.channels.length === 0 ? (
           <p class="muted small">
             No channel yet: add one to hearth.toml as <code>[[alerts.channels]]</code> with a <code>name</code> and a <code>url</code> such as <code>ntfy://ntfy.sh/your-topic</code>,{' '}
-            <code>gotify://host/TOKEN</code>, <code>discord://TOKEN@ID</code> or an Alertmanager webhook <code>https://…</code>.
+            <code>gotify://host/TOKEN</code>, <code>discord://TOKEN@ID</code>, e-mail <code>smtp://user:pass@mail.host/?from=…&amp;to=…</code> or an
+            Alertmanager webhook <code>https://…</code>.
           </p>
         ) : (
           <table class="compact">
