@@ -14,6 +14,7 @@ import { Memory } from './pages/memory';
 import { Status } from './pages/status';
 import { Dashboards } from './pages/dashboards';
 import { Alerts } from './pages/alerts';
+import { Logs } from './pages/logs';
 import { DeviceGuide } from './devices';
 import { PauseSwitch } from './pause';
 import './style.css';
@@ -24,6 +25,7 @@ const PAGES = [
   { path: '/dns', title: 'DNS', view: Dns, nav: true },
   { path: '/dashboards', title: 'Dashboards', view: Dashboards, nav: true },
   { path: '/alerts', title: 'Alerts', view: Alerts, nav: true },
+  { path: '/logs', title: 'Logs', view: Logs, nav: true },
   { path: '/proxy', title: 'Proxy', view: Proxy, nav: true },
   { path: '/memory', title: 'Memory', view: Memory, nav: true },
   { path: '/status', title: 'Status', view: Status, nav: true },
