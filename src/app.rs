@@ -297,6 +297,10 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         sup.spawn("syslog", move |ctx| crate::logs::task::syslog(ctx, logs.clone(), syslog_rx.clone()));
     }
     {
+        let (logs, live) = (logs.clone(), live.clone());
+        sup.spawn("journal", move |ctx| crate::logs::task::journal(ctx, logs.clone(), live.clone()));
+    }
+    {
         let (live, reserved, updater, certs) = (live.clone(), reserved.clone(), updater.clone(), certs.clone());
         sup.spawn("dns", move |ctx| {
             crate::dns::task::run(ctx, live.clone(), dns.clone(), certs.clone(), reserved.clone(), updater.clone())

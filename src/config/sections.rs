@@ -552,6 +552,10 @@ pub(crate) struct LogsConfig {
     pub max_disk: super::ByteSize,
     /// "sqlite" (`logs.db` in the data dir) or "memory" (nothing written; lines end at a restart).
     pub storage: MetricsStorage,
+    /// Follow the systemd journal of the box (from a saved cursor: nothing read twice or lost across restarts).
+    pub journal: bool,
+    /// Read journal files in this directory instead of the system journal (empty: the system journal).
+    pub journal_directory: PathBuf,
     /// Addresses to receive syslog on, UDP and TCP each (e.g. "0.0.0.0:514"); none by default.
     pub syslog_listen: Vec<String>,
 }
@@ -562,6 +566,8 @@ impl Default for LogsConfig {
             retention: Duration::from_secs(14 * 86_400),
             max_disk: super::ByteSize::mib(512),
             storage: MetricsStorage::Sqlite,
+            journal: true,
+            journal_directory: PathBuf::new(),
             syslog_listen: vec![],
         }
     }

@@ -3,14 +3,16 @@
 //! Promtail for a homelab.
 //!
 //! Layout: pure cores in `model.rs` (entries, labels and their bounds), `logql.rs` (the query language and metric
-//! evaluation), `syslog.rs` (RFC 5424/3164 and TCP framing), `push.rs` (Loki's push bodies); the IO shell in
-//! `store.rs` (SQLite) and `task.rs` (applier, the writer, the syslog listeners).
+//! evaluation), `syslog.rs` (RFC 5424/3164 and TCP framing), `push.rs` (Loki's push bodies), `journal.rs`
+//! (journalctl's JSON); the IO shell in `store.rs` (SQLite) and `task.rs` (applier, the writer, the journal, the
+//! syslog listeners).
 //!
 //! Invariants: sources never write to SQLite themselves — they [`Logs::push`] into a bounded queue that the
 //! writer commits once a second in one transaction (a kill -9 loses at most that second; a full queue drops and
 //! counts); bad input is cut, replaced or counted, never refused in a way that loses the rest of a batch; a query
 //! never answers lines older than `logs.retention`.
 
+pub(crate) mod journal;
 pub(crate) mod logql;
 pub(crate) mod model;
 pub(crate) mod push;
@@ -53,6 +55,8 @@ pub(crate) struct Counters {
 pub(crate) struct Logs {
     pub(crate) store: Store,
     queue: Mutex<Vec<Entry>>,
+    /// sources' positions to save with the next write (the journal's cursor after its queued lines)
+    positions: Mutex<Vec<(String, String)>>,
     pub(crate) counters: Counters,
     /// how far back queries answer (ns), from `logs.retention`
     retention_ns: AtomicI64,
@@ -84,6 +88,7 @@ impl Logs {
         Arc::new(Logs {
             store,
             queue: Mutex::default(),
+            positions: Mutex::default(),
             counters: Counters::default(),
             retention_ns: AtomicI64::new(retention.as_nanos() as i64),
             host,
@@ -117,13 +122,27 @@ impl Logs {
         taken as usize
     }
 
+    /// Queue lines with the position a source reached after them (saved in the same transaction as the lines).
+    pub(crate) fn push_at(&self, entries: Vec<(Entry, bool)>, key: &str, position: String) -> usize {
+        // the positions lock, then the queue's (as `flush` takes them): a flush never sees a position without its lines
+        let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        let n = self.push(entries);
+        positions.retain(|(k, _)| k != key);
+        positions.push((key.to_string(), position));
+        n
+    }
+
     /// Write what is queued (one transaction). Blocking: the writer task runs it on the blocking pool.
     pub(crate) fn flush(&self) -> Result<usize, LogsError> {
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        if batch.is_empty() {
+        let (batch, positions) = {
+            let mut positions = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+            (batch, std::mem::take(&mut *positions))
+        };
+        if batch.is_empty() && positions.is_empty() {
             return Ok(0);
         }
-        match self.store.write(&batch) {
+        match self.store.write(&batch, &positions) {
             Ok(n) => {
                 self.counters.written.fetch_add(n as u64, Ordering::Relaxed);
                 Ok(n)

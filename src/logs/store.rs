@@ -219,9 +219,10 @@ impl Store {
         .map_err(sql)
     }
 
-    /// Write a batch in one transaction; returns how many entries were written.
-    pub(crate) fn write(&self, entries: &[Entry]) -> Result<usize, LogsError> {
-        if entries.is_empty() {
+    /// Write a batch in one transaction, with the sources' positions (`meta`: the journal's cursor after these
+    /// lines), so a crash keeps both or neither; returns how many entries were written.
+    pub(crate) fn write(&self, entries: &[Entry], meta: &[(String, String)]) -> Result<usize, LogsError> {
+        if entries.is_empty() && meta.is_empty() {
             return Ok(0);
         }
         let mut conn = self.conn.lock().map_err(|_| LogsError::Store("the store's lock is poisoned".into()))?;
@@ -275,6 +276,13 @@ impl Store {
                 s.last_ns = s.last_ns.max(last);
                 s.lines += n;
             }
+        }
+        for (k, v) in meta {
+            tx.execute(
+                "INSERT INTO logs_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![k, v],
+            )
+            .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         Ok(entries.len())
@@ -456,6 +464,14 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A source's saved position (the journal's cursor).
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>, LogsError> {
+        let conn = self.conn.lock().map_err(|_| LogsError::Store("the store's lock is poisoned".into()))?;
+        conn.query_row("SELECT value FROM logs_meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(sql)
+    }
+}
+
 fn used_bytes(conn: &Connection) -> Result<u64, LogsError> {
     let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).map_err(sql)?;
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).map_err(sql)?;
@@ -591,12 +607,15 @@ mod tests {
         let s = Store::open(None).unwrap();
         let day = 20_000 * 86_400;
         let l = [("source", "push"), ("unit", "web")];
-        s.write(&[
-            entry(day + 1, &l, "GET /index.html from 192.168.1.20 in 3 ms"),
-            entry(day + 2, &l, "an example of a Timeout"),
-            entry(day + 3, &[("source", "push"), ("unit", "db")], "request 4f3a9c01 failed: timeout"),
-            entry(day + 4, &l, "café au lait"),
-        ])
+        s.write(
+            &[
+                entry(day + 1, &l, "GET /index.html from 192.168.1.20 in 3 ms"),
+                entry(day + 2, &l, "an example of a Timeout"),
+                entry(day + 3, &[("source", "push"), ("unit", "db")], "request 4f3a9c01 failed: timeout"),
+                entry(day + 4, &l, "café au lait"),
+            ],
+            &[],
+        )
         .unwrap();
         let all: Vec<i64> = s.streams(0, i64::MAX, &|_| true).iter().map(|s| s.id).collect();
         let q = |needle: &str| Select {
@@ -631,13 +650,14 @@ mod tests {
         {
             let s = Store::open(Some(dir.path())).unwrap();
             let batch: Vec<Entry> = (0..500).map(|i| entry(t, &[("source", "push")], &format!("line {i}"))).collect();
-            assert_eq!(s.write(&batch).unwrap(), 500);
+            assert_eq!(s.write(&batch, &[("journal.cursor".into(), "s=abc".into())]).unwrap(), 500);
         }
         let s = Store::open(Some(dir.path())).unwrap();
         let ids: Vec<i64> = s.streams(0, i64::MAX, &|_| true).iter().map(|s| s.id).collect();
         let lines =
             read(&s, &Select { streams: ids, start_ns: 0, end_ns: i64::MAX, backward: false, contains: vec![] });
         assert_eq!(lines.len(), 500);
+        assert_eq!(s.meta("journal.cursor").unwrap().as_deref(), Some("s=abc"));
         assert_eq!((lines[0].as_str(), lines[499].as_str()), ("line 0", "line 499"));
         assert_eq!(s.streams(0, i64::MAX, &|_| true)[0].lines, 500);
     }
@@ -657,7 +677,7 @@ mod tests {
                     )
                 })
                 .collect();
-            s.write(&batch).unwrap();
+            s.write(&batch, &[]).unwrap();
         }
         assert_eq!(s.usage().unwrap().days, 3);
         // retention 1 day at the start of day 2: day 0 goes (day 1 is younger than a whole day past the cutoff)
@@ -689,7 +709,7 @@ mod tests {
             batch.push(entry(t, &[("source", "push"), ("user", &format!("u{i}"))], "x"));
         }
         batch.push(entry(t, &[("source", "push"), ("unit", "a"), ("user", "new")], "kept with its unit"));
-        s.write(&batch).unwrap();
+        s.write(&batch, &[]).unwrap();
         let u = s.usage().unwrap();
         assert!(u.streams <= MAX_STREAMS + MAX_STREAMS / 10 + 1, "{}", u.streams);
         assert!(u.streams > MAX_STREAMS, "the capped entries kept their main labels in new streams");

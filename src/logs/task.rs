@@ -1,6 +1,6 @@
 //! The logs applier and tasks: `logs` (the writer: a transaction a second, retention and the disk cap every ten
-//! minutes), `own-logs` (hearth's own events from the tracing tap) and `syslog` (the `logs.syslog_listen`
-//! sockets, UDP and TCP).
+//! minutes), `own-logs` (hearth's own events from the tracing tap), `journal` (journalctl from the saved cursor)
+//! and `syslog` (the `logs.syslog_listen` sockets, UDP and TCP).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -190,6 +190,93 @@ pub(crate) async fn syslog(
             }
         }
         set.shutdown().await;
+    }
+}
+
+/// The `journal` task: journalctl follows the journal from the saved cursor; each batch of lines is queued with
+/// the cursor after it (saved in the same transaction). Restarted when `logs.journal` or `logs.journal_directory`
+/// change, and 30 s after journalctl ends (a box without a journal is not an error).
+pub(crate) async fn journal(ctx: TaskCtx, logs: Arc<Logs>, live: Arc<LiveConfig>) -> anyhow::Result<()> {
+    use super::journal::{CURSOR_KEY, args, parse_line};
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let cfg = live.current().logs.clone();
+        if !cfg.journal {
+            ctx.ready("off (logs.journal = false)");
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+            }
+        }
+        let l = logs.clone();
+        let cursor = tokio::task::spawn_blocking(move || l.store.meta(CURSOR_KEY)).await??;
+        let dir = (!cfg.journal_directory.as_os_str().is_empty()).then_some(cfg.journal_directory.as_path());
+        let spawned = tokio::process::Command::new("journalctl")
+            .args(args(cursor.as_deref(), dir))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                ctx.ready(format!("no journal to read: journalctl: {e}"));
+                tokio::select! {
+                    _ = ctx.shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => continue,
+                }
+            }
+        };
+        let Some(stdout) = child.stdout.take() else { continue };
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        ctx.ready("following the journal");
+        let mut batch: Vec<(super::model::Entry, bool)> = vec![];
+        let mut last: Option<String> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let queue = |batch: &mut Vec<_>, last: &mut Option<String>| {
+            if let Some(c) = last.take() {
+                logs.push_at(std::mem::take(batch), super::journal::CURSOR_KEY, c);
+            }
+        };
+        let ended = loop {
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => {
+                    queue(&mut batch, &mut last);
+                    return Ok(());
+                }
+                line = lines.next_line() => match line {
+                    Ok(Some(l)) => {
+                        let now = crate::util::unix_now_ms() * 1_000_000;
+                        if let Some((e, c)) = parse_line(&l, now) {
+                            batch.push(e);
+                            last = Some(c);
+                            if batch.len() >= 1000 {
+                                queue(&mut batch, &mut last);
+                            }
+                        }
+                    }
+                    Ok(None) => break "journalctl ended".to_string(),
+                    Err(e) => break format!("reading journalctl: {e}"),
+                },
+                _ = tick.tick() => {
+                    queue(&mut batch, &mut last);
+                    let now = live.current();
+                    if !now.logs.journal || now.logs.journal_directory != cfg.journal_directory {
+                        break "the journal settings changed".to_string();
+                    }
+                }
+            }
+        };
+        queue(&mut batch, &mut last);
+        let _ = child.kill().await;
+        if ended != "the journal settings changed" {
+            ctx.ready(format!("{ended}; trying again in 30 s"));
+            tokio::select! {
+                _ = ctx.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+        }
     }
 }
 

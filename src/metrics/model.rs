@@ -24,6 +24,11 @@ impl Labels {
         Labels::new(v)
     }
 
+    /// Where this label set lives: equal for clones of one set (a cache key while the set is kept alive).
+    pub(crate) fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

@@ -133,8 +133,8 @@ impl Query {
 
     /// Evaluate at `t` (ms) over fetched `data`.
     pub(crate) fn eval(&self, data: &Data, t: i64, lookback: i64) -> Result<Value, QueryError> {
-        let found = Found::default();
-        Eval { data, t, lookback, found: &found }.eval(&self.expr)
+        let (found, groups) = (Found::default(), Groups::default());
+        Eval { data, t, lookback, found: &found, groups: &groups }.eval(&self.expr)
     }
 
     /// Evaluate at every `step` from `start` to `end` (ms), handing each step's value to `each`. The selectors are
@@ -146,10 +146,10 @@ impl Query {
         lookback: i64,
         each: &mut dyn FnMut(i64, Value),
     ) -> Result<(), QueryError> {
-        let found = Found::default();
+        let (found, groups) = (Found::default(), Groups::default());
         let mut t = start;
         while t <= end {
-            each(t, Eval { data, t, lookback, found: &found }.eval(&self.expr)?);
+            each(t, Eval { data, t, lookback, found: &found, groups: &groups }.eval(&self.expr)?);
             t += step;
         }
         Ok(())
@@ -259,11 +259,18 @@ fn check(e: &Expr) -> Result<(), QueryError> {
 /// a range query do not format and hash the selector's key again.
 type Found<'a> = std::cell::RefCell<HashMap<(usize, i64), &'a [Series]>>;
 
+/// Each aggregation node's group of each input label set (by the node's and the label set's addresses).
+type Groups = std::cell::RefCell<HashMap<(usize, usize), (Labels, Labels), foldhash::fast::RandomState>>;
+
+/// Most (aggregation, label set) groups a query remembers; past it, groups are computed again at each step.
+const MAX_CACHED_GROUPS: usize = 20_000;
+
 struct Eval<'a, 'f> {
     data: &'a Data,
     t: i64,
     lookback: i64,
     found: &'f Found<'a>,
+    groups: &'f Groups,
 }
 
 fn exec(msg: impl Into<String>) -> QueryError {
@@ -508,25 +515,41 @@ impl<'a> Eval<'a, '_> {
             Some(p) if op != "count_values" => Some(self.scalar(p)?),
             _ => None,
         };
-        let group_of = |l: &Labels| -> Labels {
+        let project = |l: &Labels| -> Labels {
             match &a.modifier {
                 Some(LabelModifier::Include(ls)) => l.project(&ls.labels, true),
                 Some(LabelModifier::Exclude(ls)) => l.without_name().project(&ls.labels, false),
                 None => Labels::default(),
             }
         };
-        let mut order: Vec<Labels> = vec![];
-        let mut groups: HashMap<Labels, Vec<(Labels, f64)>> = HashMap::new();
+        // a series' group is the same at every step of a range query: computed once per label set
+        let node = a as *const AggregateExpr as usize;
+        let group_of = |l: &Labels| -> Labels {
+            let key = (node, l.addr());
+            if let Some((_, g)) = self.groups.borrow().get(&key) {
+                return g.clone();
+            }
+            let g = project(l);
+            let mut cache = self.groups.borrow_mut();
+            if cache.len() < MAX_CACHED_GROUPS {
+                // the input is kept with its group, so its address is not reused by another label set meanwhile
+                cache.insert(key, (l.clone(), g.clone()));
+            }
+            g
+        };
+        let mut index: HashMap<Labels, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut grouped: Vec<(Labels, Vec<(Labels, f64)>)> = vec![];
         for (l, x) in v {
             let g = group_of(&l);
-            if !groups.contains_key(&g) {
-                order.push(g.clone());
-            }
-            groups.entry(g).or_default().push((l, x));
+            let i = *index.entry(g.clone()).or_insert_with(|| {
+                grouped.push((g, vec![]));
+                grouped.len() - 1
+            });
+            grouped[i].1.push((l, x));
         }
         let mut out = vec![];
-        for g in order {
-            let members = &groups[&g];
+        for (g, members) in grouped {
+            let members = &members;
             let xs: Vec<f64> = members.iter().map(|m| m.1).collect();
             let n = xs.len() as f64;
             let mean = xs.iter().sum::<f64>() / n;
