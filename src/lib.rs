@@ -42,6 +42,7 @@ pub mod testing {
     pub use crate::app::migrations;
     pub use crate::auth::{SessionKind, create_session, find_user, hash_password};
     pub use crate::dns::blocklist::{Engine, ListInput, ListKind, ListSet, Verdict};
+    pub use crate::logs::BenchLogs;
     pub use crate::metrics::{BenchStore, HostState, bench_collect_round};
     pub use crate::storage::Db;
     pub use crate::util::unix_now;

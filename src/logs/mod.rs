@@ -307,3 +307,42 @@ impl Logs {
         Ok(values)
     }
 }
+
+/// The benchmark's handle on a log store (`benches/logs.rs`).
+#[doc(hidden)]
+pub struct BenchLogs {
+    logs: Arc<Logs>,
+}
+
+impl BenchLogs {
+    /// A store in `dir` (or in memory), 30 days of retention.
+    pub fn open(dir: Option<&std::path::Path>) -> BenchLogs {
+        let store = Store::open(dir).expect("the log store opens");
+        BenchLogs { logs: Logs::new(store, "bench".into(), std::time::Duration::from_secs(30 * 86_400)) }
+    }
+
+    /// Queue one line (as a source does).
+    pub fn push(&self, t_ns: i64, labels: &[(&str, &str)], line: &str) {
+        let l = Labels::new(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.logs.push([Entry::new(t_ns, l, line)]);
+    }
+
+    /// Write what is queued (the writer's once-a-second transaction).
+    pub fn flush(&self) -> usize {
+        self.logs.flush().expect("the write succeeds")
+    }
+
+    /// A LogQL log query over `[start, end)` (ns), newest first: the number of lines answered.
+    pub fn query(&self, q: &str, start: i64, end: i64, limit: usize, now: i64) -> Result<usize, String> {
+        let p = Params { start, end, limit, backward: true, step: 1 };
+        match self.logs.query_range(q, &p, now).map_err(|e| e.to_string())? {
+            Answer::Streams(s) => Ok(s.iter().map(|(_, v)| v.len()).sum()),
+            _ => Err("not a log query".into()),
+        }
+    }
+
+    /// Bytes of pages in use.
+    pub fn bytes(&self) -> u64 {
+        self.logs.store.usage().map(|u| u.bytes).unwrap_or(0)
+    }
+}

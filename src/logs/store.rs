@@ -1,18 +1,18 @@
 //! The log store's IO shell: `logs.db` (its own SQLite file, so log writes never wait on the query log or the
 //! metrics), partitioned by UTC day, or the same schema in memory (`logs.storage = "memory"`).
 //!
-//! Per day `D` (days since the Unix epoch) there are three tables: `logs_dD` (the lines: time, stream, text; the
-//! rowid is the time in microseconds, bumped on a collision, so the table's own b-tree is the time index),
-//! `logs_fD` (an FTS5 index of the text: unicode61 words without positions, ~0.4× the text) and `logs_vD` (its
-//! vocabulary). Retention and the disk cap drop whole days — a table drop, immediate — and, when one day alone is
-//! over the cap, its oldest lines.
+//! Per day `D` (days since the Unix epoch) there are two tables: `logs_dD` (the lines: time, stream, text; the
+//! rowid is the time in microseconds, bumped on a collision, so the table's own b-tree is the time index) and
+//! `logs_fD` (an FTS5 index of the text: unicode61 words without positions, ~0.4× the text). Retention and the disk
+//! cap drop whole days — a table drop, immediate — and, when one day alone is over the cap, its oldest lines.
 //!
 //! Search is exact: `|= "needle"` keeps the lines that contain `needle`, case-sensitively, as Loki does; the FTS
-//! index only narrows the candidates first ([`terms`]): every word of the needle must be in a candidate, a word cut
-//! by the needle's edges as a prefix, suffix or infix of an indexed word (looked up in the vocabulary).
+//! index only narrows the candidates first ([`terms`]): the needle's whole words, and the word it ends inside as a
+//! prefix. A needle that is one word cut at both ends (`|= "timeout"` may be inside `readtimeout`) is a scan of the
+//! lines, newest first, stopping at the limit.
 //!
 //! Invariants: streams are never deleted (their ids stay stable; a stream without lines costs one row); a day table
-//! exists only with its FTS and vocabulary tables; at most [`MAX_STREAMS`] streams (beyond, an entry keeps only
+//! exists only with its FTS table; at most [`MAX_STREAMS`] streams (beyond, an entry keeps only
 //! its main labels, and past a tenth more it goes to one overflow stream per source).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -213,8 +213,7 @@ impl Store {
                  line TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS logs_d{day}_stream ON logs_d{day} (stream, t);
              CREATE VIRTUAL TABLE IF NOT EXISTS logs_f{day} USING fts5(line, content='logs_d{day}', content_rowid='id',
-                 detail=none, tokenize='unicode61 remove_diacritics 0');
-             CREATE VIRTUAL TABLE IF NOT EXISTS logs_v{day} USING fts5vocab(logs_f{day}, 'row');"
+                 detail=none, tokenize='unicode61 remove_diacritics 0');"
         ))
         .map_err(sql)
     }
@@ -327,24 +326,14 @@ impl Store {
                 let ids: Vec<String> = q.streams.iter().map(|i| i.to_string()).collect();
                 clauses.push(format!("stream IN ({})", ids.join(",")));
             }
-            let mut matched = Some(vec![]);
+            let mut matches = vec![];
             for needle in &q.contains {
-                match fts_match(&conn, day, needle)? {
-                    FtsPlan::Nothing => {
-                        matched = None;
-                        break;
-                    }
-                    FtsPlan::Match(m) => {
-                        if let Some(v) = matched.as_mut() {
-                            v.push(m)
-                        }
-                    }
-                    FtsPlan::Scan => {}
+                if let FtsPlan::Match(m) = fts_match(needle) {
+                    matches.push(m);
                 }
                 args.push(needle.clone().into());
                 clauses.push(format!("instr(line, ?{}) > 0", args.len()));
             }
-            let Some(matches) = matched else { continue }; // a needle cannot be in this day
             if !matches.is_empty() {
                 args.push(matches.join(" AND ").into());
                 clauses.push(format!("id IN (SELECT rowid FROM logs_f{day} WHERE logs_f{day} MATCH ?{})", args.len()));
@@ -411,10 +400,8 @@ impl Store {
             }
             let last_day = self.inner.lock().unwrap_or_else(|p| p.into_inner()).days.len() == 1;
             if whole_day_old || !last_day {
-                conn.execute_batch(&format!(
-                    "DROP TABLE IF EXISTS logs_v{day}; DROP TABLE IF EXISTS logs_f{day}; DROP TABLE IF EXISTS logs_d{day};"
-                ))
-                .map_err(sql)?;
+                conn.execute_batch(&format!("DROP TABLE IF EXISTS logs_f{day}; DROP TABLE IF EXISTS logs_d{day};"))
+                    .map_err(sql)?;
                 let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
                 inner.days.remove(&day);
                 inner.last_id.remove(&day);
@@ -515,56 +502,29 @@ pub(crate) fn terms(needle: &str) -> Vec<Term> {
 }
 
 enum FtsPlan {
-    /// no line of the day can contain the needle
-    Nothing,
     /// an FTS5 MATCH expression every containing line satisfies
     Match(String),
     /// the index cannot narrow it down
     Scan,
 }
 
-/// Most vocabulary words one cut word may expand to before the index is not worth it.
-const MAX_EXPANSION: usize = 200;
-
 fn quote(w: &str) -> String {
     format!("\"{}\"", w.replace('"', "\"\""))
 }
 
-fn fts_match(conn: &Connection, day: i64, needle: &str) -> Result<FtsPlan, LogsError> {
-    let mut groups = vec![];
-    for t in terms(needle) {
-        let pattern = match &t {
-            Term::Exact(w) => {
-                groups.push(quote(w));
-                continue;
-            }
-            Term::Prefix(w) => {
-                groups.push(format!("{}*", quote(w)));
-                continue;
-            }
-            Term::Suffix(w) => format!("%{}", like_escape(w)),
-            Term::Infix(w) => format!("%{}%", like_escape(w)),
-        };
-        let mut st = conn
-            .prepare_cached(&format!(
-                "SELECT term FROM logs_v{day} WHERE term LIKE ?1 ESCAPE '\\' LIMIT {}",
-                MAX_EXPANSION + 1
-            ))
-            .map_err(sql)?;
-        let words: Vec<String> =
-            st.query_map([pattern], |r| r.get(0)).map_err(sql)?.collect::<Result<_, _>>().map_err(sql)?;
-        if words.is_empty() {
-            return Ok(FtsPlan::Nothing);
-        }
-        if words.len() <= MAX_EXPANSION {
-            groups.push(format!("({})", words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" OR ")));
-        }
-    }
-    Ok(if groups.is_empty() { FtsPlan::Scan } else { FtsPlan::Match(groups.join(" AND ")) })
-}
-
-fn like_escape(w: &str) -> String {
-    w.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+/// The index narrows a needle by its whole words and by the word it ends inside (a prefix); a word the needle
+/// starts inside could be the end of any indexed word, so it narrows nothing (looking it up would mean scanning the
+/// vocabulary, which grows with every request id and costs more than scanning the lines).
+fn fts_match(needle: &str) -> FtsPlan {
+    let groups: Vec<String> = terms(needle)
+        .into_iter()
+        .filter_map(|t| match t {
+            Term::Exact(w) => Some(quote(&w)),
+            Term::Prefix(w) => Some(format!("{}*", quote(&w))),
+            Term::Suffix(_) | Term::Infix(_) => None,
+        })
+        .collect();
+    if groups.is_empty() { FtsPlan::Scan } else { FtsPlan::Match(groups.join(" AND ")) }
 }
 
 #[cfg(test)]
