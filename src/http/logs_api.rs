@@ -14,6 +14,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::LogsAuth;
 use super::error::ErrorBody;
+use super::form::{form, get};
 use super::{AppState, ConnInfo, LogsApi};
 use crate::logs::model::Labels;
 use crate::logs::{Answer, LogsError, Params};
@@ -73,17 +74,6 @@ fn from_error(e: LogsError) -> Response {
 
 fn success(data: Json) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
-}
-
-fn form(query: Option<String>, body: &[u8]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
-    v.extend(form_urlencoded::parse(body).into_owned());
-    v
-}
-
-fn get<'a>(f: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
 fn now_ns() -> i64 {

@@ -13,6 +13,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::auth::MetricsAuth;
 use super::error::ErrorBody;
+use super::form::{form, get};
 use super::{AppState, MetricsApi};
 use crate::metrics::model::Labels;
 use crate::metrics::promql::{QueryError, Value};
@@ -89,18 +90,6 @@ fn from_error(e: MetricsError) -> Response {
 
 fn success(data: Json) -> Response {
     axum::Json(json!({"status": "success", "data": data})).into_response()
-}
-
-/// The form: query-string pairs, plus the body's for a POST (`application/x-www-form-urlencoded`).
-fn form(query: Option<String>, body: &[u8]) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> =
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect();
-    v.extend(form_urlencoded::parse(body).into_owned());
-    v
-}
-
-fn get<'a>(f: &'a [(String, String)], k: &str) -> Option<&'a str> {
-    f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
 }
 
 /// Times bounded well inside what milliseconds in an i64 can hold (Prometheus's own limits are wider, but no

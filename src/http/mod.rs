@@ -12,6 +12,7 @@ pub(crate) mod dns_api;
 pub(crate) mod dns_rules_api;
 pub(crate) mod doh;
 pub(crate) mod error;
+mod form;
 pub(crate) mod logs_api;
 pub(crate) mod memory_api;
 pub(crate) mod metrics_api;
