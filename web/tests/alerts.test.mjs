@@ -45,7 +45,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  h?.stop();
+  await h?.stop();
   sink?.close();
 });
 

@@ -34,7 +34,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  h?.stop();
+  await h?.stop();
   bad?.close();
 });
 

@@ -21,7 +21,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  h?.stop();
+  await h?.stop();
   rmSync(mirror, { recursive: true, force: true });
 });
 

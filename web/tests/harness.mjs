@@ -76,11 +76,29 @@ export async function startHearth(name, extra = '', dnsExtra = '') {
     if (i > 600) throw new Error('hearth did not start:\n' + h.logs);
     await new Promise((r) => setTimeout(r, 50));
   }
-  h.stop = () => {
-    h.proc.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-  };
+  h.stop = () => stopAndRemove(h.proc, dir);
   return h;
+}
+
+/// Stop a hearth process and remove its directory. Waits for the exit first: hearth flushes logs and metrics on the
+/// way out, and a directory removed under a writer fails with ENOTEMPTY.
+export async function stopAndRemove(proc, dir) {
+  if (proc && proc.exitCode === null && proc.signalCode === null) {
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  }
+  if (!dir) return;
+  for (let i = 0; ; i++) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    } catch (e) {
+      if (i >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 export function launchBrowser() {

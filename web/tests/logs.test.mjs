@@ -49,7 +49,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  h?.stop();
+  await h?.stop();
 });
 
 for (const [label, viewport, theme] of [

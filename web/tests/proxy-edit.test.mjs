@@ -55,7 +55,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  h?.stop();
+  await h?.stop();
 });
 
 async function routeJson(page) {

@@ -17,7 +17,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  h?.stop();
+  await h?.stop();
 });
 
 const bearer = (token) => ({ headers: { Authorization: 'Bearer ' + token } });

@@ -4,11 +4,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { freePort } from './harness.mjs';
+import { freePort, stopAndRemove } from './harness.mjs';
 
 const BIN = process.env.HEARTH_BIN;
 const ARTIFACTS = new URL('../test-artifacts/', import.meta.url).pathname;
@@ -49,8 +49,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  hearth?.kill('SIGTERM');
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopAndRemove(hearth, dir);
 });
 
 async function shot(page, name) {
