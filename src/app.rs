@@ -50,23 +50,58 @@ pub(crate) fn check_config(cfg: &Config) -> Result<(), ConfigError> {
     crate::tls::applier::check(cfg)?;
     crate::proxy::Proxy::check(cfg).map_err(|(k, e)| ConfigError::invalid(k, e))?;
     crate::metrics::task::check(cfg)?;
-    crate::alerts::task::check(cfg, &promql_checker())?;
+    crate::alerts::task::check(cfg, &expr_checker())?;
+    crate::traces::task::check(cfg)?;
     crate::dns::task::check(cfg, &route_records())
 }
 
-/// The alerts' expressions are parsed the way the metrics history evaluates them.
-fn promql_checker() -> crate::alerts::Checker {
-    Arc::new(|expr: &str| crate::metrics::promql::Query::parse(expr).map(|_| ()).map_err(|e| e.to_string()))
+/// The alerts' expressions are parsed the way they are evaluated: PromQL by the metrics history, LogQL by the log
+/// store (a metric query: a log query returns lines, not numbers).
+fn expr_checker() -> crate::alerts::Checker {
+    use crate::config::QueryLanguage;
+    Arc::new(|language: QueryLanguage, expr: &str| {
+        match language {
+        QueryLanguage::Promql => crate::metrics::promql::Query::parse(expr).map(|_| ()).map_err(|e| {
+            match crate::logs::logql::parse(expr) {
+                Ok(crate::logs::logql::Query::Metric(_)) => format!("{e} (it is LogQL: set language = \"logql\")"),
+                _ => e.to_string(),
+            }
+        }),
+        QueryLanguage::Logql => match crate::logs::logql::parse(expr) {
+            Ok(crate::logs::logql::Query::Metric(_)) => Ok(()),
+            Ok(crate::logs::logql::Query::Log(_)) => Err(
+                "a log query returns lines, not numbers: count them, e.g. sum(count_over_time({unit=\"nginx.service\"} |= \"error\" [5m])) > 0"
+                    .into(),
+            ),
+            Err(e) => Err(e.to_string()),
+        },
+    }
+    })
 }
 
-/// The alerts' rules are evaluated as instant queries over the metrics history.
-fn promql_evaluator(history: Arc<crate::metrics::Metrics>) -> crate::alerts::Evaluator {
-    Arc::new(move |expr: &str, t: i64| match history.query_instant(expr, t, crate::util::unix_now_ms()) {
-        Ok(crate::metrics::promql::Value::Vector(v)) => {
-            Ok(v.into_iter().map(|(l, x)| (l.pairs().iter().cloned().collect(), x)).collect())
+/// The alerts' rules are evaluated as instant queries: PromQL over the metrics history, LogQL over the logs.
+fn expr_evaluator(history: Arc<crate::metrics::Metrics>, logs: Arc<crate::logs::Logs>) -> crate::alerts::Evaluator {
+    use crate::config::QueryLanguage;
+    Arc::new(move |language: QueryLanguage, expr: &str, t: i64| match language {
+        QueryLanguage::Promql => match history.query_instant(expr, t, crate::util::unix_now_ms()) {
+            Ok(crate::metrics::promql::Value::Vector(v)) => {
+                Ok(v.into_iter().map(|(l, x)| (l.pairs().iter().cloned().collect(), x)).collect())
+            }
+            Ok(_) => {
+                Err("an alert rule must return an instant vector (a selector, a comparison, an aggregation)".into())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        QueryLanguage::Logql => {
+            let t_ns = t * 1_000_000;
+            match logs.query_instant(expr, t_ns, 0, true, crate::util::unix_now_ms() * 1_000_000) {
+                Ok(crate::logs::Answer::Vector(v)) => {
+                    Ok(v.into_iter().map(|(l, _, x)| (l.pairs().iter().cloned().collect(), x)).collect())
+                }
+                Ok(_) => Err("a LogQL alert rule must be a metric query (count_over_time, rate, …)".into()),
+                Err(e) => Err(e.to_string()),
+            }
         }
-        Ok(_) => Err("an alert rule must return an instant vector (a selector, a comparison, an aggregation)".into()),
-        Err(e) => Err(e.to_string()),
     })
 }
 
@@ -90,7 +125,10 @@ pub(crate) fn load_config(
 pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let (source, overrides, cfg) = load_config(&opts.config, opts.data_dir)?;
     // hearth's own events also go to the log store, through a bounded tap (drained by the `own-logs` task)
-    let (levels, own_events) = crate::logging::init(&cfg.log, 50_000);
+    // traces: the tracer goes under `tracing` with the logging layers; the ring and the exporter are the subsystem's
+    let traces = crate::traces::Traces::new(&cfg.tracing);
+    let (levels, own_events) = crate::logging::init(&cfg.log, 50_000, Some(traces.tracer()));
+    let (trace_export, trace_export_rx) = tokio::sync::watch::channel(crate::traces::task::build(&cfg.tracing)?);
     let metrics = crate::telemetry::install_recorder();
     let data_dir = cfg.data_dir();
     let db = {
@@ -174,7 +212,7 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
     };
     let (syslog_sockets, syslog_rx) = tokio::sync::watch::channel(crate::logs::task::bind_all(&cfg, &[])?);
     // alerts: rules over the history, state and outbox in hearth.db
-    let alerts = crate::alerts::Alerts::open(db.clone(), promql_evaluator(history.clone())).await?;
+    let alerts = crate::alerts::Alerts::open(db.clone(), expr_evaluator(history.clone(), logs.clone())).await?;
     let alert_rules = Arc::new(Mutex::new(crate::alerts::task::compile(&cfg.alerts)?));
     let state = AppState {
         db: db.clone(),
@@ -198,11 +236,12 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         history: http::MetricsApi { metrics: history.clone() },
         alerts: http::AlertsApi { alerts: alerts.clone(), compiled: alert_rules.clone() },
         logs: http::LogsApi { logs: logs.clone() },
+        traces: http::TracesApi { traces: traces.clone() },
     };
     let front = Arc::new(crate::front::Front::new(http::router(state.clone()), proxy.clone(), &cfg));
 
     // the config transaction: prepared in this order, committed in this order
-    let appliers: [Arc<dyn Applier>; 9] = [
+    let appliers: [Arc<dyn Applier>; 10] = [
         Arc::new(LevelApplier(levels)),
         Arc::new(ThrottleApplier(verifier.clone())),
         Arc::new(crate::front::listeners::ListenerApplier { reserved: reserved.clone(), front: front.clone() }),
@@ -210,8 +249,9 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
         certs_applier.clone(),
         Arc::new(crate::proxy::ProxyApplier { proxy: proxy.clone(), certs: certs_applier, prepared: Mutex::default() }),
         Arc::new(crate::metrics::task::MetricsApplier::new(history.clone(), scrape_targets.clone(), receivers.clone())),
-        Arc::new(crate::alerts::task::AlertsApplier::new(alert_rules.clone(), promql_checker())),
+        Arc::new(crate::alerts::task::AlertsApplier::new(alert_rules.clone(), expr_checker())),
         Arc::new(crate::logs::task::LogsApplier::new(logs.clone(), syslog_sockets)),
+        Arc::new(crate::traces::task::TracingApplier::new(traces.clone(), trace_export)),
     ];
     for a in appliers {
         live.add_applier(a);
@@ -299,6 +339,14 @@ pub(crate) async fn run(opts: RunOptions) -> anyhow::Result<()> {
     {
         let (logs, live) = (logs.clone(), live.clone());
         sup.spawn("journal", move |ctx| crate::logs::task::journal(ctx, logs.clone(), live.clone()));
+    }
+    {
+        let (logs, live) = (logs.clone(), live.clone());
+        sup.spawn("docker-logs", move |ctx| crate::logs::task::docker(ctx, logs.clone(), live.clone()));
+    }
+    {
+        let traces = traces.clone();
+        sup.spawn("traces", move |ctx| crate::traces::task::run(ctx, traces.clone(), trace_export_rx.clone()));
     }
     {
         let (live, reserved, updater, certs) = (live.clone(), reserved.clone(), updater.clone(), certs.clone());

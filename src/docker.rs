@@ -60,6 +60,73 @@ pub(crate) fn containers(socket: &Path, timeout: Duration) -> Result<Vec<Contain
     Ok(serde_json::from_slice(&body)?)
 }
 
+/// Follow a container's output: `GET /containers/<id>/logs?follow=1&stdout=1&stderr=1&timestamps=1` from
+/// `since_ns` (exclusive), or its last `tail` lines when there is no position yet. Returns the stream after the
+/// answer's headers and whether it is multiplexed (8-byte frame headers: a container without a TTY) or raw, when
+/// the daemon says (API ≥ 1.42). The stream ends when the container stops.
+pub(crate) async fn follow_logs(
+    socket: &Path,
+    id: &str,
+    since_ns: Option<i64>,
+    tail: usize,
+    timeout: Duration,
+) -> Result<(tokio::io::BufReader<tokio::net::UnixStream>, Option<bool>), DockerError> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(timeout, tokio::net::UnixStream::connect(socket))
+        .await
+        .map_err(|_| DockerError::Connect(socket.display().to_string(), std::io::ErrorKind::TimedOut.into()))?
+        .map_err(|e| DockerError::Connect(socket.display().to_string(), e))?;
+    let from = match since_ns {
+        // `since` is inclusive: one nanosecond after the last line kept
+        Some(ns) => format!("since={}.{:09}", (ns + 1).div_euclid(1_000_000_000), (ns + 1).rem_euclid(1_000_000_000)),
+        None => format!("tail={tail}"),
+    };
+    let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    // HTTP/1.0: the daemon streams the body and closes when the container stops, never chunked
+    let req = format!(
+        "GET /containers/{id}/logs?follow=1&stdout=1&stderr=1&timestamps=1&{from} HTTP/1.0\r\nHost: docker\r\nUser-Agent: hearth\r\n\r\n"
+    );
+    tokio::time::timeout(timeout, s.write_all(req.as_bytes()))
+        .await
+        .map_err(|_| DockerError::Io(std::io::ErrorKind::TimedOut.into()))??;
+    let mut r = tokio::io::BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(timeout, r.read_line(&mut line))
+            .await
+            .map_err(|_| DockerError::Io(std::io::ErrorKind::TimedOut.into()))??;
+        if n == 0 || head.len() > 64 * 1024 {
+            return Err(DockerError::Protocol("no end of the headers".into()));
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    if !(200..300).contains(&status) {
+        use tokio::io::AsyncReadExt;
+        let mut body = vec![];
+        let _ = tokio::time::timeout(timeout, (&mut r).take(4096).read_to_end(&mut body)).await;
+        let msg = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(String::from))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+        return Err(DockerError::Status(status, msg));
+    }
+    // API ≥ 1.42 names the framing; older daemons multiplex unless the container has a TTY
+    let content_type = head.lines().find_map(|l| {
+        l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-type")).map(|(_, v)| v.trim())
+    });
+    let multiplexed = match content_type {
+        Some(t) if t.starts_with("application/vnd.docker.multiplexed-stream") => Some(true),
+        Some(t) if t.starts_with("application/vnd.docker.raw-stream") => Some(false),
+        _ => None,
+    };
+    Ok((r, multiplexed))
+}
+
 /// `GET path` on the socket; the body of a 2xx answer.
 fn get(socket: &Path, path: &str, timeout: Duration) -> Result<Vec<u8>, DockerError> {
     let mut s = UnixStream::connect(socket).map_err(|e| DockerError::Connect(socket.display().to_string(), e))?;

@@ -9,12 +9,12 @@
 /// Lowest first.
 pub(crate) const LAYERS: &[(&str, &[&str])] = &[
     ("helpers", &["util"]),
-    ("vocabulary", &["net", "ratelimit", "docker"]),
+    ("vocabulary", &["net", "ratelimit", "docker", "tracecontext"]),
     ("runtime", &["supervisor"]),
     ("foundation", &["config", "storage"]),
     ("process services", &["telemetry", "logging", "sysdns"]),
     ("shared services", &["auth", "tls"]),
-    ("subsystems", &["dns", "proxy", "memory", "metrics", "alerts", "logs"]),
+    ("subsystems", &["dns", "proxy", "memory", "metrics", "alerts", "logs", "traces"]),
     ("admin API", &["http"]),
     ("front door", &["front"]),
     ("wiring", &["app", "fuzzing", "layers"]),

@@ -34,6 +34,8 @@ mod supervisor;
 mod sysdns;
 mod telemetry;
 mod tls;
+mod tracecontext;
+mod traces;
 mod util;
 
 /// What the benchmarks and the integration tests reach inside the crate (nothing else outside it does).

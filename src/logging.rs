@@ -16,14 +16,14 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::config::{LogConfig, LogFormat};
 
-/// Changes the level filter of the installed subscriber.
+/// Changes the level filter of the installed subscriber (the filter of the log lines: stdout and the tap).
 #[derive(Clone)]
-pub(crate) struct LevelHandle(reload::Handle<EnvFilter, Registry>);
+pub(crate) struct LevelHandle(Arc<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>);
 
 impl LevelHandle {
     pub(crate) fn set(&self, level: &str) -> Result<(), String> {
         let filter = EnvFilter::builder().parse(level).map_err(|e| e.to_string())?;
-        self.0.reload(filter).map_err(|e| e.to_string())
+        (self.0)(filter)
     }
 }
 
@@ -120,8 +120,14 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Tap {
 }
 
 /// Install the global subscriber. `RUST_LOG`, when set, overrides `log.level` at start-up. Returns the handle that
-/// changes the level and the tap's receiving end (`capacity` events; the log store drains it).
-pub(crate) fn init(cfg: &LogConfig, capacity: usize) -> (LevelHandle, OwnEvents) {
+/// changes the level and the tap's receiving end (`capacity` events; the log store drains it). `tracer`, when
+/// given, turns hearth's spans into OpenTelemetry spans (the traces subsystem's); it has its own filter (hearth's
+/// spans at info and above, no events), so the log level never changes what is traced.
+pub(crate) fn init(
+    cfg: &LogConfig,
+    capacity: usize,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> (LevelHandle, OwnEvents) {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| cfg.level.clone());
     let filter = EnvFilter::builder().parse(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
@@ -133,16 +139,25 @@ pub(crate) fn init(cfg: &LogConfig, capacity: usize) -> (LevelHandle, OwnEvents)
     let (tx, rx) = tokio::sync::mpsc::channel(capacity);
     let dropped = Arc::new(AtomicU64::new(0));
     let tap = Tap { tx, dropped: dropped.clone() };
-    let registry = tracing_subscriber::registry().with(filter).with(tap);
-    let result = if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_target(true),
-            )
-            .try_init()
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        Box::new(
+            tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false).with_target(true),
+        )
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
+        Box::new(tracing_subscriber::fmt::layer().with_target(false))
     };
-    let _ = result;
-    (LevelHandle(handle), OwnEvents { rx, dropped })
+    let lines = fmt.and_then(tap).with_filter(filter);
+    let spans = tracer.map(|t| {
+        tracing_opentelemetry::layer()
+            .with_tracer(t)
+            .with_location(false)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                m.is_span() && m.target().starts_with("hearth") && *m.level() <= tracing::Level::INFO
+            }))
+    });
+    let _ = tracing_subscriber::registry().with(lines).with(spans).try_init();
+    let reload = move |f: EnvFilter| handle.reload(f).map_err(|e| e.to_string());
+    (LevelHandle(Arc::new(reload)), OwnEvents { rx, dropped })
 }

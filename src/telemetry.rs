@@ -126,6 +126,13 @@ fn describe() {
     describe_gauge!("hearth_logs_queued_lines", "Log lines waiting for the log store's next write.");
     describe_counter!("hearth_logs_syslog_messages_total", "Syslog messages received, by transport.");
     describe_counter!("hearth_logs_push_lines_total", "Lines received on the Loki push API.");
+    describe_counter!("hearth_logs_docker_lines_total", "Lines read from Docker containers' output.");
+    describe_counter!("hearth_traces_exported_spans_total", "Spans the OTLP collector accepted.");
+    describe_counter!(
+        "hearth_traces_failed_spans_total",
+        "Spans in batches the OTLP collector refused or did not answer."
+    );
+    describe_gauge!("hearth_traces_dropped_spans", "Spans dropped since the start because the export queue was full.");
     describe_gauge!(
         "hearth_logs_tap_dropped_events",
         "hearth's own log events dropped before the log store because its tap was full."

@@ -1,9 +1,10 @@
-//! Alerts (Alertmanager for a homelab): rules in PromQL evaluated over the metrics history, the state machine
+//! Alerts (Alertmanager for a homelab): rules in PromQL evaluated over the metrics history (or LogQL metric queries
+//! over the logs), the state machine
 //! (`state.rs`, pure), persisted state, history and silences in `hearth.db`, and a notification outbox delivered to
 //! the channels (`channel.rs`) with retries and backoff.
 //!
-//! This subsystem does not know the metrics subsystem: the wiring hands it a [`Evaluator`] (a PromQL instant
-//! query) and a [`Checker`] (does an expression parse).
+//! This subsystem knows neither the metrics nor the logs subsystem: the wiring hands it an [`Evaluator`] (an
+//! instant query in the rule's language) and a [`Checker`] (does an expression parse).
 //!
 //! Invariants: an evaluation round's state changes, history rows and notices are written in one transaction, so a
 //! kill -9 neither loses a notice (it is in the outbox, delivered after the restart) nor repeats one (the round
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, params};
 
+use crate::config::QueryLanguage;
 use crate::storage::{Db, Migration};
 use crate::util::Locked;
 use state::{Active, LabelSet, Silence};
@@ -59,10 +61,11 @@ pub(crate) const GIVE_UP_MS: i64 = 24 * 3600 * 1000;
 /// History kept: 30 days, at most this many rows.
 const HISTORY_ROWS: i64 = 5000;
 
-/// A PromQL instant query at a time (ms): the label sets and values it returns.
-pub(crate) type Evaluator = Arc<dyn Fn(&str, i64) -> Result<Vec<(LabelSet, f64)>, String> + Send + Sync>;
-/// Whether an expression parses (for the config check).
-pub(crate) type Checker = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// An instant query (PromQL over the metrics, or a LogQL metric query over the logs) at a time (ms): the label
+/// sets and values it returns.
+pub(crate) type Evaluator = Arc<dyn Fn(QueryLanguage, &str, i64) -> Result<Vec<(LabelSet, f64)>, String> + Send + Sync>;
+/// Whether an expression parses in its language (for the config check).
+pub(crate) type Checker = Arc<dyn Fn(QueryLanguage, &str) -> Result<(), String> + Send + Sync>;
 
 /// A channel's last delivery, for the UI.
 #[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]

@@ -20,6 +20,7 @@ pub(crate) fn default_rules() -> Vec<AlertRule> {
     let r = |name: &str, expr: &str, for_s: u64, severity: &str, summary: &str| AlertRule {
         name: name.into(),
         expr: expr.into(),
+        language: Default::default(),
         for_: crate::config::Duration::from_secs(for_s),
         severity: severity.into(),
         summary: summary.into(),
@@ -93,7 +94,7 @@ pub(crate) fn rules_of(a: &AlertsConfig) -> Vec<(AlertRule, bool)> {
 /// Everything `[alerts]` must pass: expressions parse, channel URLs parse.
 pub(crate) fn check(cfg: &Config, parses: &Checker) -> Result<(), ConfigError> {
     for (i, r) in cfg.alerts.rules.iter().enumerate() {
-        parses(&r.expr).map_err(|e| ConfigError::invalid(format!("alerts.rules[{i}].expr"), e))?;
+        parses(r.language, &r.expr).map_err(|e| ConfigError::invalid(format!("alerts.rules[{i}].expr"), e))?;
     }
     for (i, c) in cfg.alerts.channels.iter().enumerate() {
         Channel::parse(&c.url).map_err(|e| ConfigError::invalid(format!("alerts.channels[{i}].url"), e))?;
@@ -193,8 +194,8 @@ pub(crate) async fn round(
     let silences = alerts.silences(now).await?;
     let mut results = vec![];
     for (rule, _) in &compiled.rules {
-        let (eval, expr) = (alerts.evaluate.clone(), rule.expr.clone());
-        let r = tokio::task::spawn_blocking(move || eval(&expr, now))
+        let (eval, expr, language) = (alerts.evaluate.clone(), rule.expr.clone(), rule.language);
+        let r = tokio::task::spawn_blocking(move || eval(language, &expr, now))
             .await
             .unwrap_or_else(|_| Err("the query panicked".into()));
         results.push(r);
@@ -458,6 +459,7 @@ mod tests {
         a.rules.push(AlertRule {
             name: "HighTemperature".into(),
             expr: "node_thermal_zone_temp > 85".into(),
+            language: Default::default(),
             for_: crate::config::Duration::from_secs(0),
             severity: "critical".into(),
             summary: String::new(),

@@ -86,6 +86,7 @@ pub(crate) struct Config {
     pub metrics: MetricsConfig,
     pub alerts: AlertsConfig,
     pub logs: LogsConfig,
+    pub tracing: TracingConfig,
 }
 
 impl Default for Config {
@@ -103,6 +104,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             alerts: AlertsConfig::default(),
             logs: LogsConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }

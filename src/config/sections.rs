@@ -556,6 +556,10 @@ pub(crate) struct LogsConfig {
     pub journal: bool,
     /// Read journal files in this directory instead of the system journal (empty: the system journal).
     pub journal_directory: PathBuf,
+    /// Follow the running Docker containers' output (through the Docker API when its socket is readable).
+    pub docker: bool,
+    /// The Docker API's socket (hearth never asks for it: the admin grants it, or points this at a socket proxy).
+    pub docker_socket: PathBuf,
     /// Addresses to receive syslog on, UDP and TCP each (e.g. "0.0.0.0:514"); none by default.
     pub syslog_listen: Vec<String>,
 }
@@ -568,8 +572,27 @@ impl Default for LogsConfig {
             storage: MetricsStorage::Sqlite,
             journal: true,
             journal_directory: PathBuf::new(),
+            docker: true,
+            docker_socket: PathBuf::from(crate::docker::DEFAULT_SOCKET),
             syslog_listen: vec![],
         }
+    }
+}
+
+/// `[tracing]`: hearth's spans as traces (`traces/`): a ring of recent ones in the UI, and OTLP/HTTP export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct TracingConfig {
+    /// An OpenTelemetry collector's OTLP/HTTP address ("http://collector:4318", spans go to `/v1/traces`; a URL
+    /// with a path is used as it is); empty: no export.
+    pub otlp_endpoint: String,
+    /// The share of traces sampled (0 to 1) and so exported; a caller's sampled `traceparent` is followed.
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        TracingConfig { otlp_endpoint: String::new(), sample_ratio: 0.1 }
     }
 }
 
@@ -693,6 +716,10 @@ impl Default for AlertsConfig {
 pub(crate) struct AlertRule {
     pub name: String,
     pub expr: String,
+    /// What `expr` is written in: "promql" (over the metrics history) or "logql" (a metric query over the logs,
+    /// e.g. `sum by (unit) (count_over_time({source="journal", level="error"}[5m])) > 10`).
+    #[serde(default)]
+    pub language: QueryLanguage,
     #[serde(default = "zero_duration", rename = "for")]
     pub for_: Duration,
     /// "info", "warning" or "critical"
@@ -701,6 +728,15 @@ pub(crate) struct AlertRule {
     /// The notice's text; `{{ $labels.name }}` and `{{ $value }}` are filled in.
     #[serde(default)]
     pub summary: String,
+}
+
+/// The language of an alert rule's expression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum QueryLanguage {
+    #[default]
+    Promql,
+    Logql,
 }
 
 fn zero_duration() -> Duration {

@@ -84,6 +84,25 @@ impl Config {
         self.validate_metrics()?;
         self.validate_alerts()?;
         self.validate_logs()?;
+        self.validate_tracing()?;
+        Ok(())
+    }
+
+    fn validate_tracing(&self) -> Result<(), ConfigError> {
+        let t = &self.tracing;
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err(ConfigError::invalid("tracing.sample_ratio", "must be between 0 and 1"));
+        }
+        if !t.otlp_endpoint.is_empty() {
+            let ok = reqwest::Url::parse(&t.otlp_endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "tracing.otlp_endpoint",
+                    format!("{:?} is not an http(s) URL (e.g. \"http://collector:4318\")", t.otlp_endpoint),
+                ));
+            }
+        }
         Ok(())
     }
 

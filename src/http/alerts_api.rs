@@ -41,6 +41,8 @@ impl From<AlertsError> for ApiError {
 struct RuleView {
     name: String,
     expr: String,
+    /// `promql` (over the metrics) or `logql` (a metric query over the logs)
+    language: crate::config::QueryLanguage,
     /// seconds
     for_seconds: u64,
     severity: String,
@@ -100,6 +102,7 @@ async fn alerts_overview(_a: MetricsAuth, State(s): State<AlertsApi>) -> Result<
             RuleView {
                 name: r.name.clone(),
                 expr: r.expr.clone(),
+                language: r.language,
                 for_seconds: r.for_.as_std().as_secs(),
                 severity: r.severity.clone(),
                 summary: r.summary.clone(),

@@ -247,6 +247,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .merge(super::metrics_api::routes())
         .merge(super::alerts_api::routes())
         .merge(super::logs_api::routes())
+        .merge(super::traces_api::routes())
 }
 
 pub(crate) async fn method_not_allowed() -> ApiError {

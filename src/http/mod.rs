@@ -18,6 +18,7 @@ pub(crate) mod memory_api;
 pub(crate) mod metrics_api;
 pub(crate) mod proxy_api;
 pub(crate) mod system_api;
+pub(crate) mod traces_api;
 pub(crate) mod ui;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -56,6 +57,19 @@ pub(crate) struct AppState {
     pub history: MetricsApi,
     pub alerts: AlertsApi,
     pub logs: LogsApi,
+    pub traces: TracesApi,
+}
+
+/// What the traces routes (`traces_api`) use.
+#[derive(Clone)]
+pub(crate) struct TracesApi {
+    pub traces: Arc<crate::traces::Traces>,
+}
+
+impl axum::extract::FromRef<AppState> for TracesApi {
+    fn from_ref(s: &AppState) -> Self {
+        s.traces.clone()
+    }
 }
 
 /// What the log-store routes (`logs_api`) use.
@@ -177,8 +191,21 @@ pub(crate) fn router(state: AppState) -> Router {
 /// Outermost: take or generate the request id, open the request's span, echo the id back.
 async fn request_id(req: Request, next: Next) -> Response {
     let id = crate::net::request_id(req.headers());
-    let span = tracing::info_span!("request", request_id = %id);
-    let mut resp = next.run(req).instrument(span).await;
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        url.path = req.uri().path(),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    crate::tracecontext::adopt(&span, req.headers());
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", i64::from(resp.status().as_u16()));
+    if resp.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(X_REQUEST_ID.clone(), v);
     }

@@ -1,8 +1,8 @@
 //! The LogQL subset (pure): a stream selector `{unit="nginx", level=~"err|warn"}`, line filters `|=`, `!=`, `|~`,
 //! `!~`, the parsers `| json` and `| logfmt`, label filters (`| status >= 500`, `| method = "GET"`), and metric
 //! queries `count_over_time`, `rate`, `bytes_over_time`, `bytes_rate` over `[range]`, under `sum`, `avg`, `min`,
-//! `max`, `count` with `by`/`without` (before or after the argument). Anything else is refused with an error
-//! naming it, the way Loki's parser does.
+//! `max`, `count` with `by`/`without` (before or after the argument), compared with a number (`… > 10`, as alert
+//! rules use). Anything else is refused with an error naming it, the way Loki's parser does.
 
 use std::collections::BTreeMap;
 
@@ -103,6 +103,8 @@ pub(crate) struct MetricQuery {
     pub range_ns: i64,
     /// an aggregation over the range function's series, if any
     pub agg: Option<(String, Option<Grouping>)>,
+    /// a comparison with a number that keeps only the points passing it (`… > 10`), as alert rules use
+    pub cmp: Option<(Op, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -444,7 +446,28 @@ fn query(p: &mut P<'_>) -> Result<Query, LogqlError> {
     if p.rest().starts_with('{') {
         return Ok(Query::Log(log_query(p)?));
     }
-    Ok(Query::Metric(metric(p)?))
+    let mut m = metric(p)?;
+    p.ws();
+    if p.rest().starts_with(['>', '<', '=', '!']) {
+        let col = p.at;
+        let op = p.op()?;
+        if matches!(op, Op::Re | Op::Nre) {
+            return err(col, "a metric query compares with >, >=, <, <=, == or !=");
+        }
+        p.ws();
+        let start = p.at;
+        let b = p.s.as_bytes();
+        while p.at < b.len() && (b[p.at].is_ascii_alphanumeric() || b"+-.".contains(&b[p.at])) {
+            p.at += 1;
+        }
+        let text = &p.s[start..p.at];
+        if text == "bool" {
+            return Err(LogqlError::Unsupported("the `bool` modifier".into()));
+        }
+        let n: f64 = text.parse().map_err(|_| LogqlError::Parse { col: start + 1, msg: "expected a number".into() })?;
+        m.cmp = Some((op, n));
+    }
+    Ok(Query::Metric(m))
 }
 
 fn grouping(p: &mut P<'_>) -> Result<Option<Grouping>, LogqlError> {
@@ -479,7 +502,7 @@ fn metric(p: &mut P<'_>) -> Result<MetricQuery, LogqlError> {
         let range_ns = p.duration()?;
         p.expect("]")?;
         p.expect(")")?;
-        return Ok(MetricQuery { func, log, range_ns, agg: None });
+        return Ok(MetricQuery { func, log, range_ns, agg: None, cmp: None });
     }
     if AGGS.contains(&name.as_str()) {
         let mut group = grouping(p)?;
@@ -585,6 +608,31 @@ fn log_query(p: &mut P<'_>) -> Result<LogQuery, LogqlError> {
 /// The series of a metric query, from its matching lines given as (time ns, labels, bytes): evaluated at every
 /// `step` from `start` to `end` (ns) over `(t - range, t]`. Returns labels → (t ns, value) points.
 pub(crate) fn evaluate(
+    q: &MetricQuery,
+    events: &[(i64, Labels, usize)],
+    start: i64,
+    end: i64,
+    step: i64,
+) -> BTreeMap<Labels, Vec<(i64, f64)>> {
+    let mut series = aggregate(q, events, start, end, step);
+    if let Some((op, n)) = q.cmp {
+        let keep = |v: f64| match op {
+            Op::Gt => v > n,
+            Op::Ge => v >= n,
+            Op::Lt => v < n,
+            Op::Le => v <= n,
+            Op::Eq => v == n,
+            _ => v != n,
+        };
+        series.retain(|_, pts| {
+            pts.retain(|&(_, v)| keep(v));
+            !pts.is_empty()
+        });
+    }
+    series
+}
+
+fn aggregate(
     q: &MetricQuery,
     events: &[(i64, Labels, usize)],
     start: i64,
@@ -748,5 +796,15 @@ mod tests {
         let Query::Metric(m) = parse(r#"bytes_rate({source="j"}[10s])"#).unwrap() else { panic!() };
         let out = evaluate(&m, &events, 10 * s, 10 * s, s);
         assert_eq!(out[&a], vec![(10 * s, 1.0)]);
+        // a comparison keeps the points that pass it, as an alert rule reads it
+        let Query::Metric(m) = parse(r#"sum by (unit) (count_over_time({source="j"}[10s])) >= 2"#).unwrap() else {
+            panic!()
+        };
+        let out = evaluate(&m, &events, 10 * s, 20 * s, 10 * s);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[&labels(&[("unit", "a")])], vec![(10 * s, 2.0)]);
+        assert!(matches!(parse(r#"count_over_time({a="b"}[1m]) > bool 1"#), Err(LogqlError::Unsupported(_))));
+        assert!(matches!(parse(r#"count_over_time({a="b"}[1m]) =~ 1"#), Err(LogqlError::Parse { .. })));
+        assert!(matches!(parse(r#"count_over_time({a="b"}[1m]) > x"#), Err(LogqlError::Parse { .. })));
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Layout: pure cores in `model.rs` (entries, labels and their bounds), `logql.rs` (the query language and metric
 //! evaluation), `syslog.rs` (RFC 5424/3164 and TCP framing), `push.rs` (Loki's push bodies), `journal.rs`
-//! (journalctl's JSON); the IO shell in `store.rs` (SQLite) and `task.rs` (applier, the writer, the journal, the
+//! (journalctl's JSON), `docker.rs` (containers' log streams); the IO shell in `store.rs` (SQLite) and `task.rs` (applier, the writer, the journal, the
 //! syslog listeners).
 //!
 //! Invariants: sources never write to SQLite themselves — they [`Logs::push`] into a bounded queue that the
@@ -12,6 +12,7 @@
 //! counts); bad input is cut, replaced or counted, never refused in a way that loses the rest of a batch; a query
 //! never answers lines older than `logs.retention`.
 
+pub(crate) mod docker;
 pub(crate) mod journal;
 pub(crate) mod logql;
 pub(crate) mod model;

@@ -1,6 +1,7 @@
 //! The logs applier and tasks: `logs` (the writer: a transaction a second, retention and the disk cap every ten
-//! minutes), `own-logs` (hearth's own events from the tracing tap), `journal` (journalctl from the saved cursor)
-//! and `syslog` (the `logs.syslog_listen` sockets, UDP and TCP).
+//! minutes), `own-logs` (hearth's own events from the tracing tap), `journal` (journalctl from the saved cursor),
+//! `docker` (each running container's output, through the Docker API) and `syslog` (the `logs.syslog_listen`
+//! sockets, UDP and TCP).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -278,6 +279,134 @@ pub(crate) async fn journal(ctx: TaskCtx, logs: Arc<Logs>, live: Arc<LiveConfig>
             }
         }
     }
+}
+
+/// The `docker` task: every ten seconds, the running containers (from the Docker API when `logs.docker_socket` is
+/// readable; no Docker is not an error); each one followed from its saved position by its own follower, which ends
+/// when the container stops and starts again with it.
+pub(crate) async fn docker(ctx: TaskCtx, logs: Arc<Logs>, live: Arc<LiveConfig>) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    // per container id: its follower, and the time of the last line it queued (ahead of the saved position)
+    let mut followers: HashMap<String, tokio::task::JoinHandle<Option<i64>>> = HashMap::new();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    let mut socket_seen = std::path::PathBuf::new();
+    loop {
+        let cfg = live.current().logs.clone();
+        // finished followers hand back their position
+        for (id, h) in followers.extract_if(|_, h| h.is_finished()) {
+            if let Ok(Some(t)) = h.await {
+                last.insert(id, t);
+            }
+        }
+        let listed = if !cfg.docker {
+            Err("off (logs.docker = false)".to_string())
+        } else {
+            let socket = cfg.docker_socket.clone();
+            tokio::task::spawn_blocking(move || crate::docker::containers(&socket, Duration::from_secs(2)))
+                .await?
+                .map_err(|e| format!("no containers to follow: {e}"))
+        };
+        if socket_seen != cfg.docker_socket {
+            // another daemon: its containers are others
+            followers.drain().for_each(|(_, h)| h.abort());
+            socket_seen = cfg.docker_socket.clone();
+        }
+        match listed {
+            Err(why) => {
+                followers.drain().for_each(|(_, h)| h.abort());
+                ctx.ready(why);
+            }
+            Ok(containers) => {
+                let running: Vec<_> =
+                    containers.into_iter().filter(|c| c.state.is_empty() || c.state == "running").collect();
+                for c in &running {
+                    if followers.contains_key(&c.id) {
+                        continue;
+                    }
+                    let since = match last.get(&c.id) {
+                        Some(&t) => Some(t),
+                        None => {
+                            let (l, key) = (logs.clone(), super::docker::position_key(&c.id));
+                            tokio::task::spawn_blocking(move || l.store.meta(&key))
+                                .await??
+                                .and_then(|v| v.parse::<i64>().ok())
+                        }
+                    };
+                    let h = tokio::spawn(follow_container(logs.clone(), cfg.docker_socket.clone(), c.clone(), since));
+                    followers.insert(c.id.clone(), h);
+                }
+                ctx.ready(format!("following {} containers", followers.len()));
+            }
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => {
+                // followers queue what they have every 250 ms; stopping them now loses at most that
+                followers.drain().for_each(|(_, h)| h.abort());
+                return Ok(());
+            }
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
+/// Follow one container's output from `since` (ns, exclusive) until it stops; returns the last line's time.
+async fn follow_container(
+    logs: Arc<Logs>,
+    socket: std::path::PathBuf,
+    c: crate::docker::Container,
+    mut since: Option<i64>,
+) -> Option<i64> {
+    use super::docker::{Demux, FIRST_TAIL, entry, labels, position_key};
+    use tokio::io::AsyncReadExt;
+    let (mut stream, multiplexed) =
+        match crate::docker::follow_logs(&socket, &c.id, since, FIRST_TAIL, Duration::from_secs(5)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(container = %c.name(), "cannot follow its logs: {e}");
+                return since;
+            }
+        };
+    let base = labels(&logs.host, &c);
+    let key = position_key(&c.id);
+    let mut demux = Demux::new(multiplexed);
+    let floor = since;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut batch = vec![];
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let queue = |batch: &mut Vec<(Entry, bool)>, since: Option<i64>| {
+        if let (false, Some(t)) = (batch.is_empty(), since) {
+            let n = batch.len() as u64;
+            logs.push_at(std::mem::take(batch), &key, t.to_string());
+            metrics::counter!("hearth_logs_docker_lines_total").increment(n);
+        }
+    };
+    loop {
+        tokio::select! {
+            n = stream.read(&mut buf) => {
+                let n = match n {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                for (s, line) in demux.feed(&buf[..n]) {
+                    if let Some((e, cut)) = entry(s, &line, &base[(s - 1) as usize]) {
+                        // Docker may repeat lines up to the position (its filter is by the second on old daemons);
+                        // lines of one stream that share a time after it are all kept
+                        if floor.is_some_and(|t| e.t_ns <= t) {
+                            continue;
+                        }
+                        since = Some(e.t_ns);
+                        batch.push((e, cut));
+                    }
+                }
+                if batch.len() >= 1000 {
+                    queue(&mut batch, since);
+                }
+            }
+            _ = tick.tick() => queue(&mut batch, since),
+        }
+    }
+    queue(&mut batch, since);
+    since
 }
 
 /// The entry of one syslog message from `peer`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use promql_parser::label::{MatchOp, Matchers};
 use promql_parser::parser::{
-    self, AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, VectorMatchCardinality, VectorSelector,
+    self, AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, VectorMatchCardinality, VectorSelector,
 };
 
 use super::model::{Labels, NAME, Point};
@@ -133,8 +133,8 @@ impl Query {
 
     /// Evaluate at `t` (ms) over fetched `data`.
     pub(crate) fn eval(&self, data: &Data, t: i64, lookback: i64) -> Result<Value, QueryError> {
-        let (found, groups) = (Found::default(), Groups::default());
-        Eval { data, t, lookback, found: &found, groups: &groups }.eval(&self.expr)
+        let (found, groups, sweeps) = (Found::default(), Groups::default(), Sweeps::default());
+        Eval { data, t, lookback, found: &found, groups: &groups, sweeps: &sweeps, grid: None }.eval(&self.expr)
     }
 
     /// Evaluate at every `step` from `start` to `end` (ms), handing each step's value to `each`. The selectors are
@@ -146,10 +146,12 @@ impl Query {
         lookback: i64,
         each: &mut dyn FnMut(i64, Value),
     ) -> Result<(), QueryError> {
-        let (found, groups) = (Found::default(), Groups::default());
+        let (found, groups, sweeps) = (Found::default(), Groups::default(), Sweeps::default());
+        let grid = Grid { start, step: step.max(1), len: ((end - start) / step.max(1) + 1).max(0) as usize };
         let mut t = start;
         while t <= end {
-            each(t, Eval { data, t, lookback, found: &found, groups: &groups }.eval(&self.expr)?);
+            let e = Eval { data, t, lookback, found: &found, groups: &groups, sweeps: &sweeps, grid: Some(grid) };
+            each(t, e.eval(&self.expr)?);
             t += step;
         }
         Ok(())
@@ -262,6 +264,19 @@ type Found<'a> = std::cell::RefCell<HashMap<(usize, i64), &'a [Series]>>;
 /// Each aggregation node's group of each input label set (by the node's and the label set's addresses).
 type Groups = std::cell::RefCell<HashMap<(usize, usize), (Labels, Labels), foldhash::fast::RandomState>>;
 
+/// The steps of a range query.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    start: i64,
+    step: i64,
+    len: usize,
+}
+
+/// Each range-function node's value at every step of a range query (by the node's address), computed in one sweep
+/// over each series with two cursors that only move forward — instead of two binary searches per series per step;
+/// each step takes its own vector out.
+type Sweeps = std::cell::RefCell<HashMap<usize, Vec<Option<Vec<(Labels, f64)>>>>>;
+
 /// Most (aggregation, label set) groups a query remembers; past it, groups are computed again at each step.
 const MAX_CACHED_GROUPS: usize = 20_000;
 
@@ -271,6 +286,9 @@ struct Eval<'a, 'f> {
     lookback: i64,
     found: &'f Found<'a>,
     groups: &'f Groups,
+    sweeps: &'f Sweeps,
+    /// the range query's steps (`None` for an instant query)
+    grid: Option<Grid>,
 }
 
 fn exec(msg: impl Into<String>) -> QueryError {
@@ -345,6 +363,33 @@ impl<'a> Eval<'a, '_> {
         out
     }
 
+    /// A range function's values at every step of `g`: per series, the window `[t - range, t]` of each step found by
+    /// two cursors moving forward (the same windows [`Eval::range`] finds by binary search).
+    fn sweep(&self, name: &str, m: &MatrixSelector, range: i64, g: Grid) -> Vec<Option<Vec<(Labels, f64)>>> {
+        let offset = offset_ms(&m.vs.offset);
+        let mut out: Vec<Vec<(Labels, f64)>> = (0..g.len).map(|_| Vec::new()).collect();
+        for s in self.fetched(&m.vs, range) {
+            let l = if name == "last_over_time" { &s.labels } else { &s.bare };
+            let (mut a, mut b) = (0, 0);
+            for (k, step_out) in out.iter_mut().enumerate() {
+                let at = g.start + k as i64 * g.step - offset;
+                while a < s.pts.len() && s.pts[a].t < at - range {
+                    a += 1;
+                }
+                b = b.max(a);
+                while b < s.pts.len() && s.pts[b].t <= at {
+                    b += 1;
+                }
+                if b > a
+                    && let Some(v) = range_value(name, &s.pts[a..b], at, range)
+                {
+                    step_out.push((l.clone(), v));
+                }
+            }
+        }
+        out.into_iter().map(Some).collect()
+    }
+
     fn vector(&self, e: &Expr) -> Result<Vec<(Labels, f64)>, QueryError> {
         match self.eval(e)? {
             Value::Vector(v) => Ok(v),
@@ -367,26 +412,20 @@ impl<'a> Eval<'a, '_> {
                 return Err(exec(format!("{name}() needs a range vector selector")));
             };
             let range = ms(&m.range);
+            if let Some(g) = self.grid.filter(|g| (self.t - g.start) % g.step == 0 && self.t >= g.start) {
+                let k = ((self.t - g.start) / g.step) as usize;
+                let key = c as *const Call as usize;
+                let mut sweeps = self.sweeps.borrow_mut();
+                let all = sweeps.entry(key).or_insert_with(|| self.sweep(name, m, range, g));
+                // (a node met twice in one step would find its vector taken: it is computed below)
+                if let Some(v) = all.get_mut(k).and_then(Option::take) {
+                    return Ok(Value::Vector(v));
+                }
+            }
             let at = self.t - offset_ms(&m.vs.offset);
-            let sum = |w: &[Point]| w.iter().map(|p| p.sum).sum::<f64>();
-            let count = |w: &[Point]| w.iter().map(|p| p.count).sum::<f64>();
             let mut out = vec![];
             for (s, w) in self.range(&m.vs, range) {
-                let v = match name {
-                    "rate" | "increase" | "delta" => extrapolated(w, at, range, name != "delta", name == "rate"),
-                    "irate" | "idelta" => instant_delta(w, name == "irate"),
-                    "changes" => Some(w.windows(2).filter(|x| x[1].last != x[0].last).count() as f64),
-                    "resets" => Some(w.windows(2).filter(|x| x[1].last < x[0].last).count() as f64),
-                    "min_over_time" => w.iter().map(|p| p.min).reduce(f64::min),
-                    "max_over_time" => w.iter().map(|p| p.max).reduce(f64::max),
-                    "sum_over_time" => Some(sum(w)),
-                    "count_over_time" => Some(count(w)),
-                    "avg_over_time" => Some(sum(w) / count(w)),
-                    "last_over_time" => w.last().map(|p| p.last),
-                    "present_over_time" => Some(1.0),
-                    _ => None,
-                };
-                if let Some(v) = v {
+                if let Some(v) = range_value(name, w, at, range) {
                     let l = if name == "last_over_time" { &s.labels } else { &s.bare };
                     out.push((l.clone(), v));
                 }
@@ -758,6 +797,26 @@ fn arith(op: &str, a: f64, b: f64) -> Option<f64> {
         }
         _ => return None,
     })
+}
+
+/// A range function's value over one series' window `w` ending at `at`.
+fn range_value(name: &str, w: &[Point], at: i64, range: i64) -> Option<f64> {
+    let sum = |w: &[Point]| w.iter().map(|p| p.sum).sum::<f64>();
+    let count = |w: &[Point]| w.iter().map(|p| p.count).sum::<f64>();
+    match name {
+        "rate" | "increase" | "delta" => extrapolated(w, at, range, name != "delta", name == "rate"),
+        "irate" | "idelta" => instant_delta(w, name == "irate"),
+        "changes" => Some(w.windows(2).filter(|x| x[1].last != x[0].last).count() as f64),
+        "resets" => Some(w.windows(2).filter(|x| x[1].last < x[0].last).count() as f64),
+        "min_over_time" => w.iter().map(|p| p.min).reduce(f64::min),
+        "max_over_time" => w.iter().map(|p| p.max).reduce(f64::max),
+        "sum_over_time" => Some(sum(w)),
+        "count_over_time" => Some(count(w)),
+        "avg_over_time" => Some(sum(w) / count(w)),
+        "last_over_time" => w.last().map(|p| p.last),
+        "present_over_time" => Some(1.0),
+        _ => None,
+    }
 }
 
 /// Prometheus's `extrapolatedRate` (2.x): the increase over the samples in the window, extrapolated to the

@@ -23,6 +23,8 @@ const ACCESS_KEPT: usize = 1000;
 pub(crate) struct AccessEntry {
     pub ts_ms: i64,
     pub request_id: String,
+    /// the request's trace (32 hex digits; in the Traces page while it is kept)
+    pub trace_id: String,
     pub route: String,
     pub client: String,
     pub method: String,
@@ -79,7 +81,9 @@ impl Proxy {
         let elapsed = at.elapsed().as_secs_f64();
         metrics.requests(status).increment(1);
         metrics.duration.record(elapsed);
+        let trace_id = crate::tracecontext::trace_id(&tracing::Span::current()).unwrap_or_default();
         tracing::info!(
+            trace_id,
             route = %route,
             method = %method,
             path,
@@ -96,6 +100,7 @@ impl Proxy {
         self.remember(AccessEntry {
             ts_ms,
             request_id,
+            trace_id,
             route,
             client: canonical(conn.peer.ip()).to_string(),
             method: method.to_string(),

@@ -182,7 +182,18 @@ impl Proxy {
             return Dispatch::Done(r);
         }
         let rid = crate::net::request_id(req.headers());
-        let span = tracing::info_span!("proxy", request_id = %rid);
+        let span = tracing::info_span!(
+            "proxy",
+            request_id = %rid,
+            otel.kind = "server",
+            http.request.method = %req.method(),
+            url.path = req.uri().path(),
+            server.address = host.as_deref().unwrap_or(""),
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        // a caller's trace continues here (W3C traceparent)
+        crate::tracecontext::adopt(&span, req.headers());
         if login_route.is_some() {
             let client = canonical(conn.peer.ip());
             return Dispatch::Done(self.login_page(&route, req, conn, client).instrument(span).await);
@@ -217,16 +228,29 @@ impl Proxy {
         };
         let (mut resp, upstream) = match admitted.await {
             Ok((quota, user)) => {
-                // 6. backend
-                let (mut resp, upstream) = self.send(&route, req, conn, client, user.as_deref(), &rid).await;
+                // 6. backend, in its own span (its context goes to the backend as `traceparent`)
+                let span = tracing::info_span!(
+                    "upstream",
+                    otel.kind = "client",
+                    route = %route.name,
+                    http.response.status_code = tracing::field::Empty,
+                );
+                let (mut resp, upstream) =
+                    self.send(&route, req, conn, client, user.as_deref(), &rid).instrument(span.clone()).await;
+                span.record("http.response.status_code", i64::from(resp.status().as_u16()));
                 // 7. response headers
                 response_headers(&route, conn.tls, quota.as_ref(), &mut resp);
                 (resp, upstream)
             }
             Err(refused) => (*refused, String::new()),
         };
-        // 8. request id, metrics, access log
+        // 8. request id, the span's outcome, metrics, access log
         set_request_id(&mut resp, &rid);
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", i64::from(resp.status().as_u16()));
+        if resp.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
         self.log_access(started, conn, &resp, upstream, rid);
         resp
     }

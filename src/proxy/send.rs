@@ -257,6 +257,8 @@ impl Proxy {
         if let Ok(v) = HeaderValue::try_from(rid) {
             headers.insert(HeaderName::from_static("x-request-id"), v);
         }
+        // the backend's parent is this stage's span (`traceparent`, `tracestate`)
+        crate::tracecontext::pass_on(&tracing::Span::current(), &mut headers);
         // the path was normalised by `Front::handle` before the route was looked up
         let path = parts.uri.path();
         let path = if cfg.strip_prefix && cfg.path_prefix != "/" {

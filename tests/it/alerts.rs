@@ -356,3 +356,54 @@ async fn e_mail_alerts_go_through_a_real_mail_server_with_a_login() {
     gauge.store(0, Ordering::SeqCst);
     mail.wait("[RESOLVED] AtticHot", Duration::from_secs(20)).await;
 }
+
+#[tokio::test]
+async fn a_logql_rule_counts_log_lines_per_service_and_fires() {
+    let (sink, sink_port) = Sink::start();
+    let inst = Instance::start(&format!(
+        "[logs]\njournal = false\ndocker = false\nstorage = \"memory\"\n\n\
+         [alerts]\ndefault_rules = false\nevaluation_interval = \"1s\"\n\n\
+         [[alerts.rules]]\nname = \"BackupsFailing\"\nlanguage = \"logql\"\n\
+         expr = 'sum by (service) (count_over_time({{source=\"push\"}} |= \"failed\" [1m])) > 2'\n\
+         summary = \"{{{{ $labels.service }}}} failed {{{{ $value }}}} times\"\n\n\
+         [[alerts.channels]]\nname = \"am\"\nurl = \"http://127.0.0.1:{sink_port}/hook\"\n"
+    ))
+    .await;
+    let cfg = inst.config_path();
+    let out = inst.cli(&["token", "create", "shipper", "--scope", "logs", "--config", cfg.to_str().unwrap()], None);
+    let tok = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let push = |service: &'static str, n: usize| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let values: Vec<Value> =
+            (0..n).map(|i| json!([(now + i as u128).to_string(), format!("rsync to nas failed ({i})")])).collect();
+        let body = json!({"streams": [{"stream": {"service": service}, "values": values}]});
+        let (c, tok, url) = (reqwest::Client::new(), tok.clone(), inst.url("/loki/api/v1/push"));
+        async move {
+            let r = c.post(url).bearer_auth(tok).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 204);
+        }
+    };
+    // two failures is under the threshold; a third service's five are over it
+    push("photos", 2).await;
+    push("nas-backup", 5).await;
+    sink.wait("the firing webhook", Duration::from_secs(15), |s| !s.webhook("firing").is_empty()).await;
+    let w = &sink.webhook("firing")[0];
+    let alerts = w["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "only the service over the threshold: {w}");
+    assert_eq!(alerts[0]["labels"]["service"], "nas-backup");
+    assert_eq!(alerts[0]["annotations"]["summary"], "nas-backup failed 5 times");
+    let (c, _) = admin_session(&inst).await;
+    let v: Value = c.get(inst.url("/api/v1/alerts")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["rules"][0]["language"], "logql", "{v}");
+    // a log query (lines, not numbers) is refused naming the key
+    let r = inst.cli(&["check-config", cfg.to_str().unwrap()], None);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let bad = std::fs::read_to_string(&cfg).unwrap().replace(
+        r#"sum by (service) (count_over_time({source="push"} |= "failed" [1m])) > 2"#,
+        r#"{source="push"} |= "failed""#,
+    );
+    std::fs::write(&cfg, bad).unwrap();
+    let r = inst.cli(&["check-config", cfg.to_str().unwrap()], None);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("alerts.rules[0].expr") && err.contains("not numbers"), "{err}");
+}

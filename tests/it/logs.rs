@@ -4,7 +4,7 @@
 //! own events carry request ids, and only an admin session or a `logs` token gets in.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
@@ -296,4 +296,101 @@ async fn the_journal_is_followed_from_its_cursor_without_repeats_across_a_restar
     let again = lines(&inst, &tok, r#"{source="journal"}"#, 5).await;
     assert_eq!(got.len(), 4, "{got:?}");
     assert_eq!(again.len(), 4, "no entry read twice: {again:?}");
+}
+
+/// The stand-in Docker API (`tests/peers/dockerd.py`) with its state file; killed on drop.
+struct Dockerd {
+    dir: tempfile::TempDir,
+    proc: std::process::Child,
+}
+
+impl Dockerd {
+    fn start(state: &Value) -> Dockerd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Dockerd {
+            proc: Command::new("python3")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/dockerd.py"))
+                .args(["docker.sock", "state.json", "requests.log"].map(|f| dir.path().join(f)))
+                .spawn()
+                .unwrap(),
+            dir,
+        };
+        d.set(state);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !d.socket().exists() {
+            assert!(Instant::now() < deadline, "dockerd.py did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.path().join("docker.sock")
+    }
+    /// Rewrite the daemon's state (atomically: it re-reads it every 100 ms).
+    fn set(&self, state: &Value) {
+        let tmp = self.dir.path().join("state.tmp");
+        std::fs::write(&tmp, state.to_string()).unwrap();
+        std::fs::rename(tmp, self.dir.path().join("state.json")).unwrap();
+    }
+    fn requests(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("requests.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = self.proc.kill();
+        let _ = self.proc.wait();
+    }
+}
+
+#[tokio::test]
+async fn containers_output_is_followed_by_name_and_service_without_repeats_across_a_restart() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64 - 60_000_000_000;
+    let web = |lines: Vec<Value>| {
+        json!({"Id": "4f66ad9a0b2e11", "Names": ["/web"], "State": "running",
+               "Labels": {"com.docker.compose.service": "site"}, "lines": lines})
+    };
+    let shell = json!({"Id": "77aa", "Names": ["/shell"], "State": "running", "Tty": true, "Labels": null,
+                       "lines": [[now + 5, 1, "$ ls -l"]]});
+    let mut web_lines = vec![
+        json!([now + 1, 1, "GET / 200"]),
+        json!([now + 2, 2, "time=now level=error msg=\"db down\""]),
+        // two lines with one time (a coarse clock): both kept
+        json!([now + 3, 1, "GET /a 200"]),
+        json!([now + 3, 1, "GET /a2 200"]),
+    ];
+    let d = Dockerd::start(&json!({"containers": [web(web_lines.clone()), shell]}));
+    let mut inst =
+        Instance::start(&format!("[logs]\njournal = false\ndocker_socket = \"{}\"\n", d.socket().display())).await;
+    let tok = token(&inst, "d", "logs");
+    let got = lines(&inst, &tok, r#"{source="docker"}"#, 5).await;
+    assert_eq!(got.len(), 5, "{got:?}");
+    let err = got.iter().find(|(l, _)| l["stream"] == "stderr").expect("the stderr line");
+    assert_eq!(
+        (err.0["container"].as_str(), err.0["service"].as_str(), err.0["level"].as_str()),
+        (Some("web"), Some("site"), Some("error"))
+    );
+    assert_eq!(err.1, "time=now level=error msg=\"db down\"");
+    let tty = lines(&inst, &tok, r#"{container="shell"}"#, 1).await;
+    assert_eq!((tty[0].1.as_str(), tty[0].0["stream"].as_str()), ("$ ls -l", Some("stdout")), "{tty:?}");
+    // followed: a new line arrives while hearth runs
+    web_lines.push(json!([now + 10, 1, "GET /b 404"]));
+    d.set(&json!({"containers": [web(web_lines.clone())]}));
+    let got = lines(&inst, &tok, r#"{container="web"}"#, 5).await;
+    assert_eq!(got[0].1, "GET /b 404", "{got:?}");
+    // a restart resumes after the last line kept: nothing twice, nothing lost while hearth was down
+    inst.restart().await;
+    web_lines.push(json!([now + 20, 1, "GET /c 200"]));
+    d.set(&json!({"containers": [web(web_lines.clone())]}));
+    let got = lines(&inst, &tok, r#"{container="web"}"#, 6).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = lines(&inst, &tok, r#"{container="web"}"#, 7).await;
+    assert_eq!(got.len(), 6, "{got:?}");
+    assert_eq!(again.len(), 6, "no line read twice: {again:?}");
+    let resumed =
+        d.requests().lines().filter(|l| l.contains("/containers/4f66ad9a0b2e11/logs") && l.contains("since=")).count();
+    assert!(resumed >= 1, "the restart asked from its position: {}", d.requests());
+    // the API's filter is by time: a name is never a path
+    assert!(d.requests().lines().all(|l| l.starts_with("GET /containers/")), "{}", d.requests());
 }

@@ -16,3 +16,4 @@ mod metrics;
 mod onboarding;
 mod openapi;
 mod proxy;
+mod traces;

@@ -387,7 +387,8 @@ async fn remote_write_leaves_no_gap_after_a_receiver_outage() {
     // but not yet written to its own WAL)
     let _ = Command::new("kill").args(["-TERM", &prom.id().to_string()]).status();
     let _ = prom.wait();
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // the outage: two minutes without a receiver
+    tokio::time::sleep(Duration::from_secs(120)).await;
     let mut prom = prometheus_receiver(dir.path(), port);
     tokio::time::sleep(Duration::from_secs(25)).await;
     // a time the last push (every 10 s) has certainly covered

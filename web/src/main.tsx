@@ -15,6 +15,7 @@ import { Status } from './pages/status';
 import { Dashboards } from './pages/dashboards';
 import { Alerts } from './pages/alerts';
 import { Logs } from './pages/logs';
+import { Traces } from './pages/traces';
 import { DeviceGuide } from './devices';
 import { PauseSwitch } from './pause';
 import './style.css';
@@ -26,6 +27,7 @@ const PAGES = [
   { path: '/dashboards', title: 'Dashboards', view: Dashboards, nav: true },
   { path: '/alerts', title: 'Alerts', view: Alerts, nav: true },
   { path: '/logs', title: 'Logs', view: Logs, nav: true },
+  { path: '/traces', title: 'Traces', view: Traces, nav: true },
   { path: '/proxy', title: 'Proxy', view: Proxy, nav: true },
   { path: '/memory', title: 'Memory', view: Memory, nav: true },
   { path: '/status', title: 'Status', view: Status, nav: true },

@@ -19,6 +19,7 @@ interface ActiveAlert {
 interface Rule {
   name: string;
   expr: string;
+  language: 'promql' | 'logql';
   for_seconds: number;
   severity: string;
   summary: string;
@@ -311,6 +312,7 @@ export function Alerts() {
                     {r.severity}
                     {r.for_seconds > 0 && ` · for ${duration(r.for_seconds)}`}
                     {r.builtin && ' · built-in'}
+                    {r.language === 'logql' && ' · over the logs (LogQL)'}
                   </div>
                 </td>
                 <td>

@@ -89,14 +89,21 @@ function LineText({ line, onRequest }: { line: string; onRequest: (id: string) =
   );
 }
 
+/** The LogQL of every line of one request. */
+function requestQuery(id: string): string {
+  return `{source=~".+"} |= ${quote(id)}`;
+}
+
 export function Logs() {
+  // `/logs?request=<id>` (from the Proxy page's access log) opens that request's lines
+  const linked = new URLSearchParams(location.search).get('request');
   const status = usePoll<LogsStatus>('/api/v1/logs/status', 10000);
   const [values, setValues] = useState<Record<string, string[]>>({});
   const [picked, setPicked] = useState<Record<string, string>>({});
   const [search, setSearch] = useState('');
-  const [advanced, setAdvanced] = useState(false);
-  const [logql, setLogql] = useState('{source=~".+"}');
-  const [range, setRange] = useState(3600);
+  const [advanced, setAdvanced] = useState(!!linked);
+  const [logql, setLogql] = useState(linked ? requestQuery(linked) : '{source=~".+"}');
+  const [range, setRange] = useState(linked ? 86400 : 3600);
   const [rows, setRows] = useState<Row[]>([]);
   const [counts, setCounts] = useState<{ times: number[]; values: number[] }>({ times: [], values: [] });
   const [error, setError] = useState('');
@@ -189,7 +196,7 @@ export function Logs() {
 
   function showRequest(id: string) {
     setAdvanced(true);
-    const q = `{source=~".+"} |= ${quote(id)}`;
+    const q = requestQuery(id);
     setLogql(q);
     setRange(Math.max(range, 86400));
     run(q);

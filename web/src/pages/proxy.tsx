@@ -7,6 +7,7 @@ import { CaInstall } from '../devices';
 import { isLocalName, NEW_ROUTE, RouteForm } from './routeform';
 import { AcmeSettings } from './acme';
 import { Alert } from '../alert';
+import { Link } from '../nav';
 
 /** Who may use a route, in a few words, with a lock when it is not open to everyone. */
 function access_of(r: RouteView) {
@@ -277,7 +278,16 @@ export function Proxy() {
                   </td>
                   <td data-label="Request" class="name small">
                     {a.method} {a.host}
-                    {a.path}
+                    {a.path}{' '}
+                    <span class="muted">
+                      · <Link to={`/logs?request=${encodeURIComponent(a.request_id)}`}>logs</Link>
+                      {a.trace_id && (
+                        <>
+                          {' '}
+                          · <Link to={`/traces?trace=${a.trace_id}`}>trace</Link>
+                        </>
+                      )}
+                    </span>
                   </td>
                   <td data-label="Status" class={a.status >= 500 ? 'error' : a.status >= 400 ? 'muted' : 'ok'}>
                     {a.status}
