@@ -157,6 +157,7 @@ struct TraceDetail {
 #[utoipa::path(get, path = "/api/v1/traces/{trace_id}", tag = "traces",
     params(("trace_id" = String, Path, description = "32 hex digits")),
     responses((status = 200, description = "the trace", body = TraceDetail),
+              (status = 400, description = "`invalid_trace_id`: not 32 hex digits", body = ErrorBody),
               (status = 404, description = "`not_found`: no longer kept (or never seen)", body = ErrorBody),
               (status = 401, description = "not signed in", body = ErrorBody),
               (status = 403, description = "`insufficient_scope`", body = ErrorBody)),

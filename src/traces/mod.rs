@@ -29,6 +29,11 @@ use ring::{Ring, SpanRec};
 /// Paths whose traces the ring skips (health probes and metric scrapes; they are still exported when sampled).
 const PROBES: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
+/// A probe, a scrape, or the Traces page reading the ring (looking at traces would fill it with itself).
+fn is_probe(path: &str) -> bool {
+    PROBES.contains(&path) || path.starts_with("/api/v1/traces")
+}
+
 /// Finished sampled spans waiting for the exporter, at most.
 pub(crate) const MAX_QUEUE: usize = 4096;
 
@@ -193,11 +198,8 @@ impl SpanProcessor for Processor {
             error: matches!(span.status, opentelemetry::trace::Status::Error { .. }),
         };
         // probes and scrapes would push every request worth seeing out of the ring
-        let probe = root
-            && rec
-                .attributes
-                .iter()
-                .any(|kv| kv.key.as_str() == "url.path" && PROBES.contains(&kv.value.as_str().as_ref()));
+        let probe =
+            root && rec.attributes.iter().any(|kv| kv.key.as_str() == "url.path" && is_probe(&kv.value.as_str()));
         if sampled && self.0.exporting.load(Ordering::Relaxed) && self.0.queue.try_send(span).is_err() {
             self.0.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
