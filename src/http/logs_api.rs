@@ -26,6 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(loki_query_get))
         .routes(routes!(loki_labels))
         .routes(routes!(loki_label_values))
+        .routes(routes!(loki_series_get, loki_series_post))
         .routes(routes!(logs_status))
 }
 
@@ -54,6 +55,16 @@ struct RangeForm {
     limit: Option<u32>,
     direction: Option<String>,
     step: Option<String>,
+}
+
+/// The form body of `POST /loki/api/v1/series` (documentation: the handler reads the raw form).
+#[derive(serde::Deserialize, ToSchema)]
+#[allow(dead_code)]
+struct SeriesForm {
+    #[serde(rename = "match[]")]
+    matches: Option<Vec<String>>,
+    start: Option<String>,
+    end: Option<String>,
 }
 
 fn loki_error(status: StatusCode, kind: &str, msg: impl Into<String>) -> Response {
@@ -321,6 +332,46 @@ async fn loki_label_values(
     };
     match api.logs.label_values(&name, start, end, get(&f, "query")) {
         Ok(v) => success(json!(v)),
+        Err(e) => from_error(e),
+    }
+}
+
+/// The streams (label sets) with lines in the window that any `match[]` selector picks, as Loki's `/series`
+/// answers (logcli `series`, Grafana's label browser).
+#[utoipa::path(get, path = "/loki/api/v1/series", tag = "logs",
+    params(("match[]" = Option<Vec<String>>, Query, description = "stream selectors; none: every stream"),
+           ("start" = Option<String>, Query, description = "default 6 hours ago"),
+           ("end" = Option<String>, Query, description = "default now")),
+    responses((status = 200, description = "label sets", body = LokiEnvelope),
+              (status = 400, description = "`bad_data`", body = LokiEnvelope),
+              (status = 401, description = "not signed in", body = ErrorBody),
+              (status = 403, description = "`insufficient_scope`", body = ErrorBody)),
+    security(("session" = []), ("token" = ["logs"])))]
+async fn loki_series_get(_a: LogsAuth, State(api): State<LogsApi>, RawQuery(q): RawQuery) -> Response {
+    series(api, form(q, b""))
+}
+
+/// `/loki/api/v1/series` with its parameters in a form body.
+#[utoipa::path(post, path = "/loki/api/v1/series", tag = "logs",
+    request_body(content = SeriesForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "label sets", body = LokiEnvelope),
+              (status = 400, description = "`bad_data`", body = LokiEnvelope),
+              (status = 401, description = "not signed in", body = ErrorBody),
+              (status = 403, description = "`insufficient_scope`", body = ErrorBody)),
+    security(("session" = []), ("token" = ["logs"])))]
+async fn loki_series_post(_a: LogsAuth, State(api): State<LogsApi>, RawQuery(q): RawQuery, body: Bytes) -> Response {
+    series(api, form(q, &body))
+}
+
+fn series(api: LogsApi, f: Vec<(String, String)>) -> Response {
+    let (start, end) = match window(&f) {
+        Ok(w) => w,
+        Err(e) => return bad(e),
+    };
+    let selectors: Vec<&str> =
+        f.iter().filter(|(k, _)| k == "match[]" || k == "match").map(|(_, v)| v.as_str()).collect();
+    match api.logs.series(&selectors, start, end) {
+        Ok(v) => success(json!(v.iter().map(|l| l.to_map()).collect::<Vec<_>>())),
         Err(e) => from_error(e),
     }
 }

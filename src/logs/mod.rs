@@ -282,6 +282,29 @@ impl Logs {
         names
     }
 
+    /// The label sets of the streams with lines in `[start, end)` that any of `selectors` picks (Loki's `/series`;
+    /// no selector: every stream).
+    pub(crate) fn series(&self, selectors: &[&str], start: i64, end: i64) -> Result<Vec<Labels>, LogsError> {
+        let mut qs = vec![];
+        for s in selectors {
+            match logql::parse(s)? {
+                Query::Log(l) => qs.push(l),
+                Query::Metric(_) => {
+                    return Err(LogsError::BadRequest(format!("match[] must be a stream selector: {s}")));
+                }
+            }
+        }
+        let mut out: Vec<Labels> = self
+            .store
+            .streams(start, end, &|l| qs.is_empty() || qs.iter().any(|q| q.selects(l)))
+            .into_iter()
+            .map(|s| s.labels)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// Values of label `name` on the streams with lines in `[start, end)` (narrowed by a selector, if given).
     pub(crate) fn label_values(
         &self,

@@ -165,7 +165,7 @@ async fn every_documented_route_requires_auth_except_public_ones() {
             "POST /dns-query",
         ]
     );
-    assert_eq!(protected, 79, "protected operations");
+    assert_eq!(protected, 81, "protected operations");
     // every /api/v1 route is in the document
     for p in [
         "/api/v1/tokens",

@@ -184,6 +184,23 @@ log.warning("smart: reallocated sectors grew to 8", extra={{"tags": {{"disk": "s
         .await
         .unwrap();
     assert_eq!(v["data"], json!(["hearth", "push", "syslog"]));
+    // the streams a selector picks, as logcli `series` asks (and a bad selector is bad_data)
+    let v: Value = c
+        .get(inst.url("/loki/api/v1/series"))
+        .query(&[("match[]", r#"{app="nas-script"}"#), ("match[]", r#"{job="varlogs"}"#)])
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sets = v["data"].as_array().unwrap();
+    assert_eq!(sets.len(), 2, "{v}");
+    assert!(sets.iter().any(|s| s["app"] == "nas-script" && s["disk"] == "sdb"), "{v}");
+    assert!(sets.iter().any(|s| s["job"] == "varlogs"), "{v}");
+    let r = c.get(inst.url("/loki/api/v1/series")).query(&[("match[]", "{")]).bearer_auth(&tok).send().await.unwrap();
+    assert_eq!(r.status(), 400);
     let v: Value = c
         .get(inst.url("/loki/api/v1/query"))
         .query(&[("query", r#"sum by (level) (count_over_time({source="syslog"}[5m]))"#)])
