@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::common::{Instance, admin_session};
+use crate::common::{Instance, admin_session, token};
 
 #[derive(Clone, Debug)]
 struct Req {
@@ -370,8 +370,7 @@ async fn a_logql_rule_counts_log_lines_per_service_and_fires() {
     ))
     .await;
     let cfg = inst.config_path();
-    let out = inst.cli(&["token", "create", "shipper", "--scope", "logs", "--config", cfg.to_str().unwrap()], None);
-    let tok = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let tok = token(&inst, "shipper", "logs");
     let push = |service: &'static str, n: usize| {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         let values: Vec<Value> =

@@ -245,6 +245,14 @@ pub fn setup_code(inst: &Instance) -> String {
 }
 
 /// Create the admin (the setup answer logs it in), return (client with session cookie, csrf token).
+/// A new API token (`hearth token create NAME --scope SCOPE`) for this instance.
+pub fn token(inst: &Instance, name: &str, scope: &str) -> String {
+    let cfg = inst.config_path();
+    let out = inst.cli(&["token", "create", name, "--scope", scope, "--config", cfg.to_str().unwrap()], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 pub async fn admin_session(inst: &Instance) -> (reqwest::Client, String) {
     let c = client();
     let r = c

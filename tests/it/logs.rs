@@ -8,14 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::common::{Instance, expect_error, free_port};
-
-fn token(inst: &Instance, name: &str, scope: &str) -> String {
-    let cfg = inst.config_path();
-    let out = inst.cli(&["token", "create", name, "--scope", scope, "--config", cfg.to_str().unwrap()], None);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
+use crate::common::{Instance, expect_error, free_port, token};
 
 /// A range query's lines (newest first), polled until `want` lines came back or 10 s passed.
 async fn lines(inst: &Instance, token: &str, query: &str, want: usize) -> Vec<(Value, String)> {

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::common::{Instance, expect_error, free_port};
+use crate::common::{Instance, expect_error, free_port, token};
 
 /// Counters that grow linearly with the wall clock (so two scrapers at different instants agree on every rate),
 /// constant gauges, and a histogram.
@@ -152,13 +152,7 @@ async fn promql_answers_match_a_real_prometheus_on_the_same_exporter() {
     let bad = serve(|| "this is { not an exposition\n".to_string());
     let prom = prometheus(target);
     let inst = Instance::start(&hearth_config(target, bad)).await;
-    let cfg = inst.config_path();
-    let token = {
-        let out =
-            inst.cli(&["token", "create", "grafana", "--scope", "metrics", "--config", cfg.to_str().unwrap()], None);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let token = token(&inst, "grafana", "metrics");
     let c = reqwest::Client::new();
     let hearth = inst.url("/prometheus");
     let prom_base = format!("http://127.0.0.1:{}", prom.port);
