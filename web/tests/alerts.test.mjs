@@ -4,10 +4,8 @@
 // dark; screenshots in web/test-artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createServer } from 'node:http';
-import { startHearth, launchBrowser, shot } from './harness.mjs';
+import { startHearth, launchBrowser, shot, createAdmin, logIn } from './harness.mjs';
 
 let h, base, browser, sink;
 const received = [];
@@ -33,13 +31,7 @@ before(async () => {
       `[[alerts.channels]]\nname = "old-webhook"\nurl = "http://127.0.0.1:${port}/broken"\n`,
   );
   ({ base } = h);
-  const code = readFileSync(join(h.dir, 'data', 'setup-code'), 'utf8').trim();
-  const r = await fetch(base + '/api/v1/setup', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'correct horse battery', setup_code: code }),
-  });
-  assert.equal(r.status, 201, await r.text());
+  await createAdmin(h);
   browser = await launchBrowser();
 });
 
@@ -58,11 +50,7 @@ for (const [label, viewport, theme] of [
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(base + '/');
-    await page.getByLabel('User name').fill('admin');
-    await page.getByLabel('Password').fill('correct horse battery');
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await logIn(page, base);
     await page.goto(base + '/alerts');
     const now = page.getByTestId('active-alerts');
     await now.getByText('the attic reads 42').waitFor();

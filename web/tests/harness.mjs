@@ -2,7 +2,7 @@
 // (Not a test file itself: node --test runs only *.test.mjs here.)
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
@@ -99,6 +99,27 @@ export async function stopAndRemove(proc, dir) {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/// The admin account every UI test logs in with ('admin' / 'correct horse battery'), made through the setup API
+/// with the instance's one-time setup code.
+export async function createAdmin(h) {
+  const code = readFileSync(join(h.dir, 'data', 'setup-code'), 'utf8').trim();
+  const r = await fetch(h.base + '/api/v1/setup', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: 'admin', password: 'correct horse battery', setup_code: code }),
+  });
+  assert.equal(r.status, 201, await r.text());
+}
+
+/// Log `page` in as that admin and wait for the dashboard.
+export async function logIn(page, base) {
+  await page.goto(base + '/');
+  await page.getByLabel('User name').fill('admin');
+  await page.getByLabel('Password').fill('correct horse battery');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
 }
 
 export function launchBrowser() {

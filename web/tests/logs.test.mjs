@@ -4,9 +4,7 @@
 // Desktop and phone widths, light and dark; screenshots in web/test-artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startHearth, launchBrowser, shot } from './harness.mjs';
+import { startHearth, launchBrowser, shot, createAdmin, logIn } from './harness.mjs';
 
 let h, base, browser, cookie, csrf;
 
@@ -24,13 +22,7 @@ async function push(lines, labels = { app: 'nas-backup', level: 'error' }) {
 before(async () => {
   h = await startHearth('logs', `[logs]\nstorage = "memory"\n`);
   ({ base } = h);
-  const code = readFileSync(join(h.dir, 'data', 'setup-code'), 'utf8').trim();
-  const r = await fetch(base + '/api/v1/setup', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'correct horse battery', setup_code: code }),
-  });
-  assert.equal(r.status, 201, await r.text());
+  await createAdmin(h);
   const login = await fetch(base + '/api/v1/auth/login', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
@@ -61,11 +53,7 @@ for (const [label, viewport, theme] of [
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(base + '/');
-    await page.getByLabel('User name').fill('admin');
-    await page.getByLabel('Password').fill('correct horse battery');
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await logIn(page, base);
     await page.getByRole('link', { name: 'Logs' }).first().click();
     await page.getByRole('heading', { name: 'Logs' }).waitFor();
     await page.getByText('backup of /srv finished in 42 s').waitFor();

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BIN, startHearth, launchBrowser, shot } from './harness.mjs';
+import { BIN, startHearth, launchBrowser, shot, createAdmin, logIn } from './harness.mjs';
 
 let h, dir, base, browser;
 const HASH = () => execFileSync(BIN, ['admin', 'hash-password'], { input: 'route secret\n' }).toString().trim();
@@ -43,13 +43,7 @@ deny = ["127.0.0.9"]
 before(async () => {
   h = await startHearth('proxy-edit', `[proxy]\n${ROUTE(HASH())}`);
   ({ dir, base } = h);
-  const code = readFileSync(join(dir, 'data', 'setup-code'), 'utf8').trim();
-  const r = await fetch(base + '/api/v1/setup', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'correct horse battery', setup_code: code }),
-  });
-  assert.equal(r.status, 201, await r.text());
+  await createAdmin(h);
   browser = await launchBrowser();
 });
 
@@ -69,11 +63,7 @@ for (const [label, viewport] of [
   test(`editing a fully configured route keeps every key (${label})`, async () => {
     const context = await browser.newContext({ viewport });
     const page = await context.newPage();
-    await page.goto(base + '/');
-    await page.getByLabel('User name').fill('admin');
-    await page.getByLabel('Password').fill('correct horse battery');
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await logIn(page, base);
     await page.getByRole('link', { name: 'Proxy' }).click();
     await page.getByRole('heading', { name: 'Routes' }).waitFor();
     const before = await routeJson(page);
@@ -109,11 +99,7 @@ for (const [label, viewport] of [
 ]) test(`the route editor shows every key on its tabs, and an edit on each tab keeps the access settings (${label})`, async () => {
   const context = await browser.newContext({ viewport });
   const page = await context.newPage();
-  await page.goto(base + '/');
-  await page.getByLabel('User name').fill('admin');
-  await page.getByLabel('Password').fill('correct horse battery');
-  await page.getByRole('button', { name: 'Log in' }).click();
-  await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+  await logIn(page, base);
   original ??= await routeJson(page);
   await page.evaluate(async (route) => {
     const csrf = (await (await fetch('/api/v1/auth/session')).json()).csrf_token;

@@ -4,10 +4,8 @@
 // web/test-artifacts/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import http from 'node:http';
-import { startHearth, launchBrowser, shot, freePort } from './harness.mjs';
+import { startHearth, launchBrowser, shot, freePort, createAdmin, logIn } from './harness.mjs';
 
 let h, base, browser, backend;
 
@@ -36,13 +34,7 @@ before(async () => {
     `[tracing]\nsample_ratio = 1.0\n\n[[proxy.routes]]\nhosts = ["app.home.arpa"]\nupstreams = ["http://127.0.0.1:${port}"]\ntls = "none"\n`,
   );
   ({ base } = h);
-  const code = readFileSync(join(h.dir, 'data', 'setup-code'), 'utf8').trim();
-  const r = await fetch(base + '/api/v1/setup', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'correct horse battery', setup_code: code }),
-  });
-  assert.equal(r.status, 201, await r.text());
+  await createAdmin(h);
   assert.equal(await site('/photos/2026'), 200);
   assert.equal(await site('/broken/upload'), 500);
   browser = await launchBrowser();
@@ -63,11 +55,7 @@ for (const [label, viewport, theme] of [
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(e.message));
-    await page.goto(base + '/');
-    await page.getByLabel('User name').fill('admin');
-    await page.getByLabel('Password').fill('correct horse battery');
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    await logIn(page, base);
     await page.getByRole('link', { name: 'Traces' }).first().click();
     await page.getByRole('heading', { name: 'Traces' }).waitFor();
     await page.getByRole('link', { name: /app\.home\.arpa\/photos\/2026/ }).waitFor();
